@@ -1,0 +1,511 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// Secret is a string that never prints.
+type Secret string
+
+// String implements fmt.Stringer without revealing the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// LogValue keeps secrets out of slog output.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalJSON keeps secrets out of JSON dumps.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(s.String())), nil }
+
+// Reveal returns the value, for the one place that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Config is everything herald needs to run.
+type Config struct {
+	Redis      Redis      `yaml:"redis"`
+	SMTP       SMTP       `yaml:"smtp"`
+	Slack      Slack      `yaml:"slack"`
+	HTTP       HTTP       `yaml:"http"`
+	API        API        `yaml:"api"`
+	Monitoring Monitoring `yaml:"monitoring"`
+	Worker     Worker     `yaml:"worker"`
+	Content    Content    `yaml:"content"`
+	Topics     []Topic    `yaml:"topics"`
+	Caps       []Cap      `yaml:"caps"`
+	RateLimits RateLimits `yaml:"rate_limits"`
+	Log        Log        `yaml:"log"`
+	// SigningKey signs preference-centre and unsubscribe links (HMAC-SHA256).
+	SigningKey Secret `yaml:"-"`
+	// TokenTTL is how long a signed link stays valid. Default 90 days.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// ClickTracking rewrites {{ track }} links through /r/{token}. Default off.
+	ClickTracking bool `yaml:"click_tracking"`
+}
+
+// Redis says where Redis is: one URL, a Sentinel group, or a Cluster.
+type Redis struct {
+	URL              Secret        `yaml:"-"`               // HERALD_REDIS_URL: redis:// or rediss://
+	SentinelMaster   string        `yaml:"sentinel_master"` // HERALD_REDIS_SENTINEL_MASTER
+	SentinelAddrs    []string      `yaml:"sentinel_addrs"`  // HERALD_REDIS_SENTINEL_ADDRS
+	SentinelPassword Secret        `yaml:"-"`               // HERALD_REDIS_SENTINEL_PASSWORD
+	ClusterAddrs     []string      `yaml:"cluster_addrs"`   // HERALD_REDIS_CLUSTER_ADDRS
+	Password         Secret        `yaml:"-"`               // HERALD_REDIS_PASSWORD (Sentinel/Cluster nodes)
+	DB               int           `yaml:"db"`              // Sentinel only
+	DialTimeout      time.Duration `yaml:"dial_timeout"`    // default 5s
+}
+
+// SMTP is the email relay.
+type SMTP struct {
+	URL  Secret `yaml:"-"`    // HERALD_SMTP_URL: smtp://user:pass@host:port?tls=none|starttls|tls
+	From string `yaml:"from"` // HERALD_MAIL_FROM: "Lumen <hello@example.com>"
+	// ReplyTo is the Reply-To address for messages (optional).
+	ReplyTo string `yaml:"reply_to"`
+	// UnsubscribeMailto adds a mailto: target to List-Unsubscribe (optional).
+	UnsubscribeMailto string `yaml:"unsubscribe_mailto"`
+}
+
+// Slack is the Slack workspace.
+type Slack struct {
+	Token         Secret `yaml:"-"`       // HERALD_SLACK_TOKEN: xoxb-…
+	APIURL        string `yaml:"api_url"` // HERALD_SLACK_API_URL: for tests
+	SigningSecret Secret `yaml:"-"`       // HERALD_SLACK_SIGNING_SECRET
+}
+
+// HTTP is the API server.
+type HTTP struct {
+	Addr      string `yaml:"addr"`       // HERALD_HTTP_ADDR, default 127.0.0.1:8080
+	PublicURL string `yaml:"public_url"` // HERALD_PUBLIC_URL, default http://<addr>
+	// MaxBodyBytes caps request bodies (413 beyond). Default 1 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// API holds the bearer tokens apps use.
+type API struct {
+	// Tokens come from HERALD_API_TOKENS: "name:token,name:token" (a bare
+	// token is named token-1, token-2, …). The name is recorded in consent and
+	// timeline entries.
+	Tokens []Token `yaml:"-"`
+}
+
+// Token is one named API token.
+type Token struct {
+	Name  string
+	Value Secret
+}
+
+// Monitoring protects the embedded asynq dashboard.
+type Monitoring struct {
+	Username string `yaml:"username"` // HERALD_MONITORING_USER
+	Password Secret `yaml:"-"`        // HERALD_MONITORING_PASSWORD
+	// ReadOnly hides the dashboard's write actions. Default true.
+	ReadOnly *bool `yaml:"read_only"`
+}
+
+// Worker tunes the asynq server.
+type Worker struct {
+	Concurrency int `yaml:"concurrency"` // default 20
+	// Queues maps queue names to weights. Default critical 6, email 4,
+	// slack 4, default 3, bulk 1.
+	Queues          map[string]int `yaml:"queues"`
+	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"` // default 25s
+	// DeliveryTimeout bounds one provider call. Default 60s (whole seconds: asynq rounds).
+	DeliveryTimeout time.Duration `yaml:"delivery_timeout"`
+	MaxRetry        int           `yaml:"max_retry"` // default 12
+}
+
+// Content says where workflows and templates live and how messages look.
+type Content struct {
+	Workflows     string `yaml:"workflows"`      // HERALD_WORKFLOWS (folder)
+	Templates     string `yaml:"templates"`      // HERALD_TEMPLATES (folder)
+	DefaultLocale string `yaml:"default_locale"` // default en
+	BrandName     string `yaml:"brand_name"`     // default herald
+	PostalAddress string `yaml:"postal_address"`
+}
+
+// Topic declares a topic customers can opt in or out of.
+type Topic struct {
+	Name             string `yaml:"name"`
+	Required         bool   `yaml:"required"`
+	OptIn            *bool  `yaml:"opt_in"` // default true (opt-out model)
+	Class            string `yaml:"class"`
+	BypassQuietHours bool   `yaml:"bypass_quiet_hours"`
+}
+
+// Cap limits how many messages of a topic class a customer gets per period.
+type Cap struct {
+	Class  string        `yaml:"class"`
+	Max    int           `yaml:"max"`
+	Per    time.Duration `yaml:"per"`
+	Action string        `yaml:"action"` // defer (default) or drop
+}
+
+// RateLimits are provider limits shared by every worker through Redis.
+type RateLimits struct {
+	SMTPPerSecond  int `yaml:"smtp_per_second"`  // 0 = unlimited
+	SlackPerMinute int `yaml:"slack_per_minute"` // chat.postMessage; 0 = unlimited
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // json (default) or text
+}
+
+// Load reads the YAML file at path (none when path is empty) and then the
+// environment (env wins), and fills defaults. It does not validate.
+func Load(path string) (Config, error) {
+	return load(path, os.LookupEnv)
+}
+
+func load(path string, lookup func(string) (string, bool)) (Config, error) {
+	var c Config
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		if err := yaml.UnmarshalWithOptions(b, &c, yaml.DisallowUnknownField()); err != nil {
+			return c, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, false))
+		}
+	}
+	if err := c.fromEnv(lookup); err != nil {
+		return c, err
+	}
+	c.defaults()
+	return c, nil
+}
+
+func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
+	var errs []error
+	str := func(name string, dst *string) {
+		if v, ok := lookup(name); ok {
+			*dst = v
+		}
+	}
+	secret := func(name string, dst *Secret) {
+		if v, ok := lookup(name); ok {
+			*dst = Secret(v)
+			return
+		}
+		if p, ok := lookup(name + "_FILE"); ok && p != "" {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s_FILE: %w", name, err))
+				return
+			}
+			*dst = Secret(strings.TrimSpace(string(b)))
+		}
+	}
+	list := func(name string, dst *[]string) {
+		if v, ok := lookup(name); ok {
+			*dst = splitList(v)
+		}
+	}
+	secret("HERALD_REDIS_URL", &c.Redis.URL)
+	str("HERALD_REDIS_SENTINEL_MASTER", &c.Redis.SentinelMaster)
+	list("HERALD_REDIS_SENTINEL_ADDRS", &c.Redis.SentinelAddrs)
+	secret("HERALD_REDIS_SENTINEL_PASSWORD", &c.Redis.SentinelPassword)
+	list("HERALD_REDIS_CLUSTER_ADDRS", &c.Redis.ClusterAddrs)
+	secret("HERALD_REDIS_PASSWORD", &c.Redis.Password)
+	secret("HERALD_SMTP_URL", &c.SMTP.URL)
+	str("HERALD_MAIL_FROM", &c.SMTP.From)
+	secret("HERALD_SLACK_TOKEN", &c.Slack.Token)
+	str("HERALD_SLACK_API_URL", &c.Slack.APIURL)
+	secret("HERALD_SLACK_SIGNING_SECRET", &c.Slack.SigningSecret)
+	str("HERALD_HTTP_ADDR", &c.HTTP.Addr)
+	str("HERALD_PUBLIC_URL", &c.HTTP.PublicURL)
+	secret("HERALD_SIGNING_KEY", &c.SigningKey)
+	str("HERALD_WORKFLOWS", &c.Content.Workflows)
+	str("HERALD_TEMPLATES", &c.Content.Templates)
+	str("HERALD_DEFAULT_LOCALE", &c.Content.DefaultLocale)
+	str("HERALD_MONITORING_USER", &c.Monitoring.Username)
+	secret("HERALD_MONITORING_PASSWORD", &c.Monitoring.Password)
+	str("HERALD_LOG_LEVEL", &c.Log.Level)
+	str("HERALD_LOG_FORMAT", &c.Log.Format)
+	if v, ok := lookup("HERALD_WORKER_CONCURRENCY"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("HERALD_WORKER_CONCURRENCY: %q is not a whole number", v))
+		}
+		c.Worker.Concurrency = n
+	}
+	var tokens Secret
+	secret("HERALD_API_TOKENS", &tokens)
+	if tokens != "" {
+		c.API.Tokens = nil
+		for i, t := range splitList(tokens.Reveal()) {
+			name, value, ok := strings.Cut(t, ":")
+			if !ok {
+				name, value = fmt.Sprintf("token-%d", i+1), t
+			}
+			c.API.Tokens = append(c.API.Tokens, Token{Name: name, Value: Secret(value)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Default queue weights.
+var DefaultQueues = map[string]int{"critical": 6, "email": 4, "slack": 4, "default": 3, "bulk": 1}
+
+func (c *Config) defaults() {
+	if c.Redis.DialTimeout == 0 {
+		c.Redis.DialTimeout = 5 * time.Second
+	}
+	if c.HTTP.Addr == "" {
+		c.HTTP.Addr = "127.0.0.1:8080"
+	}
+	if c.HTTP.PublicURL == "" {
+		c.HTTP.PublicURL = "http://" + c.HTTP.Addr
+	}
+	c.HTTP.PublicURL = strings.TrimRight(c.HTTP.PublicURL, "/")
+	if c.HTTP.MaxBodyBytes == 0 {
+		c.HTTP.MaxBodyBytes = 1 << 20
+	}
+	if c.Monitoring.ReadOnly == nil {
+		t := true
+		c.Monitoring.ReadOnly = &t
+	}
+	if c.Worker.Concurrency == 0 {
+		c.Worker.Concurrency = 20
+	}
+	if len(c.Worker.Queues) == 0 {
+		c.Worker.Queues = map[string]int{}
+		for k, v := range DefaultQueues {
+			c.Worker.Queues[k] = v
+		}
+	}
+	if c.Worker.ShutdownTimeout == 0 {
+		c.Worker.ShutdownTimeout = 25 * time.Second
+	}
+	if c.Worker.DeliveryTimeout == 0 {
+		c.Worker.DeliveryTimeout = 60 * time.Second
+	}
+	if c.Worker.MaxRetry == 0 {
+		c.Worker.MaxRetry = 12
+	}
+	if c.Content.DefaultLocale == "" {
+		c.Content.DefaultLocale = "en"
+	}
+	if c.Content.BrandName == "" {
+		c.Content.BrandName = "herald"
+	}
+	if c.TokenTTL == 0 {
+		c.TokenTTL = 90 * 24 * time.Hour
+	}
+	if len(c.Topics) == 0 {
+		c.Topics = DefaultTopics()
+	}
+	for i := range c.Caps {
+		if c.Caps[i].Action == "" {
+			c.Caps[i].Action = "defer"
+		}
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+}
+
+// DefaultTopics are the topics of the examples, used when the config
+// declares none.
+func DefaultTopics() []Topic {
+	f := false
+	return []Topic{
+		{Name: "onboarding", Class: "lifecycle"},
+		{Name: "checkout", Class: "lifecycle"},
+		{Name: "product-updates", Class: "marketing"},
+		{Name: "billing", Required: true, Class: "transactional"},
+		{Name: "security", Required: true, Class: "transactional", BypassQuietHours: true},
+		{Name: "newsletter", Class: "marketing", OptIn: &f},
+	}
+}
+
+var (
+	hhmm    = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
+	topicRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	queueRe = regexp.MustCompile(`^[a-z0-9][a-z0-9:_-]{0,63}$`)
+	_       = hhmm
+)
+
+// Validate reports every problem, each naming its field (YAML path and the
+// environment variable where there is one).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	modes := 0
+	if c.Redis.URL != "" {
+		modes++
+		u, err := url.Parse(c.Redis.URL.Reveal())
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") || (u.Scheme != "unix" && u.Host == "") {
+			bad("redis.url (HERALD_REDIS_URL)", "want redis://[user:pass@]host:port[/db] or rediss://…")
+		}
+	}
+	if len(c.Redis.SentinelAddrs) > 0 || c.Redis.SentinelMaster != "" {
+		modes++
+		if c.Redis.SentinelMaster == "" {
+			bad("redis.sentinel_master (HERALD_REDIS_SENTINEL_MASTER)", "required with sentinel_addrs")
+		}
+		if len(c.Redis.SentinelAddrs) == 0 {
+			bad("redis.sentinel_addrs (HERALD_REDIS_SENTINEL_ADDRS)", "required with sentinel_master")
+		}
+		for _, a := range c.Redis.SentinelAddrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad("redis.sentinel_addrs", "%q is not host:port", a)
+			}
+		}
+	}
+	if len(c.Redis.ClusterAddrs) > 0 {
+		modes++
+		for _, a := range c.Redis.ClusterAddrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad("redis.cluster_addrs (HERALD_REDIS_CLUSTER_ADDRS)", "%q is not host:port", a)
+			}
+		}
+	}
+	if modes > 1 {
+		bad("redis", "choose one of url, sentinel or cluster")
+	}
+	if c.SMTP.URL != "" {
+		u, err := url.Parse(c.SMTP.URL.Reveal())
+		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+			bad("smtp.url (HERALD_SMTP_URL)", "want smtp://[user:pass@]host:port?tls=none|starttls|tls")
+		}
+		if c.SMTP.From == "" {
+			bad("smtp.from (HERALD_MAIL_FROM)", "required when an SMTP relay is set")
+		}
+	}
+	if c.SMTP.From != "" && strings.ContainsAny(c.SMTP.From, "\r\n") {
+		bad("smtp.from (HERALD_MAIL_FROM)", "must not contain line breaks")
+	}
+	if c.Slack.APIURL != "" {
+		if u, err := url.Parse(c.Slack.APIURL); err != nil || u.Host == "" {
+			bad("slack.api_url (HERALD_SLACK_API_URL)", "%q is not an absolute URL", c.Slack.APIURL)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		bad("http.addr (HERALD_HTTP_ADDR)", "%q is not host:port", c.HTTP.Addr)
+	}
+	if u, err := url.Parse(c.HTTP.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("http.public_url (HERALD_PUBLIC_URL)", "%q is not an http(s) URL", c.HTTP.PublicURL)
+	}
+	if c.HTTP.MaxBodyBytes < 1024 {
+		bad("http.max_body_bytes", "at least 1024")
+	}
+	seenTok := map[string]bool{}
+	for _, t := range c.API.Tokens {
+		if len(t.Value) < 16 {
+			bad("api.tokens (HERALD_API_TOKENS)", "token %q is shorter than 16 characters", t.Name)
+		}
+		if seenTok[t.Name] {
+			bad("api.tokens (HERALD_API_TOKENS)", "token name %q used twice", t.Name)
+		}
+		seenTok[t.Name] = true
+	}
+	if c.SigningKey != "" && len(c.SigningKey) < 32 {
+		bad("signing_key (HERALD_SIGNING_KEY)", "at least 32 characters")
+	}
+	if c.Worker.Concurrency < 1 {
+		bad("worker.concurrency", "at least 1")
+	}
+	qs := make([]string, 0, len(c.Worker.Queues))
+	for q := range c.Worker.Queues {
+		qs = append(qs, q)
+	}
+	sort.Strings(qs)
+	for _, q := range qs {
+		if !queueRe.MatchString(q) {
+			bad("worker.queues", "queue name %q: use lower-case letters, digits, '-', '_' or ':'", q)
+		}
+		if c.Worker.Queues[q] < 1 {
+			bad("worker.queues."+q, "weight must be at least 1")
+		}
+	}
+	for _, q := range []string{"critical", "default", "bulk", "email", "slack"} {
+		if _, ok := c.Worker.Queues[q]; !ok {
+			bad("worker.queues", "queue %q is missing", q)
+		}
+	}
+	if c.Worker.DeliveryTimeout < time.Second {
+		bad("worker.delivery_timeout", "at least 1s (asynq counts whole seconds)")
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Topics {
+		f := fmt.Sprintf("topics[%d].name", i)
+		if !topicRe.MatchString(t.Name) {
+			bad(f, "%q: use lower-case letters, digits, '.', '_' or '-'", t.Name)
+		}
+		if seen[t.Name] {
+			bad(f, "topic %q declared twice", t.Name)
+		}
+		seen[t.Name] = true
+		if t.BypassQuietHours && !t.Required {
+			bad(fmt.Sprintf("topics[%d].bypass_quiet_hours", i), "only required topics may bypass quiet hours")
+		}
+	}
+	for i, cp := range c.Caps {
+		if cp.Class == "" {
+			bad(fmt.Sprintf("caps[%d].class", i), "required")
+		}
+		if cp.Max < 1 {
+			bad(fmt.Sprintf("caps[%d].max", i), "at least 1")
+		}
+		if cp.Per <= 0 {
+			bad(fmt.Sprintf("caps[%d].per", i), "a positive duration such as 24h")
+		}
+		if cp.Action != "defer" && cp.Action != "drop" {
+			bad(fmt.Sprintf("caps[%d].action", i), "%q: want defer or drop", cp.Action)
+		}
+	}
+	if c.RateLimits.SMTPPerSecond < 0 || c.RateLimits.SlackPerMinute < 0 {
+		bad("rate_limits", "limits cannot be negative")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level (HERALD_LOG_LEVEL)", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		bad("log.format (HERALD_LOG_FORMAT)", "%q: want json or text", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns the configuration as YAML with every secret hidden, for
+// `herald validate --config` and start-up logs.
+func (c Config) Redacted() string {
+	var buf bytes.Buffer
+	b, _ := yaml.Marshal(c)
+	buf.Write(b)
+	return buf.String()
+}
