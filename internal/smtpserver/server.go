@@ -1,0 +1,414 @@
+package smtpserver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/mail"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Options configure a Server. The zero value listens on a free loopback port,
+// keeps messages in memory only and accepts mail without authentication.
+type Options struct {
+	// Addr is the address to listen on; default "127.0.0.1:0".
+	Addr string
+	// Dir, when set, receives each accepted message as Dir/<time>-<n>.eml.
+	Dir string
+	// Username and Password, when set, make AUTH PLAIN mandatory before MAIL.
+	Username, Password string
+	// Logger receives one line per accepted message; default: discard.
+	Logger *slog.Logger
+}
+
+// Received is one accepted message.
+type Received struct {
+	From      string
+	To        []string
+	Data      []byte
+	MessageID string // the Message-ID header, angle brackets included
+	At        time.Time
+	Path      string // the .eml file, when Options.Dir is set
+}
+
+// Fault makes the server refuse or drop messages until it is cleared with
+// SetFault(Fault{}). A Fault with Code 0 and Drop false is no fault.
+type Fault struct {
+	// Stage is where to answer: "MAIL", "RCPT" or "DATA" (default "DATA").
+	Stage string
+	// Code is the SMTP reply code, e.g. 421, 451, 550.
+	Code int
+	// Enhanced is the enhanced status code, e.g. "4.4.1", "5.1.1"; when empty
+	// the server sends the generic X.0.0.
+	Enhanced string
+	// Rcpt limits the fault to messages for this recipient address. At MAIL,
+	// before any recipient is known, it is ignored.
+	Rcpt string
+	// Drop hangs up instead of answering. At DATA the whole message is read
+	// first, so the client cannot tell whether it was delivered.
+	Drop bool
+}
+
+// Server is a running in-process SMTP server.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	addr      string // fixed by the first listen so Up comes back on the same port
+	srv       *smtp.Server
+	served    chan struct{}
+	closed    bool
+	msgs      []Received
+	seq       int
+	conns     int
+	fault     Fault
+	onReceive func(Received)
+}
+
+// Start listens on opts.Addr and serves until Close.
+func Start(opts Options) (*Server, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if (opts.Username == "") != (opts.Password == "") {
+		return nil, errors.New("smtpserver: set both Username and Password, or neither")
+	}
+	if opts.Dir != "" {
+		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("smtpserver: %w", err)
+		}
+	}
+	s := &Server{opts: opts, log: opts.Logger, addr: opts.Addr}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// listen starts serving on s.addr; s.mu must be held.
+func (s *Server) listen() error {
+	l, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("smtpserver: %w", err)
+	}
+	s.addr = l.Addr().String()
+
+	srv := smtp.NewServer(backend{s})
+	srv.Domain = "localhost"
+	srv.MaxMessageBytes = 32 << 20
+	srv.MaxRecipients = 100
+	srv.EnableSMTPUTF8 = true
+	// Idle pooled client connections must survive between messages, but a
+	// forgotten one must not live for ever.
+	srv.ReadTimeout = 10 * time.Minute
+	srv.WriteTimeout = time.Minute
+	srv.AllowInsecureAuth = isLoopback(s.addr)
+	srv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(l)
+	}()
+	s.srv, s.served = srv, served
+	return nil
+}
+
+// stop closes the listener and every connection; s.mu must be held.
+func (s *Server) stop() error {
+	if s.srv == nil {
+		return nil
+	}
+	err := s.srv.Close()
+	<-s.served
+	s.srv, s.served = nil, nil
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Addr is the host:port the server listens on.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// URL is the server as an SMTP URL for the email channel, credentials
+// included when authentication is on.
+func (s *Server) URL() string {
+	u := url.URL{Scheme: "smtp", Host: s.Addr(), RawQuery: "tls=none"}
+	if s.opts.Username != "" {
+		u.User = url.UserPassword(s.opts.Username, s.opts.Password)
+	}
+	return u.String()
+}
+
+// Messages returns a copy of every accepted message, oldest first.
+func (s *Server) Messages() []Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Received, len(s.msgs))
+	copy(out, s.msgs)
+	return out
+}
+
+// Count is how many messages have been accepted.
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.msgs)
+}
+
+// Connections is how many client connections have greeted the server (EHLO
+// or HELO) since Start: a pooling client keeps it low.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
+// OnReceive sets f to be called with each accepted message, on the
+// connection's goroutine just before the client gets its 250 reply. Keep it
+// quick; nil removes it.
+func (s *Server) OnReceive(f func(Received)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onReceive = f
+}
+
+// SetFault makes the server misbehave as f says; Fault{} clears it.
+func (s *Server) SetFault(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fault = f
+}
+
+// Down stops listening and drops every connection, as if the server had
+// gone away. Messages received so far are kept.
+func (s *Server) Down() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stop()
+}
+
+// Up listens again on the same address after Down.
+func (s *Server) Up() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("smtpserver: closed")
+	}
+	if s.srv != nil {
+		return nil
+	}
+	return s.listen()
+}
+
+// Close stops the server for good.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return s.stop()
+}
+
+// faultFor returns the fault to apply at stage for a message to rcpts.
+func (s *Server) faultFor(stage string, rcpts ...string) (Fault, bool) {
+	s.mu.Lock()
+	f := s.fault
+	s.mu.Unlock()
+	if f.Code == 0 && !f.Drop {
+		return Fault{}, false
+	}
+	want := f.Stage
+	if want == "" {
+		want = "DATA"
+	}
+	if !strings.EqualFold(want, stage) {
+		return Fault{}, false
+	}
+	if f.Rcpt == "" || stage == "MAIL" {
+		return f, true
+	}
+	for _, r := range rcpts {
+		if strings.EqualFold(r, f.Rcpt) {
+			return f, true
+		}
+	}
+	return Fault{}, false
+}
+
+func (s *Server) record(from string, to []string, data []byte) (Received, error) {
+	r := Received{From: from, To: to, Data: data, At: time.Now()}
+	if msg, err := mail.ReadMessage(bytes.NewReader(data)); err == nil {
+		r.MessageID = msg.Header.Get("Message-Id")
+	}
+
+	s.mu.Lock()
+	s.seq++
+	n := s.seq
+	s.mu.Unlock()
+
+	if s.opts.Dir != "" {
+		name := fmt.Sprintf("%s-%d.eml", r.At.UTC().Format("20060102T150405.000000000Z"), n)
+		path := filepath.Join(s.opts.Dir, name)
+		// Write then rename, so a reader watching Dir never sees half a message.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return r, err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return r, err
+		}
+		r.Path = path
+	}
+
+	s.mu.Lock()
+	s.msgs = append(s.msgs, r)
+	onReceive := s.onReceive
+	s.mu.Unlock()
+
+	s.log.Info("smtp message received", "message_id", r.MessageID, "bytes", len(data), "path", r.Path)
+	if onReceive != nil {
+		onReceive(r)
+	}
+	return r, nil
+}
+
+type backend struct{ s *Server }
+
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	b.s.mu.Lock()
+	b.s.conns++
+	b.s.mu.Unlock()
+	return &session{s: b.s, conn: c}, nil
+}
+
+type session struct {
+	s      *Server
+	conn   *smtp.Conn
+	authed bool
+	from   string
+	to     []string
+}
+
+var errDropped = errors.New("smtpserver: connection dropped on purpose")
+
+// answer turns a fault into the reply the client gets, or a hang-up.
+func (ss *session) answer(f Fault) error {
+	if f.Drop {
+		_ = ss.conn.Conn().Close()
+		return errDropped
+	}
+	return &smtp.SMTPError{Code: f.Code, EnhancedCode: enhanced(f.Enhanced), Message: "Fault injected by smtpserver"}
+}
+
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.opts.Username == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.s.opts.Username == "" || mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != ss.s.opts.Username || pass != ss.s.opts.Password {
+			return smtp.ErrAuthFailed
+		}
+		ss.authed = true
+		return nil
+	}), nil
+}
+
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if ss.s.opts.Username != "" && !ss.authed {
+		return smtp.ErrAuthRequired
+	}
+	if f, ok := ss.s.faultFor("MAIL"); ok {
+		return ss.answer(f)
+	}
+	ss.from = from
+	return nil
+}
+
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if f, ok := ss.s.faultFor("RCPT", to); ok {
+		return ss.answer(f)
+	}
+	ss.to = append(ss.to, to)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if f, ok := ss.s.faultFor("DATA", ss.to...); ok {
+		return ss.answer(f)
+	}
+	to := make([]string, len(ss.to))
+	copy(to, ss.to)
+	if _, err := ss.s.record(ss.from, to, data); err != nil {
+		ss.s.log.Error("smtp message not stored", "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Cannot store message"}
+	}
+	return nil
+}
+
+func (ss *session) Reset() {
+	ss.from, ss.to = "", nil
+}
+
+func (ss *session) Logout() error { return nil }
+
+func enhanced(s string) smtp.EnhancedCode {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return smtp.EnhancedCodeNotSet
+	}
+	var ec smtp.EnhancedCode
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 999 {
+			return smtp.EnhancedCodeNotSet
+		}
+		ec[i] = n
+	}
+	return ec
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
