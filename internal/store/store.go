@@ -216,6 +216,12 @@ func (s *Store) Remember(ctx context.Context, key string, rec Idempotent, ttl ti
 	return old, true, nil
 }
 
+// Settle replaces the record under key (the final answer after a pending one).
+func (s *Store) Settle(ctx context.Context, key string, rec Idempotent, ttl time.Duration) error {
+	b, _ := json.Marshal(rec)
+	return s.rdb.Set(ctx, "herald:idem:"+Hash(key), b, ttl).Err()
+}
+
 // Forget drops an idempotency record (when the first attempt failed).
 func (s *Store) Forget(ctx context.Context, key string) error {
 	return s.rdb.Del(ctx, "herald:idem:"+Hash(key)).Err()

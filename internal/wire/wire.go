@@ -146,3 +146,23 @@ func (d Deliver) Validate() error {
 	}
 	return nil
 }
+
+// EventPreferencesChanged is the event herald emits when a customer's
+// preferences change outside a worker (Go client); its data lists the topics
+// left, so the worker ends their journeys.
+const EventPreferencesChanged = "preferences.changed"
+
+// PreferencesChanged builds that event.
+func PreferencesChanged(customerID string, topics map[string]bool, paused *bool) herald.Event {
+	var left []any
+	for t, on := range topics {
+		if !on {
+			left = append(left, t)
+		}
+	}
+	data := map[string]any{"topics_left": left}
+	if paused != nil {
+		data["paused"] = *paused
+	}
+	return herald.Event{CustomerID: customerID, Name: EventPreferencesChanged, Data: data}
+}

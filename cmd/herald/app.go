@@ -1,0 +1,353 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/channels/email"
+	"github.com/heraldhq/herald/channels/slack"
+	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/httpapi"
+	"github.com/heraldhq/herald/httpapi/centre"
+	"github.com/heraldhq/herald/preferences"
+	"github.com/heraldhq/herald/templates"
+	"github.com/heraldhq/herald/workflows"
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+)
+
+// Main is the herald process: it builds every part from a Config, runs the
+// roles asked for (worker, HTTP server) and closes them in order. End-to-end
+// tests reuse it.
+type Main struct {
+	Config config.Config
+	Logger *slog.Logger
+	// Worker and HTTP choose the roles.
+	Worker, HTTP bool
+	// TemplatesFS and WorkflowsFS override the configured folders (dev mode
+	// and tests use the embedded examples).
+	TemplatesFS, WorkflowsFS fs.FS
+	// Tune shortens asynq's polling intervals for prompt follow-ups.
+	TaskCheckInterval, DelayedTaskCheckInterval time.Duration
+
+	RedisConn asynq.RedisConnOpt
+	Redis     redis.UniversalClient
+	Engine    *engine.Engine
+	Registry  *prometheus.Registry
+	Handler   http.Handler
+
+	server   *asynq.Server
+	sched    *asynq.Scheduler
+	httpSrv  *http.Server
+	listener net.Listener
+	closers  []func() error
+	mu       sync.Mutex
+	loaded   bool
+}
+
+// Open connects to Redis, loads and validates content and builds the
+// engine and the HTTP handler. It starts nothing.
+func (m *Main) Open(ctx context.Context) error {
+	if m.Logger == nil {
+		m.Logger = slog.Default()
+	}
+	c := m.Config
+	var err error
+	if m.RedisConn == nil {
+		if m.RedisConn, err = redisConn(c.Redis); err != nil {
+			return err
+		}
+	}
+	rdb, ok := m.RedisConn.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return errors.New("redis: unsupported connection option")
+	}
+	m.Redis = rdb
+	m.closers = append(m.closers, rdb.Close)
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		return fmt.Errorf("redis: %w (check HERALD_REDIS_URL)", err)
+	}
+
+	tset, wset, err := m.loadContent()
+	if err != nil {
+		return err
+	}
+	m.loaded = true
+
+	senders, err := m.senders()
+	if err != nil {
+		return err
+	}
+	if len(c.SigningKey) == 0 {
+		return errors.New("signing_key: HERALD_SIGNING_KEY is required (32+ random characters) to sign preference and unsubscribe links")
+	}
+	m.Registry = prometheus.NewRegistry()
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	m.Registry.MustRegister(engine.NewQueueCollector(insp))
+
+	m.Engine, err = engine.New(engine.Options{
+		Redis: rdb, RedisConn: m.RedisConn, Senders: senders, Templates: tset, Workflows: wset,
+		Policy:    policy(c),
+		PublicURL: c.HTTP.PublicURL, SigningKey: []byte(c.SigningKey.Reveal()), TokenTTL: c.TokenTTL,
+		UnsubscribeMailto: c.SMTP.UnsubscribeMailto, ReplyTo: c.SMTP.ReplyTo,
+		DeliveryTimeout: c.Worker.DeliveryTimeout, MaxRetry: c.Worker.MaxRetry,
+		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	m.closers = append(m.closers, m.Engine.Close)
+
+	tokens := make([]httpapi.Token, 0, len(c.API.Tokens))
+	for _, t := range c.API.Tokens {
+		tokens = append(tokens, httpapi.Token{Name: t.Name, Value: t.Value.Reveal()})
+	}
+	mon := asynqmon.New(asynqmon.Options{
+		RootPath: "/monitoring", RedisConnOpt: m.RedisConn, ReadOnly: *c.Monitoring.ReadOnly,
+		PrometheusAddress: "",
+	})
+	m.closers = append(m.closers, mon.Close)
+	m.Handler = httpapi.New(httpapi.Config{
+		Engine: m.Engine, Tokens: tokens, MaxBody: c.HTTP.MaxBodyBytes,
+		Monitoring: mon, MonitoringUser: c.Monitoring.Username, MonitoringPassword: c.Monitoring.Password.Reveal(),
+		Metrics: promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}),
+		Centre: centre.New(centre.Config{
+			Store: m.Engine.Preferences(), Key: []byte(c.SigningKey.Reveal()), Topics: policy(c).Topics,
+			Customer: m.Engine.Store().Customer,
+			OnOptOut: m.Engine.TopicOptOut,
+			Logger:   m.Logger,
+		}),
+		Ready:  m.ready,
+		Logger: m.Logger,
+	})
+	return nil
+}
+
+func (m *Main) ready(ctx context.Context) error {
+	if err := m.Redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis unreachable: %v", err)
+	}
+	if !m.loaded {
+		return errors.New("templates and workflows not loaded")
+	}
+	return nil
+}
+
+// loadContent loads templates, then workflows checked against them.
+func (m *Main) loadContent() (*templates.Set, *workflows.Set, error) {
+	c := m.Config.Content
+	tfs, wfs := m.TemplatesFS, m.WorkflowsFS
+	if tfs == nil {
+		if c.Templates == "" {
+			return nil, nil, errors.New("content.templates: set HERALD_TEMPLATES to the templates folder")
+		}
+		tfs = os.DirFS(c.Templates)
+	}
+	if wfs == nil && c.Workflows != "" {
+		wfs = os.DirFS(c.Workflows)
+	}
+	return loadContent(tfs, wfs, m.Config)
+}
+
+func loadContent(tfs, wfs fs.FS, c config.Config) (*templates.Set, *workflows.Set, error) {
+	tset, err := templates.Load(tfs, templates.Options{
+		DefaultLocale: c.Content.DefaultLocale, BrandName: c.Content.BrandName, PostalAddress: c.Content.PostalAddress,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("templates:\n%w", err)
+	}
+	if wfs == nil {
+		return tset, nil, nil
+	}
+	topics := policy(c).Topics
+	wset, err := workflows.Load(wfs, workflows.LoadOptions{
+		TemplateExists: tset.Has,
+		Topics:         func(t string) bool { _, ok := topics[t]; return ok },
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("workflows:\n%w", err)
+	}
+	return tset, wset, nil
+}
+
+func policy(c config.Config) preferences.Policy {
+	p := preferences.Policy{Topics: map[string]herald.Topic{}}
+	for _, t := range c.Topics {
+		optIn := t.OptIn == nil || *t.OptIn
+		p.Topics[t.Name] = herald.Topic{Name: t.Name, Required: t.Required, OptIn: optIn, Class: t.Class, BypassQuietHours: t.BypassQuietHours}
+	}
+	for _, cp := range c.Caps {
+		p.Caps = append(p.Caps, preferences.Cap{Class: cp.Class, Max: cp.Max, Per: cp.Per, Action: cp.Action})
+	}
+	return p
+}
+
+func (m *Main) senders() (map[herald.Channel]herald.Sender, error) {
+	c := m.Config
+	out := map[herald.Channel]herald.Sender{}
+	if c.SMTP.URL != "" {
+		ec, err := email.ParseURL(c.SMTP.URL.Reveal())
+		if err != nil {
+			return nil, fmt.Errorf("smtp.url (HERALD_SMTP_URL): %w", err)
+		}
+		ec.From = c.SMTP.From
+		s, err := email.New(ec)
+		if err != nil {
+			return nil, fmt.Errorf("email: %w", err)
+		}
+		out[herald.ChannelEmail] = s
+		m.closers = append(m.closers, s.Close)
+	}
+	if c.Slack.Token != "" {
+		out[herald.ChannelSlack] = slack.New(slack.Config{Token: c.Slack.Token.Reveal(), APIURL: c.Slack.APIURL}, storeCache{m})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no channel configured: set HERALD_SMTP_URL and/or HERALD_SLACK_TOKEN")
+	}
+	return out, nil
+}
+
+// storeCache defers to the engine's store, which exists only after Open
+// builds the engine.
+type storeCache struct{ m *Main }
+
+func (s storeCache) Get(ctx context.Context, email string) (string, bool, error) {
+	return s.m.Engine.Store().SlackUsers().Get(ctx, email)
+}
+
+func (s storeCache) Set(ctx context.Context, email, id string, ttl time.Duration) error {
+	return s.m.Engine.Store().SlackUsers().Set(ctx, email, id, ttl)
+}
+
+func redisConn(r config.Redis) (asynq.RedisConnOpt, error) {
+	switch {
+	case len(r.ClusterAddrs) > 0:
+		return asynq.RedisClusterClientOpt{Addrs: r.ClusterAddrs, Password: r.Password.Reveal(), DialTimeout: r.DialTimeout}, nil
+	case r.SentinelMaster != "":
+		return asynq.RedisFailoverClientOpt{
+			MasterName: r.SentinelMaster, SentinelAddrs: r.SentinelAddrs, SentinelPassword: r.SentinelPassword.Reveal(),
+			Password: r.Password.Reveal(), DB: r.DB, DialTimeout: r.DialTimeout,
+		}, nil
+	case r.URL != "":
+		o, err := asynq.ParseRedisURI(r.URL.Reveal())
+		if err != nil {
+			return nil, fmt.Errorf("redis.url (HERALD_REDIS_URL): %v", err)
+		}
+		return o, nil
+	}
+	return nil, errors.New("redis: set HERALD_REDIS_URL (or HERALD_REDIS_SENTINEL_* / HERALD_REDIS_CLUSTER_ADDRS)")
+}
+
+// Start runs the roles in the background.
+func (m *Main) Start(ctx context.Context) error {
+	c := m.Config
+	if m.Worker {
+		m.server = asynq.NewServerFromRedisClient(m.Redis, asynq.Config{
+			Concurrency:              c.Worker.Concurrency,
+			Queues:                   c.Worker.Queues,
+			RetryDelayFunc:           m.Engine.RetryDelay,
+			IsFailure:                m.Engine.IsFailure,
+			ShutdownTimeout:          c.Worker.ShutdownTimeout,
+			TaskCheckInterval:        m.TaskCheckInterval,
+			DelayedTaskCheckInterval: m.DelayedTaskCheckInterval,
+			Logger:                   asynqLogger{m.Logger},
+			ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+				id, _ := asynq.GetTaskID(ctx)
+				m.Logger.Warn("task failed", "type", t.Type(), "task_id", id, "code", herald.ErrorCode(err), "err", herald.ErrorMessage(err))
+			}),
+		})
+		if err := m.server.Start(m.Engine.Mux()); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		if err := m.startScheduler(); err != nil {
+			return err
+		}
+	}
+	if m.HTTP {
+		l, err := net.Listen("tcp", c.HTTP.Addr)
+		if err != nil {
+			return fmt.Errorf("http.addr (HERALD_HTTP_ADDR): %w", err)
+		}
+		m.listener = l
+		m.httpSrv = &http.Server{
+			Handler:           m.Handler,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
+		}
+		go func() {
+			if err := m.httpSrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.Logger.Error("http server", "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// Addr returns the HTTP listener's address.
+func (m *Main) Addr() string {
+	if m.listener == nil {
+		return ""
+	}
+	return m.listener.Addr().String()
+}
+
+// Close stops pulling tasks, lets in-flight ones finish (or puts them back),
+// stops the HTTP server and closes connections, in that order.
+func (m *Main) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = m.httpSrv.Shutdown(ctx)
+		cancel()
+		m.httpSrv = nil
+	}
+	if m.sched != nil {
+		m.sched.Shutdown()
+		m.sched = nil
+	}
+	if m.server != nil {
+		m.server.Shutdown()
+		m.server = nil
+	}
+	var errs []error
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		if err := m.closers[i](); err != nil && !errors.Is(err, redis.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}
+
+// asynqLogger adapts asynq's logger to slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Fatal(args ...any) {
+	a.l.Error(fmt.Sprint(args...), "component", "asynq")
+	os.Exit(1)
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/examples"
+	"github.com/heraldhq/herald/internal/slackapi"
+	"github.com/heraldhq/herald/internal/smtpserver"
+	"github.com/hibiken/asynq"
+)
+
+// DevToken is the API token `herald dev` accepts unless HERALD_API_TOKENS is set.
+const DevToken = "dev-token-change-me"
+
+// Dev is herald dev's set-up: embedded Redis, SMTP and Slack captures.
+type Dev struct {
+	Main   *Main
+	Outbox string
+	Mini   *miniredis.Miniredis
+	SMTP   *smtpserver.Server
+	Slack  *slackapi.Server
+}
+
+// OpenDev builds everything `herald dev` runs, with captures under outbox.
+func OpenDev(ctx context.Context, c config.Config, outbox string, log *slog.Logger) (*Dev, error) {
+	d := &Dev{Outbox: outbox}
+	if err := os.MkdirAll(outbox, 0o755); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	m := &Main{Config: c, Logger: log, Worker: true, HTTP: true,
+		TaskCheckInterval: 50 * time.Millisecond, DelayedTaskCheckInterval: 500 * time.Millisecond}
+	d.Main = m
+	ok := false
+	defer func() {
+		if !ok {
+			d.Close()
+		}
+	}()
+	if c.Redis.URL == "" && c.Redis.SentinelMaster == "" && len(c.Redis.ClusterAddrs) == 0 {
+		d.Mini = miniredis.NewMiniRedis()
+		d.Mini.ClockTTL(true) // asynq's locks and heartbeats need TTLs that run out
+		if err := d.Mini.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("embedded redis: %w", err)
+		}
+		m.RedisConn = asynq.RedisClientOpt{Addr: d.Mini.Addr()}
+	}
+	if c.SMTP.URL == "" {
+		s, err := smtpserver.Start(smtpserver.Options{Dir: outbox, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("embedded smtp: %w", err)
+		}
+		d.SMTP = s
+		m.Config.SMTP.URL = config.Secret(s.URL())
+		if m.Config.SMTP.From == "" {
+			m.Config.SMTP.From = "Lumen <hello@lumen.example>"
+		}
+	}
+	if c.Slack.Token == "" {
+		f, err := os.OpenFile(filepath.Join(outbox, "slack.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("slack capture: %w", err)
+		}
+		s, err := slackapi.Start(slackapi.Options{Token: "xoxb-dev", JSONL: f, Users: map[string]string{"ada@example.com": "U0ADA"}})
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("embedded slack api: %w", err)
+		}
+		d.Slack = s
+		m.closers = append(m.closers, f.Close)
+		m.Config.Slack.Token, m.Config.Slack.APIURL = "xoxb-dev", s.URL()
+	}
+	if m.Config.SigningKey == "" {
+		var b [32]byte
+		_, _ = rand.Read(b[:])
+		m.Config.SigningKey = config.Secret(hex.EncodeToString(b[:]))
+	}
+	if len(m.Config.API.Tokens) == 0 {
+		m.Config.API.Tokens = []config.Token{{Name: "dev", Value: DevToken}}
+	}
+	if c.Content.Templates == "" {
+		m.TemplatesFS = examples.Templates()
+	}
+	if c.Content.Workflows == "" && c.Content.Templates == "" {
+		m.WorkflowsFS = examples.Workflows()
+	}
+	if err := m.Open(ctx); err != nil {
+		return nil, err
+	}
+	if _, _, err := m.Engine.Store().UpsertCustomer(ctx, herald.Customer{
+		ID: "demo", Email: "ada@example.com", SlackUserID: "U0ADA", Locale: "en", Timezone: "Europe/Warsaw",
+		Attributes: map[string]any{"first_name": "Ada", "plan": "pro"},
+	}); err != nil {
+		return nil, fmt.Errorf("seed demo customer: %w", err)
+	}
+	ok = true
+	return d, nil
+}
+
+// Close stops everything.
+func (d *Dev) Close() {
+	if d.Main != nil {
+		_ = d.Main.Close()
+	}
+	if d.SMTP != nil {
+		_ = d.SMTP.Close()
+	}
+	if d.Slack != nil {
+		_ = d.Slack.Close()
+	}
+	if d.Mini != nil {
+		d.Mini.Close()
+	}
+}
+
+func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, path := flags("dev", stderr)
+	outbox := fs.String("outbox", "outbox", "folder for captured email (.eml) and Slack (slack.jsonl)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if os.Getenv("HERALD_LOG_FORMAT") == "" {
+		c.Log.Format = "text"
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("config:\n%w", err)
+	}
+	log := newLogger(c, stderr)
+	slog.SetDefault(log)
+	d, err := OpenDev(ctx, c, *outbox, log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Main.Start(ctx); err != nil {
+		return err
+	}
+	base := "http://" + d.Main.Addr()
+	abs, _ := filepath.Abs(*outbox)
+	token := d.Main.Config.API.Tokens[0].Value.Reveal()
+	fmt.Fprintf(stdout, `
+herald dev is running.
+
+  API            %[1]s/v1/  (Authorization: Bearer %[2]s)
+  Dashboard      %[1]s/monitoring/  (same bearer token, or set HERALD_MONITORING_USER/PASSWORD)
+  Metrics        %[1]s/metrics
+  Health         %[1]s/healthz  %[1]s/readyz
+  Outbox         %[3]s  (email as .eml, Slack as slack.jsonl)
+  Redis          %[4]s
+
+A demo customer "demo" (Ada, Europe/Warsaw) is ready. Send her a message:
+
+  curl -sS -X POST %[1]s/v1/messages -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
+    -d '{"customer_id":"demo","template":"welcome","topic":"onboarding","channels":["email"],"data":{"plan":"Pro","trial_days":14,"dashboard_url":"https://app.lumen.example/"}}'
+
+then look in %[3]s. Start a journey with an event:
+
+  curl -sS -X POST %[1]s/v1/events -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
+    -d '{"customer_id":"demo","name":"trial.started","data":{"plan":"Pro","trial_days":14,"dashboard_url":"https://app.lumen.example/"}}'
+
+and read her timeline at %[1]s/v1/customers/demo/timeline. Ctrl-C stops.
+`, base, token, abs, redisDesc(d))
+	return d.Main.wait(ctx, false)
+}
+
+func redisDesc(d *Dev) string {
+	if d.Mini != nil {
+		return "embedded (miniredis at " + d.Mini.Addr() + ", not persistent)"
+	}
+	return "HERALD_REDIS_URL"
+}

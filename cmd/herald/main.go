@@ -1,0 +1,221 @@
+// Command herald runs the herald service and its tools. See `herald help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/hibiken/asynq"
+)
+
+const usage = `herald — customer communication across email and Slack, on asynq and Redis.
+
+Usage:
+  herald dev                 everything in one process with embedded Redis, SMTP and Slack capture
+  herald run                 worker and HTTP server in one process
+  herald worker [--watch]    the asynq worker
+  herald serve               the HTTP server (API, preference centre, dashboard, metrics)
+  herald validate            check workflows and templates (file:line: message); exit 1 on problems
+  herald preview --template T [--locale L] [--channel email|slack] [--data file.json] [--html out.html]
+  herald event CUSTOMER NAME [--data JSON] [--key IDEMPOTENCY_KEY]
+  herald send CUSTOMER TEMPLATE --topic TOPIC [--data JSON] [--channels email,slack] [--key K]
+  herald customer CUSTOMER [--email E] [--slack U…] [--locale L] [--timezone Z] [--attr k=v …]
+  herald customer prefs CUSTOMER [--set JSON]
+
+Every command reads --config FILE (or HERALD_CONFIG) and HERALD_* variables.
+`
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(int(ee))
+		}
+		fmt.Fprintln(os.Stderr, "herald:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError exits with a code without printing more.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "dev":
+		return cmdDev(ctx, args, stdout, stderr)
+	case "run", "worker", "serve":
+		return cmdServe(ctx, cmd, args, stderr)
+	case "validate":
+		return cmdValidate(args, stdout, stderr)
+	case "preview":
+		return cmdPreview(args, stdout, stderr)
+	case "event":
+		return cmdEvent(ctx, args, stdout, stderr)
+	case "send":
+		return cmdSend(ctx, args, stdout, stderr)
+	case "customer":
+		return cmdCustomer(ctx, args, stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// flags returns a FlagSet with --config.
+func flags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("herald "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", os.Getenv("HERALD_CONFIG"), "YAML config file (HERALD_CONFIG)")
+	return fs, path
+}
+
+// parse parses flags allowing positional arguments before them.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func loadConfig(path string) (config.Config, error) {
+	c, err := config.Load(path)
+	if err != nil {
+		return c, err
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("config:\n%w", err)
+	}
+	return c, nil
+}
+
+func newLogger(c config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func cmdServe(ctx context.Context, role string, args []string, stderr io.Writer) error {
+	fs, path := flags(role, stderr)
+	watch := fs.Bool("watch", false, "reload workflows and templates when their files change")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c, stderr)
+	slog.SetDefault(log)
+	m := &Main{Config: c, Logger: log, Worker: role != "serve", HTTP: role != "worker",
+		TaskCheckInterval: 200 * time.Millisecond, DelayedTaskCheckInterval: time.Second}
+	if err := m.Open(ctx); err != nil {
+		_ = m.Close()
+		return err
+	}
+	if err := m.Start(ctx); err != nil {
+		_ = m.Close()
+		return err
+	}
+	log.Info("herald started", "role", role, "http", m.Addr(), "queues", c.Worker.Queues)
+	return m.wait(ctx, *watch)
+}
+
+// wait blocks until SIGINT/SIGTERM, reloading content on SIGHUP (and on
+// file changes with watch), then shuts down gracefully.
+func (m *Main) wait(ctx context.Context, watch bool) error {
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	var tick <-chan time.Time
+	if watch {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		tick = t.C
+	}
+	stamp := m.contentStamp()
+	for {
+		select {
+		case <-ctx.Done():
+			return m.Close()
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				m.Reload()
+				stamp = m.contentStamp()
+				continue
+			}
+			m.Logger.Info("shutting down: finishing in-flight tasks", "signal", s.String())
+			return m.Close()
+		case <-tick:
+			if s := m.contentStamp(); s != stamp {
+				stamp = s
+				m.Reload()
+			}
+		}
+	}
+}
+
+// Reload loads and validates content again; an invalid change is refused
+// and the running set stays.
+func (m *Main) Reload() bool {
+	t, w, err := m.loadContent()
+	if err != nil {
+		m.Logger.Error("reload refused: content is invalid; the running workflows and templates stay", "err", err.Error())
+		return false
+	}
+	m.Engine.SetContent(t, w)
+	m.Logger.Info("reloaded workflows and templates")
+	return true
+}
+
+// contentStamp changes when a content file changes.
+func (m *Main) contentStamp() string {
+	var b strings.Builder
+	for _, dir := range []string{m.Config.Content.Templates, m.Config.Content.Workflows} {
+		if dir == "" {
+			continue
+		}
+		_ = walkStamp(dir, &b)
+	}
+	return b.String()
+}
+
+func (m *Main) startScheduler() error {
+	if m.Engine.Workflows() == nil {
+		return nil
+	}
+	m.sched = asynq.NewSchedulerFromRedisClient(m.Redis, &asynq.SchedulerOpts{Logger: asynqLogger{m.Logger}, LogLevel: asynq.WarnLevel})
+	if _, err := m.sched.Register("@every 30s", asynq.NewTask(wire.TypeWatchdog, nil),
+		asynq.Queue(wire.QueueCritical), asynq.Unique(25*time.Second), asynq.MaxRetry(0)); err != nil {
+		return fmt.Errorf("watchdog schedule: %w", err)
+	}
+	return m.sched.Start()
+}

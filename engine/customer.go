@@ -1,0 +1,93 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/preferences"
+	"github.com/hibiken/asynq"
+)
+
+// Event validates and enqueues an app event. An idempotency key makes a
+// repeat within 24 h a no-op that returns the first event's ID.
+func (e *Engine) Event(ctx context.Context, ev herald.Event, actor string) (string, error) {
+	ev, fresh, err := store.PrepareEvent(ctx, e.opt.Redis, ev)
+	if err != nil || !fresh {
+		return ev.ID, err
+	}
+	if ev.Data == nil {
+		ev.Data = map[string]any{}
+	}
+	_ = actor
+	return ev.ID, e.enqueue(ctx, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), asynq.TaskID("e:"+ev.ID), asynq.Queue(wire.QueueDefault))
+}
+
+// SetPreferences merges a preference change, records it in the consent log
+// and the timeline, and ends the customer's journeys of any topic the
+// customer just left.
+func (e *Engine) SetPreferences(ctx context.Context, customerID string, p preferences.Patch, actor preferences.Actor, source string) (herald.Preferences, error) {
+	if err := p.Validate(e.opt.Policy.Topics); err != nil {
+		return herald.Preferences{}, err
+	}
+	prefs, entries, err := e.prefs.Apply(ctx, customerID, p, actor, source)
+	if err != nil {
+		return prefs, err
+	}
+	for _, c := range entries {
+		_ = e.st.Append(ctx, customerID, herald.TimelineEntry{
+			Kind: herald.KindConsent, Ref: c.ID,
+			Summary: fmt.Sprintf("%s changed from %v to %v by %s (%s)", c.Field, show(c.From), show(c.To), actorText(c.Actor), c.Source),
+		})
+	}
+	for topic, on := range p.Topics {
+		if !on {
+			e.TopicOptOut(ctx, customerID, topic)
+		}
+	}
+	if p.Paused != nil && *p.Paused {
+		e.TopicOptOut(ctx, customerID, "")
+	}
+	return prefs, nil
+}
+
+func show(v any) string {
+	if v == nil {
+		return "unset"
+	}
+	return fmt.Sprint(v)
+}
+
+func actorText(a preferences.Actor) string {
+	if a.Name != "" {
+		return a.Kind + " " + a.Name
+	}
+	return a.Kind
+}
+
+// TopicOptOut ends the customer's running journeys of topic ("" = every
+// topic): a customer who leaves a topic leaves its journeys at once.
+func (e *Engine) TopicOptOut(ctx context.Context, customerID, topic string) {
+	if err := e.exitTopic(ctx, customerID, topic); err != nil {
+		e.log.Error("exit journeys after opt-out", "customer", customerID, "topic", topic, "err", err)
+	}
+}
+
+// Erase removes everything stored about the customer except a hash of each
+// address in the suppression list and an erasure entry in the consent log.
+func (e *Engine) Erase(ctx context.Context, customerID string, actor preferences.Actor) error {
+	c, err := e.st.Customer(ctx, customerID)
+	if err != nil {
+		return err
+	}
+	if _, err := e.st.DeleteCustomer(ctx, customerID); err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	if err := e.prefs.Erase(ctx, customerID, addresses(c), actor); err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	e.log.Info("customer erased", "customer", customerID, "by", actorText(actor))
+	return nil
+}

@@ -1,0 +1,238 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/preferences"
+	"github.com/heraldhq/herald/templates"
+	"github.com/heraldhq/herald/workflows"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Options configure an Engine. Zero values mean the documented defaults.
+type Options struct {
+	Redis     redis.UniversalClient
+	RedisConn asynq.RedisConnOpt
+	Senders   map[herald.Channel]herald.Sender
+	Templates *templates.Set
+	Workflows *workflows.Set
+	Policy    preferences.Policy
+	// PublicURL is where links in messages point (preference centre, unsubscribe).
+	PublicURL string
+	// SigningKey signs those links.
+	SigningKey []byte
+	TokenTTL   time.Duration // default 90 days
+	// UnsubscribeMailto adds a mailto: target to List-Unsubscribe.
+	UnsubscribeMailto string
+	ReplyTo           string
+	// DeliveryTimeout bounds one provider call (whole seconds; default 60s).
+	DeliveryTimeout time.Duration
+	MaxRetry        int           // default 12
+	RetryBase       time.Duration // first retry delay, doubling; default 10s
+	RetryMax        time.Duration // default 1h
+	Metrics         *Metrics      // nil: a private registry
+	Logger          *slog.Logger
+	Now             func() time.Time
+}
+
+// Engine runs herald's tasks.
+type Engine struct {
+	opt       Options
+	st        *store.Store
+	prefs     *preferences.Store
+	client    *asynq.Client
+	templates atomic.Pointer[templates.Set]
+	workflows atomic.Pointer[workflows.Set]
+	metrics   *Metrics
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+// New builds an Engine. Call Close when done.
+func New(opt Options) (*Engine, error) {
+	if opt.Redis == nil || opt.RedisConn == nil {
+		return nil, errors.New("engine: Redis and RedisConn are required")
+	}
+	if opt.Templates == nil {
+		return nil, errors.New("engine: Templates are required")
+	}
+	if len(opt.SigningKey) == 0 {
+		return nil, errors.New("engine: a signing key is required for preference and unsubscribe links (HERALD_SIGNING_KEY)")
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.TokenTTL == 0 {
+		opt.TokenTTL = preferences.DefaultTokenTTL
+	}
+	if opt.DeliveryTimeout < time.Second {
+		opt.DeliveryTimeout = 60 * time.Second
+	}
+	if opt.MaxRetry == 0 {
+		opt.MaxRetry = 12
+	}
+	if opt.RetryBase == 0 {
+		opt.RetryBase = 10 * time.Second
+	}
+	if opt.RetryMax == 0 {
+		opt.RetryMax = time.Hour
+	}
+	if opt.Metrics == nil {
+		opt.Metrics = NewMetrics(nil)
+	}
+	e := &Engine{
+		opt:     opt,
+		st:      store.New(opt.Redis, opt.Now),
+		prefs:   preferences.NewStore(opt.Redis, opt.Now),
+		client:  asynq.NewClient(opt.RedisConn),
+		metrics: opt.Metrics,
+		log:     opt.Logger,
+		now:     opt.Now,
+	}
+	e.templates.Store(opt.Templates)
+	if opt.Workflows != nil {
+		e.workflows.Store(opt.Workflows)
+	}
+	return e, nil
+}
+
+// Close releases the asynq client.
+func (e *Engine) Close() error { return e.client.Close() }
+
+// Store returns the Redis state store.
+func (e *Engine) Store() *store.Store { return e.st }
+
+// Preferences returns the preference store.
+func (e *Engine) Preferences() *preferences.Store { return e.prefs }
+
+// Templates returns the template set in use.
+func (e *Engine) Templates() *templates.Set { return e.templates.Load() }
+
+// Workflows returns the workflow set in use (nil when none).
+func (e *Engine) Workflows() *workflows.Set { return e.workflows.Load() }
+
+// SetContent swaps in a new, already validated set of templates and
+// workflows; running tasks finish with what they loaded.
+func (e *Engine) SetContent(t *templates.Set, w *workflows.Set) {
+	if t != nil {
+		e.templates.Store(t)
+	}
+	if w != nil {
+		e.workflows.Store(w)
+	}
+}
+
+// Mux returns the asynq handler for every herald task type.
+func (e *Engine) Mux() *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(wire.TypeMessage, e.handleMessage)
+	for ch := range e.opt.Senders {
+		mux.HandleFunc(wire.DeliverType(ch), e.handleDeliver)
+	}
+	e.registerJourneys(mux)
+	return mux
+}
+
+// RetryDelay is asynq's RetryDelayFunc: the provider's Retry-After when it
+// gave one, else exponential backoff with jitter.
+func (e *Engine) RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	var w *waitError
+	if errors.As(err, &w) {
+		return max(w.after, time.Second)
+	}
+	if d := herald.RetryAfter(err); d > 0 {
+		return d + time.Duration(mrand.Int64N(int64(time.Second)))
+	}
+	d := time.Duration(float64(e.opt.RetryBase) * math.Pow(2, float64(n)))
+	if d > e.opt.RetryMax || d <= 0 {
+		d = e.opt.RetryMax
+	}
+	return d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
+}
+
+// IsFailure is asynq's IsFailure: waiting for a rate limit or a quiet window
+// is not a failure.
+func (e *Engine) IsFailure(err error) bool {
+	var w *waitError
+	return !errors.As(err, &w)
+}
+
+// waitError asks asynq to retry later without counting a failure.
+type waitError struct {
+	reason string
+	after  time.Duration
+}
+
+func (w *waitError) Error() string {
+	return fmt.Sprintf("waiting %s: %s", w.after.Round(time.Millisecond), w.reason)
+}
+
+// NewID returns a random ID with a prefix.
+func NewID(prefix string) string { return store.NewID(prefix) }
+
+// Queue returns the orchestration queue for a topic.
+func (e *Engine) Queue(topic string) string {
+	t, ok := e.opt.Policy.Topics[topic]
+	switch {
+	case ok && t.Required:
+		return wire.QueueCritical
+	case ok && t.Class == "marketing":
+		return wire.QueueBulk
+	default:
+		return wire.QueueDefault
+	}
+}
+
+// SendRequest is a one-off message from an app.
+type SendRequest = wire.Message
+
+// Send validates and enqueues a one-off message. A repeated ID while the
+// first task is still queued is accepted and not enqueued twice.
+func (e *Engine) Send(ctx context.Context, m wire.Message) (string, error) {
+	if m.ID == "" {
+		m.ID = NewID("m_")
+	}
+	if err := m.Validate(); err != nil {
+		return "", err
+	}
+	if err := store.ValidID(m.CustomerID); err != nil {
+		return "", err
+	}
+	if _, ok := e.opt.Policy.Topics[m.Topic]; !ok {
+		return "", herald.Errorf(herald.EInvalid, "unknown topic %q", m.Topic)
+	}
+	if !e.Templates().Has(m.Template) {
+		return "", herald.Errorf(herald.EInvalid, "unknown template %q", m.Template)
+	}
+	return m.ID, e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), asynq.TaskID("m:"+m.ID), asynq.Queue(e.Queue(m.Topic)))
+}
+
+func (e *Engine) enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.Option) error {
+	opts = append(opts, asynq.MaxRetry(e.opt.MaxRetry))
+	_, err := e.client.EnqueueContext(ctx, t, opts...)
+	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
+		return nil
+	}
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
+// skip marks err as not worth retrying: asynq archives the task at once, so
+// it stays visible in the dashboard.
+func skip(err error) error { return fmt.Errorf("%w: %w", err, asynq.SkipRetry) }

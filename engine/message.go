@@ -1,0 +1,259 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/preferences"
+	"github.com/hibiken/asynq"
+)
+
+// handleMessage applies the contact policy to one message and enqueues a
+// delivery on the first allowed channel (mode first, with the rest as
+// fallback) or on every allowed channel (mode all).
+func (e *Engine) handleMessage(ctx context.Context, t *asynq.Task) error {
+	var m wire.Message
+	if err := wire.Decode(t.Payload(), &m); err != nil {
+		return skip(err)
+	}
+	if err := m.Validate(); err != nil {
+		return skip(err)
+	}
+	cust, err := e.st.Customer(ctx, m.CustomerID)
+	if err != nil {
+		if herald.ErrorCode(err) == herald.ENotFound {
+			return skip(err)
+		}
+		return err
+	}
+	dec, err := e.decide(ctx, cust, m.Topic, m.Channels)
+	if err != nil {
+		return err
+	}
+	ref := refData(m.WorkflowID, m.JourneyID, m.StepID)
+	ref["template"] = m.Template
+	ref["topic"] = m.Topic
+	switch {
+	case dec.Reason != "" && !dec.NotBefore.IsZero() && !dec.Drop:
+		return e.deferMessage(ctx, cust, m, dec, ref)
+	case dec.Reason != "":
+		return e.suppressed(ctx, cust, m.ID, m.Topic, m.WorkflowID, "", dec, ref)
+	}
+	chans := dec.Channels
+	if m.Mode != "all" {
+		chans = chans[:1]
+	}
+	for i, ch := range chans {
+		d := wire.Deliver{
+			MessageID: m.ID, CustomerID: m.CustomerID, Channel: ch,
+			Template: m.Template, Topic: m.Topic, Data: m.Data,
+			WorkflowID: m.WorkflowID, JourneyID: m.JourneyID, StepID: m.StepID,
+		}
+		if m.Mode != "all" {
+			d.Fallback = slices.Clone(dec.Channels[i+1:])
+		}
+		if err := e.enqueueDelivery(ctx, d); err != nil {
+			return err
+		}
+	}
+	summary := fmt.Sprintf("message %s (%s) queued for %s", m.Template, m.Topic, joinChannels(chans))
+	if len(dec.Skipped) > 0 {
+		summary += "; skipped " + skippedText(dec.Skipped)
+	}
+	return e.st.Append(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindMessage, Summary: summary, Ref: m.ID, Data: ref})
+}
+
+func (e *Engine) enqueueDelivery(ctx context.Context, d wire.Deliver) error {
+	return e.enqueue(ctx, asynq.NewTask(wire.DeliverType(d.Channel), wire.Encode(d)),
+		asynq.TaskID("d:"+d.DeliveryID()),
+		asynq.Queue(wire.DeliverQueue(d.Channel)),
+		asynq.Timeout(e.opt.DeliveryTimeout))
+}
+
+// decide loads what the contact policy needs and applies it.
+func (e *Engine) decide(ctx context.Context, c herald.Customer, topic string, candidates []herald.Channel) (preferences.Decision, error) {
+	p, err := e.prefs.Get(ctx, c.ID)
+	if err != nil {
+		return preferences.Decision{}, herald.Temporary(err, "redis", 0)
+	}
+	in := preferences.Input{
+		Customer: c, Prefs: p, Topic: topic, Candidates: candidates, Now: e.now(),
+		Suppressed: map[herald.Channel]bool{},
+	}
+	for ch, addr := range addresses(c) {
+		s, err := e.prefs.IsSuppressed(ctx, ch, addr)
+		if err != nil {
+			return preferences.Decision{}, herald.Temporary(err, "redis", 0)
+		}
+		in.Suppressed[ch] = s
+	}
+	if t, ok := e.opt.Policy.Topics[topic]; ok && t.Class != "" {
+		if per := e.capWindow(t.Class); per > 0 {
+			in.RecentSends, err = e.prefs.RecentSends(ctx, c.ID, t.Class, in.Now.Add(-per))
+			if err != nil {
+				return preferences.Decision{}, herald.Temporary(err, "redis", 0)
+			}
+		}
+	}
+	return e.opt.Policy.Decide(in), nil
+}
+
+func (e *Engine) capWindow(class string) time.Duration {
+	var per time.Duration
+	for _, c := range e.opt.Policy.Caps {
+		if c.Class == class && c.Per > per {
+			per = c.Per
+		}
+	}
+	return per
+}
+
+// addresses returns the customer's address per channel, the key of its
+// suppression record.
+func addresses(c herald.Customer) map[herald.Channel]string {
+	out := map[herald.Channel]string{}
+	if c.Email != "" {
+		out[herald.ChannelEmail] = c.Email
+	}
+	switch {
+	case c.SlackUserID != "":
+		out[herald.ChannelSlack] = c.SlackUserID
+	case c.Email != "":
+		out[herald.ChannelSlack] = c.Email
+	}
+	return out
+}
+
+// deferMessage re-enqueues a message for when the policy allows it (quiet
+// hours end, frequency cap frees up): deferred, never dropped.
+func (e *Engine) deferMessage(ctx context.Context, c herald.Customer, m wire.Message, dec preferences.Decision, ref map[string]any) error {
+	m.Deferrals++
+	if m.Deferrals > 100 {
+		return skip(herald.Errorf(herald.EInternal, "message %s deferred 100 times (%s); giving up", m.ID, dec.Reason))
+	}
+	at := dec.NotBefore.Add(time.Second) // asynq fires up to 1s early
+	err := e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)),
+		asynq.TaskID(fmt.Sprintf("m:%s:defer:%d", m.ID, m.Deferrals)),
+		asynq.Queue(e.Queue(m.Topic)), asynq.ProcessAt(at))
+	if err != nil {
+		return err
+	}
+	e.metrics.message("", m.Topic, m.WorkflowID, herald.OutcomeDeferred, dec.Reason)
+	ref["until"] = dec.NotBefore.UTC().Format(time.RFC3339)
+	return e.st.Append(ctx, c.ID, herald.TimelineEntry{
+		Kind: herald.KindMessage, Outcome: herald.OutcomeDeferred, Reason: dec.Reason, Ref: m.ID,
+		Summary: fmt.Sprintf("message %s deferred until %s (%s)", m.Template, dec.NotBefore.In(c.Location()).Format("2006-01-02 15:04 MST"), dec.Reason),
+		Data:    ref,
+	})
+}
+
+// suppressed records a message the policy stopped, naming the consent entry
+// behind it when there is one.
+func (e *Engine) suppressed(ctx context.Context, c herald.Customer, msgID, topic, workflow string, ch herald.Channel, dec preferences.Decision, ref map[string]any) error {
+	field := ""
+	switch dec.Reason {
+	case "opted_out_topic":
+		field = "topics." + topic
+	case "opted_out_channel":
+		if ch != "" {
+			field = "channels." + string(ch)
+		} else {
+			for sk, why := range dec.Skipped {
+				if why == "opted_out_channel" {
+					field = "channels." + string(sk)
+					break
+				}
+			}
+		}
+	case "paused":
+		field = "paused"
+	}
+	entry := herald.TimelineEntry{
+		Kind: herald.KindDelivery, Outcome: herald.OutcomeSuppressed, Reason: dec.Reason, Channel: ch, Ref: msgID, Data: ref,
+		Summary: fmt.Sprintf("not sent: %s", reasonText(dec.Reason)),
+	}
+	if dec.Drop {
+		entry.Summary = "not sent: frequency cap reached (dropped by policy)"
+	}
+	if len(dec.Skipped) > 0 {
+		entry.Summary += " (" + skippedText(dec.Skipped) + ")"
+	}
+	if field != "" {
+		if ce, ok, err := e.prefs.LastConsent(ctx, c.ID, field); err == nil && ok {
+			entry.Data["consent_id"] = ce.ID
+			entry.Summary += fmt.Sprintf("; consent entry %s at %s", ce.ID, ce.At.UTC().Format(time.RFC3339))
+		}
+	}
+	e.metrics.message(string(ch), topic, workflow, herald.OutcomeSuppressed, dec.Reason)
+	return e.st.Append(ctx, c.ID, entry)
+}
+
+func reasonText(r string) string {
+	switch r {
+	case "opted_out_channel":
+		return "the customer switched this channel off"
+	case "opted_out_topic":
+		return "the customer opted out of this topic"
+	case "paused":
+		return "the customer paused all messages"
+	case "suppressed":
+		return "the address is suppressed (earlier hard bounce or inactive account)"
+	case "frequency_capped":
+		return "frequency cap reached"
+	case "quiet_hours":
+		return "quiet hours"
+	case "unknown_topic":
+		return "unknown topic"
+	case "no_channel":
+		return "no channel can reach the customer"
+	}
+	return r
+}
+
+func skippedText(m map[herald.Channel]string) string {
+	keys := make([]string, 0, len(m))
+	for ch := range m {
+		keys = append(keys, string(ch))
+	}
+	slices.Sort(keys)
+	s := ""
+	for i, k := range keys {
+		if i > 0 {
+			s += ", "
+		}
+		s += k + ": " + m[herald.Channel(k)]
+	}
+	return s
+}
+
+func joinChannels(cs []herald.Channel) string {
+	s := ""
+	for i, c := range cs {
+		if i > 0 {
+			s += ", "
+		}
+		s += string(c)
+	}
+	return s
+}
+
+func refData(workflow, journey, step string) map[string]any {
+	m := map[string]any{}
+	if workflow != "" {
+		m["workflow"] = workflow
+	}
+	if journey != "" {
+		m["journey"] = journey
+	}
+	if step != "" {
+		m["step"] = step
+	}
+	return m
+}
+
+var errNoSender = errors.New("no sender configured for channel")

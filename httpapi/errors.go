@@ -1,0 +1,51 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/heraldhq/herald"
+)
+
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func errStatus(status int, code, msg string) *apiError {
+	return &apiError{status: status, code: code, message: msg}
+}
+
+// writeError answers with herald's JSON error shape, mapping domain codes to
+// HTTP statuses.
+func writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		switch herald.ErrorCode(err) {
+		case herald.EInvalid:
+			ae = errStatus(http.StatusUnprocessableEntity, "invalid", herald.ErrorMessage(err))
+		case herald.ENotFound:
+			ae = errStatus(http.StatusNotFound, "not_found", herald.ErrorMessage(err))
+		case herald.EConflict:
+			ae = errStatus(http.StatusConflict, "conflict", herald.ErrorMessage(err))
+		case herald.ETemporary:
+			ae = errStatus(http.StatusServiceUnavailable, "unavailable", "a dependency is unavailable; retry later")
+		default:
+			ae = errStatus(http.StatusInternalServerError, "internal", "internal error")
+		}
+	}
+	writeJSON(w, ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,547 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/preferences"
+)
+
+// Token is one named API bearer token.
+type Token struct{ Name, Value string }
+
+// Config wires the HTTP surface.
+type Config struct {
+	Engine  *engine.Engine
+	Tokens  []Token
+	MaxBody int64 // default 1 MiB
+	// Monitoring serves the dashboard under /monitoring/ (nil: not mounted).
+	Monitoring http.Handler
+	// MonitoringUser/Password protect it with basic auth; empty user: the
+	// API tokens are accepted as bearer tokens instead.
+	MonitoringUser, MonitoringPassword string
+	Metrics                            http.Handler // /metrics (nil: not mounted)
+	// Centre serves /preferences and /unsubscribe (nil: not mounted).
+	Centre http.Handler
+	// Extra routes (e.g. Slack interactivity, click redirects) by pattern.
+	Extra map[string]http.Handler
+	// Ready reports whether herald can serve (Redis reachable, content loaded).
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+}
+
+type server struct {
+	cfg Config
+	e   *engine.Engine
+	st  *store.Store
+	log *slog.Logger
+}
+
+// New returns the HTTP handler.
+func New(cfg Config) http.Handler {
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &server{cfg: cfg, e: cfg.Engine, st: cfg.Engine.Store(), log: cfg.Logger}
+	mux := http.NewServeMux()
+	api := func(pattern string, h func(http.ResponseWriter, *http.Request, string) error) {
+		mux.Handle(pattern, s.auth(h))
+	}
+	api("PUT /v1/customers/{id}", s.putCustomer)
+	api("GET /v1/customers/{id}", s.getCustomer)
+	api("DELETE /v1/customers/{id}", s.deleteCustomer)
+	api("GET /v1/customers/{id}/export", s.exportCustomer)
+	api("GET /v1/customers/{id}/preferences", s.getPreferences)
+	api("PATCH /v1/customers/{id}/preferences", s.patchPreferences)
+	api("GET /v1/customers/{id}/timeline", s.getTimeline)
+	api("POST /v1/events", s.postEvent)
+	api("POST /v1/messages", s.postMessage)
+	mux.Handle("/v1/", s.auth(func(w http.ResponseWriter, r *http.Request, _ string) error {
+		return errStatus(http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	if cfg.Monitoring != nil {
+		mux.Handle("/monitoring/", s.monitoringAuth(cfg.Monitoring))
+	}
+	if cfg.Centre != nil {
+		mux.Handle("/preferences", cfg.Centre)
+		mux.Handle("/unsubscribe", cfg.Centre)
+	}
+	for p, h := range cfg.Extra {
+		mux.Handle(p, h)
+	}
+	return s.requestID(mux)
+}
+
+var reqIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// requestID tags every request with an ID (the caller's X-Request-ID when it
+// is sane), echoes it in the response and logs the request with it.
+func (s *server) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-ID")
+		if !reqIDRe.MatchString(id) {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-ID", id)
+		sw := &statusWriter{ResponseWriter: w, status: 200}
+		start := time.Now()
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("panic in handler", "request_id", id, "panic", p)
+				writeError(sw, errStatus(http.StatusInternalServerError, "internal", "internal error"))
+			}
+			if r.URL.Path == "/healthz" || r.URL.Path == "/metrics" {
+				return
+			}
+			s.log.Info("http", "request_id", id, "method", r.Method, "path", redactPath(r.URL.Path), "status", sw.status, "ms", time.Since(start).Milliseconds())
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// redactPath keeps query strings (tokens) out of logs.
+func redactPath(p string) string {
+	if len(p) > 200 {
+		return p[:200]
+	}
+	return p
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int)        { w.status = code; w.ResponseWriter.WriteHeader(code) }
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type tokenKey struct{}
+
+// auth checks the bearer token (constant time) and passes the token's name
+// on; the name is recorded in consent and timeline entries.
+func (s *server) auth(h func(http.ResponseWriter, *http.Request, string) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, ok := s.tokenName(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+			writeError(w, errStatus(http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token (Authorization: Bearer <token>)"))
+			return
+		}
+		if err := h(w, r, name); err != nil {
+			writeError(w, err)
+		}
+	})
+}
+
+func (s *server) tokenName(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return "", false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	name, found := "", 0
+	for _, t := range s.cfg.Tokens {
+		want := sha256.Sum256([]byte(t.Value))
+		if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
+			name, found = t.Name, 1
+		}
+	}
+	return name, found == 1
+}
+
+func (s *server) monitoringAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.MonitoringUser != "" {
+			u, p, ok := r.BasicAuth()
+			uok := subtle.ConstantTimeCompare([]byte(u), []byte(s.cfg.MonitoringUser)) == 1
+			pok := subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.MonitoringPassword)) == 1
+			if !ok || !uok || !pok {
+				w.Header().Set("WWW-Authenticate", `Basic realm="herald monitoring"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		} else if _, ok := s.tokenName(r); !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="herald monitoring"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func pathID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if err := store.ValidID(id); err != nil {
+		return "", errStatus(http.StatusBadRequest, "invalid_id", herald.ErrorMessage(err))
+	}
+	return id, nil
+}
+
+type customerBody struct {
+	Email       *string        `json:"email"`
+	SlackUserID *string        `json:"slack_user_id"`
+	Locale      *string        `json:"locale"`
+	Timezone    *string        `json:"timezone"`
+	Attributes  map[string]any `json:"attributes"`
+}
+
+var (
+	emailRe  = regexp.MustCompile(`^[^\s@<>()",;:\\]+@[^\s@<>()",;:\\]+\.[^\s@<>()",;:\\]+$`)
+	slackRe  = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
+	localeRe = regexp.MustCompile(`^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$`)
+	attrRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+)
+
+func (b customerBody) validate() error {
+	var probs []string
+	if b.Email != nil && *b.Email != "" && (!emailRe.MatchString(*b.Email) || len(*b.Email) > 254) {
+		probs = append(probs, "email: not an email address")
+	}
+	if b.SlackUserID != nil && *b.SlackUserID != "" && !slackRe.MatchString(*b.SlackUserID) {
+		probs = append(probs, "slack_user_id: want a Slack user ID such as U024BE7LH")
+	}
+	if b.Locale != nil && *b.Locale != "" && !localeRe.MatchString(*b.Locale) {
+		probs = append(probs, "locale: want a BCP 47 tag such as ja-JP")
+	}
+	if b.Timezone != nil && *b.Timezone != "" {
+		if _, err := time.LoadLocation(*b.Timezone); err != nil || strings.Contains(*b.Timezone, "..") {
+			probs = append(probs, "timezone: want an IANA zone such as Asia/Bangkok")
+		}
+	}
+	for k := range b.Attributes {
+		if !attrRe.MatchString(k) {
+			probs = append(probs, "attributes."+k+": attribute names use letters, digits and _")
+		}
+	}
+	if len(probs) > 0 {
+		return herald.Errorf(herald.EInvalid, "%s", strings.Join(probs, "; "))
+	}
+	return nil
+}
+
+func (s *server) putCustomer(w http.ResponseWriter, r *http.Request, actor string) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	var b customerBody
+	if _, err := readJSON(w, r, s.cfg.MaxBody, &b); err != nil {
+		return err
+	}
+	if err := b.validate(); err != nil {
+		return err
+	}
+	c := herald.Customer{ID: id, Attributes: b.Attributes}
+	for dst, src := range map[*string]*string{&c.Email: b.Email, &c.SlackUserID: b.SlackUserID, &c.Locale: b.Locale, &c.Timezone: b.Timezone} {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	c, created, err := s.st.UpsertCustomer(r.Context(), c)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		_ = s.st.Append(r.Context(), id, herald.TimelineEntry{Kind: "customer", Summary: "customer created by " + actor})
+	}
+	writeJSON(w, status, c)
+	return nil
+}
+
+func (s *server) getCustomer(w http.ResponseWriter, r *http.Request, _ string) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	c, err := s.st.Customer(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *server) deleteCustomer(w http.ResponseWriter, r *http.Request, actor string) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if err := s.e.Erase(r.Context(), id, preferences.Actor{Kind: "api", Name: actor}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *server) exportCustomer(w http.ResponseWriter, r *http.Request, _ string) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	c, err := s.st.Customer(ctx, id)
+	if err != nil {
+		return err
+	}
+	p, err := s.e.Preferences().Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	consent, err := s.e.Preferences().Consent(ctx, id)
+	if err != nil {
+		return err
+	}
+	tl, err := s.st.Timeline(ctx, id, 0)
+	if err != nil {
+		return err
+	}
+	journeys, err := s.e.Journeys(ctx, id)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="customer-`+id+`.json"`)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"customer": c, "preferences": p, "consent_log": consent, "timeline": tl, "journeys": journeys,
+		"exported_at": time.Now().UTC(),
+	})
+	return nil
+}
+
+func (s *server) getPreferences(w http.ResponseWriter, r *http.Request, _ string) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.st.Customer(r.Context(), id); err != nil {
+		return err
+	}
+	p, err := s.e.Preferences().Get(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+func (s *server) patchPreferences(w http.ResponseWriter, r *http.Request, actor string) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	var p preferences.Patch
+	if _, err := readJSON(w, r, s.cfg.MaxBody, &p); err != nil {
+		return err
+	}
+	if _, err := s.st.Customer(r.Context(), id); err != nil {
+		return err
+	}
+	prefs, err := s.e.SetPreferences(r.Context(), id, p, preferences.Actor{Kind: "api", Name: actor}, "api")
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, prefs)
+	return nil
+}
+
+func (s *server) getTimeline(w http.ResponseWriter, r *http.Request, _ string) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.st.Customer(r.Context(), id); err != nil {
+		return err
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > store.TimelineCap {
+			return errStatus(http.StatusUnprocessableEntity, "invalid", "limit: a number from 1 to "+strconv.Itoa(store.TimelineCap))
+		}
+		limit = n
+	}
+	tl, err := s.st.Timeline(r.Context(), id, limit)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"customer_id": id, "entries": tl})
+	return nil
+}
+
+type eventBody struct {
+	CustomerID     string         `json:"customer_id"`
+	Name           string         `json:"name"`
+	Data           map[string]any `json:"data"`
+	IdempotencyKey string         `json:"idempotency_key"`
+}
+
+func (s *server) postEvent(w http.ResponseWriter, r *http.Request, actor string) error {
+	var b eventBody
+	body, err := readJSON(w, r, s.cfg.MaxBody, &b)
+	if err != nil {
+		return err
+	}
+	return s.idempotent(w, r, actor, b.IdempotencyKey, body, func() (int, any, error) {
+		ev := herald.Event{CustomerID: b.CustomerID, Name: b.Name, Data: b.Data, IdempotencyKey: idemKey(r, b.IdempotencyKey)}
+		id, err := s.e.Event(r.Context(), ev, actor)
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusAccepted, map[string]string{"id": id, "status": "accepted"}, nil
+	})
+}
+
+type messageBody struct {
+	CustomerID     string           `json:"customer_id"`
+	Template       string           `json:"template"`
+	Topic          string           `json:"topic"`
+	Data           map[string]any   `json:"data"`
+	Channels       []herald.Channel `json:"channels"`
+	Mode           string           `json:"mode"`
+	IdempotencyKey string           `json:"idempotency_key"`
+}
+
+func (s *server) postMessage(w http.ResponseWriter, r *http.Request, actor string) error {
+	var b messageBody
+	body, err := readJSON(w, r, s.cfg.MaxBody, &b)
+	if err != nil {
+		return err
+	}
+	return s.idempotent(w, r, actor, b.IdempotencyKey, body, func() (int, any, error) {
+		var probs []string
+		for f, v := range map[string]string{"customer_id": b.CustomerID, "template": b.Template, "topic": b.Topic} {
+			if v == "" {
+				probs = append(probs, f+": required")
+			}
+		}
+		if len(probs) > 0 {
+			return 0, nil, herald.Errorf(herald.EInvalid, "%s", strings.Join(slices.Sorted(slices.Values(probs)), "; "))
+		}
+		if _, err := s.st.Customer(r.Context(), b.CustomerID); err != nil {
+			return 0, nil, err
+		}
+		m := wire.Message{
+			CustomerID: b.CustomerID, Template: b.Template, Topic: b.Topic, Data: b.Data,
+			Channels: b.Channels, Mode: b.Mode, Actor: actor,
+		}
+		if k := idemKey(r, b.IdempotencyKey); k != "" {
+			m.ID = store.KeyedID("m_", actor, k)
+		}
+		id, err := s.e.Send(r.Context(), m)
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusAccepted, map[string]string{"id": id, "status": "accepted"}, nil
+	})
+}
+
+func idemKey(r *http.Request, body string) string {
+	if body != "" {
+		return body
+	}
+	return r.Header.Get("Idempotency-Key")
+}
+
+// idempotent runs do once per (token, path, key) within 24 h: a repeat gets
+// the first answer, the same key with another body a 409.
+func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyKey string, body []byte, do func() (int, any, error)) error {
+	key := idemKey(r, bodyKey)
+	if key == "" {
+		status, v, err := do()
+		if err != nil {
+			return err
+		}
+		writeJSON(w, status, v)
+		return nil
+	}
+	if len(key) > 255 {
+		return errStatus(http.StatusUnprocessableEntity, "invalid", "idempotency_key: at most 255 characters")
+	}
+	fp := sha256.Sum256(canonical(body))
+	scope := actor + "\x00" + r.URL.Path + "\x00" + key
+	pending := store.Idempotent{Fingerprint: hex.EncodeToString(fp[:]), Status: 0}
+	rec, seen, err := s.st.Remember(r.Context(), scope, pending, 24*time.Hour)
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	if seen {
+		if rec.Fingerprint != pending.Fingerprint {
+			return errStatus(http.StatusConflict, "conflict", "idempotency key already used with a different request body")
+		}
+		if rec.Status == 0 {
+			return errStatus(http.StatusConflict, "conflict", "a request with this idempotency key is still in progress")
+		}
+		w.Header().Set("Idempotent-Replayed", "true")
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(rec.Status)
+		_, _ = w.Write(rec.Body)
+		return nil
+	}
+	status, v, err := do()
+	if err != nil {
+		_ = s.st.Forget(r.Context(), scope)
+		return err
+	}
+	b, _ := json.Marshal(v)
+	rec = store.Idempotent{Fingerprint: pending.Fingerprint, Status: status, Body: b}
+	if err := s.st.Settle(r.Context(), scope, rec, 24*time.Hour); err != nil {
+		s.log.Error("store idempotent answer", "err", err)
+	}
+	writeJSON(w, status, v)
+	return nil
+}
+
+// canonical re-encodes JSON so whitespace and key order do not make two
+// equal bodies differ.
+func canonical(b []byte) []byte {
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return b
+	}
+	if m, ok := v.(map[string]any); ok {
+		delete(m, "idempotency_key")
+	}
+	out, _ := json.Marshal(v)
+	return out
+}

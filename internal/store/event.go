@@ -1,0 +1,65 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"regexp"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/redis/go-redis/v9"
+)
+
+// EventKeyTTL is how long an event's idempotency key is remembered.
+const EventKeyTTL = 24 * time.Hour
+
+var eventNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,127}$`)
+
+// ValidEventName reports whether name can name an event.
+func ValidEventName(name string) error {
+	if !eventNameRe.MatchString(name) {
+		return herald.Errorf(herald.EInvalid, "event name %q: use lower-case letters, digits, '.', '_' or '-'", clip(name))
+	}
+	return nil
+}
+
+// NewID returns a random ID with a prefix.
+func NewID(prefix string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// KeyedID derives a stable ID from an idempotency key, scoped by owner, or
+// a random one when key is empty.
+func KeyedID(prefix, owner, key string) string {
+	if key == "" {
+		return NewID(prefix)
+	}
+	return prefix + Hash(owner + "\x00" + key)[:24]
+}
+
+// PrepareEvent validates an event, gives it an ID and a time, and claims
+// its idempotency key: fresh is false for a repeat within EventKeyTTL, which
+// callers must not enqueue again.
+func PrepareEvent(ctx context.Context, rdb redis.UniversalClient, ev herald.Event) (herald.Event, bool, error) {
+	if err := ValidID(ev.CustomerID); err != nil {
+		return ev, false, err
+	}
+	if err := ValidEventName(ev.Name); err != nil {
+		return ev, false, err
+	}
+	if ev.At.IsZero() {
+		ev.At = time.Now().UTC()
+	}
+	ev.ID = KeyedID("e_", ev.CustomerID, ev.IdempotencyKey)
+	if ev.IdempotencyKey == "" {
+		return ev, true, nil
+	}
+	fresh, err := rdb.SetNX(ctx, Key(ev.CustomerID, "event-key", ev.ID), 1, EventKeyTTL).Result()
+	if err != nil {
+		return ev, false, herald.Temporary(err, "redis", 0)
+	}
+	return ev, fresh, nil
+}
