@@ -23,6 +23,9 @@ const (
 	EConflict = "conflict"
 	// EInternal: a bug or an unexpected state.
 	EInternal = "internal"
+	// ERateLimited: a shared provider rate limit is reached; the delivery
+	// waits RetryAfter and is not counted as a failure.
+	ERateLimited = "rate_limited"
 )
 
 // Error is herald's error: a machine-readable code, a human message and, for
@@ -118,6 +121,11 @@ func RetryAfter(err error) time.Duration {
 		return e.RetryAfter
 	}
 	return 0
+}
+
+// RateLimited returns an ERateLimited error asking to wait d.
+func RateLimited(limit string, d time.Duration) *Error {
+	return &Error{Code: ERateLimited, Message: "rate limit " + limit + " reached", Reason: limit, RetryAfter: d}
 }
 
 // IsTemporary reports whether a retry may succeed.

@@ -100,6 +100,10 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return err // shutting down: asynq puts the task back
 	}
+	if herald.ErrorCode(err) == herald.ERateLimited {
+		e.metrics.RateLimitWaits.WithLabelValues(string(d.Channel)).Inc()
+		return err // waits RetryAfter; IsFailure says it is no failure
+	}
 	if herald.IsTemporary(err) || errors.Is(err, context.DeadlineExceeded) {
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)

@@ -168,7 +168,7 @@ func (e *Engine) RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 // is not a failure.
 func (e *Engine) IsFailure(err error) bool {
 	var w *waitError
-	return !errors.As(err, &w)
+	return !errors.As(err, &w) && herald.ErrorCode(err) != herald.ERateLimited
 }
 
 // waitError asks asynq to retry later without counting a failure.

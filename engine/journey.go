@@ -2,17 +2,68 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
-// registerJourneys adds the journey task handlers (events, wake-ups,
-// watchdog).
+// Journey keys. A customer's journeys share the customer's hash tag; the
+// waiting index is global so the watchdog can find overdue follow-ups.
+const (
+	waitingKey   = "herald:journeys:waiting" // zset "<customer>|<journey>" scored by wake time
+	journeyTTL   = 90 * 24 * time.Hour       // finished journeys stay readable this long
+	lockTTL      = 30 * time.Second
+	watchdogLate = 30 * time.Second // a wake-up this far past due is repaired
+)
+
+func journeyKey(customerID, journeyID string) string {
+	return store.Key(customerID, "journey", journeyID)
+}
+func activeKey(customerID string) string { return store.Key(customerID, "journeys") }
+func everKey(customerID string) string   { return store.Key(customerID, "journeys-ever") }
+func lockKey(customerID string) string   { return store.Key(customerID, "lock") }
+func sourceKey(workflowID, version string) string {
+	return "herald:workflow:" + workflowID + ":" + version
+}
+
+// WakeTaskID is the deterministic asynq task ID of a journey's follow-up:
+// one per (journey, step visit), so a step is never scheduled twice.
+func WakeTaskID(journeyID string, seq int) string { return "w:" + journeyID + ":" + strconv.Itoa(seq) }
+
 func (e *Engine) registerJourneys(mux *asynq.ServeMux) {
 	mux.HandleFunc(wire.TypeEvent, e.handleEvent)
+	mux.HandleFunc(wire.TypeWake, e.handleWake)
+	mux.HandleFunc(wire.TypeWatchdog, e.handleWatchdog)
 }
+
+// lock serialises journey changes of one customer across workers. A busy
+// lock makes the task wait a moment (not a failure).
+func (e *Engine) lock(ctx context.Context, customerID string) (func(), error) {
+	token := store.NewID("")
+	ok, err := e.opt.Redis.SetNX(ctx, lockKey(customerID), token, lockTTL).Result()
+	if err != nil {
+		return nil, herald.Temporary(err, "redis", 0)
+	}
+	if !ok {
+		return nil, &waitError{reason: "customer " + customerID + " is busy", after: time.Second}
+	}
+	return func() {
+		// Delete only our own lock (it may have expired and been taken).
+		_ = unlockScript.Run(context.WithoutCancel(ctx), e.opt.Redis, []string{lockKey(customerID)}, token).Err()
+	}, nil
+}
+
+var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	var ev herald.Event
@@ -22,10 +73,432 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if err := wire.Check("id", ev.ID, "customer_id", ev.CustomerID, "name", ev.Name); err != nil {
 		return skip(err)
 	}
-	return e.st.Append(ctx, ev.CustomerID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: "event " + ev.Name, Ref: ev.ID, Data: ev.Data})
+	cust, err := e.st.Customer(ctx, ev.CustomerID)
+	if err != nil {
+		if herald.ErrorCode(err) == herald.ENotFound {
+			return skip(herald.Errorf(herald.ENotFound, "event %s for unknown customer %q: upsert the customer first", ev.Name, ev.CustomerID))
+		}
+		return err
+	}
+	unlock, err := e.lock(ctx, ev.CustomerID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	// A retried event task must not record the event twice.
+	first, err := e.opt.Redis.SetNX(ctx, store.Key(ev.CustomerID, "event-seen", ev.ID), 1, 24*time.Hour).Result()
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	if first {
+		if err := e.st.Append(ctx, ev.CustomerID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: "event " + ev.Name, Ref: ev.ID, Data: ev.Data}); err != nil {
+			return err
+		}
+	}
+	if ev.Name == wire.EventPreferencesChanged {
+		if p, _ := ev.Data["paused"].(bool); p {
+			if err := e.exitTopicLocked(ctx, cust, ""); err != nil {
+				return err
+			}
+		}
+		if left, ok := ev.Data["topics_left"].([]any); ok {
+			for _, t := range left {
+				if s, ok := t.(string); ok {
+					if err := e.exitTopicLocked(ctx, cust, s); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	set := e.Workflows()
+	if set == nil {
+		return nil
+	}
+	active, err := e.opt.Redis.HGetAll(ctx, activeKey(cust.ID)).Result()
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, Data: ev.Data})
+	for _, jid := range active {
+		s, w, err := e.loadJourney(ctx, cust.ID, jid)
+		if err != nil {
+			return err
+		}
+		if w == nil {
+			continue
+		}
+		next, actions, err := workflows.Advance(w, s, in, e.now())
+		if err != nil {
+			e.log.Error("advance journey", "journey", jid, "err", err)
+			continue
+		}
+		if err := e.apply(ctx, cust, w, s, next, actions, "event "+ev.Name); err != nil {
+			return err
+		}
+	}
+	for _, w := range set.Triggered(ev.Name) {
+		if err := e.maybeStart(ctx, cust, w, ev, active); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// Journeys returns the customer's journeys (for export).
-func (e *Engine) Journeys(ctx context.Context, customerID string) ([]any, error) { return nil, nil }
+func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, w *workflows.Workflow, ev herald.Event, active map[string]string) error {
+	_, isActive := active[w.ID]
+	ever, err := e.opt.Redis.SIsMember(ctx, everKey(c.ID), w.ID).Result()
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	if !workflows.CanEnter(w, isActive, ever) {
+		e.log.Debug("journey not started: entry rule", "workflow", w.ID, "customer", c.ID, "entry", w.Entry)
+		return e.st.Append(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID,
+			Summary: fmt.Sprintf("journey %s not started: entry rule %s (already %s)", w.ID, w.Entry, map[bool]string{true: "running", false: "run before"}[isActive])})
+	}
+	// Deterministic: a retried event task starts the same journey, not a second one.
+	jid := "j_" + store.Hash(ev.ID + "\x00" + w.ID)[:20]
+	if err := e.opt.Redis.SetNX(ctx, sourceKey(w.ID, w.Version), w.Source, 0).Err(); err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	in := e.input(c, workflows.Input{Kind: workflows.InputStart, Event: ev.Name, Data: ev.Data})
+	s, actions, err := workflows.Start(w, jid, c.ID, in, e.now())
+	if err != nil {
+		e.log.Error("start journey", "workflow", w.ID, "err", err)
+		return nil
+	}
+	e.metrics.Journeys.WithLabelValues(w.ID, "started").Inc()
+	if err := e.st.Append(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: jid,
+		Summary: fmt.Sprintf("journey %s (version %s) started by %s", w.ID, w.Version, ev.Name),
+		Data:    map[string]any{"workflow": w.ID, "version": w.Version, "journey": jid}}); err != nil {
+		return err
+	}
+	return e.apply(ctx, c, w, workflows.State{}, s, actions, "start")
+}
 
-func (e *Engine) exitTopic(ctx context.Context, customerID, topic string) error { return nil }
+// input fills what the state machine needs to know about the customer.
+func (e *Engine) input(c herald.Customer, in workflows.Input) workflows.Input {
+	cm := map[string]any{}
+	for k, v := range c.Attributes {
+		cm[k] = v
+	}
+	cm["id"], cm["locale"], cm["timezone"] = c.ID, c.Locale, c.Timezone
+	in.Customer, in.Location = cm, c.Location()
+	return in
+}
+
+// apply carries out a step's actions in crash-safe order: sends first (their
+// message IDs are deterministic, so a retried task re-enqueues nothing new),
+// then the state, then the follow-up (the watchdog re-arms one lost here).
+func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Workflow, prev, next workflows.State, actions []workflows.Action, cause string) error {
+	if len(actions) == 0 && prev.StepSeq == next.StepSeq && prev.Status == next.Status {
+		return nil
+	}
+	for _, a := range actions {
+		if a.Kind != workflows.ActionSend {
+			continue
+		}
+		chans := make([]herald.Channel, 0, len(a.Channels))
+		for _, ch := range a.Channels {
+			chans = append(chans, herald.Channel(ch))
+		}
+		m := wire.Message{
+			ID: next.JourneyID + "." + a.StepID + "." + strconv.Itoa(a.StepSeq), CustomerID: c.ID,
+			Template: a.Template, Topic: w.Topic, Channels: chans, Mode: a.Mode, Data: next.Data,
+			WorkflowID: w.ID, JourneyID: next.JourneyID, StepID: a.StepID, Actor: "journey",
+		}
+		if err := e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), asynq.TaskID("m:"+m.ID), asynq.Queue(e.Queue(w.Topic))); err != nil {
+			return err
+		}
+		_ = e.st.Append(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
+			Summary: fmt.Sprintf("journey %s step %s: send %s", w.ID, a.StepID, a.Template),
+			Data:    map[string]any{"workflow": w.ID, "journey": next.JourneyID, "step": a.StepID, "message": m.ID}})
+	}
+	if err := e.saveJourney(ctx, next); err != nil {
+		return err
+	}
+	for _, a := range actions {
+		switch a.Kind {
+		case workflows.ActionScheduleWake:
+			if err := e.scheduleWake(ctx, next, a.At); err != nil {
+				return err
+			}
+			_ = e.st.Append(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
+				Summary: fmt.Sprintf("journey %s step %s: waiting until %s", w.ID, a.StepID, a.At.In(c.Location()).Format("2006-01-02 15:04 MST")),
+				Data:    map[string]any{"workflow": w.ID, "journey": next.JourneyID, "step": a.StepID, "wake_at": a.At.UTC().Format(time.RFC3339)}})
+		case workflows.ActionCancelWake:
+			e.cancelWake(prev)
+		case workflows.ActionExit, workflows.ActionFinish:
+			event := "finished"
+			summary := fmt.Sprintf("journey %s finished (%s)", w.ID, a.Reason)
+			if a.Kind == workflows.ActionExit {
+				event = "exited"
+				summary = fmt.Sprintf("journey %s exited on %s", w.ID, a.Reason)
+			}
+			e.metrics.Journeys.WithLabelValues(w.ID, event).Inc()
+			_ = e.st.Append(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID, Summary: summary,
+				Data: map[string]any{"workflow": w.ID, "journey": next.JourneyID, "cause": cause}})
+		}
+	}
+	return nil
+}
+
+// saveJourney writes the state and keeps the active and waiting indexes in
+// step with it, in one transaction.
+func (e *Engine) saveJourney(ctx context.Context, s workflows.State) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return skip(err)
+	}
+	member := s.CustomerID + "|" + s.JourneyID
+	_, err = e.opt.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if s.Status == workflows.StatusActive {
+			p.Set(ctx, journeyKey(s.CustomerID, s.JourneyID), b, 0)
+			p.HSet(ctx, activeKey(s.CustomerID), s.WorkflowID, s.JourneyID)
+			p.SAdd(ctx, everKey(s.CustomerID), s.WorkflowID)
+		} else {
+			p.Set(ctx, journeyKey(s.CustomerID, s.JourneyID), b, journeyTTL)
+			p.HDel(ctx, activeKey(s.CustomerID), s.WorkflowID)
+		}
+		return nil
+	})
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	// The waiting index lives on another slot in a cluster: written apart.
+	if s.Waiting() {
+		err = e.opt.Redis.ZAdd(ctx, waitingKey, redis.Z{Score: float64(s.WakeAt.Unix()), Member: member}).Err()
+	} else {
+		err = e.opt.Redis.ZRem(ctx, waitingKey, member).Err()
+	}
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
+func (e *Engine) scheduleWake(ctx context.Context, s workflows.State, at time.Time) error {
+	p := wire.Wake{JourneyID: s.JourneyID, CustomerID: s.CustomerID, WorkflowID: s.WorkflowID, Version: s.Version, StepID: s.Step, StepSeq: s.StepSeq}
+	return e.enqueue(ctx, asynq.NewTask(wire.TypeWake, wire.Encode(p)),
+		asynq.TaskID(WakeTaskID(s.JourneyID, s.StepSeq)), asynq.Queue(wire.QueueCritical), asynq.ProcessAt(at))
+}
+
+// cancelWake deletes a pending follow-up. Failing is harmless: a wake-up
+// for a step the journey has left is a no-op.
+func (e *Engine) cancelWake(prev workflows.State) {
+	if prev.JourneyID == "" || !prev.Waiting() {
+		return
+	}
+	insp := asynq.NewInspectorFromRedisClient(e.opt.Redis)
+	if err := insp.DeleteTask(wire.QueueCritical, WakeTaskID(prev.JourneyID, prev.StepSeq)); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		e.log.Debug("cancel wake-up", "journey", prev.JourneyID, "err", err)
+	}
+}
+
+// loadJourney returns a journey and the workflow version it runs on,
+// rebuilding an old version from its stored source when the file changed
+// since. A nil workflow means the journey cannot go on (logged).
+func (e *Engine) loadJourney(ctx context.Context, customerID, journeyID string) (workflows.State, *workflows.Workflow, error) {
+	var s workflows.State
+	b, err := e.opt.Redis.Get(ctx, journeyKey(customerID, journeyID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return s, nil, nil
+	}
+	if err != nil {
+		return s, nil, herald.Temporary(err, "redis", 0)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		e.log.Error("journey state unreadable", "journey", journeyID, "err", err)
+		return s, nil, nil
+	}
+	w, err := e.workflowVersion(ctx, s.WorkflowID, s.Version)
+	if err != nil {
+		return s, nil, err
+	}
+	return s, w, nil
+}
+
+func (e *Engine) workflowVersion(ctx context.Context, id, version string) (*workflows.Workflow, error) {
+	set := e.Workflows()
+	if set == nil {
+		return nil, nil
+	}
+	if w, ok := set.Version(id, version); ok {
+		return w, nil
+	}
+	src, err := e.opt.Redis.Get(ctx, sourceKey(id, version)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		e.log.Error("journey's workflow version is gone", "workflow", id, "version", version)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, herald.Temporary(err, "redis", 0)
+	}
+	w, err := workflows.Parse(id+".yaml", src, workflows.LoadOptions{})
+	if err != nil {
+		e.log.Error("stored workflow version does not parse", "workflow", id, "version", version, "err", err)
+		return nil, nil
+	}
+	if w.Version != version { // a hash-versioned file re-parsed under a new name keeps its hash
+		e.log.Warn("stored workflow version mismatch", "workflow", id, "want", version, "got", w.Version)
+	}
+	set.Add(w)
+	return w, nil
+}
+
+func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
+	var p wire.Wake
+	if err := wire.Decode(t.Payload(), &p); err != nil {
+		return skip(err)
+	}
+	if err := wire.Check("journey", p.JourneyID, "customer_id", p.CustomerID, "workflow", p.WorkflowID); err != nil {
+		return skip(err)
+	}
+	cust, err := e.st.Customer(ctx, p.CustomerID)
+	if err != nil {
+		if herald.ErrorCode(err) == herald.ENotFound {
+			return nil // erased: nothing to follow up
+		}
+		return err
+	}
+	unlock, err := e.lock(ctx, p.CustomerID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	s, w, err := e.loadJourney(ctx, p.CustomerID, p.JourneyID)
+	if err != nil || w == nil {
+		return err
+	}
+	next, actions, err := workflows.Advance(w, s, e.input(cust, workflows.Input{Kind: workflows.InputWake, WakeSeq: p.StepSeq}), e.now())
+	if err != nil {
+		return skip(err)
+	}
+	if len(actions) == 1 && actions[0].Kind == workflows.ActionScheduleWake && next.StepSeq == s.StepSeq && actions[0].At.Equal(s.WakeAt) {
+		// Fired early (asynq rounds to whole seconds): wait the rest.
+		return &waitError{reason: "follow-up not yet due", after: s.WakeAt.Sub(e.now())}
+	}
+	return e.apply(ctx, cust, w, s, next, actions, "wake-up")
+}
+
+// handleWatchdog re-arms follow-ups that are overdue and have no live task:
+// deleted by hand, lost when a worker died between saving a journey and
+// scheduling its wake-up, or archived.
+func (e *Engine) handleWatchdog(ctx context.Context, _ *asynq.Task) error {
+	cutoff := e.now().Add(-watchdogLate)
+	members, err := e.opt.Redis.ZRangeByScore(ctx, waitingKey, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(cutoff.Unix(), 10), Count: 1000}).Result()
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	insp := asynq.NewInspectorFromRedisClient(e.opt.Redis)
+	for _, m := range members {
+		cust, jid, ok := strings.Cut(m, "|")
+		if !ok {
+			_ = e.opt.Redis.ZRem(ctx, waitingKey, m).Err()
+			continue
+		}
+		s, w, err := e.loadJourney(ctx, cust, jid)
+		if err != nil {
+			return err
+		}
+		if w == nil || !s.Waiting() {
+			_ = e.opt.Redis.ZRem(ctx, waitingKey, m).Err()
+			continue
+		}
+		id := WakeTaskID(jid, s.StepSeq)
+		info, err := insp.GetTaskInfo(wire.QueueCritical, id)
+		switch {
+		case err == nil && info.State == asynq.TaskStateArchived:
+			err = insp.RunTask(wire.QueueCritical, id)
+		case err == nil:
+			continue // scheduled, pending, active or retrying: alive
+		case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
+			err = e.scheduleWake(ctx, s, e.now())
+		}
+		if err != nil {
+			e.log.Error("watchdog repair failed", "journey", jid, "err", err)
+			continue
+		}
+		e.metrics.WatchdogRepairs.Inc()
+		e.log.Warn("watchdog re-armed a lost follow-up", "journey", jid, "customer", cust, "step", s.Step, "due", s.WakeAt)
+		_ = e.st.Append(ctx, cust, herald.TimelineEntry{Kind: herald.KindJourney, Ref: jid,
+			Summary: fmt.Sprintf("journey %s step %s: follow-up due %s was missing and has been re-armed", s.WorkflowID, s.Step, s.WakeAt.UTC().Format(time.RFC3339))})
+	}
+	return nil
+}
+
+// Journeys returns the customer's journeys, running and recent (export).
+func (e *Engine) Journeys(ctx context.Context, customerID string) ([]workflows.State, error) {
+	out := []workflows.State{}
+	if _, ok := e.opt.Redis.(*redis.ClusterClient); ok {
+		// One slot holds the customer's keys; HGETALL of the active index
+		// is enough to find running journeys on a cluster.
+		active, err := e.opt.Redis.HGetAll(ctx, activeKey(customerID)).Result()
+		if err != nil {
+			return nil, err
+		}
+		for _, jid := range active {
+			if s, _, err := e.loadJourney(ctx, customerID, jid); err == nil && s.JourneyID != "" {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	}
+	it := e.opt.Redis.Scan(ctx, 0, journeyKey(customerID, "*"), 200).Iterator()
+	for it.Next(ctx) {
+		var s workflows.State
+		if b, err := e.opt.Redis.Get(ctx, it.Val()).Bytes(); err == nil && json.Unmarshal(b, &s) == nil {
+			out = append(out, s)
+		}
+	}
+	return out, it.Err()
+}
+
+// exitTopic ends the customer's running journeys of topic ("" = all).
+func (e *Engine) exitTopic(ctx context.Context, customerID, topic string) error {
+	c, err := e.st.Customer(ctx, customerID)
+	if err != nil {
+		return err
+	}
+	var unlock func()
+	for i := 0; ; i++ {
+		unlock, err = e.lock(ctx, customerID)
+		if err == nil {
+			break
+		}
+		if i == 50 {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer unlock()
+	return e.exitTopicLocked(ctx, c, topic)
+}
+
+func (e *Engine) exitTopicLocked(ctx context.Context, c herald.Customer, topic string) error {
+	active, err := e.opt.Redis.HGetAll(ctx, activeKey(c.ID)).Result()
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	for _, jid := range active {
+		s, w, err := e.loadJourney(ctx, c.ID, jid)
+		if err != nil {
+			return err
+		}
+		if w == nil || s.Status != workflows.StatusActive || (topic != "" && w.Topic != topic) {
+			continue
+		}
+		prev := s
+		s.Status, s.WakeAt, s.WaitKind, s.UpdatedAt = workflows.StatusExited, time.Time{}, "", e.now()
+		reason := "opted out of " + w.Topic
+		if topic == "" {
+			reason = "paused all messages"
+		}
+		s.History = append(s.History, workflows.HistoryEntry{At: e.now(), Step: s.Step, Kind: "exit", Detail: reason})
+		if err := e.apply(ctx, c, w, prev, s, []workflows.Action{{Kind: workflows.ActionCancelWake}, {Kind: workflows.ActionExit, Reason: reason}}, "preferences"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
