@@ -26,6 +26,17 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 		return skip(err)
 	}
 	id := d.DeliveryID()
+	// Claim the delivery so that copies of this task running at the same
+	// time wait instead of racing past the ledger check. The claim expires
+	// on its own if this worker dies.
+	release, claimed, err := e.st.Claim(ctx, d.CustomerID, id, e.opt.DeliveryTimeout+10*time.Second)
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	if !claimed {
+		return &waitError{reason: "delivery " + id + " is in progress elsewhere", after: 2 * time.Second}
+	}
+	defer release()
 	if _, sent, err := e.st.Sent(ctx, d.CustomerID, id); err != nil {
 		return herald.Temporary(err, "redis", 0)
 	} else if sent {

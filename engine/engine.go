@@ -113,6 +113,9 @@ func New(opt Options) (*Engine, error) {
 // Close releases the asynq client.
 func (e *Engine) Close() error { return e.client.Close() }
 
+// Metrics returns the engine's Prometheus series.
+func (e *Engine) Metrics() *Metrics { return e.metrics }
+
 // Store returns the Redis state store.
 func (e *Engine) Store() *store.Store { return e.st }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
+	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -29,6 +30,7 @@ type bundle struct {
 	smtp  *smtpserver.Server
 	slack *slackapi.Server
 	insp  *asynq.Inspector
+	srv   *asynq.Server
 }
 
 func topics() map[string]herald.Topic {
@@ -60,10 +62,12 @@ func setup(t *testing.T) *bundle {
 
 	tset, err := templates.Load(os.DirFS("testdata/templates"), templates.Options{})
 	require.NoError(t, err)
+	wset, err := workflows.Load(os.DirFS("testdata/workflows"), workflows.LoadOptions{TemplateExists: tset.Has})
+	require.NoError(t, err)
 	b.e, err = engine.New(engine.Options{
 		Redis: b.rdb, RedisConn: b.conn,
 		Senders:   map[herald.Channel]herald.Sender{herald.ChannelEmail: es, herald.ChannelSlack: ss},
-		Templates: tset,
+		Templates: tset, Workflows: wset,
 		Policy:    preferences.Policy{Topics: topics()},
 		PublicURL: "https://herald.example.com", SigningKey: []byte("0123456789abcdef0123456789abcdef"),
 		MaxRetry: 3, RetryBase: time.Second, RetryMax: time.Second,
@@ -79,6 +83,7 @@ func setup(t *testing.T) *bundle {
 	})
 	require.NoError(t, srv.Start(b.e.Mux()))
 	t.Cleanup(srv.Shutdown)
+	b.srv = srv
 	b.insp = asynq.NewInspectorFromRedisClient(b.rdb)
 	return b
 }

@@ -49,21 +49,15 @@ func (e *Engine) registerJourneys(mux *asynq.ServeMux) {
 // lock serialises journey changes of one customer across workers. A busy
 // lock makes the task wait a moment (not a failure).
 func (e *Engine) lock(ctx context.Context, customerID string) (func(), error) {
-	token := store.NewID("")
-	ok, err := e.opt.Redis.SetNX(ctx, lockKey(customerID), token, lockTTL).Result()
+	release, ok, err := e.st.Claim(ctx, customerID, "journeys", lockTTL)
 	if err != nil {
 		return nil, herald.Temporary(err, "redis", 0)
 	}
 	if !ok {
 		return nil, &waitError{reason: "customer " + customerID + " is busy", after: time.Second}
 	}
-	return func() {
-		// Delete only our own lock (it may have expired and been taken).
-		_ = unlockScript.Run(context.WithoutCancel(ctx), e.opt.Redis, []string{lockKey(customerID)}, token).Err()
-	}, nil
+	return release, nil
 }
-
-var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	var ev herald.Event
@@ -489,14 +483,12 @@ func (e *Engine) exitTopicLocked(ctx context.Context, c herald.Customer, topic s
 		if w == nil || s.Status != workflows.StatusActive || (topic != "" && w.Topic != topic) {
 			continue
 		}
-		prev := s
-		s.Status, s.WakeAt, s.WaitKind, s.UpdatedAt = workflows.StatusExited, time.Time{}, "", e.now()
 		reason := "opted out of " + w.Topic
 		if topic == "" {
 			reason = "paused all messages"
 		}
-		s.History = append(s.History, workflows.HistoryEntry{At: e.now(), Step: s.Step, Kind: "exit", Detail: reason})
-		if err := e.apply(ctx, c, w, prev, s, []workflows.Action{{Kind: workflows.ActionCancelWake}, {Kind: workflows.ActionExit, Reason: reason}}, "preferences"); err != nil {
+		next, actions := workflows.Exit(s, reason, e.now())
+		if err := e.apply(ctx, c, w, s, next, actions, "preferences"); err != nil {
 			return err
 		}
 	}

@@ -221,7 +221,7 @@ func (m *Main) senders() (map[herald.Channel]herald.Sender, error) {
 	if len(out) == 0 {
 		return nil, errors.New("no channel configured: set HERALD_SMTP_URL and/or HERALD_SLACK_TOKEN")
 	}
-	return out, nil
+	return withRateLimits(m.Redis, c.RateLimits, out), nil
 }
 
 // storeCache defers to the engine's store, which exists only after Open

@@ -52,7 +52,7 @@ type Options struct {
 type Post struct {
 	Method  string          `json:"method"`  // chat.postMessage or chat.update
 	Channel string          `json:"channel"` // the conversation, a D… ID for a DM
-	User    string          `json:"user,omitempty"`
+	User    string          `json:"user"`    // the DM's user, "" for a channel
 	Text    string          `json:"text"`
 	Blocks  json.RawMessage `json:"blocks,omitempty"`
 	TS      string          `json:"ts"`
@@ -98,6 +98,8 @@ type Server struct {
 	lastTS   time.Time
 	onPost   []func(Post)
 
+	methods map[string]func(http.ResponseWriter, url.Values)
+
 	jsonlMu sync.Mutex // separate from mu so a slow writer does not stall readers
 
 	srv *http.Server
@@ -117,6 +119,13 @@ func New(opts Options) *Server {
 	}
 	for email, id := range opts.Users {
 		s.users[normEmail(email)] = id
+	}
+	s.methods = map[string]func(http.ResponseWriter, url.Values){
+		"auth.test":           s.authTest,
+		"chat.postMessage":    s.chatPostMessage,
+		"chat.update":         s.chatUpdate,
+		"users.lookupByEmail": s.usersLookupByEmail,
+		"conversations.open":  s.conversationsOpen,
 	}
 	return s
 }
@@ -216,7 +225,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	handler, ok := s.handlers()[method]
+	handler, ok := s.methods[method]
 	if !ok {
 		writeError(w, "unknown_method")
 		return
@@ -226,16 +235,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	handler(w, params)
-}
-
-func (s *Server) handlers() map[string]func(http.ResponseWriter, url.Values) {
-	return map[string]func(http.ResponseWriter, url.Values){
-		"auth.test":           s.authTest,
-		"chat.postMessage":    s.chatPostMessage,
-		"chat.update":         s.chatUpdate,
-		"users.lookupByEmail": s.usersLookupByEmail,
-		"conversations.open":  s.conversationsOpen,
-	}
 }
 
 func (s *Server) checkAuth(token string) string {

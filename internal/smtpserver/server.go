@@ -69,6 +69,7 @@ type Server struct {
 	mu        sync.Mutex
 	addr      string // fixed by the first listen so Up comes back on the same port
 	srv       *smtp.Server
+	ln        net.Listener
 	served    chan struct{}
 	closed    bool
 	msgs      []Received
@@ -128,7 +129,7 @@ func (s *Server) listen() error {
 		defer close(served)
 		_ = srv.Serve(l)
 	}()
-	s.srv, s.served = srv, served
+	s.srv, s.ln, s.served = srv, l, served
 	return nil
 }
 
@@ -138,8 +139,11 @@ func (s *Server) stop() error {
 		return nil
 	}
 	err := s.srv.Close()
+	// Close only knows listeners that Serve has registered; one that Serve
+	// has not reached yet must be closed here or Serve would never return.
+	_ = s.ln.Close()
 	<-s.served
-	s.srv, s.served = nil, nil
+	s.srv, s.ln, s.served = nil, nil, nil
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}

@@ -188,6 +188,23 @@ func (s *Store) MarkSent(ctx context.Context, customerID, deliveryID string, r h
 	return s.rdb.SetNX(ctx, Key(customerID, "ledger", deliveryID), b, LedgerTTL).Result()
 }
 
+// Claim takes a short-lived exclusive claim on a delivery. It returns a
+// release function, and false when another worker holds the claim.
+func (s *Store) Claim(ctx context.Context, customerID, deliveryID string, ttl time.Duration) (func(), bool, error) {
+	key := Key(customerID, "claim", deliveryID)
+	token := NewID("")
+	ok, err := s.rdb.SetNX(ctx, key, token, ttl).Result()
+	if err != nil || !ok {
+		return func() {}, false, err
+	}
+	return func() {
+		_ = releaseScript.Run(context.WithoutCancel(ctx), s.rdb, []string{key}, token).Err()
+	}, true, nil
+}
+
+// releaseScript deletes a claim only if it is still ours.
+var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
 // Idempotent stores the first answer for key and returns the earlier one on
 // a repeat. fingerprint identifies the request body: the same key with a
 // different body is an EConflict.

@@ -1,0 +1,13 @@
+// Package templates loads and renders herald's message templates: one
+// Markdown file with YAML front matter per template and locale
+// (<template>/<locale>.md), rendered into every channel from one source so
+// that email (HTML and plain text) and Slack (mrkdwn and Block Kit) say the
+// same thing.
+//
+// It owns locale fallback, escaping of customer and event data for each
+// target (Markdown, HTML, Slack control sequences, mail headers), the
+// default email layout and its `_layout.html` override, the template helpers
+// (date, datetime, number, money, default, upper, title, track, markdown) and
+// the checks behind `herald validate`. Everything is parsed once by Load;
+// Render only executes.
+package templates

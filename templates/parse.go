@@ -1,0 +1,315 @@
+package templates
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"text/template"
+	"text/template/parse"
+
+	"github.com/goccy/go-yaml"
+	yamlparser "github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+)
+
+// frontMatter is the YAML header of a template file. Unknown fields are
+// errors: a typo such as "subjet" must not silently send an empty subject.
+type frontMatter struct {
+	Subject   string       `yaml:"subject"`
+	Preheader string       `yaml:"preheader"`
+	Slack     *string      `yaml:"slack"`
+	Actions   []actionSpec `yaml:"actions"`
+	Sample    *sample      `yaml:"sample"`
+}
+
+type actionSpec struct {
+	Label string `yaml:"label"`
+	Event string `yaml:"event"`
+	URL   string `yaml:"url"`
+	Style string `yaml:"style"`
+}
+
+// sample is the data `herald validate` and `herald preview` render with.
+type sample struct {
+	Customer map[string]any    `yaml:"customer"`
+	Data     map[string]any    `yaml:"data"`
+	Links    map[string]string `yaml:"links"`
+}
+
+// file is one <template>/<locale>.md, parsed.
+type file struct {
+	path    string
+	name    string
+	locale  string
+	tag     language.Tag
+	printer *message.Printer
+	actions []fileAction
+	sample  *sample
+	// root holds every text/template of the file (subject, body, ...) as
+	// associated templates; instances clone it.
+	root *template.Template
+	pool sync.Pool
+	// lines maps each associated template to the file line it starts on.
+	lines map[string]int
+}
+
+type fileAction struct {
+	Action
+	line int
+}
+
+// Names of the associated templates inside a file's root template.
+const (
+	tSubject   = "subject"
+	tPreheader = "preheader"
+	tBody      = "body"
+	tSlack     = "slack"
+)
+
+var validEvent = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func actionName(i int, field string) string { return "action." + strconv.Itoa(i) + "." + field }
+
+var errNoFrontMatter = errors.New("missing front matter: a template starts with a --- line, its YAML header (at least subject:), and a closing --- line")
+
+// splitFrontMatter returns the YAML header and the body, and the file line
+// the body starts on.
+func splitFrontMatter(src []byte) (fm, body []byte, bodyLine int, err error) {
+	if !bytes.HasPrefix(src, []byte("---\n")) {
+		return nil, nil, 0, errNoFrontMatter
+	}
+	rest := src[4:]
+	line := 2
+	for len(rest) > 0 {
+		end := bytes.IndexByte(rest, '\n')
+		var l []byte
+		if end < 0 {
+			l, end = rest, len(rest)-1
+		} else {
+			l = rest[:end]
+		}
+		if string(bytes.TrimRight(l, " \t")) == "---" {
+			fm = src[4 : len(src)-len(rest)]
+			return fm, rest[end+1:], line + 1, nil
+		}
+		rest = rest[end+1:]
+		line++
+	}
+	return nil, nil, 0, errors.New("front matter is not closed: add a --- line after the YAML header")
+}
+
+func (s *Set) parseFile(p, name string, tag language.Tag, src []byte, probs *Problems) *file {
+	src = bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n"))
+	fmSrc, body, bodyLine, err := splitFrontMatter(src)
+	if err != nil {
+		probs.add(p, 1, "%v", err)
+		return nil
+	}
+	var fm frontMatter
+	astFile, err := yamlparser.ParseBytes(fmSrc, 0)
+	if err == nil && len(astFile.Docs) > 0 && astFile.Docs[0].Body != nil {
+		err = yaml.NodeToValue(astFile.Docs[0].Body, &fm, yaml.DisallowUnknownField(), yaml.Strict())
+	}
+	if err != nil {
+		line, msg := 0, err.Error()
+		var ye yaml.Error
+		if errors.As(err, &ye) {
+			msg = ye.GetMessage()
+			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+				line = tk.Position.Line
+			}
+		}
+		// The YAML starts on the file's second line.
+		probs.add(p, line+1, "front matter: %s", msg)
+		return nil
+	}
+	lineOf := func(q string) int {
+		pth, err := yaml.PathString(q)
+		if err != nil {
+			return 1
+		}
+		n, err := pth.FilterFile(astFile)
+		if err != nil || n == nil || n.GetToken() == nil {
+			return 1
+		}
+		tk := n.GetToken()
+		l := tk.Position.Line + 1
+		if tk.Type == token.LiteralType || tk.Type == token.FoldedType {
+			l++ // a block scalar's text starts on the next line
+		}
+		return l
+	}
+
+	f := &file{path: p, name: name, locale: tag.String(), tag: tag, printer: message.NewPrinter(tag), sample: fm.Sample, lines: map[string]int{}}
+	f.root = template.New(p).Option("missingkey=error").Funcs(funcs(&renderState{}))
+	before := len(*probs)
+	if strings.TrimSpace(fm.Subject) == "" {
+		probs.add(p, 1, "front matter: subject is required")
+	} else {
+		f.parse(tSubject, fm.Subject, lineOf("$.subject"), false, probs)
+	}
+	if fm.Preheader != "" {
+		f.parse(tPreheader, fm.Preheader, lineOf("$.preheader"), false, probs)
+	}
+	if fm.Slack != nil {
+		f.parse(tSlack, *fm.Slack, lineOf("$.slack"), true, probs)
+	}
+	for i, a := range fm.Actions {
+		line := lineOf(fmt.Sprintf("$.actions[%d]", i))
+		switch {
+		case strings.TrimSpace(a.Label) == "":
+			probs.add(p, line, "action %d: label is required", i+1)
+		case a.Event == "" && a.URL == "":
+			probs.add(p, line, "action %q: give it an event, a url, or both", a.Label)
+		case a.Event != "" && !validEvent.MatchString(a.Event):
+			probs.add(p, line, "action %q: event %q is not an event name (letters, digits, . _ -)", a.Label, a.Event)
+		case a.Style != "" && a.Style != "primary" && a.Style != "danger":
+			probs.add(p, line, "action %q: style is primary, danger or empty, not %q", a.Label, a.Style)
+		}
+		f.parse(actionName(i, "label"), a.Label, lineOf(fmt.Sprintf("$.actions[%d].label", i)), false, probs)
+		if a.URL != "" {
+			f.parse(actionName(i, "url"), a.URL, lineOf(fmt.Sprintf("$.actions[%d].url", i)), false, probs)
+		}
+		f.actions = append(f.actions, fileAction{Action: Action(a), line: line})
+	}
+	if strings.TrimSpace(string(body)) == "" {
+		probs.add(p, bodyLine, "the body is empty")
+	} else {
+		f.parse(tBody, string(body), bodyLine, true, probs)
+	}
+	for _, t := range f.root.Templates() {
+		if n := t.Name(); n != p && !f.known(n) {
+			probs.add(p, 0, "{{define %q}}: templates cannot define other templates", n)
+		}
+	}
+	if len(*probs) > before {
+		return nil
+	}
+	return f
+}
+
+func (f *file) known(n string) bool {
+	switch n {
+	case tSubject, tPreheader, tBody, tSlack:
+		return true
+	}
+	return strings.HasPrefix(n, "action.")
+}
+
+// parse parses one field as an associated template. The text is padded with
+// newlines so that text/template's line numbers are the file's; the padding
+// is then cut from the tree. Markdown fields get every output action piped
+// through the Markdown escaper, as html/template does for HTML.
+func (f *file) parse(name, src string, line int, markdown bool, probs *Problems) {
+	pad := max(line-1, 0)
+	f.lines[name] = line
+	t, err := f.root.New(name).Parse(strings.Repeat("\n", pad) + src)
+	if err != nil {
+		perr := f.problem(err).(Problem)
+		probs.add(f.path, perr.Line, "%s", perr.Message)
+		return
+	}
+	if t.Tree == nil || t.Tree.Root == nil {
+		return
+	}
+	if len(t.Tree.Root.Nodes) > 0 {
+		if tn, ok := t.Tree.Root.Nodes[0].(*parse.TextNode); ok {
+			n := 0
+			for n < pad && n < len(tn.Text) && tn.Text[n] == '\n' {
+				n++
+			}
+			tn.Text = tn.Text[n:]
+		}
+	}
+	walk(t.Tree.Root, func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.TemplateNode:
+			l, _ := t.ErrorContext(n)
+			probs.add(f.path, lineFromContext(l), "{{template %q}}: templates cannot include other templates", n.Name)
+		case *parse.ActionNode:
+			if markdown && len(n.Pipe.Decl) == 0 {
+				n.Pipe.Cmds = append(n.Pipe.Cmds, &parse.CommandNode{
+					NodeType: parse.NodeCommand,
+					Pos:      n.Pos,
+					Args:     []parse.Node{parse.NewIdentifier(escapeFunc).SetPos(n.Pos)},
+				})
+			}
+		}
+	})
+}
+
+func lineFromContext(loc string) int {
+	// loc is "name:line:col".
+	parts := strings.Split(loc, ":")
+	if len(parts) < 3 {
+		return 0
+	}
+	n, _ := strconv.Atoi(parts[len(parts)-2])
+	return n
+}
+
+func walk(n parse.Node, fn func(parse.Node)) {
+	if n == nil {
+		return
+	}
+	fn(n)
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			walk(c, fn)
+		}
+	case *parse.IfNode:
+		walk(n.List, fn)
+		walk(n.ElseList, fn)
+	case *parse.RangeNode:
+		walk(n.List, fn)
+		walk(n.ElseList, fn)
+	case *parse.WithNode:
+		walk(n.List, fn)
+		walk(n.ElseList, fn)
+	}
+}
+
+// get returns an instance from the pool, cloning the parsed templates (the
+// trees are shared, not copied) when the pool is empty.
+func (f *file) get() *instance {
+	if v := f.pool.Get(); v != nil {
+		return v.(*instance)
+	}
+	st := &renderState{}
+	t, err := f.root.Clone()
+	if err != nil {
+		panic(err) // only possible after the root was executed, which it never is
+	}
+	t.Funcs(funcs(st))
+	in := &instance{
+		st:        st,
+		subject:   t.Lookup(tSubject),
+		preheader: t.Lookup(tPreheader),
+		body:      t.Lookup(tBody),
+		slack:     t.Lookup(tSlack),
+		actions:   make([]actionTemplates, len(f.actions)),
+	}
+	for i := range f.actions {
+		in.actions[i] = actionTemplates{label: t.Lookup(actionName(i, "label")), url: t.Lookup(actionName(i, "url"))}
+	}
+	return in
+}
+
+func (f *file) put(in *instance) {
+	// Do not keep buffers that grew for an unusually large render.
+	if in.src.Cap() > 64<<10 || in.out.Cap() > 256<<10 {
+		return
+	}
+	in.st.d = Data{}
+	f.pool.Put(in)
+}
