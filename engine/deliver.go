@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
@@ -27,33 +28,28 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	}
 	id := d.DeliveryID()
 	// Claim the delivery so that copies of this task running at the same
-	// time wait instead of racing past the ledger check. The claim expires
-	// on its own if this worker dies.
-	release, claimed, err := e.st.Claim(ctx, d.CustomerID, id, e.opt.DeliveryTimeout+10*time.Second)
-	if err != nil {
-		return herald.Temporary(err, "redis", 0)
-	}
-	if !claimed {
-		return &waitError{reason: "delivery " + id + " is in progress elsewhere", after: 2 * time.Second}
-	}
-	defer release()
-	if _, sent, err := e.st.Sent(ctx, d.CustomerID, id); err != nil {
-		return herald.Temporary(err, "redis", 0)
-	} else if sent {
-		e.log.Info("delivery already sent; duplicate task ignored", "delivery", id, "customer", d.CustomerID)
-		return nil
-	}
-	sender, ok := e.opt.Senders[d.Channel]
-	if !ok {
-		return skip(herald.Errorf(herald.EInvalid, "%v: %s", errNoSender, d.Channel))
-	}
-	cust, err := e.st.Customer(ctx, d.CustomerID)
+	// time wait instead of racing past the ledger check; read the ledger and
+	// the customer in the same round trip.
+	dl, claimed, err := e.st.BeginDelivery(ctx, d.CustomerID, id, e.opt.DeliveryTimeout+10*time.Second)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			return skip(err) // erased while queued
 		}
 		return err
 	}
+	defer dl.Release(ctx)
+	if dl.Sent {
+		e.log.Info("delivery already sent; duplicate task ignored", "delivery", id, "customer", d.CustomerID)
+		return nil
+	}
+	if !claimed {
+		return &waitError{reason: "delivery " + id + " is in progress elsewhere", after: 2 * time.Second}
+	}
+	sender, ok := e.opt.Senders[d.Channel]
+	if !ok {
+		return skip(herald.Errorf(herald.EInvalid, "%v: %s", errNoSender, d.Channel))
+	}
+	cust := dl.Customer
 	ref := refData(d.WorkflowID, d.JourneyID, d.StepID)
 	ref["template"] = d.Template
 	ref["topic"] = d.Topic
@@ -106,7 +102,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	cancel()
 	e.metrics.providerLatency(string(d.Channel), time.Since(start), err)
 	if err == nil {
-		return e.recordSent(ctx, cust, d, receipt, content.Locale, ref)
+		return e.recordSent(ctx, dl, d, receipt, content.Locale, ref)
 	}
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return err // shutting down: asynq puts the task back
@@ -169,13 +165,17 @@ func (e *Engine) fallback(ctx context.Context, c herald.Customer, d wire.Deliver
 	})
 }
 
-func (e *Engine) recordSent(ctx context.Context, c herald.Customer, d wire.Deliver, r herald.Receipt, locale string, ref map[string]any) error {
+func (e *Engine) recordSent(ctx context.Context, dl *store.Delivery, d wire.Deliver, r herald.Receipt, locale string, ref map[string]any) error {
 	if r.SentAt.IsZero() {
 		r.SentAt = e.now()
 	}
+	ref["provider_id"] = r.ProviderID
 	// The provider has the message: from here on, failing the task would
-	// send it again. Write the ledger first, then the rest best-effort.
-	first, err := e.st.MarkSent(ctx, c.ID, d.DeliveryID(), r)
+	// send it again. The ledger and the timeline go in one transaction.
+	first, err := dl.Finish(ctx, r, herald.TimelineEntry{
+		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: herald.OutcomeSent, Ref: d.MessageID, Data: ref,
+		Summary: fmt.Sprintf("sent %s by %s (%s)", d.Template, d.Channel, locale),
+	})
 	if err != nil {
 		e.log.Error("ledger write failed after a successful send; a retry may send once more", "delivery", d.DeliveryID(), "err", err)
 		return herald.Temporary(err, "redis", 0)
@@ -183,17 +183,13 @@ func (e *Engine) recordSent(ctx context.Context, c herald.Customer, d wire.Deliv
 	if !first {
 		e.log.Warn("delivery sent twice: another worker recorded it first", "delivery", d.DeliveryID())
 	}
-	if t, ok := e.opt.Policy.Topics[d.Topic]; ok && t.Class != "" {
-		if err := e.prefs.RecordSend(ctx, c.ID, t.Class, r.SentAt); err != nil {
-			e.log.Error("record send for frequency caps", "customer", c.ID, "err", err)
+	if t, ok := e.opt.Policy.Topics[d.Topic]; ok && t.Class != "" && e.capWindow(t.Class) > 0 {
+		if err := e.prefs.RecordSend(ctx, d.CustomerID, t.Class, r.SentAt); err != nil {
+			e.log.Error("record send for frequency caps", "customer", d.CustomerID, "err", err)
 		}
 	}
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeSent, "")
-	ref["provider_id"] = r.ProviderID
-	return e.st.Append(ctx, c.ID, herald.TimelineEntry{
-		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: herald.OutcomeSent, Ref: d.MessageID, Data: ref,
-		Summary: fmt.Sprintf("sent %s by %s (%s)", d.Template, d.Channel, locale),
-	})
+	return nil
 }
 
 func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.Deliver, o herald.Outcome, err error, ref map[string]any) {

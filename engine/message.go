@@ -77,30 +77,21 @@ func (e *Engine) enqueueDelivery(ctx context.Context, d wire.Deliver) error {
 
 // decide loads what the contact policy needs and applies it.
 func (e *Engine) decide(ctx context.Context, c herald.Customer, topic string, candidates []herald.Channel) (preferences.Decision, error) {
-	p, err := e.prefs.Get(ctx, c.ID)
-	if err != nil {
-		return preferences.Decision{}, herald.Temporary(err, "redis", 0)
-	}
-	in := preferences.Input{
-		Customer: c, Prefs: p, Topic: topic, Candidates: candidates, Now: e.now(),
-		Suppressed: map[herald.Channel]bool{},
-	}
-	for ch, addr := range addresses(c) {
-		s, err := e.prefs.IsSuppressed(ctx, ch, addr)
-		if err != nil {
-			return preferences.Decision{}, herald.Temporary(err, "redis", 0)
-		}
-		in.Suppressed[ch] = s
-	}
+	now := e.now()
+	class, since := "", time.Time{}
 	if t, ok := e.opt.Policy.Topics[topic]; ok && t.Class != "" {
 		if per := e.capWindow(t.Class); per > 0 {
-			in.RecentSends, err = e.prefs.RecentSends(ctx, c.ID, t.Class, in.Now.Add(-per))
-			if err != nil {
-				return preferences.Decision{}, herald.Temporary(err, "redis", 0)
-			}
+			class, since = t.Class, now.Add(-per)
 		}
 	}
-	return e.opt.Policy.Decide(in), nil
+	snap, err := e.prefs.Snapshot(ctx, c.ID, addresses(c), class, since)
+	if err != nil {
+		return preferences.Decision{}, err
+	}
+	return e.opt.Policy.Decide(preferences.Input{
+		Customer: c, Prefs: snap.Prefs, Topic: topic, Candidates: candidates, Now: now,
+		Suppressed: snap.Suppressed, RecentSends: snap.RecentSends,
+	}), nil
 }
 
 func (e *Engine) capWindow(class string) time.Duration {

@@ -108,6 +108,7 @@ func (m *Main) Open(ctx context.Context) error {
 		PublicURL: c.HTTP.PublicURL, SigningKey: []byte(c.SigningKey.Reveal()), TokenTTL: c.TokenTTL,
 		UnsubscribeMailto: c.SMTP.UnsubscribeMailto, ReplyTo: c.SMTP.ReplyTo,
 		DeliveryTimeout: c.Worker.DeliveryTimeout, MaxRetry: c.Worker.MaxRetry,
+		RetryBase: c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
 		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger,
 	})
 	if err != nil {
@@ -210,7 +211,7 @@ func (m *Main) senders() (map[herald.Channel]herald.Sender, error) {
 		ec.From = c.SMTP.From
 		s, err := email.New(ec)
 		if err != nil {
-			return nil, fmt.Errorf("email: %w", err)
+			return nil, err
 		}
 		out[herald.ChannelEmail] = s
 		m.closers = append(m.closers, s.Close)

@@ -169,25 +169,6 @@ func (s *Store) Timeline(ctx context.Context, customerID string, limit int) ([]h
 	return out, nil
 }
 
-// Sent returns the ledger record of a delivery, if it was sent.
-func (s *Store) Sent(ctx context.Context, customerID, deliveryID string) (herald.Receipt, bool, error) {
-	r, err := getJSON[herald.Receipt](ctx, s.rdb, Key(customerID, "ledger", deliveryID))
-	if errors.Is(err, redis.Nil) {
-		return r, false, nil
-	}
-	if err != nil {
-		return r, false, err
-	}
-	return r, true, nil
-}
-
-// MarkSent records that a delivery reached its provider. It reports false
-// when the delivery was already recorded (another worker got there first).
-func (s *Store) MarkSent(ctx context.Context, customerID, deliveryID string, r herald.Receipt) (bool, error) {
-	b, _ := json.Marshal(r)
-	return s.rdb.SetNX(ctx, Key(customerID, "ledger", deliveryID), b, LedgerTTL).Result()
-}
-
 // Claim takes a short-lived exclusive claim on a delivery. It returns a
 // release function, and false when another worker holds the claim.
 func (s *Store) Claim(ctx context.Context, customerID, deliveryID string, ttl time.Duration) (func(), bool, error) {
