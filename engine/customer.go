@@ -22,7 +22,11 @@ func (e *Engine) Event(ctx context.Context, ev herald.Event, actor string) (stri
 		ev.Data = map[string]any{}
 	}
 	_ = actor
-	return ev.ID, e.enqueue(ctx, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), asynq.TaskID("e:"+ev.ID), asynq.Queue(wire.QueueDefault))
+	if err := e.enqueue(ctx, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), asynq.TaskID("e:"+ev.ID), asynq.Queue(wire.QueueDefault)); err != nil {
+		return ev.ID, err
+	}
+	store.EventEnqueued(ctx, e.opt.Redis, ev)
+	return ev.ID, nil
 }
 
 // SetPreferences merges a preference change, records it in the consent log

@@ -75,10 +75,10 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	}
 
 	links := e.links(cust, d.Topic)
-	content, err := e.Templates().Render(d.Template, cust.Locale, templates.Data{
-		Customer: cust, Data: d.Data, MessageID: d.MessageID, Now: e.now(),
+	content, err := e.Templates().RenderChannel(d.Template, cust.Locale, templates.Data{
+		Customer: cust, Data: d.Data, MessageID: d.MessageID, Now: e.now(), Track: e.tracker(cust, d),
 		Links: templates.Links{Preferences: links.preferences, Unsubscribe: links.unsubscribe},
-	})
+	}, d.Channel)
 	if err != nil {
 		err = herald.Errorf(herald.EInvalid, "render %s: %v", d.Template, err)
 		e.recordFailure(ctx, cust, d, herald.OutcomeFailedPermanent, err, ref)
@@ -134,6 +134,11 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	return skip(err)
 }
 
+// ledgerPatience bounds how long a worker keeps trying to record a send
+// the provider accepted; it stays well inside the delivery's claim (the
+// delivery timeout plus 10s), so no copy of the task can run meanwhile.
+const ledgerPatience = 8 * time.Second
+
 var deadSMTP = regexp.MustCompile(`^smtp 5\d\d 5\.1\.\d+`)
 
 // deadAddress reports a permanent failure that means the address no longer
@@ -172,17 +177,27 @@ func (e *Engine) recordSent(ctx context.Context, dl *store.Delivery, d wire.Deli
 	ref["provider_id"] = r.ProviderID
 	// The provider has the message: from here on, failing the task would
 	// send it again. The ledger and the timeline go in one transaction.
-	first, err := dl.Finish(ctx, r, herald.TimelineEntry{
+	entry := herald.TimelineEntry{
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: herald.OutcomeSent, Ref: d.MessageID, Data: ref,
 		Summary: fmt.Sprintf("sent %s by %s (%s)", d.Template, d.Channel, locale),
-	})
+	}
+	first, err := dl.Finish(ctx, r, entry)
+	// Redis restarting or failing over: keep trying for a while (well inside
+	// the claim), since giving up here makes the retried task send again.
+	retried := false
+	for wait, until := 100*time.Millisecond, time.Now().Add(ledgerPatience); err != nil && time.Now().Before(until); wait = min(2*wait, time.Second) {
+		time.Sleep(wait)
+		retried = true
+		first, err = dl.Finish(context.WithoutCancel(ctx), r, entry)
+	}
 	if err != nil {
 		e.log.Error("ledger write failed after a successful send; a retry may send once more", "delivery", d.DeliveryID(), "err", err)
 		return herald.Temporary(err, "redis", 0)
 	}
-	if !first {
+	if !first && !retried { // after a retry, the record may be our own lost reply
 		e.log.Warn("delivery sent twice: another worker recorded it first", "delivery", d.DeliveryID())
 	}
+	e.rememberSent(ctx, d, r, locale)
 	if t, ok := e.opt.Policy.Topics[d.Topic]; ok && t.Class != "" && e.capWindow(t.Class) > 0 {
 		if err := e.prefs.RecordSend(ctx, d.CustomerID, t.Class, r.SentAt); err != nil {
 			e.log.Error("record send for frequency caps", "customer", d.CustomerID, "err", err)

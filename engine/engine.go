@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,12 @@ type Options struct {
 	// UnsubscribeMailto adds a mailto: target to List-Unsubscribe.
 	UnsubscribeMailto string
 	ReplyTo           string
+	// ClickTracking sends {{ track }} links in emails of non-required topics
+	// through PublicURL/r/{token}.
+	ClickTracking bool
+	// SlackUpdater shows a pressed button's choice in its Slack message
+	// (nil: messages are left as they are).
+	SlackUpdater MessageUpdater
 	// DeliveryTimeout bounds one provider call (whole seconds; default 60s).
 	DeliveryTimeout time.Duration
 	MaxRetry        int           // default 12
@@ -44,6 +51,9 @@ type Options struct {
 	Metrics         *Metrics      // nil: a private registry
 	Logger          *slog.Logger
 	Now             func() time.Time
+	// WatchdogLate is how far past due a journey follow-up must be before
+	// the watchdog re-arms it; default 30s.
+	WatchdogLate time.Duration
 }
 
 // Engine runs herald's tasks.
@@ -57,6 +67,8 @@ type Engine struct {
 	metrics   *Metrics
 	log       *slog.Logger
 	now       func() time.Time
+	// sources remembers workflow versions whose source is stored.
+	sources sync.Map
 }
 
 // New builds an Engine. Call Close when done.
@@ -90,6 +102,9 @@ func New(opt Options) (*Engine, error) {
 	}
 	if opt.RetryMax == 0 {
 		opt.RetryMax = time.Hour
+	}
+	if opt.WatchdogLate <= 0 {
+		opt.WatchdogLate = watchdogLate
 	}
 	if opt.Metrics == nil {
 		opt.Metrics = NewMetrics(nil)
@@ -143,6 +158,7 @@ func (e *Engine) SetContent(t *templates.Set, w *workflows.Set) {
 func (e *Engine) Mux() *asynq.ServeMux {
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(wire.TypeMessage, e.handleMessage)
+	mux.HandleFunc(TypeInteraction, e.handleAck)
 	for ch := range e.opt.Senders {
 		mux.HandleFunc(wire.DeliverType(ch), e.handleDeliver)
 	}

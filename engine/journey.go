@@ -23,15 +23,37 @@ const (
 	waitingKey   = "herald:journeys:waiting" // zset "<customer>|<journey>" scored by wake time
 	journeyTTL   = 90 * 24 * time.Hour       // finished journeys stay readable this long
 	lockTTL      = 30 * time.Second
-	watchdogLate = 30 * time.Second // a wake-up this far past due is repaired
+	watchdogLate = 30 * time.Second // default: a wake-up this far past due is repaired
 )
 
 func journeyKey(customerID, journeyID string) string {
 	return store.Key(customerID, "journey", journeyID)
 }
-func activeKey(customerID string) string { return store.Key(customerID, "journeys") }
-func everKey(customerID string) string   { return store.Key(customerID, "journeys-ever") }
-func lockKey(customerID string) string   { return store.Key(customerID, "lock") }
+
+// journeysKey is one hash per customer: field "a:<workflow>" holds the
+// running journey's ID, "e:<workflow>" marks a workflow ever started (for
+// entry: once). One key rather than two keeps a waiting journey small.
+func journeysKey(customerID string) string { return store.Key(customerID, "journeys") }
+
+// journeyIndex reads which journeys run (workflow → journey ID) and which
+// workflows the customer ever started.
+func (e *Engine) journeyIndex(ctx context.Context, customerID string) (active map[string]string, ever map[string]bool, err error) {
+	all, err := e.opt.Redis.HGetAll(ctx, journeysKey(customerID)).Result()
+	if err != nil {
+		return nil, nil, herald.Temporary(err, "redis", 0)
+	}
+	active, ever = map[string]string{}, map[string]bool{}
+	for k, v := range all {
+		switch {
+		case strings.HasPrefix(k, "a:"):
+			active[k[2:]] = v
+		case strings.HasPrefix(k, "e:"):
+			ever[k[2:]] = true
+		}
+	}
+	return active, ever, nil
+}
+func lockKey(customerID string) string { return store.Key(customerID, "lock") }
 func sourceKey(workflowID, version string) string {
 	return "herald:workflow:" + workflowID + ":" + version
 }
@@ -44,6 +66,48 @@ func (e *Engine) registerJourneys(mux *asynq.ServeMux) {
 	mux.HandleFunc(wire.TypeEvent, e.handleEvent)
 	mux.HandleFunc(wire.TypeWake, e.handleWake)
 	mux.HandleFunc(wire.TypeWatchdog, e.handleWatchdog)
+}
+
+// A journey handler collects its timeline lines and writes them with the
+// journey's state in one round trip; note falls back to a direct write
+// outside such a handler.
+type notesKey struct{}
+
+type notes struct{ entries []herald.TimelineEntry }
+
+func withNotes(ctx context.Context) (context.Context, *notes) {
+	n := &notes{}
+	return context.WithValue(ctx, notesKey{}, n), n
+}
+
+func (e *Engine) note(ctx context.Context, customerID string, entry herald.TimelineEntry) {
+	if entry.At.IsZero() {
+		entry.At = e.now().UTC()
+	}
+	if n, ok := ctx.Value(notesKey{}).(*notes); ok {
+		n.entries = append(n.entries, entry)
+		return
+	}
+	if err := e.st.Append(ctx, customerID, entry); err != nil {
+		e.log.Error("timeline append", "customer", customerID, "err", err)
+	}
+}
+
+// flushNotes writes what is still collected (lines of a handler that saved
+// no state).
+func (e *Engine) flushNotes(ctx context.Context, customerID string, n *notes) error {
+	if len(n.entries) == 0 {
+		return nil
+	}
+	_, err := e.opt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+		e.st.AppendPipe(ctx, p, customerID, n.entries...)
+		return nil
+	})
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	n.entries = nil
+	return nil
 }
 
 // lock serialises journey changes of one customer across workers. A busy
@@ -67,29 +131,21 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if err := wire.Check("id", ev.ID, "customer_id", ev.CustomerID, "name", ev.Name); err != nil {
 		return skip(err)
 	}
-	cust, err := e.st.Customer(ctx, ev.CustomerID)
+	jb, err := e.beginJourneys(ctx, ev.CustomerID)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			return skip(herald.Errorf(herald.ENotFound, "event %s for unknown customer %q: upsert the customer first", ev.Name, ev.CustomerID))
 		}
 		return err
 	}
-	unlock, err := e.lock(ctx, ev.CustomerID)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+	defer jb.release()
+	cust, active, ever := jb.cust, jb.active, jb.ever
+	ctx, n := withNotes(ctx)
+	defer func() { _ = e.flushNotes(ctx, cust.ID, n) }()
 
-	// A retried event task must not record the event twice.
-	first, err := e.opt.Redis.SetNX(ctx, store.Key(ev.CustomerID, "event-seen", ev.ID), 1, 24*time.Hour).Result()
-	if err != nil {
-		return herald.Temporary(err, "redis", 0)
-	}
-	if first {
-		if err := e.st.Append(ctx, ev.CustomerID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: "event " + ev.Name, Ref: ev.ID, Data: ev.Data}); err != nil {
-			return err
-		}
-	}
+	// A retried event task may record the event line twice; everything it
+	// starts or sends is keyed by the event's ID and happens once.
+	e.note(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: "event " + ev.Name, Ref: ev.ID, Data: ev.Data})
 	if ev.Name == wire.EventPreferencesChanged {
 		if p, _ := ev.Data["paused"].(bool); p {
 			if err := e.exitTopicLocked(ctx, cust, ""); err != nil {
@@ -108,11 +164,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	}
 	set := e.Workflows()
 	if set == nil {
-		return nil
-	}
-	active, err := e.opt.Redis.HGetAll(ctx, activeKey(cust.ID)).Result()
-	if err != nil {
-		return herald.Temporary(err, "redis", 0)
+		return e.flushNotes(ctx, cust.ID, n)
 	}
 	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, Data: ev.Data})
 	for _, jid := range active {
@@ -133,28 +185,85 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	for _, w := range set.Triggered(ev.Name) {
-		if err := e.maybeStart(ctx, cust, w, ev, active); err != nil {
+		if err := e.maybeStart(ctx, cust, w, ev, active, ever[w.ID]); err != nil {
 			return err
 		}
 	}
-	return nil
+	return e.flushNotes(ctx, cust.ID, n)
 }
 
-func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, w *workflows.Workflow, ev herald.Event, active map[string]string) error {
-	_, isActive := active[w.ID]
-	ever, err := e.opt.Redis.SIsMember(ctx, everKey(c.ID), w.ID).Result()
-	if err != nil {
-		return herald.Temporary(err, "redis", 0)
+// journeyBatch is what a journey handler starts from, read in one round
+// trip together with the customer's journey lock.
+type journeyBatch struct {
+	cust    herald.Customer
+	active  map[string]string
+	ever    map[string]bool
+	release func()
+}
+
+func (e *Engine) beginJourneys(ctx context.Context, customerID string) (*journeyBatch, error) {
+	token := store.NewID("")
+	lk := store.Key(customerID, "claim", "journeys")
+	var lock *redis.BoolCmd
+	var cust *redis.StringCmd
+	var idx *redis.MapStringStringCmd
+	_, err := e.opt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+		lock = p.SetNX(ctx, lk, token, lockTTL)
+		cust = p.Get(ctx, store.Key(customerID, "customer"))
+		idx = p.HGetAll(ctx, journeysKey(customerID))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, herald.Temporary(err, "redis", 0)
 	}
+	jb := &journeyBatch{release: func() {}}
+	if lock.Val() {
+		jb.release = func() { _ = releaseScript.Run(context.WithoutCancel(ctx), e.opt.Redis, []string{lk}, token).Err() }
+	}
+	b, err := cust.Bytes()
+	if errors.Is(err, redis.Nil) {
+		jb.release()
+		return nil, herald.Errorf(herald.ENotFound, "customer %q not found", customerID)
+	}
+	if err == nil {
+		err = json.Unmarshal(b, &jb.cust)
+	}
+	if err != nil {
+		jb.release()
+		return nil, herald.Temporary(err, "redis", 0)
+	}
+	if !lock.Val() {
+		return nil, &waitError{reason: "customer " + customerID + " is busy", after: time.Second}
+	}
+	jb.active, jb.ever = map[string]string{}, map[string]bool{}
+	for k, v := range idx.Val() {
+		switch {
+		case strings.HasPrefix(k, "a:"):
+			jb.active[k[2:]] = v
+		case strings.HasPrefix(k, "e:"):
+			jb.ever[k[2:]] = true
+		}
+	}
+	return jb, nil
+}
+
+var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, w *workflows.Workflow, ev herald.Event, active map[string]string, ever bool) error {
+	_, isActive := active[w.ID]
 	if !workflows.CanEnter(w, isActive, ever) {
 		e.log.Debug("journey not started: entry rule", "workflow", w.ID, "customer", c.ID, "entry", w.Entry)
-		return e.st.Append(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID,
+		e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID,
 			Summary: fmt.Sprintf("journey %s not started: entry rule %s (already %s)", w.ID, w.Entry, map[bool]string{true: "running", false: "run before"}[isActive])})
+		return nil
 	}
 	// Deterministic: a retried event task starts the same journey, not a second one.
 	jid := "j_" + store.Hash(ev.ID + "\x00" + w.ID)[:20]
-	if err := e.opt.Redis.SetNX(ctx, sourceKey(w.ID, w.Version), w.Source, 0).Err(); err != nil {
-		return herald.Temporary(err, "redis", 0)
+	if _, stored := e.sources.Load(sourceKey(w.ID, w.Version)); !stored {
+		if err := e.opt.Redis.SetNX(ctx, sourceKey(w.ID, w.Version), w.Source, 0).Err(); err != nil {
+			return herald.Temporary(err, "redis", 0)
+		}
+		e.sources.Store(sourceKey(w.ID, w.Version), true)
 	}
 	in := e.input(c, workflows.Input{Kind: workflows.InputStart, Event: ev.Name, Data: ev.Data})
 	s, actions, err := workflows.Start(w, jid, c.ID, in, e.now())
@@ -163,11 +272,9 @@ func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, w *workflows
 		return nil
 	}
 	e.metrics.Journeys.WithLabelValues(w.ID, "started").Inc()
-	if err := e.st.Append(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: jid,
+	e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: jid,
 		Summary: fmt.Sprintf("journey %s (version %s) started by %s", w.ID, w.Version, ev.Name),
-		Data:    map[string]any{"workflow": w.ID, "version": w.Version, "journey": jid}}); err != nil {
-		return err
-	}
+		Data:    map[string]any{"workflow": w.ID}})
 	return e.apply(ctx, c, w, workflows.State{}, s, actions, "start")
 }
 
@@ -205,9 +312,27 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 		if err := e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), asynq.TaskID("m:"+m.ID), asynq.Queue(e.Queue(w.Topic))); err != nil {
 			return err
 		}
-		_ = e.st.Append(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
+		e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
 			Summary: fmt.Sprintf("journey %s step %s: send %s", w.ID, a.StepID, a.Template),
-			Data:    map[string]any{"workflow": w.ID, "journey": next.JourneyID, "step": a.StepID, "message": m.ID}})
+			Data:    map[string]any{"workflow": w.ID, "step": a.StepID, "message": m.ID}})
+	}
+	for _, a := range actions {
+		switch a.Kind {
+		case workflows.ActionScheduleWake:
+			e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
+				Summary: fmt.Sprintf("journey %s step %s: waiting until %s", w.ID, a.StepID, a.At.In(c.Location()).Format("2006-01-02 15:04 MST")),
+				Data:    map[string]any{"workflow": w.ID, "step": a.StepID, "wake_at": a.At.UTC().Format(time.RFC3339)}})
+		case workflows.ActionExit, workflows.ActionFinish:
+			event := "finished"
+			summary := fmt.Sprintf("journey %s finished (%s)", w.ID, a.Reason)
+			if a.Kind == workflows.ActionExit {
+				event = "exited"
+				summary = fmt.Sprintf("journey %s exited on %s", w.ID, a.Reason)
+			}
+			e.metrics.Journeys.WithLabelValues(w.ID, event).Inc()
+			e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID, Summary: summary,
+				Data: map[string]any{"workflow": w.ID, "cause": cause}})
+		}
 	}
 	if err := e.saveJourney(ctx, next); err != nil {
 		return err
@@ -218,64 +343,66 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 			if err := e.scheduleWake(ctx, next, a.At); err != nil {
 				return err
 			}
-			_ = e.st.Append(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
-				Summary: fmt.Sprintf("journey %s step %s: waiting until %s", w.ID, a.StepID, a.At.In(c.Location()).Format("2006-01-02 15:04 MST")),
-				Data:    map[string]any{"workflow": w.ID, "journey": next.JourneyID, "step": a.StepID, "wake_at": a.At.UTC().Format(time.RFC3339)}})
 		case workflows.ActionCancelWake:
 			e.cancelWake(prev)
-		case workflows.ActionExit, workflows.ActionFinish:
-			event := "finished"
-			summary := fmt.Sprintf("journey %s finished (%s)", w.ID, a.Reason)
-			if a.Kind == workflows.ActionExit {
-				event = "exited"
-				summary = fmt.Sprintf("journey %s exited on %s", w.ID, a.Reason)
-			}
-			e.metrics.Journeys.WithLabelValues(w.ID, event).Inc()
-			_ = e.st.Append(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID, Summary: summary,
-				Data: map[string]any{"workflow": w.ID, "journey": next.JourneyID, "cause": cause}})
 		}
 	}
 	return nil
 }
 
-// saveJourney writes the state and keeps the active and waiting indexes in
-// step with it, in one transaction.
+// saveJourney writes the state, keeps the running-journey and waiting
+// indexes in step with it and writes the collected timeline lines, in one
+// round trip. The waiting index lives on another Cluster slot, so this is a
+// pipeline, not a transaction: the watchdog reconciles the index with the
+// state if a crash splits them.
 func (e *Engine) saveJourney(ctx context.Context, s workflows.State) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return skip(err)
 	}
 	member := s.CustomerID + "|" + s.JourneyID
-	_, err = e.opt.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	n, _ := ctx.Value(notesKey{}).(*notes)
+	_, err = e.opt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if s.Status == workflows.StatusActive {
 			p.Set(ctx, journeyKey(s.CustomerID, s.JourneyID), b, 0)
-			p.HSet(ctx, activeKey(s.CustomerID), s.WorkflowID, s.JourneyID)
-			p.SAdd(ctx, everKey(s.CustomerID), s.WorkflowID)
+			p.HSet(ctx, journeysKey(s.CustomerID), "a:"+s.WorkflowID, s.JourneyID, "e:"+s.WorkflowID, "1")
 		} else {
 			p.Set(ctx, journeyKey(s.CustomerID, s.JourneyID), b, journeyTTL)
-			p.HDel(ctx, activeKey(s.CustomerID), s.WorkflowID)
+			p.HDel(ctx, journeysKey(s.CustomerID), "a:"+s.WorkflowID)
+		}
+		if s.Waiting() {
+			p.ZAdd(ctx, waitingKey, redis.Z{Score: float64(s.WakeAt.Unix()), Member: member})
+		} else {
+			p.ZRem(ctx, waitingKey, member)
+		}
+		if n != nil && len(n.entries) > 0 {
+			e.st.AppendPipe(ctx, p, s.CustomerID, n.entries...)
 		}
 		return nil
 	})
 	if err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
-	// The waiting index lives on another slot in a cluster: written apart.
-	if s.Waiting() {
-		err = e.opt.Redis.ZAdd(ctx, waitingKey, redis.Z{Score: float64(s.WakeAt.Unix()), Member: member}).Err()
-	} else {
-		err = e.opt.Redis.ZRem(ctx, waitingKey, member).Err()
-	}
-	if err != nil {
-		return herald.Temporary(err, "redis", 0)
+	if n != nil {
+		n.entries = nil
 	}
 	return nil
+}
+
+// ceilSecond rounds up to a whole second: asynq keeps schedule times in
+// whole seconds (truncating), so a wake-up scheduled for a fraction would
+// fire early and have to wait again.
+func ceilSecond(t time.Time) time.Time {
+	if c := t.Truncate(time.Second); !c.Equal(t) {
+		return c.Add(time.Second)
+	}
+	return t
 }
 
 func (e *Engine) scheduleWake(ctx context.Context, s workflows.State, at time.Time) error {
 	p := wire.Wake{JourneyID: s.JourneyID, CustomerID: s.CustomerID, WorkflowID: s.WorkflowID, Version: s.Version, StepID: s.Step, StepSeq: s.StepSeq}
 	return e.enqueue(ctx, asynq.NewTask(wire.TypeWake, wire.Encode(p)),
-		asynq.TaskID(WakeTaskID(s.JourneyID, s.StepSeq)), asynq.Queue(wire.QueueCritical), asynq.ProcessAt(at))
+		asynq.TaskID(WakeTaskID(s.JourneyID, s.StepSeq)), asynq.Queue(wire.QueueCritical), asynq.ProcessAt(ceilSecond(at)))
 }
 
 // cancelWake deletes a pending follow-up. Failing is harmless: a wake-up
@@ -349,18 +476,17 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 	if err := wire.Check("journey", p.JourneyID, "customer_id", p.CustomerID, "workflow", p.WorkflowID); err != nil {
 		return skip(err)
 	}
-	cust, err := e.st.Customer(ctx, p.CustomerID)
+	jb, err := e.beginJourneys(ctx, p.CustomerID)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			return nil // erased: nothing to follow up
 		}
 		return err
 	}
-	unlock, err := e.lock(ctx, p.CustomerID)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+	defer jb.release()
+	cust := jb.cust
+	ctx, n := withNotes(ctx)
+	defer func() { _ = e.flushNotes(ctx, cust.ID, n) }()
 	s, w, err := e.loadJourney(ctx, p.CustomerID, p.JourneyID)
 	if err != nil || w == nil {
 		return err
@@ -380,7 +506,7 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 // deleted by hand, lost when a worker died between saving a journey and
 // scheduling its wake-up, or archived.
 func (e *Engine) handleWatchdog(ctx context.Context, _ *asynq.Task) error {
-	cutoff := e.now().Add(-watchdogLate)
+	cutoff := e.now().Add(-e.opt.WatchdogLate)
 	members, err := e.opt.Redis.ZRangeByScore(ctx, waitingKey, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(cutoff.Unix(), 10), Count: 1000}).Result()
 	if err != nil {
 		return herald.Temporary(err, "redis", 0)
@@ -428,7 +554,7 @@ func (e *Engine) Journeys(ctx context.Context, customerID string) ([]workflows.S
 	if _, ok := e.opt.Redis.(*redis.ClusterClient); ok {
 		// One slot holds the customer's keys; HGETALL of the active index
 		// is enough to find running journeys on a cluster.
-		active, err := e.opt.Redis.HGetAll(ctx, activeKey(customerID)).Result()
+		active, _, err := e.journeyIndex(ctx, customerID)
 		if err != nil {
 			return nil, err
 		}
@@ -467,13 +593,17 @@ func (e *Engine) exitTopic(ctx context.Context, customerID, topic string) error 
 		time.Sleep(100 * time.Millisecond)
 	}
 	defer unlock()
-	return e.exitTopicLocked(ctx, c, topic)
+	ctx, n := withNotes(ctx)
+	if err := e.exitTopicLocked(ctx, c, topic); err != nil {
+		return err
+	}
+	return e.flushNotes(ctx, customerID, n)
 }
 
 func (e *Engine) exitTopicLocked(ctx context.Context, c herald.Customer, topic string) error {
-	active, err := e.opt.Redis.HGetAll(ctx, activeKey(c.ID)).Result()
+	active, _, err := e.journeyIndex(ctx, c.ID)
 	if err != nil {
-		return herald.Temporary(err, "redis", 0)
+		return err
 	}
 	for _, jid := range active {
 		s, w, err := e.loadJourney(ctx, c.ID, jid)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"regexp"
 	"time"
 
@@ -41,8 +42,11 @@ func KeyedID(prefix, owner, key string) string {
 }
 
 // PrepareEvent validates an event, gives it an ID and a time, and claims
-// its idempotency key: fresh is false for a repeat within EventKeyTTL, which
-// callers must not enqueue again.
+// its idempotency key: fresh is false for a repeat within EventKeyTTL of an
+// event already enqueued, which callers must not enqueue again. The claim
+// stays pending until EventEnqueued, so a repeat after a failed enqueue
+// (Redis restarting, a lost reply) is fresh and enqueues the event: the
+// task ID keeps a copy still in the queue from being added twice.
 func PrepareEvent(ctx context.Context, rdb redis.UniversalClient, ev herald.Event) (herald.Event, bool, error) {
 	if err := ValidID(ev.CustomerID); err != nil {
 		return ev, false, err
@@ -57,9 +61,33 @@ func PrepareEvent(ctx context.Context, rdb redis.UniversalClient, ev herald.Even
 	if ev.IdempotencyKey == "" {
 		return ev, true, nil
 	}
-	fresh, err := rdb.SetNX(ctx, Key(ev.CustomerID, "event-key", ev.ID), 1, EventKeyTTL).Result()
+	key := Key(ev.CustomerID, "event-key", ev.ID)
+	fresh, err := rdb.SetNX(ctx, key, eventPending, EventKeyTTL).Result()
 	if err != nil {
 		return ev, false, herald.Temporary(err, "redis", 0)
 	}
-	return ev, fresh, nil
+	if fresh {
+		return ev, true, nil
+	}
+	state, err := rdb.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return ev, true, nil // expired in between
+	}
+	if err != nil {
+		return ev, false, herald.Temporary(err, "redis", 0)
+	}
+	return ev, state == eventPending, nil
+}
+
+// eventPending marks an idempotency key whose event may not be enqueued yet.
+const eventPending = "pending"
+
+// EventEnqueued settles an event's idempotency key once the event is in the
+// queue: repeats from then on are no-ops. Failing is harmless; a repeat
+// then meets the queued task's ID.
+func EventEnqueued(ctx context.Context, rdb redis.UniversalClient, ev herald.Event) {
+	if ev.IdempotencyKey == "" {
+		return
+	}
+	_ = rdb.SetXX(ctx, Key(ev.CustomerID, "event-key", ev.ID), "enqueued", redis.KeepTTL).Err()
 }

@@ -149,6 +149,22 @@ func (s *Store) Append(ctx context.Context, customerID string, e herald.Timeline
 	return err
 }
 
+// AppendPipe queues timeline entries on a pipeline (newest last in
+// entries, so they read newest first).
+func (s *Store) AppendPipe(ctx context.Context, p redis.Pipeliner, customerID string, entries ...herald.TimelineEntry) {
+	vals := make([]any, 0, len(entries))
+	for _, e := range entries {
+		if e.At.IsZero() {
+			e.At = s.now().UTC()
+		}
+		b, _ := json.Marshal(e)
+		vals = append(vals, b)
+	}
+	key := Key(customerID, "timeline")
+	p.LPush(ctx, key, vals...)
+	p.LTrim(ctx, key, 0, TimelineCap-1)
+}
+
 // Timeline returns up to limit entries, newest first (limit <= 0: all kept).
 func (s *Store) Timeline(ctx context.Context, customerID string, limit int) ([]herald.TimelineEntry, error) {
 	stop := int64(-1)

@@ -1,0 +1,446 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/preferences"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Acknowledgements: a customer pressing a Slack button, clicking a tracked
+// email link or replying to an email. Each becomes a herald:interaction
+// task that emits the event(s) journeys wait for, writes an acknowledgement
+// to the timeline and, for Slack, shows the choice in the message.
+
+// TypeInteraction is the task type of an acknowledgement.
+const TypeInteraction = "herald:interaction"
+
+// Events herald emits on acknowledgements, besides a button's or link's own.
+const (
+	EventClicked = "message.clicked" // any tracked email link
+	EventReplied = "message.replied" // an email reply
+)
+
+// Kinds of acknowledgement.
+const (
+	AckButton = "button" // a Slack button
+	AckClick  = "click"  // a tracked email link
+	AckReply  = "reply"  // an email reply
+)
+
+const (
+	// sentTTL is how long a delivered message can be acknowledged.
+	sentTTL = journeyTTL
+	// ClickTTL is how long a tracked link stays valid: old emails keep
+	// working links long after their journey is over.
+	ClickTTL = 365 * 24 * time.Hour
+	// ackTTL bounds how long an acknowledgement ID is remembered, so a
+	// webhook retried or a Slack request replayed counts once.
+	ackTTL = 24 * time.Hour
+	// maxTracked keeps a tracked link well under the token size limit.
+	maxTracked = 1200
+)
+
+// MessageUpdater changes a Slack message posted earlier (*slack.Sender).
+type MessageUpdater interface {
+	Update(ctx context.Context, channel, ts, text string, blocks json.RawMessage) error
+}
+
+// msgIndexKey maps a message ID to its customer; global, since a Slack
+// button carries only the message ID.
+func msgIndexKey(messageID string) string { return "herald:msg:" + messageID }
+
+// emailIndexKey maps an email Message-ID (hashed) to "<customer>|<message>".
+func emailIndexKey(rfcID string) string { return "herald:msgid:" + store.Hash(normMessageID(rfcID)) }
+
+func sentKey(customerID, messageID string) string { return store.Key(customerID, "msg", messageID) }
+
+// normMessageID returns "<local@domain>" for a Message-ID with or without
+// angle brackets ("" if it is none).
+func normMessageID(s string) string {
+	s = strings.TrimSpace(s)
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">")
+	if s == "" || strings.ContainsAny(s, "<> \t\r\n") || !strings.Contains(s, "@") {
+		return ""
+	}
+	return "<" + strings.ToLower(s) + ">"
+}
+
+// rememberSent records what an acknowledgement needs to find its message:
+// customer, workflow, journey, step, topic, template, and per channel the
+// provider's ID (Slack channel:ts, email Message-ID). Best effort: the
+// delivery is done whatever happens here.
+func (e *Engine) rememberSent(ctx context.Context, d wire.Deliver, r herald.Receipt, locale string) {
+	fields := map[string]any{
+		"workflow": d.WorkflowID, "journey": d.JourneyID, "step": d.StepID,
+		"topic": d.Topic, "template": d.Template, "locale": locale,
+		string(d.Channel): r.ProviderID,
+	}
+	key := sentKey(d.CustomerID, d.MessageID)
+	_, err := e.opt.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, fields)
+		p.Expire(ctx, key, sentTTL)
+		return nil
+	})
+	if err == nil {
+		// Global indexes live on other cluster slots: written apart.
+		err = e.opt.Redis.Set(ctx, msgIndexKey(d.MessageID), d.CustomerID, sentTTL).Err()
+	}
+	if err == nil && d.Channel == herald.ChannelEmail && normMessageID(r.ProviderID) != "" {
+		err = e.opt.Redis.Set(ctx, emailIndexKey(r.ProviderID), d.CustomerID+"|"+d.MessageID, sentTTL).Err()
+	}
+	if err != nil {
+		e.log.Error("record sent message for acknowledgements", "message", d.MessageID, "err", err)
+	}
+}
+
+// Sent is what herald remembers of a delivered message.
+type Sent struct {
+	MessageID  string
+	CustomerID string
+	WorkflowID string
+	JourneyID  string
+	StepID     string
+	Topic      string
+	Template   string
+	Locale     string
+	// Providers holds the provider's ID per channel it was sent by.
+	Providers map[herald.Channel]string
+}
+
+// SentMessage returns the delivered message with this ID (ENotFound when
+// unknown or older than its retention).
+func (e *Engine) SentMessage(ctx context.Context, messageID string) (Sent, error) {
+	cust, err := e.opt.Redis.Get(ctx, msgIndexKey(messageID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return Sent{}, herald.Errorf(herald.ENotFound, "no delivered message %q", messageID)
+	}
+	if err != nil {
+		return Sent{}, herald.Temporary(err, "redis", 0)
+	}
+	return e.sent(ctx, cust, messageID)
+}
+
+// SentEmail returns the delivered message behind the first of these email
+// Message-IDs that herald sent (a reply's In-Reply-To and References).
+func (e *Engine) SentEmail(ctx context.Context, rfcIDs ...string) (Sent, error) {
+	for _, id := range rfcIDs {
+		if normMessageID(id) == "" {
+			continue
+		}
+		v, err := e.opt.Redis.Get(ctx, emailIndexKey(id)).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return Sent{}, herald.Temporary(err, "redis", 0)
+		}
+		cust, msg, ok := strings.Cut(v, "|")
+		if !ok {
+			continue
+		}
+		return e.sent(ctx, cust, msg)
+	}
+	return Sent{}, herald.Errorf(herald.ENotFound, "no email herald sent matches")
+}
+
+func (e *Engine) sent(ctx context.Context, customerID, messageID string) (Sent, error) {
+	h, err := e.opt.Redis.HGetAll(ctx, sentKey(customerID, messageID)).Result()
+	if err != nil {
+		return Sent{}, herald.Temporary(err, "redis", 0)
+	}
+	if len(h) == 0 {
+		return Sent{}, herald.Errorf(herald.ENotFound, "no delivered message %q", messageID)
+	}
+	s := Sent{
+		MessageID: messageID, CustomerID: customerID, WorkflowID: h["workflow"], JourneyID: h["journey"],
+		StepID: h["step"], Topic: h["topic"], Template: h["template"], Locale: h["locale"],
+		Providers: map[herald.Channel]string{},
+	}
+	for _, ch := range herald.Channels {
+		if v := h[string(ch)]; v != "" {
+			s.Providers[ch] = v
+		}
+	}
+	return s, nil
+}
+
+// Ack is one acknowledgement of a message by its customer.
+type Ack struct {
+	// ID identifies the acknowledgement: the same ID counts once (a retried
+	// webhook, a replayed request). Derive it from the provider's own ID.
+	ID         string         `json:"id"`
+	Kind       string         `json:"kind"` // AckButton, AckClick or AckReply
+	CustomerID string         `json:"customer_id"`
+	MessageID  string         `json:"message_id"`
+	Channel    herald.Channel `json:"channel"`
+	// Event is the button's or link's event; for replies, EventReplied.
+	Event string `json:"event,omitempty"`
+	Label string `json:"label,omitempty"` // the button's text as shown
+	URL   string `json:"url,omitempty"`   // a tracked link's target
+	// SlackChannel and SlackTS name the message to update after a button.
+	SlackChannel string    `json:"slack_channel,omitempty"`
+	SlackTS      string    `json:"slack_ts,omitempty"`
+	At           time.Time `json:"at,omitzero"`
+}
+
+// SlackUpdate is what a Slack message becomes once a button is pressed.
+type SlackUpdate struct {
+	Text   string          `json:"text"`
+	Blocks json.RawMessage `json:"blocks"`
+}
+
+func ackSeenKey(customerID, id string) string { return store.Key(customerID, "ack", id) }
+func ackUpdateKey(customerID, id string) string {
+	return store.Key(customerID, "ack-update", id)
+}
+
+// Acknowledge enqueues an acknowledgement. An ID seen within 24 hours is
+// accepted and not enqueued again. upd, for Slack buttons, is kept in Redis
+// next to the customer's data (task payloads carry no message bodies).
+func (e *Engine) Acknowledge(ctx context.Context, a Ack, upd *SlackUpdate) error {
+	if err := wire.Check("id", a.ID, "kind", a.Kind, "customer_id", a.CustomerID, "message_id", a.MessageID, "channel", string(a.Channel)); err != nil {
+		return err
+	}
+	if err := store.ValidID(a.CustomerID); err != nil {
+		return err
+	}
+	if a.Event != "" {
+		if err := store.ValidEventName(a.Event); err != nil {
+			return err
+		}
+	}
+	if a.At.IsZero() {
+		a.At = e.now().UTC()
+	}
+	seen := ackSeenKey(a.CustomerID, a.ID)
+	first, err := e.opt.Redis.SetNX(ctx, seen, 1, ackTTL).Result()
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	if !first {
+		e.log.Info("acknowledgement already recorded", "customer", a.CustomerID, "message", a.MessageID, "kind", a.Kind)
+		return nil
+	}
+	if upd != nil {
+		b, _ := json.Marshal(upd)
+		if err := e.opt.Redis.Set(ctx, ackUpdateKey(a.CustomerID, a.ID), b, time.Hour).Err(); err != nil {
+			_ = e.opt.Redis.Del(context.WithoutCancel(ctx), seen).Err()
+			return herald.Temporary(err, "redis", 0)
+		}
+	}
+	if err := e.enqueue(ctx, asynq.NewTask(TypeInteraction, wire.Encode(a)), asynq.TaskID("a:"+a.ID), asynq.Queue(wire.QueueDefault)); err != nil {
+		_ = e.opt.Redis.Del(context.WithoutCancel(ctx), seen).Err()
+		return err
+	}
+	return nil
+}
+
+// handleAck carries out an acknowledgement. Every step is safe to repeat,
+// so a retried task does no harm: events have deterministic IDs, the
+// timeline entry is written once, an opt-out is a no-op the second time.
+func (e *Engine) handleAck(ctx context.Context, t *asynq.Task) error {
+	var a Ack
+	if err := wire.Decode(t.Payload(), &a); err != nil {
+		return skip(err)
+	}
+	if err := wire.Check("id", a.ID, "customer_id", a.CustomerID, "message_id", a.MessageID); err != nil {
+		return skip(err)
+	}
+	if _, err := e.st.Customer(ctx, a.CustomerID); err != nil {
+		if herald.ErrorCode(err) == herald.ENotFound {
+			return skip(err) // erased since
+		}
+		return err
+	}
+	m, err := e.sent(ctx, a.CustomerID, a.MessageID)
+	if err != nil && herald.ErrorCode(err) != herald.ENotFound {
+		return err
+	}
+	if err != nil && a.Kind == AckButton {
+		return skip(err) // a button needs its message to know what it means
+	}
+	optOut := false
+	if a.Kind == AckButton {
+		act, ok := e.buttonFor(m, a.Event)
+		if !ok {
+			return skip(herald.Errorf(herald.EInvalid, "button %q is not an action of template %s", a.Event, m.Template))
+		}
+		optOut = act.OptOut
+		if a.Label == "" {
+			a.Label = act.Label
+		}
+	}
+
+	data := map[string]any{"channel": string(a.Channel), "message": a.MessageID}
+	for k, v := range map[string]string{"workflow": m.WorkflowID, "journey": m.JourneyID, "step": m.StepID, "url": a.URL} {
+		if v != "" {
+			data[k] = v
+		}
+	}
+	var names []string
+	switch a.Kind {
+	case AckClick:
+		if a.Event != "" && a.Event != EventClicked {
+			names = append(names, a.Event)
+		}
+		names = append(names, EventClicked)
+	case AckReply:
+		names = append(names, EventReplied)
+	default:
+		names = append(names, a.Event)
+	}
+	for _, name := range names {
+		ev := herald.Event{
+			ID: store.KeyedID("e_", a.CustomerID, "ack\x00"+a.ID+"\x00"+name), CustomerID: a.CustomerID,
+			Name: name, Data: data, At: a.At,
+		}
+		if err := e.enqueue(ctx, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), asynq.TaskID("e:"+ev.ID), asynq.Queue(wire.QueueDefault)); err != nil {
+			return err
+		}
+	}
+
+	if first, err := e.opt.Redis.SetNX(ctx, ackSeenKey(a.CustomerID, a.ID+":timeline"), 1, ackTTL).Result(); err != nil {
+		return herald.Temporary(err, "redis", 0)
+	} else if first {
+		entry := herald.TimelineEntry{
+			Kind: herald.KindAcknowledgement, Channel: a.Channel, Ref: a.MessageID,
+			Summary: ackSummary(a, m),
+			Data:    map[string]any{"message": a.MessageID, "action": strings.Join(names, ", "), "kind": a.Kind},
+		}
+		for k, v := range data {
+			if _, ok := entry.Data[k]; !ok && k != "channel" {
+				entry.Data[k] = v
+			}
+		}
+		if a.Label != "" {
+			entry.Data["label"] = a.Label
+		}
+		if err := e.st.Append(ctx, a.CustomerID, entry); err != nil {
+			_ = e.opt.Redis.Del(ctx, ackSeenKey(a.CustomerID, a.ID+":timeline")).Err()
+			return herald.Temporary(err, "redis", 0)
+		}
+	}
+
+	if optOut {
+		if t, ok := e.opt.Policy.Topics[m.Topic]; !ok || t.Required {
+			e.log.Warn("opt-out button on a required or unknown topic ignored", "topic", m.Topic, "template", m.Template)
+		} else if _, err := e.SetPreferences(ctx, a.CustomerID, preferences.Patch{Topics: map[string]bool{m.Topic: false}},
+			preferences.Actor{Kind: "customer"}, "slack_button"); err != nil {
+			return err
+		}
+	}
+	if a.Kind == AckButton {
+		return e.showChoice(ctx, a, m)
+	}
+	return nil
+}
+
+// buttonFor finds the template action a pressed button stands for: only
+// events the template declares are accepted.
+func (e *Engine) buttonFor(m Sent, event string) (templateAction, bool) {
+	for _, act := range e.Templates().Actions(m.Template, m.Locale) {
+		if act.Event != "" && act.Event == event {
+			return templateAction{Label: act.Label, OptOut: act.OptOut}, true
+		}
+	}
+	return templateAction{}, false
+}
+
+type templateAction struct {
+	Label  string
+	OptOut bool
+}
+
+// showChoice replaces the message's buttons with the choice made.
+func (e *Engine) showChoice(ctx context.Context, a Ack, m Sent) error {
+	if e.opt.SlackUpdater == nil {
+		return nil
+	}
+	b, err := e.opt.Redis.Get(ctx, ackUpdateKey(a.CustomerID, a.ID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil // nothing to show it in
+	}
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	var upd SlackUpdate
+	if err := json.Unmarshal(b, &upd); err != nil {
+		return skip(err)
+	}
+	ch, ts := a.SlackChannel, a.SlackTS
+	if ch == "" || ts == "" {
+		ch, ts, _ = strings.Cut(m.Providers[herald.ChannelSlack], ":")
+	}
+	updCtx, cancel := context.WithTimeout(ctx, e.opt.DeliveryTimeout)
+	err = e.opt.SlackUpdater.Update(updCtx, ch, ts, upd.Text, upd.Blocks)
+	cancel()
+	switch {
+	case err == nil:
+		_ = e.opt.Redis.Del(ctx, ackUpdateKey(a.CustomerID, a.ID)).Err()
+		return nil
+	case herald.IsTemporary(err):
+		return err
+	default:
+		// The acknowledgement stands; only its display failed.
+		e.log.Warn("slack message not updated after a button press", "customer", a.CustomerID, "message", a.MessageID, "err", err)
+		return nil
+	}
+}
+
+func ackSummary(a Ack, m Sent) string {
+	what := m.Template
+	if what == "" {
+		what = "message " + a.MessageID
+	}
+	switch a.Kind {
+	case AckButton:
+		return fmt.Sprintf("pressed %q (%s) on %s by slack", a.Label, a.Event, what)
+	case AckClick:
+		host := ""
+		if u, err := url.Parse(a.URL); err == nil {
+			host = u.Host
+		}
+		if a.Event != "" {
+			return fmt.Sprintf("clicked a link to %s (%s) in %s by email", host, a.Event, what)
+		}
+		return fmt.Sprintf("clicked a link to %s in %s by email", host, what)
+	case AckReply:
+		return fmt.Sprintf("replied to %s by email", what)
+	}
+	return "acknowledged " + what
+}
+
+// tracker returns the {{ track }} function of one render: links in emails
+// of non-required topics go through /r/{token} when click tracking is on;
+// everything else keeps its URL.
+func (e *Engine) tracker(c herald.Customer, d wire.Deliver) func(target, event string) string {
+	t, known := e.opt.Policy.Topics[d.Topic]
+	if !e.opt.ClickTracking || d.Channel != herald.ChannelEmail || !known || t.Required {
+		return func(target, _ string) string { return target }
+	}
+	exp := e.now().Add(ClickTTL)
+	return func(target, event string) string {
+		u, err := url.Parse(target)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(target) > maxTracked {
+			return target
+		}
+		if event != "" && store.ValidEventName(event) != nil {
+			return target
+		}
+		return e.opt.PublicURL + "/r/" + preferences.Sign(e.opt.SigningKey, preferences.Claims{
+			CustomerID: c.ID, Purpose: preferences.PurposeClick, Channel: herald.ChannelEmail,
+			Message: d.MessageID, URL: target, Event: event, Expires: exp,
+		})
+	}
+}
