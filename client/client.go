@@ -56,12 +56,19 @@ func (c *Client) Customer(ctx context.Context, id string) (herald.Customer, erro
 	return c.st.Customer(ctx, id)
 }
 
-// Event enqueues an event for a customer. With a non-empty idempotency key a
-// repeat within 24 h is a no-op that returns the first event's ID.
+// Event enqueues an event for a customer, who must exist (the worker would
+// archive an event for an unknown customer). With a non-empty idempotency
+// key a repeat within 24 h is a no-op that returns the first event's ID.
 func (c *Client) Event(ctx context.Context, customerID, name string, data map[string]any, idempotencyKey ...string) (string, error) {
 	ev := herald.Event{CustomerID: customerID, Name: name, Data: data}
 	if len(idempotencyKey) > 0 {
 		ev.IdempotencyKey = idempotencyKey[0]
+	}
+	if err := store.ValidEventName(name); err != nil {
+		return "", err
+	}
+	if _, err := c.st.Customer(ctx, customerID); err != nil {
+		return "", err
 	}
 	return enqueueEvent(ctx, c.rdb, c.aq, ev)
 }
@@ -138,6 +145,9 @@ func enqueueEvent(ctx context.Context, rdb redis.UniversalClient, aq *asynq.Clie
 	_, err = aq.EnqueueContext(ctx, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), asynq.TaskID("e:"+ev.ID), asynq.Queue(wire.QueueDefault))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		err = nil
+	}
+	if err == nil {
+		store.EventEnqueued(ctx, rdb, ev)
 	}
 	return ev.ID, temp(err)
 }

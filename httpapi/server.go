@@ -74,6 +74,7 @@ func New(cfg Config) http.Handler {
 	api("GET /v1/customers/{id}/timeline", s.getTimeline)
 	api("POST /v1/events", s.postEvent)
 	api("POST /v1/messages", s.postMessage)
+	api("POST /v1/inbound/email", s.inboundEmail)
 	mux.Handle("/v1/", s.auth(func(w http.ResponseWriter, r *http.Request, _ string) error {
 		return errStatus(http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	}))
@@ -142,8 +143,6 @@ type statusWriter struct {
 func (w *statusWriter) WriteHeader(code int)        { w.status = code; w.ResponseWriter.WriteHeader(code) }
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-type tokenKey struct{}
-
 // auth checks the bearer token (constant time) and passes the token's name
 // on; the name is recorded in consent and timeline entries.
 func (s *server) auth(h func(http.ResponseWriter, *http.Request, string) error) http.Handler {
@@ -185,12 +184,12 @@ func (s *server) monitoringAuth(next http.Handler) http.Handler {
 			pok := subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.MonitoringPassword)) == 1
 			if !ok || !uok || !pok {
 				w.Header().Set("WWW-Authenticate", `Basic realm="herald monitoring"`)
-				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				writeError(w, errStatus(http.StatusUnauthorized, "unauthorized", "missing or wrong monitoring user or password"))
 				return
 			}
 		} else if _, ok := s.tokenName(r); !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="herald monitoring"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			writeError(w, errStatus(http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token (Authorization: Bearer <token>)"))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -423,6 +422,16 @@ func (s *server) postEvent(w http.ResponseWriter, r *http.Request, actor string)
 		return err
 	}
 	return s.idempotent(w, r, actor, b.IdempotencyKey, body, func() (int, any, error) {
+		// The worker archives an event for an unknown customer; say so now.
+		if err := store.ValidID(b.CustomerID); err != nil {
+			return 0, nil, err
+		}
+		if err := store.ValidEventName(b.Name); err != nil {
+			return 0, nil, err
+		}
+		if _, err := s.st.Customer(r.Context(), b.CustomerID); err != nil {
+			return 0, nil, err
+		}
 		ev := herald.Event{CustomerID: b.CustomerID, Name: b.Name, Data: b.Data, IdempotencyKey: idemKey(r, b.IdempotencyKey)}
 		id, err := s.e.Event(r.Context(), ev, actor)
 		if err != nil {
@@ -501,7 +510,9 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 	fp := sha256.Sum256(canonical(body))
 	scope := actor + "\x00" + r.URL.Path + "\x00" + key
 	pending := store.Idempotent{Fingerprint: hex.EncodeToString(fp[:]), Status: 0}
-	rec, seen, err := s.st.Remember(r.Context(), scope, pending, 24*time.Hour)
+	// The pending record lives a minute: a request killed midway must not
+	// lock its key for a day. Settle keeps the answer for 24 h.
+	rec, seen, err := s.st.Remember(r.Context(), scope, pending, time.Minute)
 	if err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}

@@ -85,7 +85,7 @@ func setup(t *testing.T, mod ...func(*httpapi.Config)) *bundle {
 		}},
 		PublicURL: "https://herald.example.com", SigningKey: []byte("0123456789abcdef0123456789abcdef"),
 		MaxRetry: 2, RetryBase: time.Second, RetryMax: time.Second,
-		Metrics: engine.NewMetrics(reg),
+		Metrics: engine.NewMetrics(reg), Logger: discard(),
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.e.Close() })

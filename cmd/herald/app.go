@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/ack"
 	"github.com/heraldhq/herald/channels/email"
 	"github.com/heraldhq/herald/channels/slack"
 	"github.com/heraldhq/herald/config"
@@ -55,6 +56,7 @@ type Main struct {
 	httpSrv  *http.Server
 	listener net.Listener
 	closers  []func() error
+	slack    *slack.Sender // for chat.update after a button press
 	mu       sync.Mutex
 	loaded   bool
 }
@@ -106,10 +108,10 @@ func (m *Main) Open(ctx context.Context) error {
 		Redis: rdb, RedisConn: m.RedisConn, Senders: senders, Templates: tset, Workflows: wset,
 		Policy:    policy(c),
 		PublicURL: c.HTTP.PublicURL, SigningKey: []byte(c.SigningKey.Reveal()), TokenTTL: c.TokenTTL,
-		UnsubscribeMailto: c.SMTP.UnsubscribeMailto, ReplyTo: c.SMTP.ReplyTo,
+		UnsubscribeMailto: c.SMTP.UnsubscribeMailto, ReplyTo: c.SMTP.ReplyTo, ClickTracking: c.ClickTracking,
 		DeliveryTimeout: c.Worker.DeliveryTimeout, MaxRetry: c.Worker.MaxRetry,
 		RetryBase: c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
-		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger,
+		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger, SlackUpdater: m.slackUpdater(),
 	})
 	if err != nil {
 		return err
@@ -135,6 +137,10 @@ func (m *Main) Open(ctx context.Context) error {
 			OnOptOut: m.Engine.TopicOptOut,
 			Logger:   m.Logger,
 		}),
+		Extra: map[string]http.Handler{
+			"POST /slack/interactions": &ack.Slack{Engine: m.Engine, SigningSecret: c.Slack.SigningSecret.Reveal(), Logger: m.Logger},
+			"GET /r/{token}":           &ack.Click{Engine: m.Engine, Key: []byte(c.SigningKey.Reveal()), Logger: m.Logger},
+		},
 		Ready:  m.ready,
 		Logger: m.Logger,
 	})
@@ -217,12 +223,21 @@ func (m *Main) senders() (map[herald.Channel]herald.Sender, error) {
 		m.closers = append(m.closers, s.Close)
 	}
 	if c.Slack.Token != "" {
-		out[herald.ChannelSlack] = slack.New(slack.Config{Token: c.Slack.Token.Reveal(), APIURL: c.Slack.APIURL}, storeCache{m})
+		m.slack = slack.New(slack.Config{Token: c.Slack.Token.Reveal(), APIURL: c.Slack.APIURL}, storeCache{m})
+		out[herald.ChannelSlack] = m.slack
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no channel configured: set HERALD_SMTP_URL and/or HERALD_SLACK_TOKEN")
 	}
 	return withRateLimits(m.Redis, c.RateLimits, out), nil
+}
+
+// slackUpdater is the Slack sender for chat.update, nil without Slack.
+func (m *Main) slackUpdater() engine.MessageUpdater {
+	if m.slack == nil {
+		return nil
+	}
+	return m.slack
 }
 
 // storeCache defers to the engine's store, which exists only after Open
