@@ -39,6 +39,30 @@ test: deps ## Run every test with -race against private redis-server processes
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
+.PHONY: faults
+faults: deps ## Fault suite: kill -9, Redis restart, SMTP/Slack outages, lost follow-ups, SIGTERM (one line per scenario)
+	@out=$$(mktemp); $(GO) test -count=1 -v -timeout 20m -parallel 4 -run 'TestFaults' ./faults/ >$$out 2>&1; rc=$$?; \
+	  [ $$rc = 0 ] || grep -vE '^=== (RUN|PAUSE|CONT)' $$out | tail -150; \
+	  echo "scenario, asked, delivered, failed-permanent, lost, duplicates, seconds"; grep '^FAULTS' $$out | sed 's/^FAULTS //'; rm -f $$out; exit $$rc
+
+.PHONY: cluster-test
+cluster-test: deps ## The delivery and kill -9 checks on a 3-master Redis Cluster (redis-server + redis-cli)
+	@out=$$(mktemp); $(GO) test -count=1 -v -timeout 15m -tags cluster -run 'TestCluster' ./faults/ >$$out 2>&1; rc=$$?; \
+	  [ $$rc = 0 ] || grep -vE '^=== (RUN|PAUSE|CONT)' $$out | tail -150; \
+	  grep '^FAULTS' $$out | sed 's/^FAULTS //'; rm -f $$out; exit $$rc
+
+# Every fuzz target as package:Target.
+FUZZ_TARGETS = ./internal/wire:FuzzDecode ./httpapi:FuzzBodies ./channels/email:FuzzParseURL \
+	./templates:FuzzRender ./templates:FuzzLoad ./templates:FuzzLayoutPlan ./workflows:FuzzParse ./preferences:FuzzVerify
+
+.PHONY: fuzz
+fuzz: deps ## Run each fuzz target for FUZZTIME (default 10s)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
 .PHONY: bench
 bench: deps ## Benchmarks: herald vs bare asynq on one fresh redis-server
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/

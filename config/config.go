@@ -128,6 +128,15 @@ type Worker struct {
 	// DeliveryTimeout bounds one provider call. Default 60s (whole seconds: asynq rounds).
 	DeliveryTimeout time.Duration `yaml:"delivery_timeout"`
 	MaxRetry        int           `yaml:"max_retry"` // default 12
+	// RetryBase is the first retry delay of a failed delivery, doubling
+	// with each attempt up to RetryMax. Defaults 10s and 1h
+	// (HERALD_WORKER_RETRY_BASE, HERALD_WORKER_RETRY_MAX).
+	RetryBase time.Duration `yaml:"retry_base"`
+	RetryMax  time.Duration `yaml:"retry_max"`
+	// WatchdogInterval is how often the watchdog looks for lost journey
+	// follow-ups; one overdue by this much is re-armed. Default 30s
+	// (HERALD_WATCHDOG_INTERVAL).
+	WatchdogInterval time.Duration `yaml:"watchdog_interval"`
 }
 
 // Content says where workflows and templates live and how messages look.
@@ -246,6 +255,18 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 		}
 		c.Worker.Concurrency = n
 	}
+	dur := func(name string, dst *time.Duration) {
+		if v, ok := lookup(name); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a duration such as 10s or 1m", name, v))
+			}
+			*dst = d
+		}
+	}
+	dur("HERALD_WORKER_RETRY_BASE", &c.Worker.RetryBase)
+	dur("HERALD_WORKER_RETRY_MAX", &c.Worker.RetryMax)
+	dur("HERALD_WATCHDOG_INTERVAL", &c.Worker.WatchdogInterval)
 	var tokens Secret
 	secret("HERALD_API_TOKENS", &tokens)
 	if tokens != "" {
@@ -309,6 +330,15 @@ func (c *Config) defaults() {
 	}
 	if c.Worker.MaxRetry == 0 {
 		c.Worker.MaxRetry = 12
+	}
+	if c.Worker.RetryBase == 0 {
+		c.Worker.RetryBase = 10 * time.Second
+	}
+	if c.Worker.RetryMax == 0 {
+		c.Worker.RetryMax = time.Hour
+	}
+	if c.Worker.WatchdogInterval == 0 {
+		c.Worker.WatchdogInterval = 30 * time.Second
 	}
 	if c.Content.DefaultLocale == "" {
 		c.Content.DefaultLocale = "en"
@@ -458,6 +488,15 @@ func (c Config) Validate() error {
 	}
 	if c.Worker.DeliveryTimeout < time.Second {
 		bad("worker.delivery_timeout", "at least 1s (asynq counts whole seconds)")
+	}
+	if c.Worker.RetryBase < 100*time.Millisecond {
+		bad("worker.retry_base (HERALD_WORKER_RETRY_BASE)", "at least 100ms")
+	}
+	if c.Worker.RetryMax < c.Worker.RetryBase {
+		bad("worker.retry_max (HERALD_WORKER_RETRY_MAX)", "at least worker.retry_base (%s)", c.Worker.RetryBase)
+	}
+	if c.Worker.WatchdogInterval < time.Second {
+		bad("worker.watchdog_interval (HERALD_WATCHDOG_INTERVAL)", "at least 1s")
 	}
 	seen := map[string]bool{}
 	for i, t := range c.Topics {

@@ -35,12 +35,19 @@ type bundle struct {
 
 func topics() map[string]herald.Topic {
 	return map[string]herald.Topic{
-		"onboarding": {Name: "onboarding", OptIn: true, Class: "lifecycle"},
-		"billing":    {Name: "billing", Required: true, OptIn: true, Class: "transactional"},
+		"onboarding":      {Name: "onboarding", OptIn: true, Class: "lifecycle"},
+		"billing":         {Name: "billing", Required: true, OptIn: true, Class: "transactional"},
+		"product-updates": {Name: "product-updates", OptIn: true, Class: "marketing"},
+		"newsletter":      {Name: "newsletter", OptIn: false, Class: "marketing"},
 	}
 }
 
 func setup(t *testing.T) *bundle {
+	t.Helper()
+	return setupWith(t, 4, "testdata/templates")
+}
+
+func setupWith(t *testing.T, concurrency int, templateDir string) *bundle {
 	t.Helper()
 	rs := redistest.Start(t)
 	b := &bundle{rdb: rs.Client(), conn: asynq.RedisClientOpt{Addr: rs.Addr}}
@@ -60,10 +67,13 @@ func setup(t *testing.T) *bundle {
 	t.Cleanup(func() { _ = es.Close() })
 	ss := slack.New(slack.Config{Token: "xoxb-test", APIURL: b.slack.URL()}, nil)
 
-	tset, err := templates.Load(os.DirFS("testdata/templates"), templates.Options{})
+	tset, err := templates.Load(os.DirFS(templateDir), templates.Options{})
 	require.NoError(t, err)
-	wset, err := workflows.Load(os.DirFS("testdata/workflows"), workflows.LoadOptions{TemplateExists: tset.Has})
-	require.NoError(t, err)
+	var wset *workflows.Set
+	if templateDir == "testdata/templates" { // the journeys' templates
+		wset, err = workflows.Load(os.DirFS("testdata/workflows"), workflows.LoadOptions{TemplateExists: tset.Has})
+		require.NoError(t, err)
+	}
 	b.e, err = engine.New(engine.Options{
 		Redis: b.rdb, RedisConn: b.conn,
 		Senders:   map[herald.Channel]herald.Sender{herald.ChannelEmail: es, herald.ChannelSlack: ss},
@@ -76,7 +86,7 @@ func setup(t *testing.T) *bundle {
 	t.Cleanup(func() { _ = b.e.Close() })
 
 	srv := asynq.NewServerFromRedisClient(b.rdb, asynq.Config{
-		Concurrency: 4, Queues: map[string]int{"critical": 3, "default": 2, "bulk": 1, "email": 2, "slack": 2},
+		Concurrency: concurrency, Queues: map[string]int{"critical": 3, "default": 2, "bulk": 1, "email": 2, "slack": 2},
 		RetryDelayFunc: b.e.RetryDelay, IsFailure: b.e.IsFailure,
 		TaskCheckInterval: 50 * time.Millisecond, DelayedTaskCheckInterval: 200 * time.Millisecond,
 		LogLevel: asynq.FatalLevel,

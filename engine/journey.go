@@ -334,17 +334,19 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 				Data: map[string]any{"workflow": w.ID, "cause": cause}})
 		}
 	}
+	for _, a := range actions {
+		if a.Kind == workflows.ActionCancelWake {
+			e.cancelWake(prev)
+		}
+	}
 	if err := e.saveJourney(ctx, next); err != nil {
 		return err
 	}
 	for _, a := range actions {
-		switch a.Kind {
-		case workflows.ActionScheduleWake:
+		if a.Kind == workflows.ActionScheduleWake {
 			if err := e.scheduleWake(ctx, next, a.At); err != nil {
 				return err
 			}
-		case workflows.ActionCancelWake:
-			e.cancelWake(prev)
 		}
 	}
 	return nil

@@ -15,6 +15,9 @@ import (
 const (
 	PurposePreferences = "preferences"
 	PurposeUnsubscribe = "unsubscribe"
+	// PurposeClick is a tracked link in an email: it carries the target URL,
+	// the event a click reports and the message it came in.
+	PurposeClick = "click"
 )
 
 // DefaultTokenTTL is how long links in messages stay valid by default: long
@@ -36,6 +39,10 @@ type Claims struct {
 	Topic      string
 	Channel    herald.Channel
 	Expires    time.Time
+	// Click tokens only: the message, the link's target and its event.
+	Message string
+	URL     string
+	Event   string
 }
 
 type wireClaims struct {
@@ -44,6 +51,9 @@ type wireClaims struct {
 	T  string `json:"t,omitempty"`
 	Ch string `json:"ch,omitempty"`
 	E  int64  `json:"e"`
+	M  string `json:"m,omitempty"`
+	U  string `json:"u,omitempty"`
+	Ev string `json:"ev,omitempty"`
 }
 
 // Strict: a token has exactly one spelling, so it can serve as a key.
@@ -56,7 +66,7 @@ func Sign(key []byte, c Claims) string {
 	if len(key) == 0 {
 		panic("preferences.Sign: empty signing key")
 	}
-	payload, _ := json.Marshal(wireClaims{C: c.CustomerID, P: c.Purpose, T: c.Topic, Ch: string(c.Channel), E: c.Expires.Unix()})
+	payload, _ := json.Marshal(wireClaims{C: c.CustomerID, P: c.Purpose, T: c.Topic, Ch: string(c.Channel), E: c.Expires.Unix(), M: c.Message, U: c.URL, Ev: c.Event})
 	body := tokenVersion + "." + b64.EncodeToString(payload)
 	return body + "." + b64.EncodeToString(tokenMAC(key, body))
 }
@@ -100,12 +110,14 @@ func Verify(key []byte, token string, now time.Time) (Claims, error) {
 	if err := json.Unmarshal(payload, &w); err != nil {
 		return Claims{}, herald.Errorf(herald.EInvalid, "token: malformed claims")
 	}
-	c := Claims{CustomerID: w.C, Purpose: w.P, Topic: w.T, Channel: herald.Channel(w.Ch), Expires: time.Unix(w.E, 0).UTC()}
+	c := Claims{CustomerID: w.C, Purpose: w.P, Topic: w.T, Channel: herald.Channel(w.Ch), Expires: time.Unix(w.E, 0).UTC(), Message: w.M, URL: w.U, Event: w.Ev}
 	switch {
 	case c.CustomerID == "":
 		return Claims{}, herald.Errorf(herald.EInvalid, "token: no customer")
-	case c.Purpose != PurposePreferences && c.Purpose != PurposeUnsubscribe:
+	case c.Purpose != PurposePreferences && c.Purpose != PurposeUnsubscribe && c.Purpose != PurposeClick:
 		return Claims{}, herald.Errorf(herald.EInvalid, "token: unknown purpose %q", c.Purpose)
+	case c.Purpose == PurposeClick && (c.URL == "" || c.Message == ""):
+		return Claims{}, herald.Errorf(herald.EInvalid, "token: click without a target or message")
 	case w.E <= 0:
 		return Claims{}, herald.Errorf(herald.EInvalid, "token: no expiry")
 	case !now.Before(c.Expires):

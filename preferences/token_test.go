@@ -105,3 +105,27 @@ func FuzzVerify(f *testing.F) {
 		require.Equal(t, tok, Sign(testKey, c), "a verified token re-signs to itself")
 	})
 }
+
+func TestClickTokenCarriesItsTarget(t *testing.T) {
+	t.Parallel()
+	now := utc("2026-06-01T12:00:00Z")
+	c := Claims{CustomerID: "cus_42", Purpose: PurposeClick, Channel: herald.ChannelEmail, Expires: now.Add(time.Hour),
+		Message: "j_1.nudge.2", URL: "https://shop.example/cart?x=1&y=2", Event: "checkout.resumed"}
+	got, err := Verify(testKey, Sign(testKey, c), now)
+	require.NoError(t, err)
+	require.Equal(t, c, got)
+
+	for name, bad := range map[string]Claims{
+		"no target":  {CustomerID: "cus_42", Purpose: PurposeClick, Message: "m", Expires: now.Add(time.Hour)},
+		"no message": {CustomerID: "cus_42", Purpose: PurposeClick, URL: "https://x.example/", Expires: now.Add(time.Hour)},
+	} {
+		_, err := Verify(testKey, Sign(testKey, bad), now)
+		require.Error(t, err, name)
+	}
+	// Tokens without the click fields read as before.
+	plain := Claims{CustomerID: "cus_42", Purpose: PurposePreferences, Expires: now.Add(time.Hour)}
+	tok := Sign(testKey, plain)
+	got, err = Verify(testKey, tok, now)
+	require.NoError(t, err)
+	require.Equal(t, plain, got)
+}

@@ -30,7 +30,7 @@ func (s *Set) Check() Problems {
 
 func (s *Set) checkFile(f *file) Problems {
 	var probs Problems
-	c, err := s.render(f, f.sampleData())
+	c, err := s.render(f, f.sampleData(), partAll)
 	if err != nil {
 		var p Problem
 		if errors.As(err, &p) {

@@ -10,4 +10,11 @@
 // (date, datetime, number, money, default, upper, title, track, markdown) and
 // the checks behind `herald validate`. Everything is parsed once by Load;
 // Render only executes.
+//
+// Front matter `actions:` become Slack buttons. A button with an `event`
+// reports it back when pressed (action_id = event, value = the message ID);
+// `opt_out: true` on such a button also takes the customer out of the
+// message's topic (ignored for required topics). `{{ track URL EVENT }}`
+// yields URL unless the caller tracks clicks (Data.Track, else
+// Options.Track).
 package templates

@@ -116,6 +116,9 @@ func toString(v any) string {
 }
 
 func (st *renderState) track(target, event string) string {
+	if st.d.Track != nil {
+		return st.d.Track(target, event)
+	}
 	if st.s.opts.Track == nil {
 		return target
 	}

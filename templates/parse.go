@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"text/template/parse"
 
@@ -29,10 +30,11 @@ type frontMatter struct {
 }
 
 type actionSpec struct {
-	Label string `yaml:"label"`
-	Event string `yaml:"event"`
-	URL   string `yaml:"url"`
-	Style string `yaml:"style"`
+	Label  string `yaml:"label"`
+	Event  string `yaml:"event"`
+	URL    string `yaml:"url"`
+	Style  string `yaml:"style"`
+	OptOut bool   `yaml:"opt_out"`
 }
 
 // sample is the data `herald validate` and `herald preview` render with.
@@ -49,12 +51,16 @@ type file struct {
 	locale  string
 	tag     language.Tag
 	printer *message.Printer
+	labels  Labels
+	dir     string // "ltr" or "rtl"
 	actions []fileAction
 	sample  *sample
 	// root holds every text/template of the file (subject, body, ...) as
 	// associated templates; instances clone it.
 	root *template.Template
 	pool sync.Pool
+	// plans caches the default layout cut for this file, by layoutVariant.
+	plans [layoutVariants]atomic.Pointer[layoutPlan]
 	// lines maps each associated template to the file line it starts on.
 	lines map[string]int
 }
@@ -147,6 +153,7 @@ func (s *Set) parseFile(p, name string, tag language.Tag, src []byte, probs *Pro
 	}
 
 	f := &file{path: p, name: name, locale: tag.String(), tag: tag, printer: message.NewPrinter(tag), sample: fm.Sample, lines: map[string]int{}}
+	f.labels, f.dir = labelsFor(tag), direction(tag)
 	f.root = template.New(p).Option("missingkey=error").Funcs(funcs(&renderState{}))
 	before := len(*probs)
 	if strings.TrimSpace(fm.Subject) == "" {
@@ -169,6 +176,8 @@ func (s *Set) parseFile(p, name string, tag language.Tag, src []byte, probs *Pro
 			probs.add(p, line, "action %q: give it an event, a url, or both", a.Label)
 		case a.Event != "" && !validEvent.MatchString(a.Event):
 			probs.add(p, line, "action %q: event %q is not an event name (letters, digits, . _ -)", a.Label, a.Event)
+		case a.OptOut && a.Event == "":
+			probs.add(p, line, "action %q: an opt_out button needs an event", a.Label)
 		case a.Style != "" && a.Style != "primary" && a.Style != "danger":
 			probs.add(p, line, "action %q: style is primary, danger or empty, not %q", a.Label, a.Style)
 		}
@@ -306,10 +315,27 @@ func (f *file) get() *instance {
 }
 
 func (f *file) put(in *instance) {
-	// Do not keep buffers that grew for an unusually large render.
-	if in.src.Cap() > 64<<10 || in.out.Cap() > 256<<10 {
-		return
+	// Let go of what grew for an unusually large render.
+	for _, b := range [...]*bytes.Buffer{&in.src, &in.src2, &in.tw.buf, &in.tw.inline, &in.sw.b, &in.sw.tb, &in.sw.mrkdwn, &in.sw.json} {
+		if b.Cap() > 64<<10 {
+			*b = bytes.Buffer{}
+		}
 	}
+	for _, b := range [...]*bytes.Buffer{&in.out, &in.page} {
+		if b.Cap() > 256<<10 {
+			*b = bytes.Buffer{}
+		}
+	}
+	if cap(in.tw.pieces) > 4096 {
+		in.tw.pieces = nil
+	}
+	if len(in.dotMaps.customer) > 256 { // a map does not shrink
+		in.dotMaps = dotMaps{}
+	}
+	// Drop references to the customer and event data.
 	in.st.d = Data{}
+	clear(in.dotMaps.customer)
+	clear(in.dotMaps.root)
+	clear(in.buttons)
 	f.pool.Put(in)
 }

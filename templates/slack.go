@@ -43,32 +43,40 @@ type slackButton struct {
 	Style    string     `json:"style,omitempty"`
 }
 
-// slackMessage renders the Markdown AST as Slack mrkdwn and Block Kit: a
-// header block per heading, a section per paragraph, list, quote or code
-// block, a divider per thematic break, then the buttons and a context line
-// with the preference link.
-func slackMessage(doc ast.Node, src []byte, actions []Action, messageID, prefs string, lab Labels) (string, json.RawMessage, error) {
-	sw := slackWriter{src: src}
+// message renders the Markdown AST as Slack mrkdwn and Block Kit: a header
+// block per heading, a section per paragraph, list, quote or code block, a
+// divider per thematic break, then the buttons and a context line with the
+// preference link.
+func (sw *slackWriter) message(doc ast.Node, src []byte, actions []Action, messageID, prefs string, lab Labels) (string, json.RawMessage, error) {
+	sw.src = src
+	defer func() { sw.src = nil }()
+	sw.mrkdwn.Reset()
+	addText := func(t string) { // t is never empty
+		if sw.mrkdwn.Len() > 0 {
+			sw.mrkdwn.WriteString("\n\n")
+		}
+		sw.mrkdwn.WriteString(t)
+	}
 	var blocks []slackBlock
-	var texts []string
 	for c := doc.FirstChild(); c != nil; c = c.NextSibling() {
 		switch c := c.(type) {
 		case *ast.Heading:
 			plain := inlineText(c, src)
 			blocks = append(blocks, slackBlock{Type: "header", Text: &textObject{Type: "plain_text", Text: truncate(plain, slackHeaderMax), Emoji: true}})
-			texts = append(texts, "*"+slackEscape(plain)+"*")
+			addText("*" + slackEscape(plain) + "*")
 		case *ast.ThematicBreak:
 			blocks = append(blocks, slackBlock{Type: "divider"})
 		case *ast.HTMLBlock:
 		default:
 			sw.b.Reset()
 			sw.block(c, "")
-			t := strings.TrimRight(sw.b.String(), "\n")
-			if t == "" {
+			t := bytes.TrimRight(sw.b.Bytes(), "\n")
+			if len(t) == 0 {
 				continue
 			}
-			blocks = append(blocks, slackBlock{Type: "section", Text: &textObject{Type: "mrkdwn", Text: t}})
-			texts = append(texts, t)
+			ts := string(t)
+			blocks = append(blocks, slackBlock{Type: "section", Text: &textObject{Type: "mrkdwn", Text: ts}})
+			addText(ts)
 		}
 	}
 	if len(actions) > 0 {
@@ -90,13 +98,13 @@ func slackMessage(doc ast.Node, src []byte, actions []Action, messageID, prefs s
 			textObject{Type: "mrkdwn", Text: "<" + slackURL(prefs) + "|" + slackEscape(lab.Preferences) + ">"},
 		}})
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	sw.json.Reset()
+	enc := json.NewEncoder(&sw.json)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(blocks); err != nil {
 		return "", nil, err
 	}
-	return strings.Join(texts, "\n\n"), json.RawMessage(bytes.TrimRight(buf.Bytes(), "\n")), nil
+	return sw.mrkdwn.String(), json.RawMessage(bytes.Clone(bytes.TrimRight(sw.json.Bytes(), "\n"))), nil
 }
 
 // slackEscape escapes the three characters Slack treats as control
@@ -123,8 +131,11 @@ func slackURL(u string) string {
 var slackURLEscaper = strings.NewReplacer("&", "&amp;", "<", "%3C", ">", "%3E", "|", "%7C")
 
 type slackWriter struct {
-	src []byte
-	b   strings.Builder
+	src    []byte
+	b      bytes.Buffer // the block being written
+	tb     bytes.Buffer // one text node, before escaping
+	mrkdwn bytes.Buffer // the message text, blocks apart
+	json   bytes.Buffer
 	// boundary is set after a closing format marker: Slack only honours
 	// markers at word boundaries, so a letter right after one gets a
 	// zero-width space (common in CJK text, which has no spaces).
@@ -186,7 +197,7 @@ func (sw *slackWriter) block(n ast.Node, indent string) {
 		lines := n.Lines()
 		for i := 0; i < lines.Len(); i++ {
 			seg := lines.At(i)
-			sw.b.WriteString(slackEscape(string(seg.Value(sw.src))))
+			writeSlackEscaped(&sw.b, seg.Value(sw.src))
 		}
 		sw.b.WriteString("```\n")
 	case *ast.HTMLBlock, *ast.ThematicBreak:
@@ -198,20 +209,46 @@ func (sw *slackWriter) block(n ast.Node, indent string) {
 }
 
 func (sw *slackWriter) text(s string) {
-	if s == "" {
+	sw.textBytes([]byte(s))
+}
+
+func (sw *slackWriter) textBytes(s []byte) {
+	if len(s) == 0 {
 		return
 	}
 	if sw.boundary {
-		if r, _ := utf8.DecodeRuneInString(s); isWordRune(r) {
+		if r, _ := utf8.DecodeRune(s); isWordRune(r) {
 			sw.b.WriteString("\u200b")
 		}
 		sw.boundary = false
 	}
-	sw.b.WriteString(slackEscape(s))
+	writeSlackEscaped(&sw.b, s)
+}
+
+// writeSlackEscaped is slackEscape writing to b.
+func writeSlackEscaped(b *bytes.Buffer, s []byte) {
+	written := 0
+	for i, c := range s {
+		var repl string
+		switch c {
+		case '&':
+			repl = "&amp;"
+		case '<':
+			repl = "&lt;"
+		case '>':
+			repl = "&gt;"
+		default:
+			continue
+		}
+		b.Write(s[written:i])
+		b.WriteString(repl)
+		written = i + 1
+	}
+	b.Write(s[written:])
 }
 
 func (sw *slackWriter) open(marker string) {
-	if r, _ := utf8.DecodeLastRuneInString(sw.b.String()); isWordRune(r) {
+	if r, _ := utf8.DecodeLastRune(sw.b.Bytes()); isWordRune(r) {
 		sw.b.WriteString("\u200b")
 	}
 	sw.boundary = false
@@ -229,18 +266,18 @@ func (sw *slackWriter) inline(n ast.Node) {
 	for c := n.FirstChild(); c != nil; c = c.NextSibling() {
 		switch c := c.(type) {
 		case *ast.Text:
-			var tb strings.Builder
-			writeText(&tb, c.Segment.Value(sw.src), c.IsRaw())
+			sw.tb.Reset()
+			writeText(&sw.tb, c.Segment.Value(sw.src), c.IsRaw())
 			if c.HardLineBreak() {
-				tb.WriteByte('\n')
+				sw.tb.WriteByte('\n')
 			} else if c.SoftLineBreak() {
-				softBreak(&tb, c, sw.src)
+				softBreak(&sw.tb, c, sw.src)
 			}
-			sw.text(tb.String())
+			sw.textBytes(sw.tb.Bytes())
 		case *ast.String:
-			var tb strings.Builder
-			writeText(&tb, c.Value, c.IsRaw())
-			sw.text(tb.String())
+			sw.tb.Reset()
+			writeText(&sw.tb, c.Value, c.IsRaw())
+			sw.textBytes(sw.tb.Bytes())
 		case *ast.Emphasis:
 			m := "_"
 			if c.Level >= 2 {
@@ -257,7 +294,9 @@ func (sw *slackWriter) inline(n ast.Node) {
 			sw.open("`")
 			for t := c.FirstChild(); t != nil; t = t.NextSibling() {
 				if tt, ok := t.(*ast.Text); ok {
-					sw.b.WriteString(slackEscape(strings.ReplaceAll(string(tt.Segment.Value(sw.src)), "\n", " ")))
+					sw.tb.Reset()
+					writeReplacingNewlines(&sw.tb, tt.Segment.Value(sw.src))
+					writeSlackEscaped(&sw.b, sw.tb.Bytes())
 				}
 			}
 			sw.close("`")

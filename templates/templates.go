@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -11,11 +12,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"text/template"
 	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/yuin/goldmark"
+	"github.com/yuin/goldmark/ast"
 	"github.com/yuin/goldmark/extension"
 	goldmarkhtml "github.com/yuin/goldmark/renderer/html"
 	"github.com/yuin/goldmark/text"
@@ -43,6 +47,10 @@ type Data struct {
 	// Now is the reference time for helpers that default to "now"; the zero
 	// value means the wall clock.
 	Now time.Time
+	// Track, when set, rewrites {{ track URL EVENT }} links for this render
+	// only and wins over Options.Track: a tracked link names its customer and
+	// message, which only the caller knows.
+	Track func(target, event string) string
 }
 
 // Links are the per-customer links every message may carry.
@@ -59,6 +67,9 @@ type Action struct {
 	Event string
 	URL   string
 	Style string // "", "primary" or "danger"
+	// OptOut marks a button that takes the customer out of the message's
+	// topic when pressed (`opt_out: true` in front matter; needs an event).
+	OptOut bool
 }
 
 // Set is a loaded, immutable collection of templates, safe for concurrent use.
@@ -76,7 +87,13 @@ type tmpl struct {
 	name    string
 	files   []*file // files[0] is the default locale
 	matcher language.Matcher
+	// matched caches match for the first maxMatched locale strings asked
+	// for; customers use few.
+	matched  sync.Map // string → *file
+	nMatched atomic.Int32
 }
+
+const maxMatched = 64
 
 // Load parses every template under fsys: <template>/<locale>.md files and an
 // optional _layout.html at the root. It reports every problem it finds, as
@@ -200,6 +217,17 @@ func (t *tmpl) match(locale string) *file {
 	if locale == "" {
 		return t.files[0]
 	}
+	if f, ok := t.matched.Load(locale); ok {
+		return f.(*file)
+	}
+	f := t.matchTag(locale)
+	if t.nMatched.Load() < maxMatched && t.nMatched.Add(1) <= maxMatched {
+		t.matched.Store(locale, f)
+	}
+	return f
+}
+
+func (t *tmpl) matchTag(locale string) *file {
 	tag, err := language.Parse(locale)
 	if err != nil {
 		return t.files[0]
@@ -263,6 +291,37 @@ func (s *Set) Actions(name, locale string) []Action {
 // data (a missing key, a bad helper argument) is an EInvalid error wrapping a
 // Problem that names the file and line.
 func (s *Set) Render(name, locale string, d Data) (herald.Content, error) {
+	return s.renderNamed(name, locale, d, partAll)
+}
+
+// RenderChannel renders only what one channel sends: subject, preheader,
+// HTML and text for email; mrkdwn and Block Kit for Slack. Fields that only
+// the other channel uses are not executed, so their errors do not surface
+// here (Render and Check still execute every field). Errors are as for
+// Render; an unknown channel is an EInvalid error.
+func (s *Set) RenderChannel(name, locale string, d Data, ch herald.Channel) (herald.Content, error) {
+	var p parts
+	switch ch {
+	case herald.ChannelEmail:
+		p = partEmail
+	case herald.ChannelSlack:
+		p = partSlack
+	default:
+		return herald.Content{}, herald.Errorf(herald.EInvalid, "template %q: unknown channel %q", name, ch)
+	}
+	return s.renderNamed(name, locale, d, p)
+}
+
+// parts selects the channels a render produces.
+type parts uint8
+
+const (
+	partEmail parts = 1 << iota
+	partSlack
+	partAll = partEmail | partSlack
+)
+
+func (s *Set) renderNamed(name, locale string, d Data, p parts) (herald.Content, error) {
 	t := s.templates[name]
 	if t == nil {
 		return herald.Content{}, herald.Errorf(herald.ENotFound, "template %q not found", name)
@@ -271,11 +330,11 @@ func (s *Set) Render(name, locale string, d Data) (herald.Content, error) {
 		locale = d.Customer.Locale
 	}
 	f := t.match(locale)
-	c, err := s.render(f, d)
+	c, err := s.render(f, d, p)
 	if err != nil {
-		var p Problem
-		if errors.As(err, &p) {
-			return herald.Content{}, &herald.Error{Code: herald.EInvalid, Message: fmt.Sprintf("template %s (locale %s): %s", name, f.locale, p), Err: p}
+		var pr Problem
+		if errors.As(err, &pr) {
+			return herald.Content{}, &herald.Error{Code: herald.EInvalid, Message: fmt.Sprintf("template %s (locale %s): %s", name, f.locale, pr), Err: pr}
 		}
 		return herald.Content{}, &herald.Error{Code: herald.EInvalid, Message: fmt.Sprintf("template %s (locale %s): %v", name, f.locale, err), Err: err}
 	}
@@ -289,107 +348,164 @@ func newMarkdown() goldmark.Markdown {
 	)
 }
 
-func (s *Set) render(f *file, d Data) (herald.Content, error) {
+// render executes the parts p asks for. The body is executed and parsed
+// once; its AST feeds the HTML, the plain text and, without a slack:
+// override, Slack. Fields run in the order subject, preheader, body, slack,
+// actions, and the first error stops the render.
+func (s *Set) render(f *file, d Data, p parts) (herald.Content, error) {
 	in := f.get()
 	defer f.put(in)
-	st := in.st
-	st.reset(s, f, d)
-	dot := dotFor(d)
+	in.st.reset(s, f, d)
+	dot := in.dot(d)
 	c := herald.Content{Locale: f.locale}
 
 	var err error
-	if c.Subject, err = in.execLine(in.subject, dot); err != nil {
-		return c, f.problem(err)
+	var doc ast.Node // the body's AST, over in.src
+	parseBody := func() error {
+		in.src.Reset()
+		if err := in.body.Execute(&in.src, dot); err != nil {
+			return f.problem(err)
+		}
+		doc = s.md.Parser().Parse(text.NewReader(in.src.Bytes()))
+		return nil
 	}
-	if in.preheader != nil {
-		if c.Preheader, err = in.execLine(in.preheader, dot); err != nil {
+
+	if p&partEmail != 0 {
+		if c.Subject, err = in.execLine(in.subject, dot); err != nil {
 			return c, f.problem(err)
 		}
-	}
-
-	in.src.Reset()
-	if err := in.body.Execute(&in.src, dot); err != nil {
-		return c, f.problem(err)
-	}
-	src := in.src.Bytes()
-	doc := s.md.Parser().Parse(text.NewReader(src))
-
-	in.out.Reset()
-	if err := s.md.Renderer().Render(&in.out, src, doc); err != nil {
-		return c, err
-	}
-	lab := labelsFor(f.tag)
-	ld := LayoutData{
-		Lang:          f.locale,
-		Dir:           direction(f.tag),
-		Subject:       c.Subject,
-		Preheader:     c.Preheader,
-		Body:          htmltemplate.HTML(in.out.String()),
-		BrandName:     s.opts.BrandName,
-		PostalAddress: s.opts.PostalAddress,
-		Links:         d.Links,
-		Labels:        lab,
-		Customer:      dot["customer"].(map[string]any),
-		Data:          d.Data,
-	}
-	in.out.Reset()
-	if err := s.layout.Execute(&in.out, &ld); err != nil {
-		return c, Problem{File: layoutFile, Message: err.Error()}
-	}
-	c.HTML = in.out.String()
-	c.Text = plainText(doc, src, d.Links, s.opts.PostalAddress, lab)
-
-	slackDoc, slackSrc := doc, src
-	if in.slack != nil {
-		in.src2.Reset()
-		if err := in.slack.Execute(&in.src2, dot); err != nil {
-			return c, f.problem(err)
-		}
-		slackSrc = in.src2.Bytes()
-		slackDoc = s.md.Parser().Parse(text.NewReader(slackSrc))
-	}
-	buttons := make([]Action, len(in.actions))
-	for i, a := range f.actions {
-		b := a.Action
-		if in.actions[i].label != nil {
-			if b.Label, err = in.execLine(in.actions[i].label, dot); err != nil {
+		if in.preheader != nil {
+			if c.Preheader, err = in.execLine(in.preheader, dot); err != nil {
 				return c, f.problem(err)
 			}
 		}
-		if in.actions[i].url != nil {
-			if b.URL, err = in.execLine(in.actions[i].url, dot); err != nil {
+		if err := parseBody(); err != nil {
+			return c, err
+		}
+		src := in.src.Bytes()
+		in.out.Reset()
+		in.bw.Reset(&in.out)
+		if err := s.md.Renderer().Render(&in.bw, src, doc); err != nil {
+			return c, err
+		}
+		if c.HTML, err = s.page(in, f, &c, d); err != nil {
+			return c, err
+		}
+		c.Text = in.tw.plainText(doc, src, d.Links, s.opts.PostalAddress, f.labels)
+	}
+
+	if p&partSlack != 0 {
+		var slackDoc ast.Node
+		var slackSrc []byte
+		switch {
+		case in.slack != nil:
+			in.src2.Reset()
+			if err := in.slack.Execute(&in.src2, dot); err != nil {
 				return c, f.problem(err)
 			}
+			slackSrc = in.src2.Bytes()
+			slackDoc = s.md.Parser().Parse(text.NewReader(slackSrc))
+		case doc == nil:
+			if err := parseBody(); err != nil {
+				return c, err
+			}
+			fallthrough
+		default:
+			slackDoc, slackSrc = doc, in.src.Bytes()
 		}
-		buttons[i] = b
+		buttons := in.buttons[:0]
+		for i, a := range f.actions {
+			b := a.Action
+			if in.actions[i].label != nil {
+				if b.Label, err = in.execLine(in.actions[i].label, dot); err != nil {
+					return c, f.problem(err)
+				}
+			}
+			if in.actions[i].url != nil {
+				if b.URL, err = in.execLine(in.actions[i].url, dot); err != nil {
+					return c, f.problem(err)
+				}
+			}
+			buttons = append(buttons, b)
+		}
+		in.buttons = buttons
+		c.SlackText, c.SlackBlocks, err = in.sw.message(slackDoc, slackSrc, buttons, d.MessageID, d.Links.Preferences, f.labels)
 	}
-	c.SlackText, c.SlackBlocks, err = slackMessage(slackDoc, slackSrc, buttons, d.MessageID, d.Links.Preferences, lab)
 	return c, err
 }
 
-// dotFor builds the template's view of the data. Core customer fields win
-// over attributes of the same name so that `.customer.email` is always the
-// address herald sends to.
-func dotFor(d Data) map[string]any {
-	c := d.Customer
-	cm := make(map[string]any, len(c.Attributes)+5)
-	for k, v := range c.Attributes {
-		cm[k] = v
+// page wraps the body HTML in in.out in the email layout. The default
+// layout is filled from a plan cut once per file; an _layout.html is
+// executed.
+func (s *Set) page(in *instance, f *file, c *herald.Content, d Data) (string, error) {
+	in.page.Reset()
+	if s.layout == defaultLayout {
+		if pl := s.plan(f, c.Preheader != "", d.Links); pl != nil {
+			pl.fill(&in.page, c.Subject, c.Preheader, in.out.Bytes(), d.Links)
+			return in.page.String(), nil
+		}
 	}
-	cm["id"] = c.ID
-	cm["email"] = c.Email
-	cm["locale"] = c.Locale
-	cm["timezone"] = c.Timezone
-	cm["slack_user_id"] = c.SlackUserID
+	ld := s.layoutData(f, c.Subject, c.Preheader, htmltemplate.HTML(in.out.String()), d.Links)
+	ld.Customer = in.dotMaps.customer
+	ld.Data = d.Data
+	if err := s.layout.Execute(&in.page, &ld); err != nil {
+		return "", Problem{File: layoutFile, Message: err.Error()}
+	}
+	return in.page.String(), nil
+}
+
+func (s *Set) layoutData(f *file, subject, preheader string, body htmltemplate.HTML, links Links) LayoutData {
+	return LayoutData{
+		Lang:          f.locale,
+		Dir:           f.dir,
+		Subject:       subject,
+		Preheader:     preheader,
+		Body:          body,
+		BrandName:     s.opts.BrandName,
+		PostalAddress: s.opts.PostalAddress,
+		Links:         links,
+		Labels:        f.labels,
+	}
+}
+
+// dot builds the template's view of the data in maps the instance reuses.
+// Core customer fields win over attributes of the same name so that
+// `.customer.email` is always the address herald sends to.
+func (in *instance) dot(d Data) map[string]any {
+	m := &in.dotMaps
+	if m.root == nil {
+		m.root = make(map[string]any, 3)
+		m.customer = make(map[string]any, 8)
+		m.links = make(map[string]any, 2)
+	}
+	c := d.Customer
+	clear(m.customer)
+	for k, v := range c.Attributes {
+		m.customer[k] = v
+	}
+	m.customer["id"] = c.ID
+	m.customer["email"] = c.Email
+	m.customer["locale"] = c.Locale
+	m.customer["timezone"] = c.Timezone
+	m.customer["slack_user_id"] = c.SlackUserID
 	data := d.Data
 	if data == nil {
-		data = map[string]any{}
+		data = noData
 	}
-	return map[string]any{
-		"customer": cm,
-		"data":     data,
-		"links":    map[string]any{"preferences": d.Links.Preferences, "unsubscribe": d.Links.Unsubscribe},
-	}
+	m.links["preferences"] = d.Links.Preferences
+	m.links["unsubscribe"] = d.Links.Unsubscribe
+	m.root["customer"] = m.customer
+	m.root["data"] = data
+	m.root["links"] = m.links
+	return m.root
+}
+
+// noData stands in for nil Data.Data; templates only read it.
+var noData = map[string]any{}
+
+// dotMaps are an instance's maps for the template's view of the data.
+type dotMaps struct {
+	root, customer, links map[string]any
 }
 
 // instance is one clone of a file's templates with helpers bound to its own
@@ -403,8 +519,14 @@ type instance struct {
 	slack     *template.Template
 	actions   []actionTemplates
 	line      strings.Builder
-	src, src2 bytes.Buffer
-	out       bytes.Buffer
+	src, src2 bytes.Buffer // Markdown: body, slack override
+	out       bytes.Buffer // the body as HTML
+	bw        bufio.Writer // goldmark's buffered writer onto out
+	page      bytes.Buffer // the email layout around it
+	dotMaps   dotMaps
+	tw        textWriter
+	sw        slackWriter
+	buttons   []Action
 }
 
 type actionTemplates struct{ label, url *template.Template }

@@ -531,3 +531,81 @@ func BenchmarkRenderEmail(b *testing.B) {
 		}
 	}
 }
+
+// TestRenderChannel checks that a channel's render is the same as that
+// channel's part of Render, for every example and both channels.
+func TestRenderChannel(t *testing.T) {
+	t.Parallel()
+	s := loadExamples(t)
+	for _, name := range s.Names() {
+		for _, loc := range s.Locales(name) {
+			d, _ := s.Sample(name, loc)
+			d.Now = fixedNow
+			d.MessageID = "msg-1"
+			d.Links = templates.Links{Preferences: "https://herald.example/p?token=t", Unsubscribe: "https://herald.example/u?token=t"}
+			all := render(t, s, name, loc, d)
+
+			email, err := s.RenderChannel(name, loc, d, herald.ChannelEmail)
+			require.NoError(t, err)
+			require.Equal(t, herald.Content{Locale: all.Locale, Subject: all.Subject, Preheader: all.Preheader, HTML: all.HTML, Text: all.Text}, email, "%s/%s", name, loc)
+
+			slack, err := s.RenderChannel(name, loc, d, herald.ChannelSlack)
+			require.NoError(t, err)
+			require.Equal(t, herald.Content{Locale: all.Locale, SlackText: all.SlackText, SlackBlocks: all.SlackBlocks}, slack, "%s/%s", name, loc)
+		}
+	}
+}
+
+func TestRenderChannelErrors(t *testing.T) {
+	t.Parallel()
+	s, err := templates.Load(mapFS(map[string]string{
+		"m/en.md": "---\nsubject: \"{{ .data.subject }}\"\nslack: \"{{ .data.slack }}\"\n---\n{{ .data.body }}\n",
+	}), templates.Options{})
+	require.NoError(t, err)
+	_, err = s.RenderChannel("nope", "", templates.Data{}, herald.ChannelEmail)
+	var he *herald.Error
+	require.ErrorAs(t, err, &he)
+	require.Equal(t, herald.ENotFound, he.Code)
+	_, err = s.RenderChannel("m", "", templates.Data{}, "fax")
+	require.ErrorAs(t, err, &he)
+	require.Equal(t, herald.EInvalid, he.Code)
+
+	// Each channel executes only the fields it sends.
+	d := templates.Data{Data: map[string]any{"slack": "s"}}
+	_, err = s.RenderChannel("m", "", d, herald.ChannelEmail)
+	require.ErrorContains(t, err, `missing key "subject"`)
+	c, err := s.RenderChannel("m", "", d, herald.ChannelSlack)
+	require.NoError(t, err)
+	require.Equal(t, "s", c.SlackText)
+	_, err = s.Render("m", "", d)
+	require.ErrorContains(t, err, `missing key "subject"`)
+
+	d = templates.Data{Data: map[string]any{"subject": "s", "body": "b"}}
+	c, err = s.RenderChannel("m", "", d, herald.ChannelEmail)
+	require.NoError(t, err)
+	require.Equal(t, "b\n", c.Text)
+	_, err = s.RenderChannel("m", "", d, herald.ChannelSlack)
+	var p templates.Problem
+	require.ErrorAs(t, err, &p)
+	require.Equal(t, "m/en.md", p.File)
+	require.Contains(t, p.Message, `missing key "slack"`)
+}
+
+func benchmarkRenderChannel(b *testing.B, ch herald.Channel) {
+	s := loadExamples(b)
+	d, _ := s.Sample("welcome", "ja")
+	d.Now = fixedNow
+	d.MessageID = "msg-1"
+	d.Links = templates.Links{Preferences: "https://herald.example/p?token=t", Unsubscribe: "https://herald.example/u?token=t"}
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := s.RenderChannel("welcome", "ja-JP", d, ch)
+		if err != nil || c.HTML == "" && c.SlackText == "" {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRenderChannelEmail(b *testing.B) { benchmarkRenderChannel(b, herald.ChannelEmail) }
+
+func BenchmarkRenderChannelSlack(b *testing.B) { benchmarkRenderChannel(b, herald.ChannelSlack) }

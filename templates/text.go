@@ -9,7 +9,6 @@ import (
 
 	"github.com/yuin/goldmark/ast"
 	east "github.com/yuin/goldmark/extension/ast"
-	goldmarkhtml "github.com/yuin/goldmark/renderer/html"
 	"github.com/yuin/goldmark/util"
 	"golang.org/x/text/width"
 )
@@ -20,31 +19,47 @@ const wrapWidth = 76
 
 // plainText renders the email's text part from the same Markdown AST as the
 // HTML part, then adds the footer the layout adds to the HTML.
-func plainText(doc ast.Node, src []byte, links Links, postal string, lab Labels) string {
-	var b strings.Builder
+func (tw *textWriter) plainText(doc ast.Node, src []byte, links Links, postal string, lab Labels) string {
+	tw.src = src
+	defer func() { tw.src = nil }()
+	b := &tw.buf
+	b.Reset()
 	b.Grow(len(src) + 256)
-	tw := textWriter{src: src, b: &b}
 	tw.blocks(doc, "", "")
-	out := strings.TrimRight(b.String(), "\n")
-	var foot []string
+	out := b.Bytes()
+	n := len(out)
+	for n > 0 && out[n-1] == '\n' {
+		n--
+	}
+	b.Truncate(n)
+	sep := "\n\n-- \n"
+	footer := func(parts ...string) {
+		b.WriteString(sep)
+		for _, p := range parts {
+			b.WriteString(p)
+		}
+		sep = "\n"
+	}
 	if links.Preferences != "" {
-		foot = append(foot, lab.Preferences+": "+links.Preferences)
+		footer(lab.Preferences, ": ", links.Preferences)
 	}
 	if links.Unsubscribe != "" {
-		foot = append(foot, lab.Unsubscribe+": "+links.Unsubscribe)
+		footer(lab.Unsubscribe, ": ", links.Unsubscribe)
 	}
 	if postal != "" {
-		foot = append(foot, postal)
+		footer(postal)
 	}
-	if len(foot) > 0 {
-		out += "\n\n-- \n" + strings.Join(foot, "\n")
-	}
-	return out + "\n"
+	b.WriteByte('\n')
+	return b.String()
 }
 
+// textWriter writes the plain text of a Markdown AST. An instance keeps one
+// so that its buffers are reused.
 type textWriter struct {
-	src []byte
-	b   *strings.Builder
+	src    []byte
+	buf    bytes.Buffer // the text
+	inline bytes.Buffer // one paragraph or heading, before wrapping
+	pieces []piece
 }
 
 // blocks writes the block children of n; first prefixes the first line,
@@ -52,8 +67,8 @@ type textWriter struct {
 func (tw *textWriter) blocks(n ast.Node, first, rest string) {
 	for c := n.FirstChild(); c != nil; c = c.NextSibling() {
 		if c != n.FirstChild() {
-			tw.b.WriteString(strings.TrimRight(rest, " "))
-			tw.b.WriteByte('\n')
+			tw.buf.WriteString(strings.TrimRight(rest, " "))
+			tw.buf.WriteByte('\n')
 		}
 		tw.block(c, first, rest)
 		first = rest
@@ -63,18 +78,18 @@ func (tw *textWriter) blocks(n ast.Node, first, rest string) {
 func (tw *textWriter) block(n ast.Node, first, rest string) {
 	switch n := n.(type) {
 	case *ast.Paragraph, *ast.TextBlock:
-		wrapTo(tw.b, inlineText(n, tw.src), wrapWidth, first, rest)
+		tw.wrap(tw.inlineText(n), first, rest)
 	case *ast.Heading:
-		t := inlineText(n, tw.src)
-		wrapTo(tw.b, t, wrapWidth, first, rest)
+		t := tw.inlineText(n)
+		tw.wrap(t, first, rest)
 		if n.Level <= 2 {
 			ch := "="
 			if n.Level == 2 {
 				ch = "-"
 			}
-			tw.b.WriteString(rest)
-			tw.b.WriteString(strings.Repeat(ch, min(displayWidth(t), wrapWidth-len(rest))))
-			tw.b.WriteByte('\n')
+			tw.buf.WriteString(rest)
+			tw.buf.WriteString(strings.Repeat(ch, min(displayWidth(t), wrapWidth-len(rest))))
+			tw.buf.WriteByte('\n')
 		}
 	case *ast.List:
 		i := n.Start
@@ -88,8 +103,8 @@ func (tw *textWriter) block(n ast.Node, first, rest string) {
 				i++
 			}
 			if item != n.FirstChild() && !n.IsTight {
-				tw.b.WriteString(strings.TrimRight(rest, " "))
-				tw.b.WriteByte('\n')
+				tw.buf.WriteString(strings.TrimRight(rest, " "))
+				tw.buf.WriteByte('\n')
 			}
 			tw.blocks(item, first+marker, rest+strings.Repeat(" ", len(marker)))
 			first = rest
@@ -104,15 +119,15 @@ func (tw *textWriter) block(n ast.Node, first, rest string) {
 			if i == 0 {
 				p = first
 			}
-			tw.b.WriteString(p)
-			tw.b.WriteString("    ")
-			tw.b.Write(bytes.TrimRight(seg.Value(tw.src), "\n"))
-			tw.b.WriteByte('\n')
+			tw.buf.WriteString(p)
+			tw.buf.WriteString("    ")
+			tw.buf.Write(bytes.TrimRight(seg.Value(tw.src), "\n"))
+			tw.buf.WriteByte('\n')
 		}
 	case *ast.ThematicBreak:
-		tw.b.WriteString(first)
-		tw.b.WriteString("----")
-		tw.b.WriteByte('\n')
+		tw.buf.WriteString(first)
+		tw.buf.WriteString("----")
+		tw.buf.WriteByte('\n')
 	case *ast.HTMLBlock:
 		// Raw HTML is not rendered in any channel.
 	default:
@@ -125,12 +140,19 @@ func (tw *textWriter) block(n ast.Node, first, rest string) {
 // inlineText flattens inline Markdown to plain text: emphasis is dropped,
 // links become "text (url)", hard breaks stay line breaks.
 func inlineText(n ast.Node, src []byte) string {
-	var b strings.Builder
+	var b bytes.Buffer
 	inlineTextTo(&b, n, src)
 	return b.String()
 }
 
-func inlineTextTo(b *strings.Builder, n ast.Node, src []byte) {
+// inlineText is the package function with the writer's scratch buffer.
+func (tw *textWriter) inlineText(n ast.Node) string {
+	tw.inline.Reset()
+	inlineTextTo(&tw.inline, n, tw.src)
+	return tw.inline.String()
+}
+
+func inlineTextTo(b *bytes.Buffer, n ast.Node, src []byte) {
 	for c := n.FirstChild(); c != nil; c = c.NextSibling() {
 		switch c := c.(type) {
 		case *ast.Text:
@@ -145,7 +167,7 @@ func inlineTextTo(b *strings.Builder, n ast.Node, src []byte) {
 		case *ast.CodeSpan:
 			for t := c.FirstChild(); t != nil; t = t.NextSibling() {
 				if tt, ok := t.(*ast.Text); ok {
-					b.Write(bytes.ReplaceAll(tt.Segment.Value(src), []byte("\n"), []byte(" ")))
+					writeReplacingNewlines(b, tt.Segment.Value(src))
 				}
 			}
 		case *ast.Link:
@@ -179,7 +201,7 @@ func inlineTextTo(b *strings.Builder, n ast.Node, src []byte) {
 
 // softBreak writes the space a Markdown soft line break stands for, except
 // between two wide (CJK) characters, where a space would be wrong.
-func softBreak(b *strings.Builder, t *ast.Text, src []byte) {
+func softBreak(b *bytes.Buffer, t *ast.Text, src []byte) {
 	v := t.Segment.Value(src)
 	next, ok := t.NextSibling().(*ast.Text)
 	if ok && len(v) > 0 {
@@ -192,21 +214,67 @@ func softBreak(b *strings.Builder, t *ast.Text, src []byte) {
 	b.WriteByte(' ')
 }
 
+// writeReplacingNewlines writes v with each line feed as a space, as code
+// spans read.
+func writeReplacingNewlines(b *bytes.Buffer, v []byte) {
+	for {
+		i := bytes.IndexByte(v, '\n')
+		if i < 0 {
+			b.Write(v)
+			return
+		}
+		b.Write(v[:i])
+		b.WriteByte(' ')
+		v = v[i+1:]
+	}
+}
+
 // linkURL resolves escapes and entities in a link destination and
 // percent-encodes it the way the HTML renderer does; dangerous schemes
 // (javascript:, data: other than images) are dropped.
 func linkURL(dest []byte) string {
 	u := util.URLEscape(dest, true)
-	if goldmarkhtml.IsDangerousURL(u) {
+	if isDangerousURL(u) {
 		return ""
 	}
 	return string(u)
 }
 
+// isDangerousURL is goldmark's html.IsDangerousURL without its allocations.
+// goldmark lower-cases both sides with bytes.ToLower; the prefixes are ASCII,
+// and a non-ASCII byte either stays non-ASCII or shortens the text when
+// lower-cased, so only ASCII input can match and ASCII folding is the same
+// test.
+func isDangerousURL(u []byte) bool {
+	if hasPrefixFold(u, "data:image/") {
+		v := u[len("data:image/"):]
+		return !hasPrefixFold(v, "png;") && !hasPrefixFold(v, "gif;") && !hasPrefixFold(v, "jpeg;") && !hasPrefixFold(v, "webp;")
+	}
+	return hasPrefixFold(u, "javascript:") || hasPrefixFold(u, "vbscript:") || hasPrefixFold(u, "file:") || hasPrefixFold(u, "data:")
+}
+
+// hasPrefixFold reports whether s starts with the lower-case ASCII prefix,
+// ignoring ASCII case.
+func hasPrefixFold(s []byte, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // writeText writes a Markdown text segment as plain text: backslash escapes
 // and entity references are resolved in one pass, as goldmark's HTML writer
 // does, so an escaped "\&amp;" stays literal.
-func writeText(b *strings.Builder, v []byte, raw bool) {
+func writeText(b *bytes.Buffer, v []byte, raw bool) {
 	if raw {
 		b.Write(v)
 		return
@@ -270,8 +338,13 @@ func entity(v []byte) (string, int) {
 // isWide reports an East Asian wide or fullwidth rune: two columns in a
 // terminal, and a place where lines may break without a space.
 func isWide(r rune) bool {
-	if r < 0x1100 {
+	switch {
+	case r < 0x1100:
 		return false
+	case r >= 0x4E00 && r <= 0x9FFF, r >= 0xAC00 && r <= 0xD7A3, r >= 0x3041 && r <= 0x3096, r >= 0x30A1 && r <= 0x30FA:
+		// CJK ideographs, Hangul syllables, kana: the common case, without
+		// the table lookup.
+		return true
 	}
 	switch width.LookupRune(r).Kind() {
 	case width.EastAsianWide, width.EastAsianFullwidth:
@@ -290,6 +363,11 @@ func nextCluster(s string) int {
 		return 1
 	}
 	r, n := utf8.DecodeRuneInString(s)
+	return clusterRest(s, r, n)
+}
+
+// clusterRest is nextCluster given the cluster's first rune, r, n bytes long.
+func clusterRest(s string, r rune, n int) int {
 	if r >= 0x1F1E6 && r <= 0x1F1FF { // regional indicators pair into a flag
 		if r2, n2 := utf8.DecodeRuneInString(s[n:]); r2 >= 0x1F1E6 && r2 <= 0x1F1FF {
 			return n + n2
@@ -297,7 +375,9 @@ func nextCluster(s string) int {
 		return n
 	}
 	for n < len(s) {
-		if s[n] < 0xcc { // nothing below U+0300 extends a cluster
+		if c := s[n]; c < 0xcc || c >= 0xe4 && c <= 0xe9 {
+			// Nothing below U+0300 extends a cluster, nor do U+4000-U+9FFF
+			// (CJK ideographs).
 			return n
 		}
 		r, size := utf8.DecodeRuneInString(s[n:])
@@ -370,10 +450,13 @@ func pieces(out []piece, s string) []piece {
 	var prev rune = -1
 	prevWide := false
 	for i := 0; i < len(s); {
-		n := nextCluster(s[i:])
-		r := rune(s[i])
-		if r >= utf8.RuneSelf {
-			r, _ = utf8.DecodeRuneInString(s[i:])
+		r, n := rune(s[i]), 1
+		switch {
+		case r >= utf8.RuneSelf:
+			r, n = utf8.DecodeRuneInString(s[i:])
+			n = clusterRest(s[i:], r, n)
+		case i+1 < len(s) && s[i+1] >= utf8.RuneSelf:
+			n = clusterRest(s[i:], r, n)
 		}
 		if r == ' ' {
 			if start >= 0 {
@@ -410,28 +493,46 @@ func pieces(out []piece, s string) []piece {
 }
 
 // kinsoku reports whether a line must not break between a and b.
-func kinsoku(a, b rune) bool { return noStart[b] || noEnd[a] }
+func kinsoku(a, b rune) bool { return noStart.has(b) || noEnd.has(a) }
 
-var noStart, noEnd = runeSet(noLineStart), runeSet(noLineEnd)
+var noStart, noEnd = newRuneSet(noLineStart), newRuneSet(noLineEnd)
 
-func runeSet(s string) map[rune]bool {
-	m := map[rune]bool{}
+// runeSet is a set of Basic Multilingual Plane runes, a bit per rune: the
+// test runs for every character of CJK text.
+type runeSet [0x10000 / 64]uint64
+
+func newRuneSet(s string) *runeSet {
+	var rs runeSet
 	for _, r := range s {
-		m[r] = true
+		if r > 0xFFFF {
+			panic("runeSet: " + string(r) + " is outside the BMP")
+		}
+		rs[r>>6] |= 1 << (r & 63)
 	}
-	return m
+	return &rs
 }
 
-// wrapTo writes s wrapped at width display columns, never inside a
+func (rs *runeSet) has(r rune) bool {
+	return r >= 0 && r <= 0xFFFF && rs[r>>6]&(1<<(r&63)) != 0
+}
+
+// wrap writes s wrapped at wrapWidth display columns, never inside a
 // character. Hard line breaks in s are kept; URLs are never split.
-func wrapTo(b *strings.Builder, s string, width int, first, rest string) {
+func (tw *textWriter) wrap(s string, first, rest string) {
 	prefix := first
-	for line := range strings.SplitSeq(s, "\n") {
-		wrapLine(b, line, width, &prefix, rest)
+	for {
+		line, more, found := strings.Cut(s, "\n")
+		tw.pieces = wrapLine(&tw.buf, tw.pieces[:0], line, wrapWidth, &prefix, rest)
+		if !found {
+			return
+		}
+		s = more
 	}
 }
 
-func wrapLine(b *strings.Builder, s string, width int, prefix *string, rest string) {
+// wrapLine wraps one line; ps is scratch space for its pieces, returned for
+// reuse.
+func wrapLine(b *bytes.Buffer, ps []piece, s string, width int, prefix *string, rest string) []piece {
 	avail := max(width-displayWidth(*prefix), 20)
 	b.WriteString(*prefix)
 	lw := 0
@@ -441,7 +542,8 @@ func wrapLine(b *strings.Builder, s string, width int, prefix *string, rest stri
 		*prefix = rest
 		lw = 0
 	}
-	for _, p := range pieces(make([]piece, 0, 32), s) {
+	ps = pieces(ps, s)
+	for _, p := range ps {
 		sep := 0
 		if p.spaceBefore && lw > 0 {
 			sep = 1
@@ -477,6 +579,7 @@ func wrapLine(b *strings.Builder, s string, width int, prefix *string, rest stri
 	}
 	b.WriteByte('\n')
 	*prefix = rest
+	return ps
 }
 
 func looksLikeURL(s string) bool {

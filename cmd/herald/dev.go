@@ -23,6 +23,10 @@ import (
 // DevToken is the API token `herald dev` accepts unless HERALD_API_TOKENS is set.
 const DevToken = "dev-token-change-me"
 
+// DevSlackSigningSecret signs simulated Slack button presses in herald dev
+// when the captured Slack API stands in for Slack.
+const DevSlackSigningSecret = "dev-slack-signing-secret"
+
 // Dev is herald dev's set-up: embedded Redis, SMTP and Slack captures.
 type Dev struct {
 	Main   *Main
@@ -79,6 +83,11 @@ func OpenDev(ctx context.Context, c config.Config, outbox string, log *slog.Logg
 		d.Slack = s
 		m.closers = append(m.closers, f.Close)
 		m.Config.Slack.Token, m.Config.Slack.APIURL = "xoxb-dev", s.URL()
+		if m.Config.Slack.SigningSecret == "" {
+			// No real Slack can press a button here: sign simulated presses
+			// with a known secret (README, "Acknowledgements").
+			m.Config.Slack.SigningSecret = DevSlackSigningSecret
+		}
 	}
 	if m.Config.SigningKey == "" {
 		var b [32]byte

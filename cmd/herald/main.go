@@ -213,8 +213,12 @@ func (m *Main) startScheduler() error {
 		return nil
 	}
 	m.sched = asynq.NewSchedulerFromRedisClient(m.Redis, &asynq.SchedulerOpts{Logger: asynqLogger{m.Logger}, LogLevel: asynq.WarnLevel})
-	if _, err := m.sched.Register("@every 30s", asynq.NewTask(wire.TypeWatchdog, nil),
-		asynq.Queue(wire.QueueCritical), asynq.Unique(25*time.Second), asynq.MaxRetry(0)); err != nil {
+	every := m.Config.Worker.WatchdogInterval
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	if _, err := m.sched.Register("@every "+every.String(), asynq.NewTask(wire.TypeWatchdog, nil),
+		asynq.Queue(wire.QueueCritical), asynq.Unique(max(every*5/6, time.Second)), asynq.MaxRetry(0)); err != nil {
 		return fmt.Errorf("watchdog schedule: %w", err)
 	}
 	return m.sched.Start()

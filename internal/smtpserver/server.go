@@ -56,6 +56,9 @@ type Fault struct {
 	// Rcpt limits the fault to messages for this recipient address. At MAIL,
 	// before any recipient is known, it is ignored.
 	Rcpt string
+	// Rcpts, like Rcpt, limits the fault to messages for any of these
+	// addresses; with both set, either matches.
+	Rcpts []string
 	// Drop hangs up instead of answering. At DATA the whole message is read
 	// first, so the client cannot tell whether it was delivered.
 	Drop bool
@@ -251,12 +254,17 @@ func (s *Server) faultFor(stage string, rcpts ...string) (Fault, bool) {
 	if !strings.EqualFold(want, stage) {
 		return Fault{}, false
 	}
-	if f.Rcpt == "" || stage == "MAIL" {
+	if (f.Rcpt == "" && len(f.Rcpts) == 0) || stage == "MAIL" {
 		return f, true
 	}
 	for _, r := range rcpts {
-		if strings.EqualFold(r, f.Rcpt) {
+		if f.Rcpt != "" && strings.EqualFold(r, f.Rcpt) {
 			return f, true
+		}
+		for _, fr := range f.Rcpts {
+			if strings.EqualFold(r, fr) {
+				return f, true
+			}
 		}
 	}
 	return Fault{}, false

@@ -190,6 +190,8 @@ func TestFault(t *testing.T) {
 		{"MailIgnoresRcpt", smtpserver.Fault{Stage: "mail", Code: 451, Rcpt: "x@example.com"}, nil, "MAIL", 451, smtp.EnhancedCode{4, 0, 0}},
 		{"RcptPermanent", smtpserver.Fault{Stage: "RCPT", Code: 550, Enhanced: "5.1.1"}, nil, "RCPT", 550, smtp.EnhancedCode{5, 1, 1}},
 		{"RcptOneAddress", smtpserver.Fault{Stage: "RCPT", Code: 550, Enhanced: "5.1.1", Rcpt: "Bad@Example.com"}, []string{"ok@example.com", "bad@example.com"}, "RCPT", 550, smtp.EnhancedCode{5, 1, 1}},
+		{"RcptSomeAddresses", smtpserver.Fault{Stage: "RCPT", Code: 550, Enhanced: "5.1.1", Rcpts: []string{"a@example.com", "Bad@Example.com"}}, []string{"bad@example.com"}, "RCPT", 550, smtp.EnhancedCode{5, 1, 1}},
+		{"RcptNoneOfAddresses", smtpserver.Fault{Stage: "RCPT", Code: 550, Enhanced: "5.1.1", Rcpts: []string{"a@example.com"}}, []string{"ok@example.com"}, "", 0, smtp.EnhancedCode{}},
 		{"RcptOtherAddress", smtpserver.Fault{Stage: "RCPT", Code: 550, Enhanced: "5.1.1", Rcpt: "bad@example.com"}, []string{"ok@example.com"}, "", 0, smtp.EnhancedCode{}},
 		{"DataTemporary", smtpserver.Fault{Stage: "DATA", Code: 451, Enhanced: "4.3.0"}, nil, "DATA", 451, smtp.EnhancedCode{4, 3, 0}},
 		{"DataDefaultStage", smtpserver.Fault{Code: 554, Enhanced: "5.6.0"}, nil, "DATA", 554, smtp.EnhancedCode{5, 6, 0}},

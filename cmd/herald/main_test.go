@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/stretchr/testify/require"
+)
+
+func runCLI(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestValidateExamples(t *testing.T) {
+	t.Parallel()
+	out, errOut, err := runCLI(t, "validate")
+	require.NoError(t, err, "examples must validate: %s", out)
+	require.Contains(t, errOut, "ok:")
+}
+
+func TestValidateReportsFileLine(t *testing.T) {
+	dir := t.TempDir()
+	tdir, wdir := filepath.Join(dir, "templates"), filepath.Join(dir, "workflows")
+	require.NoError(t, os.MkdirAll(filepath.Join(tdir, "hello"), 0o755))
+	require.NoError(t, os.MkdirAll(wdir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tdir, "hello", "en.md"), []byte("---\nsubject: \"Hi {{ .customer.first_name }}\"\nsample:\n  customer: { first_name: Ada }\n---\nHello {{ .data.missing }}\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(wdir, "w.yaml"), []byte("id: w\ntopic: onboarding\ntrigger: x.y\nsteps:\n  - id: a\n    send: { template: nope }\n  - id: a\n    wait: { for: 2 parsecs }\n"), 0o644))
+	t.Setenv("HERALD_TEMPLATES", tdir)
+	t.Setenv("HERALD_WORKFLOWS", wdir)
+	out, _, err := runCLI(t, "validate")
+	var code exitError
+	require.ErrorAs(t, err, &code)
+	require.Equal(t, exitError(1), code)
+	require.Contains(t, out, filepath.Join(tdir, "hello", "en.md")+":6: ", "a template problem names file and line")
+	require.Contains(t, out, filepath.Join(wdir, "w.yaml")+":6: ", "a workflow problem names file and line")
+	require.Contains(t, out, "nope")
+	require.Contains(t, out, "duplicate step id")
+}
+
+func TestPreview(t *testing.T) {
+	t.Parallel()
+	html := filepath.Join(t.TempDir(), "out.html")
+	out, _, err := runCLI(t, "preview", "--template", "welcome", "--locale", "ja", "--channel", "email", "--html", html)
+	require.NoError(t, err)
+	require.Contains(t, out, "Lumen")
+	b, err := os.ReadFile(html)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `lang="ja"`)
+
+	out, _, err = runCLI(t, "preview", "--template", "cart-reminder", "--channel", "slack")
+	require.NoError(t, err)
+	require.Contains(t, out, `"actions"`)
+
+	_, _, err = runCLI(t, "preview", "--template", "no-such")
+	require.ErrorContains(t, err, "no template")
+}
+
+// TestDevQuickStart runs what `make run` runs and the README's curl line:
+// the message arrives as an .eml file in the outbox.
+func TestDevQuickStart(t *testing.T) {
+	t.Parallel()
+	outbox := t.TempDir()
+	c, err := config.Load("")
+	require.NoError(t, err)
+	c.HTTP.Addr = "127.0.0.1:0"
+	d, err := OpenDev(context.Background(), c, outbox, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(d.Close)
+	require.NoError(t, d.Main.Start(context.Background()))
+	base := "http://" + d.Main.Addr()
+
+	body := `{"customer_id":"demo","template":"welcome","topic":"onboarding","channels":["email"],"data":{"plan":"Pro","trial_days":14,"dashboard_url":"https://app.lumen.example/"}}`
+	req, _ := http.NewRequest("POST", base+"/v1/messages", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+DevToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	require.Eventually(t, func() bool {
+		m, _ := filepath.Glob(filepath.Join(outbox, "*.eml"))
+		return len(m) == 1
+	}, 10*time.Second, 20*time.Millisecond, "the curl line produces an .eml file")
+
+	// An event starts the onboarding journey; its first step goes to Slack.
+	req, _ = http.NewRequest("POST", base+"/v1/events", strings.NewReader(`{"customer_id":"demo","name":"trial.started","data":{"plan":"Pro","trial_days":14,"dashboard_url":"https://app.lumen.example/"}}`))
+	req.Header.Set("Authorization", "Bearer "+DevToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(filepath.Join(outbox, "slack.jsonl"))
+		return bytes.Count(b, []byte("\n")) == 1
+	}, 10*time.Second, 20*time.Millisecond, "Slack capture gets the welcome")
+
+	req, _ = http.NewRequest("GET", base+"/v1/customers/demo/timeline", nil)
+	req.Header.Set("Authorization", "Bearer "+DevToken)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var tl struct {
+		Entries []struct{ Summary string } `json:"entries"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tl))
+	var all []string
+	for _, e := range tl.Entries {
+		all = append(all, e.Summary)
+	}
+	require.Contains(t, strings.Join(all, "\n"), "journey trial-onboarding")
+}
+
+// TestWorkerRefusesInvalidContent: a worker never runs an invalid workflow.
+func TestWorkerRefusesInvalidContent(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("id: bad\ntopic: onboarding\ntrigger: a.b\nsteps:\n  - id: s\n    send: { template: missing-template }\n"), 0o644))
+	c, err := config.Load("")
+	require.NoError(t, err)
+	c.Redis.URL = config.Secret(rs.URL())
+	c.SMTP.URL, c.SMTP.From = "smtp://127.0.0.1:2525?tls=none", "a@b.example"
+	c.SigningKey = "0123456789abcdef0123456789abcdef"
+	c.Content.Templates, c.Content.Workflows = "../../examples/templates", dir
+	m := &Main{Config: c, Worker: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	err = m.Open(context.Background())
+	_ = m.Close()
+	require.ErrorContains(t, err, "bad.yaml:6")
+	require.ErrorContains(t, err, "missing-template")
+}
