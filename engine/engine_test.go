@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -81,6 +83,7 @@ func setupWith(t *testing.T, concurrency int, templateDir string) *bundle {
 		Policy:    preferences.Policy{Topics: topics()},
 		PublicURL: "https://herald.example.com", SigningKey: []byte("0123456789abcdef0123456789abcdef"),
 		MaxRetry: 3, RetryBase: time.Second, RetryMax: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.e.Close() })

@@ -82,11 +82,13 @@ func TestJourneyExitOnCancelsFollowUp(t *testing.T) {
 	event(t, b, "trial.started", trialData)
 	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting")
 	js := journeys(t, b)
-	_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
-	require.NoError(t, err, "the follow-up is scheduled under its deterministic ID")
+	eventually(t, func() bool {
+		_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
+		return err == nil
+	}, "the follow-up is scheduled under its deterministic ID")
 	event(t, b, "subscription.purchased", nil)
 	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Status == workflows.StatusExited }, "exited")
-	_, err = b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
+	_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
 	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the follow-up is deleted")
 	time.Sleep(2500 * time.Millisecond)
 	require.Equal(t, 1, b.smtp.Count())
@@ -132,6 +134,10 @@ func TestWatchdogRepairsDeletedWakeUp(t *testing.T) {
 	event(t, b, "trial.started", trialData)
 	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting")
 	js := journeys(t, b)
+	eventually(t, func() bool {
+		_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
+		return err == nil
+	}, "the follow-up is scheduled")
 	require.NoError(t, b.insp.DeleteTask("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq)), "an operator deletes the follow-up by hand")
 	// Make it overdue past the watchdog's grace, then run the watchdog.
 	require.NoError(t, b.rdb.ZAdd(context.Background(), "herald:journeys:waiting", redisZ(time.Now().Add(-time.Minute), "c1|"+js[0].JourneyID)).Err())
