@@ -49,7 +49,7 @@ func setup(t *testing.T) *bundle {
 	return setupWith(t, 4, "testdata/templates")
 }
 
-func setupWith(t *testing.T, concurrency int, templateDir string) *bundle {
+func setupWith(t *testing.T, concurrency int, templateDir string, opts ...func(*engine.Options)) *bundle {
 	t.Helper()
 	rs := redistest.Start(t)
 	b := &bundle{rdb: rs.Client(), conn: asynq.RedisClientOpt{Addr: rs.Addr}}
@@ -76,7 +76,7 @@ func setupWith(t *testing.T, concurrency int, templateDir string) *bundle {
 		wset, err = workflows.Load(os.DirFS("testdata/workflows"), workflows.LoadOptions{TemplateExists: tset.Has})
 		require.NoError(t, err)
 	}
-	b.e, err = engine.New(engine.Options{
+	eo := engine.Options{
 		Redis: b.rdb, RedisConn: b.conn,
 		Senders:   map[herald.Channel]herald.Sender{herald.ChannelEmail: es, herald.ChannelSlack: ss},
 		Templates: tset, Workflows: wset,
@@ -84,7 +84,11 @@ func setupWith(t *testing.T, concurrency int, templateDir string) *bundle {
 		PublicURL: "https://herald.example.com", SigningKey: []byte("0123456789abcdef0123456789abcdef"),
 		MaxRetry: 3, RetryBase: time.Second, RetryMax: time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	for _, o := range opts {
+		o(&eo)
+	}
+	b.e, err = engine.New(eo)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.e.Close() })
 

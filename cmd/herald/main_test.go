@@ -9,12 +9,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/heraldhq/herald/internal/wire"
 	"github.com/stretchr/testify/require"
 )
 
@@ -142,4 +145,74 @@ func TestWorkerRefusesInvalidContent(t *testing.T) {
 	_ = m.Close()
 	require.ErrorContains(t, err, "bad.yaml:6")
 	require.ErrorContains(t, err, "missing-template")
+}
+
+// The unsubscribe link in a real email works with RFC 8058's one-click POST
+// and takes the customer out of that topic.
+func TestOneClickUnsubscribeFromRealEmail(t *testing.T) {
+	t.Parallel()
+	outbox := t.TempDir()
+	c, err := config.Load("")
+	require.NoError(t, err)
+	c.HTTP.Addr = "127.0.0.1:0"
+	d, err := OpenDev(context.Background(), c, outbox, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(d.Close)
+	require.NoError(t, d.Main.Start(context.Background()))
+	// Links in messages point at the public URL; in this test it is the
+	// listener's real address.
+	_, err = d.Main.Engine.Send(context.Background(), wireMessage("demo", "nudge", "onboarding", map[string]any{"dashboard_url": "https://app.lumen.example/"}))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return d.SMTP.Count() == 1 }, 10*time.Second, 20*time.Millisecond)
+	raw := string(d.SMTP.Messages()[0].Data)
+	m := regexp.MustCompile(`List-Unsubscribe: <(http[^>]+)>`).FindStringSubmatch(strings.ReplaceAll(raw, "\r\n ", ""))
+	require.Len(t, m, 2, "the email carries a one-click link")
+	// RFC 8058's List-Unsubscribe-Post is only sent with https links; dev
+	// links are http on loopback, so its POST is made by hand here.
+	u := strings.Replace(m[1], d.Main.Config.HTTP.PublicURL, "http://"+d.Main.Addr(), 1)
+	resp, err := http.Post(u, "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	p, err := d.Main.Engine.Preferences().Get(context.Background(), "demo")
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{"onboarding": false}, p.Topics)
+	consent, err := d.Main.Engine.Preferences().Consent(context.Background(), "demo")
+	require.NoError(t, err)
+	require.Equal(t, "one_click_unsubscribe", consent[len(consent)-1].Source)
+}
+
+// SIGHUP (Reload) applies a valid change and refuses an invalid one,
+// keeping the running set.
+func TestReloadRefusesInvalidContent(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	dir := t.TempDir()
+	wf := filepath.Join(dir, "w.yaml")
+	good := "id: w\ntopic: onboarding\ntrigger: a.b\nsteps:\n  - id: s\n    send: { template: welcome }\n"
+	require.NoError(t, os.WriteFile(wf, []byte(good), 0o644))
+	c, err := config.Load("")
+	require.NoError(t, err)
+	c.Redis.URL = config.Secret(rs.URL())
+	c.SMTP.URL, c.SMTP.From = "smtp://127.0.0.1:2525?tls=none", "a@b.example"
+	c.SigningKey = "0123456789abcdef0123456789abcdef"
+	c.Content.Templates, c.Content.Workflows = "../../examples/templates", dir
+	m := &Main{Config: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	require.NoError(t, m.Open(context.Background()))
+	t.Cleanup(func() { _ = m.Close() })
+	v1, _ := m.Engine.Workflows().Get("w")
+
+	require.NoError(t, os.WriteFile(wf, []byte(strings.Replace(good, "welcome", "no-such-template", 1)), 0o644))
+	require.False(t, m.Reload(), "an invalid change is refused")
+	w, _ := m.Engine.Workflows().Get("w")
+	require.Equal(t, v1.Version, w.Version, "the old set keeps running")
+
+	require.NoError(t, os.WriteFile(wf, []byte(strings.Replace(good, "welcome", "nudge", 1)), 0o644))
+	require.True(t, m.Reload())
+	w, _ = m.Engine.Workflows().Get("w")
+	require.NotEqual(t, v1.Version, w.Version, "a valid change is applied")
+}
+
+func wireMessage(customer, template, topic string, data map[string]any) wire.Message {
+	return wire.Message{CustomerID: customer, Template: template, Topic: topic, Data: data, Channels: []herald.Channel{herald.ChannelEmail}}
 }
