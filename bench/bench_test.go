@@ -123,6 +123,25 @@ func enqueue(b *testing.B, count int, f func(i int) error) {
 	wg.Wait()
 }
 
+// load runs f for 0..count-1: at pace calls per second, or (pace 0) as
+// fast as a few goroutines can.
+func load(b *testing.B, count int, pace float64, f func(i int) error) {
+	if pace <= 0 {
+		enqueue(b, count, f)
+		return
+	}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / pace))
+	defer tick.Stop()
+	for i := range count {
+		<-tick.C
+		go func() {
+			if err := f(i); err != nil {
+				b.Error(err)
+			}
+		}()
+	}
+}
+
 // heraldMessages sends count one-off messages through herald (message task,
 // policy, delivery task, render, SMTP) and returns messages per second and
 // the enqueue→DATA latencies.
@@ -178,20 +197,7 @@ func heraldMessages(b *testing.B, rdb *redis.Client, addr string, count int, pac
 		_, err := e.Send(ctx, wire.Message{ID: fmt.Sprintf("m%d", i), CustomerID: fmt.Sprintf("c%d", i%customers), Template: "hello", Topic: "onboarding", Data: map[string]any{"plan": "Pro"}, Channels: []herald.Channel{herald.ChannelEmail}})
 		return err
 	}
-	if pace > 0 {
-		tick := time.NewTicker(time.Duration(float64(time.Second) / pace))
-		for i := range count {
-			<-tick.C
-			go func() {
-				if err := send(i); err != nil {
-					b.Error(err)
-				}
-			}()
-		}
-		tick.Stop()
-	} else {
-		enqueue(b, count, send)
-	}
+	load(b, count, pace, send)
 	select {
 	case <-finished:
 	case <-time.After(5 * time.Minute):

@@ -118,20 +118,7 @@ func runJourneys(b *testing.B, rdb *redis.Client, addr string, count int, pace f
 		_, err := r.e.Event(ctx, herald.Event{CustomerID: "c" + strconv.Itoa(i), Name: "bench.started", Data: map[string]any{"plan": "Pro"}}, "bench")
 		return err
 	}
-	if pace > 0 {
-		tick := time.NewTicker(time.Duration(float64(time.Second) / pace))
-		for i := range count {
-			<-tick.C
-			go func() {
-				if err := event(i); err != nil {
-					b.Error(err)
-				}
-			}()
-		}
-		tick.Stop()
-	} else {
-		enqueue(b, count, event)
-	}
+	load(b, count, pace, event)
 	select {
 	case <-done:
 	case <-time.After(5 * time.Minute):

@@ -42,6 +42,11 @@ func (e *Engine) journeyIndex(ctx context.Context, customerID string) (active ma
 	if err != nil {
 		return nil, nil, herald.Temporary(err, "redis", 0)
 	}
+	active, ever = splitIndex(all)
+	return active, ever, nil
+}
+
+func splitIndex(all map[string]string) (active map[string]string, ever map[string]bool) {
 	active, ever = map[string]string{}, map[string]bool{}
 	for k, v := range all {
 		switch {
@@ -51,9 +56,9 @@ func (e *Engine) journeyIndex(ctx context.Context, customerID string) (active ma
 			ever[k[2:]] = true
 		}
 	}
-	return active, ever, nil
+	return active, ever
 }
-func lockKey(customerID string) string { return store.Key(customerID, "lock") }
+
 func sourceKey(workflowID, version string) string {
 	return "herald:workflow:" + workflowID + ":" + version
 }
@@ -235,15 +240,7 @@ func (e *Engine) beginJourneys(ctx context.Context, customerID string) (*journey
 	if !lock.Val() {
 		return nil, &waitError{reason: "customer " + customerID + " is busy", after: time.Second}
 	}
-	jb.active, jb.ever = map[string]string{}, map[string]bool{}
-	for k, v := range idx.Val() {
-		switch {
-		case strings.HasPrefix(k, "a:"):
-			jb.active[k[2:]] = v
-		case strings.HasPrefix(k, "e:"):
-			jb.ever[k[2:]] = true
-		}
-	}
+	jb.active, jb.ever = splitIndex(idx.Val())
 	return jb, nil
 }
 

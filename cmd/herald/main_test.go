@@ -72,10 +72,10 @@ func TestPreview(t *testing.T) {
 	require.ErrorContains(t, err, "no template")
 }
 
-// TestDevQuickStart runs what `make run` runs and the README's curl line:
-// the message arrives as an .eml file in the outbox.
-func TestDevQuickStart(t *testing.T) {
-	t.Parallel()
+// startDev starts what `herald dev` starts, on a free port, with its
+// outbox in a temp dir.
+func startDev(t *testing.T) (*Dev, string) {
+	t.Helper()
 	outbox := t.TempDir()
 	c, err := config.Load("")
 	require.NoError(t, err)
@@ -84,6 +84,14 @@ func TestDevQuickStart(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(d.Close)
 	require.NoError(t, d.Main.Start(context.Background()))
+	return d, outbox
+}
+
+// TestDevQuickStart runs what `make run` runs and the README's curl line:
+// the message arrives as an .eml file in the outbox.
+func TestDevQuickStart(t *testing.T) {
+	t.Parallel()
+	d, outbox := startDev(t)
 	base := "http://" + d.Main.Addr()
 
 	body := `{"customer_id":"demo","template":"welcome","topic":"onboarding","channels":["email"],"data":{"plan":"Pro","trial_days":14,"dashboard_url":"https://app.lumen.example/"}}`
@@ -151,17 +159,8 @@ func TestWorkerRefusesInvalidContent(t *testing.T) {
 // and takes the customer out of that topic.
 func TestOneClickUnsubscribeFromRealEmail(t *testing.T) {
 	t.Parallel()
-	outbox := t.TempDir()
-	c, err := config.Load("")
-	require.NoError(t, err)
-	c.HTTP.Addr = "127.0.0.1:0"
-	d, err := OpenDev(context.Background(), c, outbox, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	t.Cleanup(d.Close)
-	require.NoError(t, d.Main.Start(context.Background()))
-	// Links in messages point at the public URL; in this test it is the
-	// listener's real address.
-	_, err = d.Main.Engine.Send(context.Background(), wireMessage("demo", "nudge", "onboarding", map[string]any{"dashboard_url": "https://app.lumen.example/"}))
+	d, _ := startDev(t)
+	_, err := d.Main.Engine.Send(context.Background(), wireMessage("demo", "nudge", "onboarding", map[string]any{"dashboard_url": "https://app.lumen.example/"}))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return d.SMTP.Count() == 1 }, 10*time.Second, 20*time.Millisecond)
 	raw := string(d.SMTP.Messages()[0].Data)
