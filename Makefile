@@ -63,9 +63,11 @@ fuzz: deps ## Run each fuzz target for FUZZTIME (default 10s)
 	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
+BENCH ?= .
+
 .PHONY: bench
-bench: deps ## Benchmarks: herald vs bare asynq on one fresh redis-server
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
+bench: deps ## Benchmarks: herald vs bare asynq on one fresh redis-server (BENCH=regexp picks some)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 30m ./bench/
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,8 +121,13 @@ func runWorkers(b *testing.B, bin string, rs *redistest.Server, rdb *redis.Clien
 		}
 	})
 
+	cmdsBefore := redisCommands(b, rdb)
 	dir := b.TempDir()
-	env := workerEnv(rs.URL(), smtp.URL())
+	smtpURL := smtp.URL()
+	if pool := os.Getenv("HERALD_BENCH_SMTP_POOL"); pool != "" {
+		smtpURL += "&pool=" + pool
+	}
+	env := workerEnv(rs.URL(), smtpURL)
 	start := time.Now()
 	procs := make([]*workerProc, k)
 	for i := range procs {
@@ -147,6 +153,7 @@ func runWorkers(b *testing.B, bin string, rs *redistest.Server, rdb *redis.Clien
 		b.Fatalf("workers=%d: only %d of %d messages arrived\n%s", k, got, count, logTails(procs))
 	}
 	after := cpuSeconds(pids)
+	cmds := commandsPerMessage(cmdsBefore, redisCommands(b, rdb), count)
 	for _, p := range procs {
 		p.stop(b)
 	}
@@ -165,7 +172,7 @@ func runWorkers(b *testing.B, bin string, rs *redistest.Server, rdb *redis.Clien
 	wall := last.Sub(first)
 	return workersRun{
 		k: k, rate: float64(count-1) / wall.Seconds(), startup: first.Sub(start),
-		cpu: cpuSplit{k: k, wall: wall, redis: used[0], bench: used[1], workers: used[2:]},
+		cpu: cpuSplit{k: k, wall: wall, redis: used[0], bench: used[1], workers: used[2:], count: count, cmds: cmds},
 	}
 }
 
@@ -175,6 +182,8 @@ type cpuSplit struct {
 	wall         time.Duration
 	redis, bench float64
 	workers      []float64
+	count        int    // messages
+	cmds         string // Redis commands per message from the workers' start to the last delivery
 }
 
 func (c cpuSplit) String() string {
@@ -186,9 +195,12 @@ func (c cpuSplit) String() string {
 		sum += w
 	}
 	total += sum
-	return fmt.Sprintf("workers=%d  wall %5.2fs  redis-server %5.2f  herald workers %5.2f (%s)  bench+SMTP %5.2f  total %5.2f = %3.0f%% of %d CPUs",
+	perMsg := func(s float64) float64 { return s / float64(c.count) * 1e3 }
+	return fmt.Sprintf("workers=%d  wall %5.2fs  redis-server %5.2f  herald workers %5.2f (%s)  bench+SMTP %5.2f  total %5.2f = %3.0f%% of %d CPUs\n"+
+		"             per message: redis-server %.2f ms, workers %.2f ms, SMTP %.2f ms CPU;\n             %s",
 		c.k, c.wall.Seconds(), c.redis, sum, strings.Join(ws, " + "), c.bench, total,
-		total/c.wall.Seconds()/float64(runtime.NumCPU())*100, runtime.NumCPU())
+		total/c.wall.Seconds()/float64(runtime.NumCPU())*100, runtime.NumCPU(),
+		perMsg(c.redis), perMsg(sum), perMsg(c.bench), c.cmds)
 }
 
 // buildHerald builds the herald binary once into a temp dir.
@@ -363,4 +375,46 @@ func childPID(b *testing.B, name, arg string) int {
 	}
 	b.Fatalf("no child process %s with argument %s", name, arg)
 	return 0
+}
+
+// redisCommands returns how many times redis-server has run each command so
+// far (those called inside Lua scripts included).
+func redisCommands(b *testing.B, rdb *redis.Client) map[string]int64 {
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	require.NoError(b, err)
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok {
+			continue
+		}
+		calls, _, _ := strings.Cut(rest, ",")
+		n, err := strconv.ParseInt(calls, 10, 64)
+		require.NoError(b, err)
+		out[strings.TrimPrefix(name, "cmdstat_")] = n
+	}
+	return out
+}
+
+// commandsPerMessage is the Redis command mix per message between two
+// redisCommands snapshots: the total and the most frequent commands.
+func commandsPerMessage(before, after map[string]int64, count int) string {
+	type kv struct {
+		name  string
+		calls int64
+	}
+	var all []kv
+	var total int64
+	for name, n := range after {
+		if d := n - before[name]; d > 0 && name != "info" {
+			all = append(all, kv{name, d})
+			total += d
+		}
+	}
+	slices.SortFunc(all, func(a, b kv) int { return int(b.calls - a.calls) })
+	var top []string
+	for _, c := range all[:min(len(all), 8)] {
+		top = append(top, fmt.Sprintf("%s %.1f", c.name, float64(c.calls)/float64(count)))
+	}
+	return fmt.Sprintf("%.1f Redis commands (inside Lua scripts included): %s", float64(total)/float64(count), strings.Join(top, ", "))
 }
