@@ -87,18 +87,17 @@ func (e *Engine) rememberSent(ctx context.Context, d wire.Deliver, r herald.Rece
 		string(d.Channel): r.ProviderID,
 	}
 	key := sentKey(d.CustomerID, d.MessageID)
-	_, err := e.opt.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	// One round trip; the global indexes live on other Cluster slots, so
+	// this is a pipeline rather than a transaction.
+	_, err := e.opt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, fields)
 		p.Expire(ctx, key, sentTTL)
+		p.Set(ctx, msgIndexKey(d.MessageID), d.CustomerID, sentTTL)
+		if d.Channel == herald.ChannelEmail && normMessageID(r.ProviderID) != "" {
+			p.Set(ctx, emailIndexKey(r.ProviderID), d.CustomerID+"|"+d.MessageID, sentTTL)
+		}
 		return nil
 	})
-	if err == nil {
-		// Global indexes live on other cluster slots: written apart.
-		err = e.opt.Redis.Set(ctx, msgIndexKey(d.MessageID), d.CustomerID, sentTTL).Err()
-	}
-	if err == nil && d.Channel == herald.ChannelEmail && normMessageID(r.ProviderID) != "" {
-		err = e.opt.Redis.Set(ctx, emailIndexKey(r.ProviderID), d.CustomerID+"|"+d.MessageID, sentTTL).Err()
-	}
 	if err != nil {
 		e.log.Error("record sent message for acknowledgements", "message", d.MessageID, "err", err)
 	}
