@@ -45,6 +45,15 @@ func journeys(t *testing.T, b *bundle) []workflows.State {
 	return js
 }
 
+// startWaiting starts the onboarding journey for c1 and returns it once it
+// waits for its follow-up.
+func startWaiting(t *testing.T, b *bundle) workflows.State {
+	t.Helper()
+	event(t, b, "trial.started", trialData)
+	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting")
+	return journeys(t, b)[0]
+}
+
 func TestJourneyFollowUpFiresAfterWait(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -65,9 +74,8 @@ func TestJourneyUntilEventJumps(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
-	event(t, b, "trial.started", trialData)
+	startWaiting(t, b)
 	eventually(t, func() bool { return b.smtp.Count() == 1 }, "welcome sent")
-	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting")
 	event(t, b, "project.created", map[string]any{"number": "R-2"})
 	eventually(t, func() bool { return b.smtp.Count() == 2 }, "congrats sent at once")
 	time.Sleep(3 * time.Second) // past the original wake-up
@@ -79,9 +87,7 @@ func TestJourneyExitOnCancelsFollowUp(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
-	event(t, b, "trial.started", trialData)
-	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting")
-	js := journeys(t, b)
+	js := []workflows.State{startWaiting(t, b)}
 	eventually(t, func() bool {
 		_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
 		return err == nil
@@ -98,8 +104,7 @@ func TestTopicOptOutLeavesJourney(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
-	event(t, b, "trial.started", trialData)
-	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting")
+	startWaiting(t, b)
 	eventually(t, func() bool { return b.smtp.Count() == 1 }, "welcome sent")
 	_, err := b.e.SetPreferences(context.Background(), "c1", preferences.Patch{Topics: map[string]bool{"onboarding": false}}, preferences.Actor{Kind: "customer"}, "preference_page")
 	require.NoError(t, err)
@@ -131,9 +136,7 @@ func TestWatchdogRepairsDeletedWakeUp(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
-	event(t, b, "trial.started", trialData)
-	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting")
-	js := journeys(t, b)
+	js := []workflows.State{startWaiting(t, b)}
 	eventually(t, func() bool {
 		_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
 		return err == nil
@@ -153,9 +156,7 @@ func TestEarlyWakeUpDoesNotActBeforeDue(t *testing.T) {
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
 	start := time.Now()
-	event(t, b, "trial.started", trialData)
-	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting")
-	js := journeys(t, b)
+	js := []workflows.State{startWaiting(t, b)}
 	// A copy of the wake-up that fires right now, long before it is due.
 	cl := asynq.NewClientFromRedisClient(b.rdb)
 	_, err := cl.Enqueue(asynq.NewTask(wire.TypeWake, wire.Encode(wire.Wake{JourneyID: js[0].JourneyID, CustomerID: "c1", WorkflowID: "onboard", Version: js[0].Version, StepID: js[0].Step, StepSeq: js[0].StepSeq})), asynq.Queue("critical"))
@@ -170,9 +171,7 @@ func TestRunningJourneyFinishesOnItsVersion(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
-	event(t, b, "trial.started", trialData)
-	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting on v1")
-	v1 := journeys(t, b)[0].Version
+	v1 := startWaiting(t, b).Version
 
 	src, err := os.ReadFile("testdata/workflows/onboard.yaml")
 	require.NoError(t, err)
