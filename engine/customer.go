@@ -3,12 +3,14 @@ package engine
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // Event validates and enqueues an app event. An idempotency key makes a
@@ -86,6 +88,9 @@ func (e *Engine) Erase(ctx context.Context, customerID string, actor preferences
 	if err != nil {
 		return err
 	}
+	if err := e.forgetMessages(ctx, customerID); err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
 	if _, err := e.st.DeleteCustomer(ctx, customerID); err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
@@ -93,5 +98,47 @@ func (e *Engine) Erase(ctx context.Context, customerID string, actor preferences
 		return herald.Temporary(err, "redis", 0)
 	}
 	e.log.Info("customer erased", "customer", customerID, "by", actorText(actor))
+	return nil
+}
+
+// forgetMessages drops the global indexes that map the customer's delivered
+// messages (and their email Message-IDs) back to the customer; the records
+// themselves go with the customer's keys.
+func (e *Engine) forgetMessages(ctx context.Context, customerID string) error {
+	prefix := sentKey(customerID, "")
+	var keys []string
+	collect := func(ctx context.Context, c *redis.Client) error {
+		it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
+		for it.Next(ctx) {
+			keys = append(keys, it.Val())
+		}
+		return it.Err()
+	}
+	var err error
+	switch c := e.opt.Redis.(type) {
+	case *redis.ClusterClient:
+		// One slot holds the customer's keys: scan the master that owns it.
+		var node *redis.Client
+		if node, err = c.MasterForKey(ctx, prefix); err == nil {
+			err = collect(ctx, node)
+		}
+	case *redis.Client:
+		err = collect(ctx, c)
+	}
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		id := strings.TrimPrefix(k, prefix)
+		email, _ := e.opt.Redis.HGet(ctx, k, string(herald.ChannelEmail)).Result()
+		if err := e.opt.Redis.Del(ctx, msgIndexKey(id)).Err(); err != nil {
+			return err
+		}
+		if email != "" {
+			if err := e.opt.Redis.Del(ctx, emailIndexKey(email)).Err(); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }

@@ -318,3 +318,29 @@ func TestRetryDelayHonoursRetryAfter(t *testing.T) {
 	require.Less(t, d, 9*time.Second)
 	require.True(t, b.e.IsFailure(herald.Temporary(nil, "x", 0)))
 }
+
+func TestEraseForgetsEverythingButASuppressionHash(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{Email: "ada@example.com", SlackUserID: "U0ADA"})
+	id := send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}})
+	eventually(t, func() bool { return hasEntry(b.timeline(t, "c1"), herald.ChannelEmail, herald.OutcomeSent, "") }, "sent")
+	_, err := b.e.SentMessage(ctx, id)
+	require.NoError(t, err)
+
+	require.NoError(t, b.e.Erase(ctx, "c1", preferences.Actor{Kind: "api", Name: "test"}))
+	_, err = b.e.SentMessage(ctx, id)
+	require.Equal(t, herald.ENotFound, herald.ErrorCode(err), "the message index is gone too")
+	keys, err := b.rdb.Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	for _, k := range keys {
+		require.NotContains(t, k, "c1}:customer")
+		require.NotContains(t, k, "herald:msg:")
+		v, _ := b.rdb.Dump(ctx, k).Result()
+		require.NotContains(t, v, "ada@example.com", "no address left in %s", k)
+	}
+	ok, err := b.e.Preferences().IsSuppressed(ctx, herald.ChannelEmail, "ada@example.com")
+	require.NoError(t, err)
+	require.True(t, ok, "an erased address is not written to again")
+}
