@@ -19,10 +19,12 @@ build: ## Build the herald binary into bin/
 	$(GO) build -o $(BIN) ./cmd/herald
 
 .PHONY: deps
-deps: ## Install the test peers (redis-server; postfix for smtp-sink; chromium) when missing
+deps: ## Install the test peers (redis-server, postfix for smtp-sink, chromium, systemd-analyze) when missing
 	@need=""; \
 	command -v redis-server >/dev/null || need="$$need redis-server"; \
+	test -x /usr/sbin/smtp-sink || need="$$need postfix"; \
 	command -v chromium >/dev/null || need="$$need chromium"; \
+	command -v systemd-analyze >/dev/null || need="$$need systemd"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing:$$need"; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
