@@ -174,9 +174,7 @@ func (m *Main) loadContent() (*templates.Set, *workflows.Set, error) {
 }
 
 func loadContent(tfs, wfs fs.FS, c config.Config) (*templates.Set, *workflows.Set, error) {
-	tset, err := templates.Load(tfs, templates.Options{
-		DefaultLocale: c.Content.DefaultLocale, BrandName: c.Content.BrandName, PostalAddress: c.Content.PostalAddress,
-	})
+	tset, err := templates.Load(tfs, templateOptions(c))
 	if err != nil {
 		return nil, nil, fmt.Errorf("templates:\n%w", err)
 	}
@@ -192,6 +190,21 @@ func loadContent(tfs, wfs fs.FS, c config.Config) (*templates.Set, *workflows.Se
 		return nil, nil, fmt.Errorf("workflows:\n%w", err)
 	}
 	return tset, wset, nil
+}
+
+func templateOptions(c config.Config) templates.Options {
+	return templates.Options{DefaultLocale: c.Content.DefaultLocale, BrandName: c.Content.BrandName, PostalAddress: c.Content.PostalAddress}
+}
+
+// exampleBrand makes the embedded examples speak for their fictional
+// company unless the config names a brand.
+func exampleBrand(c *config.Config) {
+	if c.Content.BrandName == "herald" {
+		c.Content.BrandName = "Lumen"
+	}
+	if c.Content.PostalAddress == "" {
+		c.Content.PostalAddress = "Lumen Software, 1 Example Street, Springfield"
+	}
 }
 
 func policy(c config.Config) preferences.Policy {

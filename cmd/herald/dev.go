@@ -99,12 +99,7 @@ func OpenDev(ctx context.Context, c config.Config, outbox string, log *slog.Logg
 	}
 	if c.Content.Templates == "" {
 		m.TemplatesFS = examples.Templates()
-		if m.Config.Content.BrandName == "herald" { // the examples speak for Lumen
-			m.Config.Content.BrandName = "Lumen"
-		}
-		if m.Config.Content.PostalAddress == "" {
-			m.Config.Content.PostalAddress = "Lumen Software, 1 Example Street, Springfield"
-		}
+		exampleBrand(&m.Config)
 	}
 	if c.Content.Workflows == "" && c.Content.Templates == "" {
 		m.WorkflowsFS = examples.Workflows()

@@ -21,8 +21,9 @@ import (
 )
 
 // contentFS returns the configured folders, or the embedded examples.
-func contentFS(c config.Config) (tfs, wfs fs.FS, tdir, wdir string) {
+func contentFS(c *config.Config) (tfs, wfs fs.FS, tdir, wdir string) {
 	if c.Content.Templates == "" {
+		exampleBrand(c)
 		return examples.Templates(), examples.Workflows(), "examples/templates", "examples/workflows"
 	}
 	tfs, tdir = os.DirFS(c.Content.Templates), c.Content.Templates
@@ -51,8 +52,8 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 			problems++
 		}
 	}
-	tfs, wfs, tdir, wdir := contentFS(c)
-	tset, err := templates.Load(tfs, templates.Options{DefaultLocale: c.Content.DefaultLocale, BrandName: c.Content.BrandName, PostalAddress: c.Content.PostalAddress})
+	tfs, wfs, tdir, wdir := contentFS(&c)
+	tset, err := templates.Load(tfs, templateOptions(c))
 	if err != nil {
 		problems += report(stdout, tdir, err)
 	} else {
@@ -137,8 +138,8 @@ func cmdPreview(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tfs, _, tdir, _ := contentFS(c)
-	tset, err := templates.Load(tfs, templates.Options{DefaultLocale: c.Content.DefaultLocale, BrandName: c.Content.BrandName, PostalAddress: c.Content.PostalAddress})
+	tfs, _, tdir, _ := contentFS(&c)
+	tset, err := templates.Load(tfs, templateOptions(c))
 	if err != nil {
 		report(stderr, tdir, err)
 		return exitError(1)
