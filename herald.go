@@ -99,6 +99,8 @@ type Event struct {
 	Data           map[string]any `json:"data,omitempty"`
 	IdempotencyKey string         `json:"idempotency_key,omitempty"`
 	At             time.Time      `json:"at,omitzero"`
+	// Actor names who sent it: an API token's name, "cli", "client".
+	Actor string `json:"actor,omitempty"`
 }
 
 // Content is a template rendered for one customer: the same words for every

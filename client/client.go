@@ -60,7 +60,7 @@ func (c *Client) Customer(ctx context.Context, id string) (herald.Customer, erro
 // archive an event for an unknown customer). With a non-empty idempotency
 // key a repeat within 24 h is a no-op that returns the first event's ID.
 func (c *Client) Event(ctx context.Context, customerID, name string, data map[string]any, idempotencyKey ...string) (string, error) {
-	ev := herald.Event{CustomerID: customerID, Name: name, Data: data}
+	ev := herald.Event{CustomerID: customerID, Name: name, Data: data, Actor: c.Actor}
 	if len(idempotencyKey) > 0 {
 		ev.IdempotencyKey = idempotencyKey[0]
 	}

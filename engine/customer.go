@@ -23,7 +23,9 @@ func (e *Engine) Event(ctx context.Context, ev herald.Event, actor string) (stri
 	if ev.Data == nil {
 		ev.Data = map[string]any{}
 	}
-	_ = actor
+	if ev.Actor == "" {
+		ev.Actor = actor
+	}
 	if err := e.enqueue(ctx, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), asynq.TaskID("e:"+ev.ID), asynq.Queue(wire.QueueDefault)); err != nil {
 		return ev.ID, err
 	}

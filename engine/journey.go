@@ -150,7 +150,11 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 
 	// A retried event task may record the event line twice; everything it
 	// starts or sends is keyed by the event's ID and happens once.
-	e.note(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: "event " + ev.Name, Ref: ev.ID, Data: ev.Data})
+	summary := "event " + ev.Name
+	if ev.Actor != "" {
+		summary += " from " + ev.Actor
+	}
+	e.note(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: summary, Ref: ev.ID, Data: ev.Data})
 	if ev.Name == wire.EventPreferencesChanged {
 		if p, _ := ev.Data["paused"].(bool); p {
 			if err := e.exitTopicLocked(ctx, cust, ""); err != nil {

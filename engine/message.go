@@ -62,6 +62,9 @@ func (e *Engine) handleMessage(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	summary := fmt.Sprintf("message %s (%s) queued for %s", m.Template, m.Topic, joinChannels(chans))
+	if m.Actor != "" && m.JourneyID == "" {
+		summary += " by " + m.Actor
+	}
 	if len(dec.Skipped) > 0 {
 		summary += "; skipped " + skippedText(dec.Skipped)
 	}

@@ -134,6 +134,8 @@ func TestDevQuickStart(t *testing.T) {
 		all = append(all, e.Summary)
 	}
 	require.Contains(t, strings.Join(all, "\n"), "journey trial-onboarding")
+	require.Contains(t, strings.Join(all, "\n"), "event trial.started from dev", "the API token's name is on the timeline")
+	require.Contains(t, strings.Join(all, "\n"), "queued for email by dev")
 }
 
 // TestWorkerRefusesInvalidContent: a worker never runs an invalid workflow.
