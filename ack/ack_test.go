@@ -585,7 +585,7 @@ func TestEscalationStopsWhenTheButtonIsPressed(t *testing.T) {
 	require.Equal(t, js[0].JourneyID, ev[0].Data["journey"], "the event names its journey")
 	require.Equal(t, "slack-reminder", ev[0].Data["step"])
 	require.Equal(t, "escalate", ev[0].Data["workflow"])
-	time.Sleep(3 * time.Second) // past the wait
+	time.Sleep(5 * time.Second) // past the wait
 	require.Zero(t, b.smtp.Count(), "no email for something already done on Slack")
 }
 
@@ -597,7 +597,7 @@ func TestEscalationSendsTheEmailWhenNothingHappens(t *testing.T) {
 	require.NoError(t, err)
 	eventually(t, func() bool { return b.slack.Count() == 1 }, "the Slack reminder is posted")
 	eventually(t, func() bool { return b.smtp.Count() == 1 }, "the email follows")
-	require.GreaterOrEqual(t, time.Since(start), 2*time.Second, "not before the wait is over")
+	require.GreaterOrEqual(t, time.Since(start), 4*time.Second, "not before the wait is over")
 	require.Len(t, b.clickLinks(t, 0), 2, "both links tracked")
 	require.Empty(t, b.entries(t, herald.KindAcknowledgement, ""))
 }

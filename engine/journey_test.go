@@ -62,7 +62,7 @@ func TestJourneyFollowUpFiresAfterWait(t *testing.T) {
 	event(t, b, "trial.started", trialData)
 	eventually(t, func() bool { return b.smtp.Count() == 1 }, "welcome sent")
 	eventually(t, func() bool { return b.smtp.Count() == 2 }, "the follow-up is sent after the wait")
-	require.GreaterOrEqual(t, time.Since(start), 2*time.Second, "not before the wait is over")
+	require.GreaterOrEqual(t, time.Since(start), 3*time.Second, "not before the wait is over")
 	eventually(t, func() bool {
 		js := journeys(t, b)
 		return len(js) == 1 && js[0].Status == workflows.StatusFinished
@@ -78,7 +78,7 @@ func TestJourneyUntilEventJumps(t *testing.T) {
 	eventually(t, func() bool { return b.smtp.Count() == 1 }, "welcome sent")
 	event(t, b, "project.created", map[string]any{"number": "R-2"})
 	eventually(t, func() bool { return b.smtp.Count() == 2 }, "congrats sent at once")
-	time.Sleep(3 * time.Second) // past the original wake-up
+	time.Sleep(4 * time.Second) // past the original wake-up
 	require.Equal(t, 2, b.smtp.Count(), "the pending follow-up did nothing")
 	require.Equal(t, "Your receipt R-2", subjects(b)[1], "the event's data reaches the template")
 }
@@ -96,7 +96,7 @@ func TestJourneyExitOnCancelsFollowUp(t *testing.T) {
 	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Status == workflows.StatusExited }, "exited")
 	_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
 	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the follow-up is deleted")
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(3500 * time.Millisecond)
 	require.Equal(t, 1, b.smtp.Count())
 }
 
@@ -110,7 +110,7 @@ func TestTopicOptOutLeavesJourney(t *testing.T) {
 	require.NoError(t, err)
 	js := journeys(t, b)
 	require.Equal(t, workflows.StatusExited, js[0].Status)
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(3500 * time.Millisecond)
 	require.Equal(t, 1, b.smtp.Count())
 }
 
