@@ -55,7 +55,8 @@ cluster-test: deps ## The delivery and kill -9 checks on a 3-master Redis Cluste
 
 # Every fuzz target as package:Target.
 FUZZ_TARGETS = ./internal/wire:FuzzDecode ./httpapi:FuzzBodies ./channels/email:FuzzParseURL \
-	./templates:FuzzRender ./templates:FuzzLoad ./templates:FuzzLayoutPlan ./workflows:FuzzParse ./preferences:FuzzVerify
+	./templates:FuzzRender ./templates:FuzzLoad ./templates:FuzzLayoutPlan ./workflows:FuzzParse ./preferences:FuzzVerify \
+	./ack:FuzzSlackInteraction ./ack:FuzzInboundEmail
 
 .PHONY: fuzz
 fuzz: deps ## Run each fuzz target for FUZZTIME (default 10s)

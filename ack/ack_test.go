@@ -55,7 +55,7 @@ type bundle struct {
 	http  *http.Client // does not follow redirects
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t testing.TB) *bundle {
 	t.Helper()
 	rs := redistest.Start(t)
 	b := &bundle{rdb: rs.Client()}
