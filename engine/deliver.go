@@ -47,7 +47,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	}
 	sender, ok := e.opt.Senders[d.Channel]
 	if !ok {
-		return skip(herald.Errorf(herald.EInvalid, "%v: %s", errNoSender, d.Channel))
+		return skip(herald.Errorf(herald.EInvalid, "no sender configured for channel %s", d.Channel))
 	}
 	cust := dl.Customer
 	ref := refData(d.WorkflowID, d.JourneyID, d.StepID)

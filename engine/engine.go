@@ -200,9 +200,6 @@ func (w *waitError) Error() string {
 	return fmt.Sprintf("waiting %s: %s", w.after.Round(time.Millisecond), w.reason)
 }
 
-// NewID returns a random ID with a prefix.
-func NewID(prefix string) string { return store.NewID(prefix) }
-
 // Queue returns the orchestration queue for a topic.
 func (e *Engine) Queue(topic string) string {
 	t, ok := e.opt.Policy.Topics[topic]
@@ -216,14 +213,11 @@ func (e *Engine) Queue(topic string) string {
 	}
 }
 
-// SendRequest is a one-off message from an app.
-type SendRequest = wire.Message
-
 // Send validates and enqueues a one-off message. A repeated ID while the
 // first task is still queued is accepted and not enqueued twice.
 func (e *Engine) Send(ctx context.Context, m wire.Message) (string, error) {
 	if m.ID == "" {
-		m.ID = NewID("m_")
+		m.ID = store.NewID("m_")
 	}
 	if err := m.Validate(); err != nil {
 		return "", err

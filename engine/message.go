@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -249,5 +248,3 @@ func refData(workflow, journey, step string) map[string]any {
 	}
 	return m
 }
-
-var errNoSender = errors.New("no sender configured for channel")
