@@ -74,10 +74,12 @@ func TestFrequencyCaps(t *testing.T) {
 				o.Policy.Caps = []preferences.Cap{{Class: "lifecycle", Max: 2, Per: time.Hour, Action: action}}
 			})
 			c := b.customer(t, herald.Customer{Email: "ada@example.com"})
-			for range 2 {
+			for i := range 2 {
 				send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}})
-				n := b.smtp.Count()
-				eventually(t, func() bool { return b.smtp.Count() == n+1 }, "under the cap: sent")
+				eventually(t, func() bool {
+					sends, err := b.e.Preferences().RecentSends(context.Background(), c.ID, "lifecycle", time.Now().Add(-time.Hour))
+					return err == nil && len(sends) == i+1 && b.smtp.Count() == i+1
+				}, "under the cap: sent and counted")
 			}
 			send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}})
 			want := herald.OutcomeSuppressed
