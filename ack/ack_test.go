@@ -32,6 +32,7 @@ import (
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/heraldhq/herald/internal/smtpserver"
+	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
 	"github.com/heraldhq/herald/workflows"
@@ -133,7 +134,7 @@ func eventually(t *testing.T, cond func() bool, msg string) {
 // send delivers a one-off message and waits until herald recorded it.
 func (b *bundle) send(t *testing.T, id, template, topic string, ch herald.Channel) {
 	t.Helper()
-	_, err := b.e.Send(context.Background(), engine.SendRequest{
+	_, err := b.e.Send(context.Background(), wire.Message{
 		ID: id, CustomerID: "c1", Template: template, Topic: topic,
 		Channels: []herald.Channel{ch}, Data: map[string]any{"items": 3},
 	})
