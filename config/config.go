@@ -137,6 +137,10 @@ type Worker struct {
 	// follow-ups; one overdue by this much is re-armed. Default 30s
 	// (HERALD_WATCHDOG_INTERVAL).
 	WatchdogInterval time.Duration `yaml:"watchdog_interval"`
+	// MetricsAddr, when set, makes a worker-only process (`herald worker`)
+	// serve /metrics, /healthz and /readyz there: its message counters live
+	// in that process (HERALD_METRICS_ADDR, e.g. 127.0.0.1:9091).
+	MetricsAddr string `yaml:"metrics_addr"`
 }
 
 // Content says where workflows and templates live and how messages look.
@@ -267,6 +271,7 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 	dur("HERALD_WORKER_RETRY_BASE", &c.Worker.RetryBase)
 	dur("HERALD_WORKER_RETRY_MAX", &c.Worker.RetryMax)
 	dur("HERALD_WATCHDOG_INTERVAL", &c.Worker.WatchdogInterval)
+	str("HERALD_METRICS_ADDR", &c.Worker.MetricsAddr)
 	var tokens Secret
 	secret("HERALD_API_TOKENS", &tokens)
 	if tokens != "" {
@@ -464,6 +469,11 @@ func (c Config) Validate() error {
 	}
 	if c.SigningKey != "" && len(c.SigningKey) < 32 {
 		bad("signing_key (HERALD_SIGNING_KEY)", "at least 32 characters")
+	}
+	if c.Worker.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.Worker.MetricsAddr); err != nil {
+			bad("worker.metrics_addr (HERALD_METRICS_ADDR)", "%q is not host:port", c.Worker.MetricsAddr)
+		}
 	}
 	if c.Worker.Concurrency < 1 {
 		bad("worker.concurrency", "at least 1")

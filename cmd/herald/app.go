@@ -55,10 +55,13 @@ type Main struct {
 	sched    *asynq.Scheduler
 	httpSrv  *http.Server
 	listener net.Listener
-	closers  []func() error
-	slack    *slack.Sender // for chat.update after a button press
-	mu       sync.Mutex
-	loaded   bool
+	// metricsSrv serves a worker-only process's metrics.
+	metricsSrv      *http.Server
+	metricsListener net.Listener
+	closers         []func() error
+	slack           *slack.Sender // for chat.update after a button press
+	mu              sync.Mutex
+	loaded          bool
 }
 
 // Open connects to Redis, loads and validates content and builds the
@@ -309,6 +312,11 @@ func (m *Main) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if m.Worker && !m.HTTP && c.Worker.MetricsAddr != "" {
+		if err := m.serveMetrics(c.Worker.MetricsAddr); err != nil {
+			return err
+		}
+	}
 	if m.HTTP {
 		l, err := net.Listen("tcp", c.HTTP.Addr)
 		if err != nil {
@@ -332,6 +340,41 @@ func (m *Main) Start(ctx context.Context) error {
 	return nil
 }
 
+// serveMetrics gives a worker-only process its own /metrics, /healthz and
+// /readyz: the delivery counters of a worker are only in that worker.
+func (m *Main) serveMetrics(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("worker.metrics_addr (HERALD_METRICS_ADDR): %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.ready(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	m.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	m.metricsListener = l
+	go func() {
+		if err := m.metricsSrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("metrics server", "err", err)
+		}
+	}()
+	return nil
+}
+
+// MetricsAddr returns the worker metrics listener's address ("" if none).
+func (m *Main) MetricsAddr() string {
+	if m.metricsListener == nil {
+		return ""
+	}
+	return m.metricsListener.Addr().String()
+}
+
 // Addr returns the HTTP listener's address.
 func (m *Main) Addr() string {
 	if m.listener == nil {
@@ -350,6 +393,10 @@ func (m *Main) Close() error {
 		_ = m.httpSrv.Shutdown(ctx)
 		cancel()
 		m.httpSrv = nil
+	}
+	if m.metricsSrv != nil {
+		_ = m.metricsSrv.Close()
+		m.metricsSrv = nil
 	}
 	if m.sched != nil {
 		m.sched.Shutdown()

@@ -217,3 +217,28 @@ func TestReloadRefusesInvalidContent(t *testing.T) {
 func wireMessage(customer, template, topic string, data map[string]any) wire.Message {
 	return wire.Message{CustomerID: customer, Template: template, Topic: topic, Data: data, Channels: []herald.Channel{herald.ChannelEmail}}
 }
+
+// A worker-only process serves its own metrics when asked: its delivery
+// counters exist nowhere else.
+func TestWorkerServesMetrics(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	c, err := config.Load("")
+	require.NoError(t, err)
+	c.Redis.URL = config.Secret(rs.URL())
+	c.SMTP.URL, c.SMTP.From = "smtp://127.0.0.1:2525?tls=none", "a@b.example"
+	c.SigningKey = "0123456789abcdef0123456789abcdef"
+	c.Content.Templates = "../../examples/templates"
+	c.Worker.MetricsAddr = "127.0.0.1:0"
+	m := &Main{Config: c, Worker: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	require.NoError(t, m.Open(context.Background()))
+	t.Cleanup(func() { _ = m.Close() })
+	require.NoError(t, m.Start(context.Background()))
+	resp, err := http.Get("http://" + m.MetricsAddr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "herald_watchdog_repairs_total")
+	require.Contains(t, string(b), "herald_redis_up 1")
+}
