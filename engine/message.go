@@ -30,13 +30,17 @@ func (e *Engine) handleMessage(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
-	dec, err := e.decide(ctx, cust, m.Topic, m.Channels)
-	if err != nil {
-		return err
-	}
 	ref := refData(m.WorkflowID, m.JourneyID, m.StepID)
 	ref["template"] = m.Template
 	ref["topic"] = m.Topic
+	candidates := e.available(m.Channels)
+	if len(candidates) == 0 {
+		return e.suppressed(ctx, cust, m.ID, m.Topic, m.WorkflowID, "", preferences.Decision{Reason: "no_channel"}, ref)
+	}
+	dec, err := e.decide(ctx, cust, m.Topic, candidates)
+	if err != nil {
+		return err
+	}
 	switch {
 	case dec.Reason != "" && !dec.NotBefore.IsZero() && !dec.Drop:
 		return e.deferMessage(ctx, cust, m, dec, ref)
@@ -75,6 +79,22 @@ func (e *Engine) enqueueDelivery(ctx context.Context, d wire.Deliver) error {
 		asynq.TaskID("d:"+d.DeliveryID()),
 		asynq.Queue(wire.DeliverQueue(d.Channel)),
 		asynq.Timeout(e.opt.DeliveryTimeout))
+}
+
+// available keeps the candidates herald has a sender for (all configured
+// channels when none are named), so a message never waits for a channel
+// that is not set up.
+func (e *Engine) available(candidates []herald.Channel) []herald.Channel {
+	if len(candidates) == 0 {
+		candidates = herald.Channels
+	}
+	out := make([]herald.Channel, 0, len(candidates))
+	for _, ch := range candidates {
+		if _, ok := e.opt.Senders[ch]; ok {
+			out = append(out, ch)
+		}
+	}
+	return out
 }
 
 // decide loads what the contact policy needs and applies it.
@@ -203,6 +223,8 @@ func reasonText(r string) string {
 	case "unknown_topic":
 		return "unknown topic"
 	case "no_channel":
+		return "none of the message's channels is configured"
+	case "no_address", "unknown_channel":
 		return "no channel can reach the customer"
 	}
 	return r

@@ -92,3 +92,19 @@ func TestFrequencyCaps(t *testing.T) {
 		})
 	}
 }
+
+// A channel herald has no sender for is never chosen: the message goes by
+// the next one, or is recorded as undeliverable, instead of waiting in a
+// queue nobody serves.
+func TestOnlyConfiguredChannelsAreChosen(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, 4, "testdata/templates", func(o *engine.Options) {
+		o.Senders = map[herald.Channel]herald.Sender{herald.ChannelEmail: o.Senders[herald.ChannelEmail]}
+	})
+	c := b.customer(t, herald.Customer{Email: "ada@example.com", SlackUserID: "U0ADA"})
+	send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelSlack, herald.ChannelEmail}})
+	eventually(t, func() bool { return b.smtp.Count() == 1 }, "sent by email, the configured channel")
+	send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelSlack}})
+	eventually(t, func() bool { return hasEntry(b.timeline(t, c.ID), "", herald.OutcomeSuppressed, "no_channel") }, "a Slack-only message is recorded as undeliverable")
+	require.Equal(t, 0, b.slack.Count())
+}
