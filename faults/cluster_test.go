@@ -57,7 +57,7 @@ func TestCluster(t *testing.T) {
 	for _, sc := range []scenario{
 		{name: "cluster", customers: customerSpec{n: 200, slack: slackHalf}, load: mixed, within: 2 * time.Minute},
 		{
-			name: "clusterkill9", customers: customerSpec{n: 200, slack: slackHalf}, load: mixed,
+			name: "clusterkill9", customers: customerSpec{n: 200, slack: slackHalf}, load: dupLoad,
 			inject: func(t *testing.T, r *rig, _ *redistest.Server, n int) {
 				r.waitDelivered(n/4, time.Minute)
 				r.kill(0, syscall.SIGKILL)
