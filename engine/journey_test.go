@@ -46,12 +46,17 @@ func journeys(t *testing.T, b *bundle) []workflows.State {
 }
 
 // startWaiting starts the onboarding journey for c1 and returns it once it
-// waits for its follow-up.
+// waits and its follow-up task is scheduled (just after the state is saved).
 func startWaiting(t *testing.T, b *bundle) workflows.State {
 	t.Helper()
 	event(t, b, "trial.started", trialData)
 	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting")
-	return journeys(t, b)[0]
+	j := journeys(t, b)[0]
+	eventually(t, func() bool {
+		_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(j.JourneyID, j.StepSeq))
+		return err == nil
+	}, "the follow-up is scheduled under its deterministic ID")
+	return j
 }
 
 func TestJourneyFollowUpFiresAfterWait(t *testing.T) {
@@ -88,10 +93,6 @@ func TestJourneyExitOnCancelsFollowUp(t *testing.T) {
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
 	js := []workflows.State{startWaiting(t, b)}
-	eventually(t, func() bool {
-		_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
-		return err == nil
-	}, "the follow-up is scheduled under its deterministic ID")
 	event(t, b, "subscription.purchased", nil)
 	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Status == workflows.StatusExited }, "exited")
 	_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
@@ -137,10 +138,6 @@ func TestWatchdogRepairsDeletedWakeUp(t *testing.T) {
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
 	js := []workflows.State{startWaiting(t, b)}
-	eventually(t, func() bool {
-		_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
-		return err == nil
-	}, "the follow-up is scheduled")
 	require.NoError(t, b.insp.DeleteTask("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq)), "an operator deletes the follow-up by hand")
 	// Make it overdue past the watchdog's grace, then run the watchdog.
 	require.NoError(t, b.rdb.ZAdd(context.Background(), "herald:journeys:waiting", redisZ(time.Now().Add(-time.Minute), "c1|"+js[0].JourneyID)).Err())
