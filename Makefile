@@ -2,7 +2,7 @@
 GO      ?= go
 PKGS    ?= ./...
 BIN     ?= bin/herald
-FUZZTIME ?= 10s
+FUZZTIME ?= 60s
 
 .DEFAULT_GOAL := help
 
@@ -59,7 +59,7 @@ FUZZ_TARGETS = ./internal/wire:FuzzDecode ./httpapi:FuzzBodies ./channels/email:
 	./ack:FuzzSlackInteraction ./ack:FuzzInboundEmail
 
 .PHONY: fuzz
-fuzz: deps ## Run each fuzz target for FUZZTIME (default 10s)
+fuzz: deps ## Explore each fuzz target for FUZZTIME (default 60s); commit what it finds as a seed. Not in CI
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \

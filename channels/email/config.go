@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -106,6 +107,9 @@ func ParseURL(raw string) (Config, error) {
 				return c, fmt.Errorf("email: SMTP URL timeout %q: want a positive duration such as 10s", v)
 			}
 		case "helo":
+			if err := checkHELO(v); err != nil {
+				return c, err
+			}
 			c.HELO = v
 		default:
 			return c, fmt.Errorf("email: SMTP URL parameter %q: want tls, pool, timeout or helo", key)
@@ -151,8 +155,13 @@ func (c Config) check() error {
 	if c.Host == "" {
 		return errors.New("email: no SMTP host")
 	}
-	if strings.ContainsAny(c.Host+c.HELO+c.Username, "\r\n") {
-		return errors.New("email: SMTP host, HELO and user must be one line")
+	if strings.ContainsAny(c.Host+c.Username, "\r\n") {
+		return errors.New("email: SMTP host and user must be one line")
+	}
+	if c.HELO != "" {
+		if err := checkHELO(c.HELO); err != nil {
+			return err
+		}
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		return fmt.Errorf("email: SMTP port %d: want 1-65535", c.Port)
@@ -186,6 +195,54 @@ func (c Config) Redacted() string {
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// checkHELO accepts what RFC 5321 lets a client name itself in EHLO: a
+// domain (letters, digits, hyphens and underscores in dot-separated labels of
+// at most 63 characters, 255 in all) or an address literal such as
+// [192.0.2.1] or [IPv6:2001:db8::1]. Anything else (empty, spaces, control
+// characters) could not be sent as one EHLO argument.
+func checkHELO(name string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("email: HELO name %q: %s; want a host name such as mail.example.com or an address literal such as [192.0.2.1]", name, why)
+	}
+	if strings.TrimSpace(name) == "" {
+		return bad("empty")
+	}
+	if len(name) > 255 {
+		return bad("longer than 255 characters")
+	}
+	if strings.HasPrefix(name, "[") {
+		if !strings.HasSuffix(name, "]") {
+			return bad("address literal without a closing ]")
+		}
+		lit := name[1 : len(name)-1]
+		if v6, ok := strings.CutPrefix(lit, "IPv6:"); ok {
+			if a, err := netip.ParseAddr(v6); err == nil && a.Is6() && !a.Is4In6() && a.Zone() == "" {
+				return nil
+			}
+			return bad("not an IPv6 address literal")
+		}
+		if a, err := netip.ParseAddr(lit); err == nil && a.Is4() {
+			return nil
+		}
+		return bad("not an address literal")
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return bad("empty or over-long label")
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return bad("a label starts or ends with a hyphen")
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
+				return bad(fmt.Sprintf("character %q is not allowed in a host name", ch))
+			}
+		}
+	}
+	return nil
 }
 
 func hostPort(host string, port int) string {

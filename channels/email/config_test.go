@@ -1,6 +1,7 @@
 package email_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +30,12 @@ func TestParseURL(t *testing.T) {
 			email.Config{Host: "smtp.example.com"}},
 		{"HELO", "smtp://smtp.example.com:25?helo=mx.herald.test",
 			email.Config{Host: "smtp.example.com", Port: 25, HELO: "mx.herald.test"}},
+		{"HELOAddressLiteral", "smtp://smtp.example.com:25?helo=%5B192.0.2.1%5D",
+			email.Config{Host: "smtp.example.com", Port: 25, HELO: "[192.0.2.1]"}},
+		{"HELOIPv6Literal", "smtp://smtp.example.com:25?helo=%5BIPv6:2001:db8::1%5D",
+			email.Config{Host: "smtp.example.com", Port: 25, HELO: "[IPv6:2001:db8::1]"}},
+		{"HELOUnderscore", "smtp://smtp.example.com:25?helo=mail_1.example.com.",
+			email.Config{Host: "smtp.example.com", Port: 25, HELO: "mail_1.example.com."}},
 		{"IPv6", "smtp://[::1]:2525?tls=none",
 			email.Config{Host: "::1", Port: 2525, TLS: email.TLSNone}},
 		{"TrailingSlash", "smtp://smtp.example.com/",
@@ -67,6 +74,20 @@ func TestParseURLErrors(t *testing.T) {
 		{"UserWithoutPassword", "smtp://u@smtp.example.com", "password"},
 		{"Path", "smtp://u:" + secret + "@smtp.example.com/inbox", "path"},
 		{"ControlChar", "smtp://u:" + secret + "@smtp.example.com\r\n", "parse"},
+		// The fuzzer's find (testdata/fuzz/FuzzParseURL/helo-space): a
+		// lone space became the EHLO argument.
+		{"HELOSpace", "smtp://u:" + secret + "@host?helo=%20", `HELO name " ": empty`},
+		{"HELOEmpty", "smtp://u:" + secret + "@host?helo=", `HELO name "": empty`},
+		{"HELOInnerSpace", "smtp://u:" + secret + "@host?helo=mail%20example", "not allowed"},
+		{"HELOCRLF", "smtp://u:" + secret + "@host?helo=a%0D%0AMAIL%20FROM:<x>", "not allowed"},
+		{"HELONUL", "smtp://u:" + secret + "@host?helo=a%00b", "not allowed"},
+		{"HELOTab", "smtp://u:" + secret + "@host?helo=a%09b", "not allowed"},
+		{"HELOEmptyLabel", "smtp://u:" + secret + "@host?helo=a..b", "label"},
+		{"HELOHyphenLabel", "smtp://u:" + secret + "@host?helo=-a.example", "hyphen"},
+		{"HELOLongLabel", "smtp://u:" + secret + "@host?helo=" + strings.Repeat("a", 64), "label"},
+		{"HELOBadLiteral", "smtp://u:" + secret + "@host?helo=%5B300.1.1.1%5D", "address literal"},
+		{"HELOUnclosedLiteral", "smtp://u:" + secret + "@host?helo=%5B192.0.2.1", "closing"},
+		{"HELOIPv6Zone", "smtp://u:" + secret + "@host?helo=%5BIPv6:fe80::1%25eth0%5D", "IPv6"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
