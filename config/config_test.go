@@ -65,6 +65,16 @@ func TestUnknownFieldNamed(t *testing.T) {
 	require.ErrorContains(t, err, "concurency")
 }
 
+// The YAML library panics on an empty tag where a list belongs; the file is
+// reported as malformed instead.
+func TestMalformedTagIsAnError(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "herald.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("topics: !\n"), 0o600))
+	_, err := load(path, env(nil))
+	require.ErrorContains(t, err, "malformed YAML")
+}
+
 func TestValidateNamesTheField(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -86,7 +96,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"cap action", nil, func(c *Config) { c.Caps = []Cap{{Class: "m", Max: 1, Per: time.Hour, Action: "explode"}} }, "caps[0].action"},
 		{"topic dup", nil, func(c *Config) { c.Topics = append(c.Topics, c.Topics[0]) }, "declared twice"},
 		{"queue weight", nil, func(c *Config) { c.Worker.Queues["bulk"] = 0 }, "worker.queues.bulk"},
-		{"missing queue", nil, func(c *Config) { delete(c.Worker.Queues, "email") }, `queue "email" is missing`},
+		{"missing queue", nil, func(c *Config) { delete(c.Worker.Queues, "default") }, `queue "default" is missing`},
+		{"shutdown below delivery", nil, func(c *Config) { c.Worker.ShutdownTimeout, c.Worker.DeliveryTimeout = 25*time.Second, 60*time.Second }, "worker.shutdown_timeout"},
+		{"shutdown inside the reserve", nil, func(c *Config) { c.Worker.ShutdownTimeout, c.Worker.DeliveryTimeout = 34*time.Second, 30*time.Second }, "send reserve"},
 		{"bypass not required", nil, func(c *Config) { c.Topics[0].BypassQuietHours = true }, "bypass_quiet_hours"},
 	}
 	for _, tc := range cases {

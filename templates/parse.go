@@ -13,6 +13,7 @@ import (
 	"text/template/parse"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
 	yamlparser "github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 	"golang.org/x/text/language"
@@ -110,6 +111,18 @@ func splitFrontMatter(src []byte) (fm, body []byte, bodyLine int, err error) {
 	return nil, nil, 0, errors.New("front matter is not closed: add a --- line after the YAML header")
 }
 
+// nodeToValue decodes a front matter node strictly. The YAML library panics
+// on some malformed input (an empty tag where a list is expected:
+// "actions: !"); that is a bad file, reported as such.
+func nodeToValue(n ast.Node, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed YAML (check tags such as '!' and the shape of each field): %v", r)
+		}
+	}()
+	return yaml.NodeToValue(n, v, yaml.DisallowUnknownField(), yaml.Strict())
+}
+
 func (s *Set) parseFile(p, name string, tag language.Tag, src []byte, probs *Problems) *file {
 	src = bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n"))
 	fmSrc, body, bodyLine, err := splitFrontMatter(src)
@@ -120,7 +133,7 @@ func (s *Set) parseFile(p, name string, tag language.Tag, src []byte, probs *Pro
 	var fm frontMatter
 	astFile, err := yamlparser.ParseBytes(fmSrc, 0)
 	if err == nil && len(astFile.Docs) > 0 && astFile.Docs[0].Body != nil {
-		err = yaml.NodeToValue(astFile.Docs[0].Body, &fm, yaml.DisallowUnknownField(), yaml.Strict())
+		err = nodeToValue(astFile.Docs[0].Body, &fm)
 	}
 	if err != nil {
 		line, msg := 0, err.Error()

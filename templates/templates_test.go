@@ -163,9 +163,12 @@ func TestMissingKeyNamesFileLocaleAndKey(t *testing.T) {
 func TestLoadReportsEveryProblem(t *testing.T) {
 	t.Parallel()
 	fsys := mapFS(map[string]string{
-		"good/en.md":      welcomeEN,
-		"typo/en.md":      "---\nsubject: hi\nsubjet: oops\n---\nbody\n",
-		"badyaml/en.md":   "---\nsubject: hi\nactions: [\n---\nbody\n",
+		"good/en.md":    welcomeEN,
+		"typo/en.md":    "---\nsubject: hi\nsubjet: oops\n---\nbody\n",
+		"badyaml/en.md": "---\nsubject: hi\nactions: [\n---\nbody\n",
+		// The fuzzer's find (testdata/fuzz/FuzzLoad/empty-tag-list): the
+		// YAML library panicked on an empty tag where a list belongs.
+		"emptytag/en.md":  "---\nsubject: hi\nactions: !\n---\nbody\n",
 		"parse/en.md":     "---\nsubject: hi\n---\nline one\n\nline {{ .data.x \n",
 		"subj/en.md":      "---\npreheader: x\nsubject: \"{{ .nope }\"\n---\nbody\n",
 		"locale/xx.md":    "---\nsubject: hi\n---\nbody\n",
@@ -188,6 +191,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	for _, want := range []string{
 		`typo/en.md:3: front matter: unknown field "subjet"`,
 		`badyaml/en.md:3:`,
+		`emptytag/en.md:1: front matter: malformed YAML`,
 		`parse/en.md:7: unclosed action started on line 6`,
 		`subj/en.md:3:`,
 		`locale/xx.md: unknown locale "xx"`,
