@@ -30,7 +30,9 @@ var temporaryCodes = map[string]bool{
 
 // classify turns a slack-go error into a herald error. Reasons are exactly
 // "slack <code>" because other layers act on them (preferences suppresses a
-// Slack user on "slack account_inactive").
+// Slack user on "slack account_inactive"). A call cut short by ctx or by
+// Config.Timeout is temporary: "slack timeout" (errors.Is
+// context.DeadlineExceeded) or "slack canceled" (errors.Is context.Canceled).
 func classify(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
@@ -72,6 +74,13 @@ func classify(ctx context.Context, err error) error {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
+		// Config.Timeout or a network deadline ran out. Say so through
+		// context.DeadlineExceeded, as for the caller's deadline above:
+		// net/http's Client.Timeout errors already wrap it, a bare i/o
+		// timeout does not.
+		if !errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
 		return herald.Temporary(err, "slack timeout", 0)
 	}
 	// Dropped connections, refused dials and garbled responses (a proxy's HTML

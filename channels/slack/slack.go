@@ -59,6 +59,10 @@ func New(cfg Config, cache UserCache) *Sender {
 	if cfg.UserCacheTTL <= 0 {
 		cfg.UserCacheTTL = DefaultUserCacheTTL
 	}
+	// No OptionRetry: slack-go would then wait out a 429's Retry-After (up
+	// to a minute without one) inside the call. Herald's queue owns retries,
+	// so a 429 comes back at once as a temporary error carrying RetryAfter,
+	// and no call outlives ctx's deadline.
 	opts := []slackgo.Option{slackgo.OptionHTTPClient(&http.Client{Timeout: cfg.Timeout})}
 	if cfg.APIURL != "" {
 		u := cfg.APIURL

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -51,6 +50,9 @@ func setup(t *testing.T, o setupOpts) *bundle {
 	api := slackapi.New(opts)
 	hs := httptest.NewServer(api)
 	t.Cleanup(hs.Close)
+	// Cleanups run last first: requests held by a Hang fault are dropped
+	// before hs.Close waits for them.
+	t.Cleanup(func() { _ = api.Close() })
 
 	b := &bundle{api: api, url: hs.URL + "/api"}
 	var cache slack.UserCache
@@ -197,10 +199,12 @@ func TestNetworkErrorsAreTemporary(t *testing.T) {
 
 	t.Run("HTTPTimeout", func(t *testing.T) {
 		t.Parallel()
-		s := slack.New(slack.Config{Token: token, APIURL: hangingServer(t), Timeout: 50 * time.Millisecond}, nil)
-		_, err := s.Send(context.Background(), message(byID()))
+		b := setup(t, setupOpts{timeout: 50 * time.Millisecond})
+		b.api.SetFault(slackapi.Fault{Hang: true})
+		_, err := b.sender.Send(context.Background(), message(byID()))
 		require.Equal(t, herald.ETemporary, herald.ErrorCode(err), "got %v", err)
 		require.Equal(t, "slack timeout", herald.ErrorReason(err))
+		require.ErrorIs(t, err, context.DeadlineExceeded)
 	})
 
 	t.Run("GarbledResponse", func(t *testing.T) {
@@ -216,30 +220,15 @@ func TestNetworkErrorsAreTemporary(t *testing.T) {
 
 	t.Run("ContextDeadline", func(t *testing.T) {
 		t.Parallel()
-		s := slack.New(slack.Config{Token: token, APIURL: hangingServer(t)}, nil)
+		b := setup(t, setupOpts{timeout: time.Hour})
+		b.api.SetFault(slackapi.Fault{Hang: true})
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
-		_, err := s.Send(ctx, message(byID()))
+		_, err := b.sender.Send(ctx, message(byID()))
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		require.Equal(t, herald.ETemporary, herald.ErrorCode(err), "got %v", err)
+		require.Equal(t, "slack timeout", herald.ErrorReason(err))
 	})
-}
-
-// hangingServer returns the API URL of a server that never answers.
-func hangingServer(t *testing.T) string {
-	t.Helper()
-	release := make(chan struct{})
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Reading the body lets the server notice the client hanging up.
-		_, _ = io.Copy(io.Discard, r.Body)
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	t.Cleanup(hs.Close)
-	t.Cleanup(func() { close(release) })
-	return hs.URL + "/api/"
 }
 
 func TestInvalidToken(t *testing.T) {

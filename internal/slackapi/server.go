@@ -59,10 +59,13 @@ type Post struct {
 	At      time.Time       `json:"at"`
 }
 
-// Fault is a failure the server produces instead of answering normally.
+// Fault is a failure the server produces instead of answering normally: an
+// error answer (Status, Error), a slow answer (Delay), no answer at all
+// (Hang), or a slow or withheld error answer when combined.
 type Fault struct {
 	// Status is the HTTP status to answer with, e.g. 429 or 500; 0 answers
-	// 200 with {"ok":false,"error":Error}.
+	// 200 with {"ok":false,"error":Error}. With Status 0 and Error "" the
+	// answer is the normal one, which only makes sense with Delay or Hang.
 	Status int
 	// RetryAfter sets the Retry-After header of a 429 (rounded up to whole
 	// seconds); 0 sends none.
@@ -78,9 +81,25 @@ type Fault struct {
 	// Times is how many requests fail before the fault clears itself; 0
 	// keeps failing until SetFault(Fault{}).
 	Times int
+	// Delay holds each matching request this long before answering it: with
+	// the error that Status and Error describe, or, when both are unset,
+	// normally. A request whose client hangs up meanwhile, or that is still
+	// waiting when the Server is closed, is dropped without being handled
+	// or answered.
+	Delay time.Duration
+	// Hang holds each matching request, after any Delay, until the next
+	// SetFault call (SetFault(Fault{}) to clear it), until its client hangs
+	// up (a timeout or a cancelled context) or until the Server is closed.
+	// Released by SetFault, it is answered as after a Delay; otherwise it is
+	// dropped without being handled or answered. A Hang fault that clears
+	// itself after Times keeps holding the requests it caught until then.
+	Hang bool
 }
 
-func (f Fault) active() bool { return f.Status != 0 || f.Error != "" }
+func (f Fault) active() bool { return f.answers() || f.Delay > 0 || f.Hang }
+
+// answers reports whether the fault replaces the normal answer.
+func (f Fault) answers() bool { return f.Status != 0 || f.Error != "" }
 
 // Server is a fake Slack Web API. It is safe for concurrent use.
 type Server struct {
@@ -95,8 +114,13 @@ type Server struct {
 	count    int
 	calls    map[string]int
 	fault    Fault
+	release  chan struct{} // closed by the next SetFault, releasing requests held by Hang
 	lastTS   time.Time
 	onPost   []func(Post)
+	onFault  []func(string, Fault)
+
+	closed    chan struct{} // closed by Close, dropping held requests
+	closeOnce sync.Once
 
 	methods map[string]func(http.ResponseWriter, url.Values)
 
@@ -116,6 +140,8 @@ func New(opts Options) *Server {
 		dmUsers:  make(map[string]string),
 		messages: make(map[string]string),
 		calls:    make(map[string]int),
+		release:  make(chan struct{}),
+		closed:   make(chan struct{}),
 	}
 	for email, id := range opts.Users {
 		s.users[normEmail(email)] = id
@@ -152,9 +178,13 @@ func (s *Server) URL() string {
 	return "http://" + s.ln.Addr().String() + "/api/"
 }
 
-// Close stops a Server made with Start; for one made with New it does
-// nothing.
+// Close drops every request held by a Delay or Hang fault, unanswered, as
+// well as any such request that arrives later, and stops a Server made with
+// Start. A Server made with New is served by someone else, so Close only
+// drops held requests; call it before httptest.Server.Close, which waits for
+// every request being handled and would otherwise wait for hung ones.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
 	if s.srv == nil {
 		return nil
 	}
@@ -199,11 +229,24 @@ func (s *Server) AddUser(email, id string) {
 	s.users[normEmail(email)] = id
 }
 
-// SetFault makes the server fail matching requests; Fault{} clears it.
+// OnFault registers fn to be called with the method and the fault whenever a
+// fault hits a request, before any Delay or Hang, so a test can tell when a
+// request is being held. Calls happen on the request's goroutine, outside the
+// server's lock.
+func (s *Server) OnFault(fn func(method string, f Fault)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onFault = append(s.onFault, fn)
+}
+
+// SetFault makes the server fail matching requests; Fault{} clears it. Every
+// call releases the requests held by an earlier Hang fault.
 func (s *Server) SetFault(f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fault = f
+	close(s.release)
+	s.release = make(chan struct{})
 }
 
 // ServeHTTP answers Slack Web API calls at "/api/<method>" (or "/<method>").
@@ -219,10 +262,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.calls[method]++
 	f, faulted := s.takeFault(method, params)
+	release := s.release
+	listeners := append([]func(string, Fault){}, s.onFault...)
 	s.mu.Unlock()
 	if faulted {
-		writeFault(w, f)
-		return
+		for _, fn := range listeners {
+			fn(method, f)
+		}
+		if !s.hold(r, f, release) {
+			// Hang up without an answer, as a vanished server would; the
+			// http package closes the connection and logs nothing.
+			panic(http.ErrAbortHandler)
+		}
+		if f.answers() {
+			writeFault(w, f)
+			return
+		}
 	}
 
 	handler, ok := s.methods[method]
@@ -235,6 +290,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	handler(w, params)
+}
+
+// hold waits out f's Delay and Hang. It reports false when the request is to
+// be dropped: its client went away or the Server was closed.
+func (s *Server) hold(r *http.Request, f Fault, release <-chan struct{}) bool {
+	if f.Delay <= 0 && !f.Hang {
+		return true
+	}
+	// The http package notices a client hanging up only once the body has
+	// been read to its end; a JSON body may not have been.
+	_, _ = io.Copy(io.Discard, r.Body)
+	ctx := r.Context()
+	if f.Delay > 0 {
+		t := time.NewTimer(f.Delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		case <-s.closed:
+			return false
+		}
+	}
+	if f.Hang {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return false
+		case <-s.closed:
+			return false
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.closed:
+		return false
+	default:
+		return true
+	}
 }
 
 func (s *Server) checkAuth(token string) string {

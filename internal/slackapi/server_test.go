@@ -22,6 +22,7 @@ const token = "xoxb-test"
 
 type bundle struct {
 	srv    *slackapi.Server
+	hs     *httptest.Server
 	client *slack.Client
 	url    string
 }
@@ -34,8 +35,11 @@ func setup(t *testing.T, opts slackapi.Options) *bundle {
 	srv := slackapi.New(opts)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
+	// Cleanups run last first: held requests are dropped before hs.Close
+	// waits for them.
+	t.Cleanup(func() { _ = srv.Close() })
 	url := hs.URL + "/api/"
-	return &bundle{srv: srv, client: slack.New(token, slack.OptionAPIURL(url)), url: url}
+	return &bundle{srv: srv, hs: hs, client: slack.New(token, slack.OptionAPIURL(url)), url: url}
 }
 
 func TestAuthTest(t *testing.T) {
