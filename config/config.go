@@ -121,11 +121,21 @@ type Monitoring struct {
 // Worker tunes the asynq server.
 type Worker struct {
 	Concurrency int `yaml:"concurrency"` // default 20
-	// Queues maps queue names to weights. Default critical 6, email 4,
-	// slack 4, default 3, bulk 1.
-	Queues          map[string]int `yaml:"queues"`
-	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"` // default 25s
-	// DeliveryTimeout bounds one provider call. Default 60s (whole seconds: asynq rounds).
+	// Queues maps queue names to priorities. Default critical 6, default 4,
+	// bulk 2, and email 1, slack 1 (where older versions queued
+	// deliveries). critical, default and bulk are required.
+	Queues map[string]int `yaml:"queues"`
+	// StrictPriority makes a worker empty a higher queue before it takes
+	// from a lower one (default true): a password reset never waits behind
+	// marketing, and a busy queue costs no probes of empty ones below it.
+	// false: weighted random choice by Queues.
+	StrictPriority *bool `yaml:"strict_priority"`
+	// ShutdownTimeout is how long a stopping worker lets running tasks
+	// finish before putting them back. Default 45s; it must exceed
+	// DeliveryTimeout plus the 5s send reserve, or a send still running
+	// is put back and sent again by another worker.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// DeliveryTimeout bounds one provider call. Default 30s (whole seconds: asynq rounds).
 	DeliveryTimeout time.Duration `yaml:"delivery_timeout"`
 	MaxRetry        int           `yaml:"max_retry"` // default 12
 	// RetryBase is the first retry delay of a failed delivery, doubling
@@ -187,6 +197,18 @@ func Load(path string) (Config, error) {
 	return load(path, os.LookupEnv)
 }
 
+// unmarshal decodes YAML strictly. The YAML library panics on some
+// malformed input (an empty tag where a list is expected: "topics: !");
+// that is a bad file, reported as such.
+func unmarshal(b []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed YAML (check tags such as '!' and the shape of each field): %v", r)
+		}
+	}()
+	return yaml.UnmarshalWithOptions(b, v, yaml.DisallowUnknownField())
+}
+
 func load(path string, lookup func(string) (string, bool)) (Config, error) {
 	var c Config
 	if path != "" {
@@ -194,7 +216,7 @@ func load(path string, lookup func(string) (string, bool)) (Config, error) {
 		if err != nil {
 			return c, fmt.Errorf("config: %w", err)
 		}
-		if err := yaml.UnmarshalWithOptions(b, &c, yaml.DisallowUnknownField()); err != nil {
+		if err := unmarshal(b, &c); err != nil {
 			return c, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, false))
 		}
 	}
@@ -298,7 +320,11 @@ func splitList(v string) []string {
 }
 
 // Default queue weights.
-var DefaultQueues = map[string]int{"critical": 6, "email": 4, "slack": 4, "default": 3, "bulk": 1}
+var DefaultQueues = map[string]int{"critical": 6, "default": 4, "bulk": 2, "email": 1, "slack": 1}
+
+// SendReserve is the part of a task's time the engine keeps back from a
+// provider call to record its outcome (engine.SendReserve).
+const SendReserve = 5 * time.Second
 
 func (c *Config) defaults() {
 	if c.Redis.DialTimeout == 0 {
@@ -327,11 +353,15 @@ func (c *Config) defaults() {
 			c.Worker.Queues[k] = v
 		}
 	}
+	if c.Worker.StrictPriority == nil {
+		t := true
+		c.Worker.StrictPriority = &t
+	}
 	if c.Worker.ShutdownTimeout == 0 {
-		c.Worker.ShutdownTimeout = 25 * time.Second
+		c.Worker.ShutdownTimeout = 45 * time.Second
 	}
 	if c.Worker.DeliveryTimeout == 0 {
-		c.Worker.DeliveryTimeout = 60 * time.Second
+		c.Worker.DeliveryTimeout = 30 * time.Second
 	}
 	if c.Worker.MaxRetry == 0 {
 		c.Worker.MaxRetry = 12
@@ -491,13 +521,17 @@ func (c Config) Validate() error {
 			bad("worker.queues."+q, "weight must be at least 1")
 		}
 	}
-	for _, q := range []string{"critical", "default", "bulk", "email", "slack"} {
+	for _, q := range []string{"critical", "default", "bulk"} {
 		if _, ok := c.Worker.Queues[q]; !ok {
 			bad("worker.queues", "queue %q is missing", q)
 		}
 	}
 	if c.Worker.DeliveryTimeout < time.Second {
 		bad("worker.delivery_timeout", "at least 1s (asynq counts whole seconds)")
+	}
+	if c.Worker.ShutdownTimeout <= c.Worker.DeliveryTimeout+SendReserve {
+		bad("worker.shutdown_timeout", "%s must be above worker.delivery_timeout (%s) plus the %s send reserve, or a stopping worker puts back a task that is still sending and it is sent twice",
+			c.Worker.ShutdownTimeout, c.Worker.DeliveryTimeout, SendReserve)
 	}
 	if c.Worker.RetryBase < 100*time.Millisecond {
 		bad("worker.retry_base (HERALD_WORKER_RETRY_BASE)", "at least 100ms")

@@ -39,8 +39,9 @@ const (
 )
 
 const (
-	// sentTTL is how long a delivered message can be acknowledged.
-	sentTTL = journeyTTL
+	// sentTTL is how long a delivered message can be acknowledged: as long
+	// as its ledger record lasts.
+	sentTTL = store.LedgerTTL
 	// ClickTTL is how long a tracked link stays valid: old emails keep
 	// working links long after their journey is over.
 	ClickTTL = 365 * 24 * time.Hour
@@ -63,7 +64,6 @@ func msgIndexKey(messageID string) string { return "herald:msg:" + messageID }
 // emailIndexKey maps an email Message-ID (hashed) to "<customer>|<message>".
 func emailIndexKey(rfcID string) string { return "herald:msgid:" + store.Hash(normMessageID(rfcID)) }
 
-func sentKey(customerID, messageID string) string { return store.Key(customerID, "msg", messageID) }
 
 // normMessageID returns "<local@domain>" for a Message-ID with or without
 // angle brackets ("" if it is none).
@@ -74,33 +74,6 @@ func normMessageID(s string) string {
 		return ""
 	}
 	return "<" + strings.ToLower(s) + ">"
-}
-
-// rememberSent records what an acknowledgement needs to find its message:
-// customer, workflow, journey, step, topic, template, and per channel the
-// provider's ID (Slack channel:ts, email Message-ID). Best effort: the
-// delivery is done whatever happens here.
-func (e *Engine) rememberSent(ctx context.Context, d wire.Deliver, r herald.Receipt, locale string) {
-	fields := map[string]any{
-		"workflow": d.WorkflowID, "journey": d.JourneyID, "step": d.StepID,
-		"topic": d.Topic, "template": d.Template, "locale": locale,
-		string(d.Channel): r.ProviderID,
-	}
-	key := sentKey(d.CustomerID, d.MessageID)
-	// One round trip; the global indexes live on other Cluster slots, so
-	// this is a pipeline rather than a transaction.
-	_, err := e.opt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, fields)
-		p.Expire(ctx, key, sentTTL)
-		p.Set(ctx, msgIndexKey(d.MessageID), d.CustomerID, sentTTL)
-		if d.Channel == herald.ChannelEmail && normMessageID(r.ProviderID) != "" {
-			p.Set(ctx, emailIndexKey(r.ProviderID), d.CustomerID+"|"+d.MessageID, sentTTL)
-		}
-		return nil
-	})
-	if err != nil {
-		e.log.Error("record sent message for acknowledgements", "message", d.MessageID, "err", err)
-	}
 }
 
 // Sent is what herald remembers of a delivered message.
@@ -154,22 +127,22 @@ func (e *Engine) SentEmail(ctx context.Context, rfcIDs ...string) (Sent, error) 
 }
 
 func (e *Engine) sent(ctx context.Context, customerID, messageID string) (Sent, error) {
-	h, err := e.opt.Redis.HGetAll(ctx, sentKey(customerID, messageID)).Result()
+	recs, err := e.st.Sent(ctx, customerID, messageID, herald.Channels)
 	if err != nil {
-		return Sent{}, herald.Temporary(err, "redis", 0)
+		return Sent{}, err
 	}
-	if len(h) == 0 {
-		return Sent{}, herald.Errorf(herald.ENotFound, "no delivered message %q", messageID)
-	}
-	s := Sent{
-		MessageID: messageID, CustomerID: customerID, WorkflowID: h["workflow"], JourneyID: h["journey"],
-		StepID: h["step"], Topic: h["topic"], Template: h["template"], Locale: h["locale"],
-		Providers: map[herald.Channel]string{},
-	}
+	s := Sent{MessageID: messageID, CustomerID: customerID, Providers: map[herald.Channel]string{}}
 	for _, ch := range herald.Channels {
-		if v := h[string(ch)]; v != "" {
-			s.Providers[ch] = v
+		r, ok := recs[ch]
+		if !ok {
+			continue
 		}
+		s.WorkflowID, s.JourneyID, s.StepID = r.Workflow, r.Journey, r.Step
+		s.Topic, s.Template, s.Locale = r.Topic, r.Template, r.Locale
+		s.Providers[ch] = r.ProviderID
+	}
+	if len(s.Providers) == 0 {
+		return Sent{}, herald.Errorf(herald.ENotFound, "no delivered message %q", messageID)
 	}
 	return s, nil
 }

@@ -118,7 +118,7 @@ func TestNoMessageToAnyoneWhoSaidNo(t *testing.T) {
 	// Wait until nothing is pending, active or retrying (deferred messages
 	// stay scheduled for the end of their quiet hours).
 	require.Eventually(t, func() bool {
-		for _, q := range []string{"default", "bulk", "critical", "email", "slack"} {
+		for _, q := range wire.Queues {
 			info, err := b.insp.GetQueueInfo(q)
 			if err != nil {
 				continue

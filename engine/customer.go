@@ -104,10 +104,10 @@ func (e *Engine) Erase(ctx context.Context, customerID string, actor preferences
 }
 
 // forgetMessages drops the global indexes that map the customer's delivered
-// messages (and their email Message-IDs) back to the customer; the records
-// themselves go with the customer's keys.
+// messages (and their email Message-IDs) back to the customer; the ledger
+// records themselves go with the customer's keys.
 func (e *Engine) forgetMessages(ctx context.Context, customerID string) error {
-	prefix := sentKey(customerID, "")
+	prefix := store.LedgerKey(customerID, "")
 	var keys []string
 	collect := func(ctx context.Context, c *redis.Client) error {
 		it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
@@ -131,13 +131,21 @@ func (e *Engine) forgetMessages(ctx context.Context, customerID string) error {
 		return err
 	}
 	for _, k := range keys {
-		id := strings.TrimPrefix(k, prefix)
-		email, _ := e.opt.Redis.HGet(ctx, k, string(herald.ChannelEmail)).Result()
-		if err := e.opt.Redis.Del(ctx, msgIndexKey(id)).Err(); err != nil {
+		delivery := strings.TrimPrefix(k, prefix)
+		i := strings.LastIndexByte(delivery, ':')
+		if i < 0 {
+			continue
+		}
+		msgID, ch := delivery[:i], herald.Channel(delivery[i+1:])
+		recs, err := e.st.Sent(ctx, customerID, msgID, []herald.Channel{ch})
+		if err != nil {
 			return err
 		}
-		if email != "" {
-			if err := e.opt.Redis.Del(ctx, emailIndexKey(email)).Err(); err != nil {
+		if err := e.opt.Redis.Del(ctx, msgIndexKey(msgID)).Err(); err != nil {
+			return err
+		}
+		if r, ok := recs[herald.ChannelEmail]; ok && r.ProviderID != "" {
+			if err := e.opt.Redis.Del(ctx, emailIndexKey(r.ProviderID)).Err(); err != nil {
 				return err
 			}
 		}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/channels/email"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
@@ -16,8 +18,36 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-// handleDeliver hands one message to one channel's provider, at most once:
-// the ledger is checked before and written right after the provider call.
+// SendReserve is kept back from a task's deadline when a provider is
+// called, so recording the outcome and enqueueing a retry or fallback always
+// have time, however long the provider takes.
+const SendReserve = 5 * time.Second
+
+// minSendTime is the least time a provider call is started with; with less
+// left, the delivery is queued (or retried) instead of being cut off.
+const minSendTime = time.Second
+
+// maxDefers bounds how often one delivery is put off for a provider's rate
+// limit before it is given up and archived.
+const maxDefers = 1000
+
+// taskBudget bounds a handler that may call a provider: the delivery
+// timeout plus the reserve, whatever timeout the task was enqueued with.
+func (e *Engine) taskBudget(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.opt.DeliveryTimeout+SendReserve)
+}
+
+// taskTimeout is asynq's timeout for tasks that may call a provider.
+func (e *Engine) taskTimeout() asynq.Option {
+	return asynq.Timeout(e.opt.DeliveryTimeout + SendReserve + time.Second)
+}
+
+// claimTTL is how long a delivery's claim outlives a worker that died
+// holding it: past any handler's budget, so no live copy is overtaken.
+func (e *Engine) claimTTL() time.Duration { return e.opt.DeliveryTimeout + SendReserve + 10*time.Second }
+
+// handleDeliver runs a queued delivery: a retry, a fallback, a deferral or
+// a delivery put aside while its channel was degraded.
 func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	var d wire.Deliver
 	if err := wire.Decode(t.Payload(), &d); err != nil {
@@ -26,49 +56,74 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	if err := d.Validate(); err != nil {
 		return skip(err)
 	}
-	id := d.DeliveryID()
-	// Claim the delivery so that copies of this task running at the same
-	// time wait instead of racing past the ledger check; read the ledger and
-	// the customer in the same round trip.
-	dl, claimed, err := e.st.BeginDelivery(ctx, d.CustomerID, id, e.opt.DeliveryTimeout+10*time.Second)
+	if _, ok := e.opt.Senders[d.Channel]; !ok {
+		return skip(herald.Errorf(herald.EInvalid, "no sender configured for channel %s", d.Channel))
+	}
+	ctx, cancel := e.taskBudget(ctx)
+	defer cancel()
+	st, err := e.sendState(ctx, d.CustomerID, d.Topic)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			return skip(err) // erased while queued
 		}
 		return err
 	}
-	defer dl.Release(ctx)
-	if dl.Sent {
-		e.log.Info("delivery already sent; duplicate task ignored", "delivery", id, "customer", d.CustomerID)
-		return nil
-	}
-	if !claimed {
-		return &waitError{reason: "delivery " + id + " is in progress elsewhere", after: 2 * time.Second}
-	}
-	sender, ok := e.opt.Senders[d.Channel]
-	if !ok {
-		return skip(herald.Errorf(herald.EInvalid, "no sender configured for channel %s", d.Channel))
-	}
-	cust := dl.Customer
+	return e.deliver(ctx, st, d, false, "")
+}
+
+// deliver hands one message to one channel's provider, at most once: the
+// ledger key is claimed before the provider call and records the send right
+// after it. inline is true when the task that chose the channel delivers
+// itself; it then puts the delivery in a queue rather than wait, retry or
+// fall back in place. note is added to the timeline line of the outcome.
+func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver, inline bool, note string) error {
+	cust := st.Customer
 	ref := refData(d.WorkflowID, d.JourneyID, d.StepID)
 	ref["template"] = d.Template
 	ref["topic"] = d.Topic
-
-	// Consent once more, just before the provider call: an opt-out that
-	// landed while this task waited is honoured.
-	dec, err := e.decide(ctx, cust, d.Topic, []herald.Channel{d.Channel})
+	h := e.health[d.Channel]
+	if inline {
+		if why := h.degraded(e.now()); why != "" {
+			return e.queueDelivery(ctx, cust, d, 0, why, note, ref)
+		}
+	}
+	addr := addresses(cust)[d.Channel]
+	suppKey := ""
+	if addr != "" {
+		suppKey = preferences.SuppressKey(d.Channel, addr)
+	}
+	id := d.DeliveryID()
+	cl, err := e.st.ClaimDelivery(ctx, cust.ID, id, e.claimTTL(), suppKey)
 	if err != nil {
 		return err
 	}
+	if cl.Sent {
+		e.log.Info("delivery already sent; duplicate ignored", "delivery", id, "customer", cust.ID)
+		return nil
+	}
+	if !cl.Held {
+		return &waitError{reason: "delivery " + id + " is in progress elsewhere", after: 2 * time.Second}
+	}
+	defer cl.Release(ctx)
+
+	dec := preferences.Decision{}
+	if cl.Suppressed {
+		dec.Reason = "suppressed"
+	} else if !inline {
+		// Consent once more: an opt-out that landed while this delivery
+		// waited in its queue is honoured.
+		dec = e.decide(st, d.Topic, []herald.Channel{d.Channel})
+	}
 	if dec.Reason != "" {
 		if !dec.NotBefore.IsZero() && !dec.Drop {
-			e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeDeferred, dec.Reason)
-			return &waitError{reason: dec.Reason, after: dec.NotBefore.Sub(e.now()) + time.Second}
+			cl.Release(ctx)
+			return e.queueDelivery(ctx, cust, d, dec.NotBefore.Sub(e.now())+time.Second, dec.Reason, note, ref)
 		}
 		if err := e.suppressed(ctx, cust, d.MessageID, d.Topic, d.WorkflowID, d.Channel, dec, ref); err != nil {
 			return err
 		}
 		if dec.Reason == "opted_out_channel" || dec.Reason == "suppressed" {
+			cl.Release(ctx)
 			return e.fallback(ctx, cust, d, ref)
 		}
 		return nil
@@ -81,7 +136,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	}, d.Channel)
 	if err != nil {
 		err = herald.Errorf(herald.EInvalid, "render %s: %v", d.Template, err)
-		e.recordFailure(ctx, cust, d, herald.OutcomeFailedPermanent, err, ref)
+		e.recordFailure(ctx, cust, d, herald.OutcomeFailedPermanent, err, ref, "")
 		return skip(err)
 	}
 	ref["locale"] = content.Locale
@@ -96,108 +151,189 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 
-	sendCtx, cancel := context.WithTimeout(ctx, e.opt.DeliveryTimeout)
+	// The provider gets the task's deadline minus the reserve, and no more
+	// than the delivery timeout; with too little left it is not called.
+	budget := e.opt.DeliveryTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl)-SendReserve)
+	}
+	release, busy := h.take()
+	switch {
+	case busy && inline:
+		cl.Release(ctx)
+		return e.queueDelivery(ctx, cust, d, 0, "every "+string(d.Channel)+" sender is busy", note, ref)
+	case busy:
+		return &waitError{reason: "every " + string(d.Channel) + " sender is busy", after: time.Second}
+	case budget < minSendTime && inline:
+		release()
+		cl.Release(ctx)
+		return e.queueDelivery(ctx, cust, d, 0, "no time left in this task", note, ref)
+	case budget < minSendTime:
+		release()
+		return herald.Temporary(context.DeadlineExceeded, "no time left", 0)
+	}
+	sendCtx, cancel := context.WithTimeout(ctx, budget)
 	start := time.Now()
-	receipt, err := sender.Send(sendCtx, msg)
+	receipt, err := e.opt.Senders[d.Channel].Send(sendCtx, msg)
 	cancel()
-	e.metrics.providerLatency(string(d.Channel), time.Since(start), err)
+	release()
+	if herald.ErrorCode(err) != herald.ERateLimited {
+		e.metrics.providerLatency(string(d.Channel), time.Since(start), err)
+	}
 	if err == nil {
-		return e.recordSent(ctx, dl, d, receipt, content.Locale, ref)
+		h.success()
+		return e.recordSent(ctx, cl, d, receipt, content.Locale, ref, note)
 	}
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return err // shutting down: asynq puts the task back
 	}
 	if herald.ErrorCode(err) == herald.ERateLimited {
+		// Over the provider's limit for longer than is worth waiting in
+		// the worker: put the delivery off until its slot, no failure.
 		e.metrics.RateLimitWaits.WithLabelValues(string(d.Channel)).Inc()
-		return err // waits RetryAfter; IsFailure says it is no failure
+		cl.Release(ctx)
+		return e.queueDelivery(ctx, cust, d, max(herald.RetryAfter(err), time.Second), "", note, ref)
 	}
 	if herald.IsTemporary(err) || errors.Is(err, context.DeadlineExceeded) {
+		h.failure(e.now())
+		if inline {
+			cl.Release(ctx)
+			delay := e.RetryDelay(0, err, nil)
+			e.recordFailure(ctx, cust, d, herald.OutcomeFailedTemporary, err, ref, "retrying in "+delay.Round(time.Second).String())
+			return e.queueDelivery(ctx, cust, d, delay, "retry", "", nil)
+		}
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		if retried < maxRetry {
-			e.recordFailure(ctx, cust, d, herald.OutcomeFailedTemporary, err, ref)
+			e.recordFailure(ctx, cust, d, herald.OutcomeFailedTemporary, err, ref, "")
 			return err
 		}
 		err = herald.Permanent(err, "retries exhausted: "+herald.ErrorReason(err))
 	}
-	e.recordFailure(ctx, cust, d, herald.OutcomeFailedPermanent, err, ref)
-	if deadAddress(d.Channel, err) {
-		if addr := addresses(cust)[d.Channel]; addr != "" {
-			if serr := e.prefs.Suppress(ctx, d.Channel, addr, herald.ErrorReason(err)); serr != nil {
-				e.log.Error("suppress address", "customer", cust.ID, "channel", d.Channel, "err", serr)
-			}
+	e.recordFailure(ctx, cust, d, herald.OutcomeFailedPermanent, err, ref, "")
+	if deadAddress(d.Channel, err) && addr != "" {
+		if serr := e.prefs.Suppress(ctx, d.Channel, addr, herald.ErrorReason(err)); serr != nil {
+			e.log.Error("suppress address", "customer", cust.ID, "channel", d.Channel, "err", serr)
 		}
 	}
-	if ferr := e.fallback(ctx, cust, d, ref); ferr != nil {
-		return ferr
+	cl.Release(ctx)
+	if len(d.Fallback) > 0 {
+		return e.fallback(ctx, cust, d, ref)
 	}
 	return skip(err)
 }
 
+// queueDelivery puts a delivery in its topic's queue, to run after `after`
+// (0: now). why, when set, goes on the timeline ("" for a retry already
+// recorded with its failure, and for a rate-limit wait, which is routine).
+func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.Deliver, after time.Duration, why, note string, ref map[string]any) error {
+	taskID := "d:" + d.DeliveryID()
+	if why == "" || after > 0 {
+		d.Defers++
+		if d.Defers > maxDefers {
+			return skip(herald.Errorf(herald.EInternal, "delivery %s put off %d times; giving up", d.DeliveryID(), maxDefers))
+		}
+		taskID += ":" + strconv.Itoa(d.Defers)
+	}
+	opts := []asynq.Option{asynq.TaskID(taskID), asynq.Queue(e.Queue(d.Topic)), e.taskTimeout()}
+	if after > 0 {
+		opts = append(opts, asynq.ProcessIn(after))
+	}
+	if err := e.enqueue(ctx, asynq.NewTask(wire.DeliverType(d.Channel), wire.Encode(d)), opts...); err != nil {
+		return err
+	}
+	if why == "" || why == "retry" {
+		return nil
+	}
+	summary := fmt.Sprintf("message %s queued for %s: %s", d.Template, d.Channel, why)
+	outcome := herald.Outcome("")
+	if after > 0 {
+		outcome = herald.OutcomeDeferred
+		until := e.now().Add(after)
+		ref["until"] = until.UTC().Format(time.RFC3339)
+		summary = fmt.Sprintf("message %s by %s deferred until %s (%s)", d.Template, d.Channel, until.In(c.Location()).Format("2006-01-02 15:04 MST"), why)
+		e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeDeferred, why)
+	}
+	return e.st.Append(ctx, c.ID, herald.TimelineEntry{
+		Kind: herald.KindMessage, Channel: d.Channel, Outcome: outcome, Ref: d.MessageID, Data: ref,
+		Summary: withNote(summary, note),
+	})
+}
+
+func withNote(s, note string) string {
+	if note == "" {
+		return s
+	}
+	return s + "; " + note
+}
+
 // ledgerPatience bounds how long a worker keeps trying to record a send
-// the provider accepted; it stays well inside the delivery's claim (the
-// delivery timeout plus 10s), so no copy of the task can run meanwhile.
+// the provider accepted; it stays well inside the delivery's claim, so no
+// copy of the task can run meanwhile.
 const ledgerPatience = 8 * time.Second
 
-var deadSMTP = regexp.MustCompile(`^smtp 5\d\d 5\.1\.\d+`)
-
 // deadAddress reports a permanent failure that means the address no longer
-// exists: later messages to it are suppressed.
+// exists: later messages to it are suppressed. The rule per channel lives
+// with the channel.
 func deadAddress(ch herald.Channel, err error) bool {
-	r := herald.ErrorReason(err)
 	switch ch {
 	case herald.ChannelEmail:
-		return deadSMTP.MatchString(r)
+		return email.DeadAddress(err)
 	case herald.ChannelSlack:
-		return r == "slack account_inactive"
+		return herald.ErrorReason(err) == "slack account_inactive"
 	}
 	return false
 }
 
-// fallback enqueues the message on the next channel of d's fallback list.
+// fallback queues the message on the next channel of d's fallback list.
 func (e *Engine) fallback(ctx context.Context, c herald.Customer, d wire.Deliver, ref map[string]any) error {
 	if len(d.Fallback) == 0 {
 		return nil
 	}
 	next := d
-	next.Channel, next.Fallback = d.Fallback[0], slices.Clone(d.Fallback[1:])
-	if err := e.enqueueDelivery(ctx, next); err != nil {
-		return err
-	}
-	return e.st.Append(ctx, c.ID, herald.TimelineEntry{
-		Kind: herald.KindMessage, Channel: next.Channel, Ref: d.MessageID, Data: ref,
-		Summary: fmt.Sprintf("message %s falls back from %s to %s", d.Template, d.Channel, next.Channel),
-	})
+	next.Channel, next.Fallback, next.Defers = d.Fallback[0], slices.Clone(d.Fallback[1:]), 0
+	return e.queueDelivery(ctx, c, next, 0, "falls back from "+string(d.Channel), "", ref)
 }
 
-func (e *Engine) recordSent(ctx context.Context, dl *store.Delivery, d wire.Deliver, r herald.Receipt, locale string, ref map[string]any) error {
+func (e *Engine) recordSent(ctx context.Context, cl *store.Claim, d wire.Deliver, r herald.Receipt, locale string, ref map[string]any, note string) error {
 	if r.SentAt.IsZero() {
 		r.SentAt = e.now()
 	}
 	ref["provider_id"] = r.ProviderID
-	// The provider has the message: from here on, failing the task would
-	// send it again. The ledger and the timeline go in one transaction.
+	rec := store.SentRecord{
+		Channel: d.Channel, ProviderID: r.ProviderID, SentAt: r.SentAt.UTC(),
+		Workflow: d.WorkflowID, Journey: d.JourneyID, Step: d.StepID, Topic: d.Topic, Template: d.Template, Locale: locale,
+	}
+	summary := fmt.Sprintf("sent %s by %s (%s)", d.Template, d.Channel, locale)
+	if d.JourneyID != "" {
+		summary += fmt.Sprintf(", journey %s step %s", d.WorkflowID, d.StepID)
+	}
 	entry := herald.TimelineEntry{
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: herald.OutcomeSent, Ref: d.MessageID, Data: ref,
-		Summary: fmt.Sprintf("sent %s by %s (%s)", d.Template, d.Channel, locale),
+		Summary: withNote(summary, note),
 	}
-	first, err := dl.Finish(ctx, r, entry)
+	indexes := map[string]string{msgIndexKey(d.MessageID): d.CustomerID}
+	if d.Channel == herald.ChannelEmail && normMessageID(r.ProviderID) != "" {
+		indexes[emailIndexKey(r.ProviderID)] = d.CustomerID + "|" + d.MessageID
+	}
+	// The provider has the message: from here on, failing the task would
+	// send it again.
+	first, err := cl.Finish(ctx, rec, entry, indexes, sentTTL)
 	// Redis restarting or failing over: keep trying for a while (well inside
 	// the claim), since giving up here makes the retried task send again.
 	retried := false
 	for wait, until := 100*time.Millisecond, time.Now().Add(ledgerPatience); err != nil && time.Now().Before(until); wait = min(2*wait, time.Second) {
 		time.Sleep(wait)
 		retried = true
-		first, err = dl.Finish(context.WithoutCancel(ctx), r, entry)
+		first, err = cl.Finish(context.WithoutCancel(ctx), rec, entry, indexes, sentTTL)
 	}
 	if err != nil {
 		e.log.Error("ledger write failed after a successful send; a retry may send once more", "delivery", d.DeliveryID(), "err", err)
 		return herald.Temporary(err, "redis", 0)
 	}
 	if !first && !retried { // after a retry, the record may be our own lost reply
-		e.log.Warn("delivery sent twice: another worker recorded it first", "delivery", d.DeliveryID())
+		e.log.Warn("delivery sent twice: its claim ran out and another worker sent it too", "delivery", d.DeliveryID())
 	}
-	e.rememberSent(ctx, d, r, locale)
 	if t, ok := e.opt.Policy.Topics[d.Topic]; ok && t.Class != "" && e.capWindow(t.Class) > 0 {
 		if err := e.prefs.RecordSend(ctx, d.CustomerID, t.Class, r.SentAt); err != nil {
 			e.log.Error("record send for frequency caps", "customer", d.CustomerID, "err", err)
@@ -207,7 +343,7 @@ func (e *Engine) recordSent(ctx context.Context, dl *store.Delivery, d wire.Deli
 	return nil
 }
 
-func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.Deliver, o herald.Outcome, err error, ref map[string]any) {
+func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.Deliver, o herald.Outcome, err error, ref map[string]any, next string) {
 	reason := herald.ErrorReason(err)
 	if reason == "" {
 		reason = herald.ErrorCode(err)
@@ -221,7 +357,7 @@ func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.De
 	e.log.Warn("delivery failed", "delivery", d.DeliveryID(), "customer", c.ID, "channel", d.Channel, "outcome", o, "reason", reason)
 	if aerr := e.st.Append(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: o, Reason: reason, Ref: d.MessageID, Data: data,
-		Summary: fmt.Sprintf("%s by %s failed (%s): %s", d.Template, d.Channel, o, herald.ErrorMessage(err)),
+		Summary: withNote(fmt.Sprintf("%s by %s failed (%s): %s", d.Template, d.Channel, o, herald.ErrorMessage(err)), next),
 	}); aerr != nil {
 		e.log.Error("timeline append", "customer", c.ID, "err", aerr)
 	}
@@ -242,4 +378,58 @@ func (e *Engine) links(c herald.Customer, topic string) links {
 		})
 	}
 	return l
+}
+
+// Channel health: how many sends a channel may have in flight in this
+// process, and whether recent temporary failures mark it degraded. A
+// degraded or full channel gets its deliveries queued instead of sent
+// inline, so a slow or failing provider never holds up orchestration or the
+// other channel.
+const (
+	degradeAfter = 3                // consecutive temporary failures
+	degradeFor   = 10 * time.Second // after the last of them
+)
+
+type channelHealth struct {
+	slots chan struct{}
+	mu    sync.Mutex
+	fails int
+	last  time.Time
+}
+
+func newChannelHealth(concurrency int) *channelHealth {
+	return &channelHealth{slots: make(chan struct{}, max(1, concurrency))}
+}
+
+// degraded says why inline sends should not be tried now ("" when they may).
+func (h *channelHealth) degraded(now time.Time) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.fails >= degradeAfter && now.Sub(h.last) < degradeFor {
+		return fmt.Sprintf("the channel is degraded (%d temporary failures in a row)", h.fails)
+	}
+	return ""
+}
+
+// take reserves an in-flight slot; busy when all are taken.
+func (h *channelHealth) take() (release func(), busy bool) {
+	select {
+	case h.slots <- struct{}{}:
+		return func() { <-h.slots }, false
+	default:
+		return func() {}, true
+	}
+}
+
+func (h *channelHealth) success() {
+	h.mu.Lock()
+	h.fails = 0
+	h.mu.Unlock()
+}
+
+func (h *channelHealth) failure(now time.Time) {
+	h.mu.Lock()
+	h.fails++
+	h.last = now
+	h.mu.Unlock()
 }

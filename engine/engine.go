@@ -43,8 +43,14 @@ type Options struct {
 	// SlackUpdater shows a pressed button's choice in its Slack message
 	// (nil: messages are left as they are).
 	SlackUpdater MessageUpdater
-	// DeliveryTimeout bounds one provider call (whole seconds; default 60s).
+	// DeliveryTimeout bounds one provider call (whole seconds; default
+	// 30s). A task that may call a provider runs at most this plus
+	// SendReserve.
 	DeliveryTimeout time.Duration
+	// ChannelConcurrency is how many sends one channel may have in flight
+	// in this process (default 16); past it, deliveries are queued rather
+	// than made inline, so a slow provider cannot take every worker.
+	ChannelConcurrency int
 	MaxRetry        int           // default 12
 	RetryBase       time.Duration // first retry delay, doubling; default 10s
 	RetryMax        time.Duration // default 1h
@@ -69,6 +75,9 @@ type Engine struct {
 	now       func() time.Time
 	// sources remembers workflow versions whose source is stored.
 	sources sync.Map
+	// health is each channel's in-process state (in-flight sends, recent
+	// failures); read-only map after New.
+	health map[herald.Channel]*channelHealth
 }
 
 // New builds an Engine. Call Close when done.
@@ -92,7 +101,10 @@ func New(opt Options) (*Engine, error) {
 		opt.TokenTTL = preferences.DefaultTokenTTL
 	}
 	if opt.DeliveryTimeout < time.Second {
-		opt.DeliveryTimeout = 60 * time.Second
+		opt.DeliveryTimeout = 30 * time.Second
+	}
+	if opt.ChannelConcurrency <= 0 {
+		opt.ChannelConcurrency = 16
 	}
 	if opt.MaxRetry == 0 {
 		opt.MaxRetry = 12
@@ -117,6 +129,10 @@ func New(opt Options) (*Engine, error) {
 		metrics: opt.Metrics,
 		log:     opt.Logger,
 		now:     opt.Now,
+		health:  map[herald.Channel]*channelHealth{},
+	}
+	for ch := range opt.Senders {
+		e.health[ch] = newChannelHealth(opt.ChannelConcurrency)
 	}
 	e.templates.Store(opt.Templates)
 	if opt.Workflows != nil {
@@ -231,7 +247,7 @@ func (e *Engine) Send(ctx context.Context, m wire.Message) (string, error) {
 	if !e.Templates().Has(m.Template) {
 		return "", herald.Errorf(herald.EInvalid, "unknown template %q", m.Template)
 	}
-	return m.ID, e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), asynq.TaskID("m:"+m.ID), asynq.Queue(e.Queue(m.Topic)))
+	return m.ID, e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), asynq.TaskID("m:"+m.ID), asynq.Queue(e.Queue(m.Topic)), e.taskTimeout())
 }
 
 func (e *Engine) enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.Option) error {

@@ -93,7 +93,7 @@ func setupWith(t *testing.T, concurrency int, templateDir string, opts ...func(*
 	t.Cleanup(func() { _ = b.e.Close() })
 
 	srv := asynq.NewServerFromRedisClient(b.rdb, asynq.Config{
-		Concurrency: concurrency, Queues: map[string]int{"critical": 3, "default": 2, "bulk": 1, "email": 2, "slack": 2},
+		Concurrency: concurrency, Queues: map[string]int{"critical": 3, "default": 2, "bulk": 1}, StrictPriority: true,
 		RetryDelayFunc: b.e.RetryDelay, IsFailure: b.e.IsFailure,
 		TaskCheckInterval: 50 * time.Millisecond, DelayedTaskCheckInterval: 200 * time.Millisecond,
 		LogLevel: asynq.FatalLevel,
@@ -230,14 +230,22 @@ func TestPermanentFailureFallsBackSuppressesAndArchives(t *testing.T) {
 	eventually(t, func() bool { return b.slack.Count() == 1 }, "falls back to Slack")
 	tl := b.timeline(t, "c1")
 	require.True(t, hasEntry(tl, herald.ChannelEmail, herald.OutcomeFailedPermanent, ""), "timeline shows the permanent failure")
-	eventually(t, func() bool {
-		tasks, _ := b.insp.ListArchivedTasks("email")
-		return len(tasks) == 1 && strings.Contains(tasks[0].LastErr, "5.1.1")
-	}, "the failed delivery stays visible in the archive")
-
 	ok, err := b.e.Preferences().IsSuppressed(context.Background(), herald.ChannelEmail, "ada@example.com")
 	require.NoError(t, err)
 	require.True(t, ok, "a 5.1.1 bounce suppresses the address")
+
+	// With no channel left to fall back to, the message itself is
+	// archived, visible in the dashboard with the reason.
+	b.smtp.SetFault(smtpserver.Fault{Stage: "RCPT", Code: 550, Enhanced: "5.7.1"})
+	b.customer(t, herald.Customer{ID: "c2", Email: "bob@example.com"})
+	id := send(t, b, wire.Message{CustomerID: "c2", Channels: []herald.Channel{herald.ChannelEmail}})
+	eventually(t, func() bool {
+		tasks, _ := b.insp.ListArchivedTasks("default")
+		return len(tasks) == 1 && tasks[0].ID == "m:"+id && strings.Contains(tasks[0].LastErr, "5.7.1")
+	}, "the failed message stays visible in the archive")
+	ok, err = b.e.Preferences().IsSuppressed(context.Background(), herald.ChannelEmail, "bob@example.com")
+	require.NoError(t, err)
+	require.False(t, ok, "a 5.7.1 refusal is about us, not the address")
 
 	b.smtp.SetFault(smtpserver.Fault{})
 	send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}})
@@ -267,13 +275,13 @@ func TestDuplicateDeliveryTaskSendsOnce(t *testing.T) {
 	d := wire.Deliver{MessageID: "m_dup", CustomerID: "c1", Channel: herald.ChannelEmail, Template: "hello", Topic: "onboarding", Data: map[string]any{"plan": "Pro"}}
 	cl := asynq.NewClientFromRedisClient(b.rdb)
 	for i := range 3 { // three copies under different task IDs, as after a crash or a replay
-		_, err := cl.Enqueue(asynq.NewTask(wire.DeliverType(herald.ChannelEmail), wire.Encode(d)), asynq.Queue("email"), asynq.TaskID("copy-"+string(rune('a'+i))))
+		_, err := cl.Enqueue(asynq.NewTask(wire.DeliverType(herald.ChannelEmail), wire.Encode(d)), asynq.Queue("default"), asynq.TaskID("copy-"+string(rune('a'+i))))
 		require.NoError(t, err)
 	}
 	eventually(t, func() bool { return b.smtp.Count() >= 1 }, "sent")
 	eventually(t, func() bool {
-		info, err := b.insp.GetQueueInfo("email")
-		return err == nil && info.Pending == 0 && info.Active == 0
+		info, err := b.insp.GetQueueInfo("default")
+		return err == nil && info.Pending == 0 && info.Active == 0 && info.Retry == 0 && info.ProcessedTotal >= 3
 	}, "all copies handled")
 	require.Equal(t, 1, b.smtp.Count(), "the ledger stops the copies")
 }
@@ -284,11 +292,11 @@ func TestMalformedPayloadIsArchivedWithClearError(t *testing.T) {
 	cl := asynq.NewClientFromRedisClient(b.rdb)
 	_, err := cl.Enqueue(asynq.NewTask(wire.TypeMessage, []byte(`{"id":"x","customer_id":"c1","template":"hello","topic":"onboarding","surprise":1}`)), asynq.Queue("default"))
 	require.NoError(t, err)
-	_, err = cl.Enqueue(asynq.NewTask(wire.DeliverType(herald.ChannelEmail), []byte(`not json`)), asynq.Queue("email"))
+	_, err = cl.Enqueue(asynq.NewTask(wire.DeliverType(herald.ChannelEmail), []byte(`not json`)), asynq.Queue("bulk"))
 	require.NoError(t, err)
 	eventually(t, func() bool {
 		a, _ := b.insp.ListArchivedTasks("default")
-		c, _ := b.insp.ListArchivedTasks("email")
+		c, _ := b.insp.ListArchivedTasks("bulk")
 		return len(a) == 1 && len(c) == 1 &&
 			strings.Contains(a[0].LastErr, `unknown field "surprise"`) && strings.Contains(c[0].LastErr, "malformed payload")
 	}, "bad payloads are archived at once with an error naming the problem")

@@ -22,7 +22,6 @@ import (
 const (
 	waitingKey   = "herald:journeys:waiting" // zset "<customer>|<journey>" scored by wake time
 	journeyTTL   = 90 * 24 * time.Hour       // finished journeys stay readable this long
-	lockTTL      = 30 * time.Second
 	watchdogLate = 30 * time.Second // default: a wake-up this far past due is repaired
 )
 
@@ -118,7 +117,7 @@ func (e *Engine) flushNotes(ctx context.Context, customerID string, n *notes) er
 // lock serialises journey changes of one customer across workers. A busy
 // lock makes the task wait a moment (not a failure).
 func (e *Engine) lock(ctx context.Context, customerID string) (func(), error) {
-	release, ok, err := e.st.Claim(ctx, customerID, "journeys", lockTTL)
+	release, ok, err := e.st.Claim(ctx, customerID, "journeys", e.claimTTL())
 	if err != nil {
 		return nil, herald.Temporary(err, "redis", 0)
 	}
@@ -136,6 +135,8 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if err := wire.Check("id", ev.ID, "customer_id", ev.CustomerID, "name", ev.Name); err != nil {
 		return skip(err)
 	}
+	ctx, cancel := e.taskBudget(ctx) // a step may send inline
+	defer cancel()
 	jb, err := e.beginJourneys(ctx, ev.CustomerID)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
@@ -217,7 +218,7 @@ func (e *Engine) beginJourneys(ctx context.Context, customerID string) (*journey
 	var cust *redis.StringCmd
 	var idx *redis.MapStringStringCmd
 	_, err := e.opt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		lock = p.SetNX(ctx, lk, token, lockTTL)
+		lock = p.SetNX(ctx, lk, token, e.claimTTL())
 		cust = p.Get(ctx, store.Key(customerID, "customer"))
 		idx = p.HGetAll(ctx, journeysKey(customerID))
 		return nil
@@ -310,12 +311,14 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 			Template: a.Template, Topic: w.Topic, Channels: chans, Mode: a.Mode, Data: next.Data,
 			WorkflowID: w.ID, JourneyID: next.JourneyID, StepID: a.StepID, Actor: "journey",
 		}
-		if err := e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), asynq.TaskID("m:"+m.ID), asynq.Queue(e.Queue(w.Topic))); err != nil {
-			return err
+		// The step's task sends the message itself. A message that fails
+		// for good is on the timeline; the journey goes on.
+		if err := e.runMessage(ctx, m); err != nil {
+			if !errors.Is(err, asynq.SkipRetry) {
+				return err
+			}
+			e.log.Warn("journey message not sent", "journey", next.JourneyID, "step", a.StepID, "err", err)
 		}
-		e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
-			Summary: fmt.Sprintf("journey %s step %s: send %s", w.ID, a.StepID, a.Template),
-			Data:    map[string]any{"workflow": w.ID, "step": a.StepID, "message": m.ID}})
 	}
 	for _, a := range actions {
 		switch a.Kind {
@@ -405,7 +408,18 @@ func ceilSecond(t time.Time) time.Time {
 func (e *Engine) scheduleWake(ctx context.Context, s workflows.State, at time.Time) error {
 	p := wire.Wake{JourneyID: s.JourneyID, CustomerID: s.CustomerID, WorkflowID: s.WorkflowID, Version: s.Version, StepID: s.Step, StepSeq: s.StepSeq}
 	return e.enqueue(ctx, asynq.NewTask(wire.TypeWake, wire.Encode(p)),
-		asynq.TaskID(WakeTaskID(s.JourneyID, s.StepSeq)), asynq.Queue(wire.QueueCritical), asynq.ProcessAt(ceilSecond(at)))
+		asynq.TaskID(WakeTaskID(s.JourneyID, s.StepSeq)), asynq.Queue(e.wakeQueue(s.WorkflowID)),
+		asynq.ProcessAt(ceilSecond(at)), e.taskTimeout())
+}
+
+// wakeQueue is the queue of a workflow's follow-ups: its topic's priority.
+func (e *Engine) wakeQueue(workflowID string) string {
+	if set := e.Workflows(); set != nil {
+		if w, ok := set.Get(workflowID); ok {
+			return e.Queue(w.Topic)
+		}
+	}
+	return wire.QueueDefault
 }
 
 // cancelWake deletes a pending follow-up. Failing is harmless: a wake-up
@@ -415,7 +429,7 @@ func (e *Engine) cancelWake(prev workflows.State) {
 		return
 	}
 	insp := asynq.NewInspectorFromRedisClient(e.opt.Redis)
-	if err := insp.DeleteTask(wire.QueueCritical, WakeTaskID(prev.JourneyID, prev.StepSeq)); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+	if err := insp.DeleteTask(e.wakeQueue(prev.WorkflowID), WakeTaskID(prev.JourneyID, prev.StepSeq)); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 		e.log.Debug("cancel wake-up", "journey", prev.JourneyID, "err", err)
 	}
 }
@@ -479,6 +493,8 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 	if err := wire.Check("journey", p.JourneyID, "customer_id", p.CustomerID, "workflow", p.WorkflowID); err != nil {
 		return skip(err)
 	}
+	ctx, cancel := e.taskBudget(ctx) // the step may send inline
+	defer cancel()
 	jb, err := e.beginJourneys(ctx, p.CustomerID)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
@@ -530,10 +546,11 @@ func (e *Engine) handleWatchdog(ctx context.Context, _ *asynq.Task) error {
 			continue
 		}
 		id := WakeTaskID(jid, s.StepSeq)
-		info, err := insp.GetTaskInfo(wire.QueueCritical, id)
+		q := e.wakeQueue(s.WorkflowID)
+		info, err := insp.GetTaskInfo(q, id)
 		switch {
 		case err == nil && info.State == asynq.TaskStateArchived:
-			err = insp.RunTask(wire.QueueCritical, id)
+			err = insp.RunTask(q, id)
 		case err == nil:
 			continue // scheduled, pending, active or retrying: alive
 		case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):

@@ -53,7 +53,7 @@ func startWaiting(t *testing.T, b *bundle) workflows.State {
 	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting")
 	j := journeys(t, b)[0]
 	eventually(t, func() bool {
-		_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(j.JourneyID, j.StepSeq))
+		_, err := b.insp.GetTaskInfo(b.e.Queue("onboarding"), engine.WakeTaskID(j.JourneyID, j.StepSeq))
 		return err == nil
 	}, "the follow-up is scheduled under its deterministic ID")
 	return j
@@ -95,7 +95,7 @@ func TestJourneyExitOnCancelsFollowUp(t *testing.T) {
 	js := []workflows.State{startWaiting(t, b)}
 	event(t, b, "subscription.purchased", nil)
 	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Status == workflows.StatusExited }, "exited")
-	_, err := b.insp.GetTaskInfo("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
+	_, err := b.insp.GetTaskInfo(b.e.Queue("onboarding"), engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
 	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the follow-up is deleted")
 	time.Sleep(3500 * time.Millisecond)
 	require.Equal(t, 1, b.smtp.Count())
@@ -138,7 +138,7 @@ func TestWatchdogRepairsDeletedWakeUp(t *testing.T) {
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
 	js := []workflows.State{startWaiting(t, b)}
-	require.NoError(t, b.insp.DeleteTask("critical", engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq)), "an operator deletes the follow-up by hand")
+	require.NoError(t, b.insp.DeleteTask(b.e.Queue("onboarding"), engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq)), "an operator deletes the follow-up by hand")
 	// Make it overdue past the watchdog's grace, then run the watchdog.
 	require.NoError(t, b.rdb.ZAdd(context.Background(), "herald:journeys:waiting", redisZ(time.Now().Add(-time.Minute), "c1|"+js[0].JourneyID)).Err())
 	cl := asynq.NewClientFromRedisClient(b.rdb)

@@ -2,19 +2,20 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
 )
 
-// handleMessage applies the contact policy to one message and enqueues a
-// delivery on the first allowed channel (mode first, with the rest as
-// fallback) or on every allowed channel (mode all).
+// handleMessage runs one message: the contact policy picks the channel, and
+// the same task delivers on it (see runMessage).
 func (e *Engine) handleMessage(ctx context.Context, t *asynq.Task) error {
 	var m wire.Message
 	if err := wire.Decode(t.Payload(), &m); err != nil {
@@ -23,13 +24,26 @@ func (e *Engine) handleMessage(ctx context.Context, t *asynq.Task) error {
 	if err := m.Validate(); err != nil {
 		return skip(err)
 	}
-	cust, err := e.st.Customer(ctx, m.CustomerID)
+	ctx, cancel := e.taskBudget(ctx)
+	defer cancel()
+	return e.runMessage(ctx, m)
+}
+
+// runMessage applies the contact policy to m and delivers it on the first
+// allowed channel (mode first, the rest kept as fallback) or on every allowed
+// channel (mode all). Each delivery is made inline when its channel is
+// healthy; a delivery task is queued only for a retry, a fallback, a deferral
+// or a degraded channel. A SkipRetry error means the message failed for
+// good and the timeline says why.
+func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
+	st, err := e.sendState(ctx, m.CustomerID, m.Topic)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			return skip(err)
 		}
 		return err
 	}
+	cust := st.Customer
 	ref := refData(m.WorkflowID, m.JourneyID, m.StepID)
 	ref["template"] = m.Template
 	ref["topic"] = m.Topic
@@ -37,10 +51,7 @@ func (e *Engine) handleMessage(ctx context.Context, t *asynq.Task) error {
 	if len(candidates) == 0 {
 		return e.suppressed(ctx, cust, m.ID, m.Topic, m.WorkflowID, "", preferences.Decision{Reason: "no_channel"}, ref)
 	}
-	dec, err := e.decide(ctx, cust, m.Topic, candidates)
-	if err != nil {
-		return err
-	}
+	dec := e.decide(st, m.Topic, candidates)
 	switch {
 	case dec.Reason != "" && !dec.NotBefore.IsZero() && !dec.Drop:
 		return e.deferMessage(ctx, cust, m, dec, ref)
@@ -51,34 +62,43 @@ func (e *Engine) handleMessage(ctx context.Context, t *asynq.Task) error {
 	if m.Mode != "all" {
 		chans = chans[:1]
 	}
+	note := ""
+	if m.Actor != "" && m.JourneyID == "" {
+		note = "by " + m.Actor
+	}
+	if len(dec.Skipped) > 0 {
+		note = joinNote(note, "skipped "+skippedText(dec.Skipped))
+	}
+	var failed error
 	for i, ch := range chans {
 		d := wire.Deliver{
 			MessageID: m.ID, CustomerID: m.CustomerID, Channel: ch,
 			Template: m.Template, Topic: m.Topic, Data: m.Data,
-			WorkflowID: m.WorkflowID, JourneyID: m.JourneyID, StepID: m.StepID,
+			WorkflowID: m.WorkflowID, JourneyID: m.JourneyID, StepID: m.StepID, Actor: m.Actor,
 		}
 		if m.Mode != "all" {
 			d.Fallback = slices.Clone(dec.Channels[i+1:])
 		}
-		if err := e.enqueueDelivery(ctx, d); err != nil {
-			return err
+		if err := e.deliver(ctx, st, d, true, note); err != nil {
+			if !errors.Is(err, asynq.SkipRetry) {
+				return err
+			}
+			failed = err
 		}
 	}
-	summary := fmt.Sprintf("message %s (%s) queued for %s", m.Template, m.Topic, joinChannels(chans))
-	if m.Actor != "" && m.JourneyID == "" {
-		summary += " by " + m.Actor
-	}
-	if len(dec.Skipped) > 0 {
-		summary += "; skipped " + skippedText(dec.Skipped)
-	}
-	return e.st.Append(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindMessage, Summary: summary, Ref: m.ID, Data: ref})
+	return failed
 }
 
-func (e *Engine) enqueueDelivery(ctx context.Context, d wire.Deliver) error {
-	return e.enqueue(ctx, asynq.NewTask(wire.DeliverType(d.Channel), wire.Encode(d)),
-		asynq.TaskID("d:"+d.DeliveryID()),
-		asynq.Queue(wire.DeliverQueue(d.Channel)),
-		asynq.Timeout(e.opt.DeliveryTimeout))
+// sendState reads the customer, their preferences and, when the topic's
+// class is capped, their recent sends: one round trip.
+func (e *Engine) sendState(ctx context.Context, customerID, topic string) (store.SendState, error) {
+	capKey, since := "", time.Time{}
+	if t, ok := e.opt.Policy.Topics[topic]; ok && t.Class != "" {
+		if per := e.capWindow(t.Class); per > 0 {
+			capKey, since = preferences.SendsKey(customerID, t.Class), e.now().Add(-per)
+		}
+	}
+	return e.st.LoadSendState(ctx, customerID, preferences.PrefsKey(customerID), capKey, since)
 }
 
 // available keeps the candidates herald has a sender for (all configured
@@ -97,23 +117,14 @@ func (e *Engine) available(candidates []herald.Channel) []herald.Channel {
 	return out
 }
 
-// decide loads what the contact policy needs and applies it.
-func (e *Engine) decide(ctx context.Context, c herald.Customer, topic string, candidates []herald.Channel) (preferences.Decision, error) {
-	now := e.now()
-	class, since := "", time.Time{}
-	if t, ok := e.opt.Policy.Topics[topic]; ok && t.Class != "" {
-		if per := e.capWindow(t.Class); per > 0 {
-			class, since = t.Class, now.Add(-per)
-		}
-	}
-	snap, err := e.prefs.Snapshot(ctx, c.ID, addresses(c), class, since)
-	if err != nil {
-		return preferences.Decision{}, err
-	}
+// decide applies the contact policy. Suppressed addresses are not known
+// here: the delivery checks its own address when it claims the send, in the
+// same round trip, and falls back if it is suppressed.
+func (e *Engine) decide(st store.SendState, topic string, candidates []herald.Channel) preferences.Decision {
 	return e.opt.Policy.Decide(preferences.Input{
-		Customer: c, Prefs: snap.Prefs, Topic: topic, Candidates: candidates, Now: now,
-		Suppressed: snap.Suppressed, RecentSends: snap.RecentSends,
-	}), nil
+		Customer: st.Customer, Prefs: st.Prefs, Topic: topic, Candidates: candidates, Now: e.now(),
+		RecentSends: st.RecentSends,
+	})
 }
 
 func (e *Engine) capWindow(class string) time.Duration {
@@ -152,7 +163,7 @@ func (e *Engine) deferMessage(ctx context.Context, c herald.Customer, m wire.Mes
 	at := dec.NotBefore.Add(time.Second) // asynq fires up to 1s early
 	err := e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)),
 		asynq.TaskID(fmt.Sprintf("m:%s:defer:%d", m.ID, m.Deferrals)),
-		asynq.Queue(e.Queue(m.Topic)), asynq.ProcessAt(at))
+		asynq.Queue(e.Queue(m.Topic)), asynq.ProcessAt(at), e.taskTimeout())
 	if err != nil {
 		return err
 	}
@@ -246,15 +257,14 @@ func skippedText(m map[herald.Channel]string) string {
 	return s
 }
 
-func joinChannels(cs []herald.Channel) string {
-	s := ""
-	for i, c := range cs {
-		if i > 0 {
-			s += ", "
-		}
-		s += string(c)
+func joinNote(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
 	}
-	return s
+	return a + "; " + b
 }
 
 func refData(workflow, journey, step string) map[string]any {

@@ -335,3 +335,13 @@ func (s *Store) Erase(ctx context.Context, customerID string, addresses map[hera
 	}
 	return nil
 }
+
+// PrefsKey is the Redis key of a customer's preferences, for readers that
+// fetch them together with other keys in one round trip.
+func PrefsKey(customerID string) string { return prefsKey(customerID) }
+
+// SendsKey is the Redis key of a customer's sends in a capped class.
+func SendsKey(customerID, class string) string { return sendsKey(customerID, class) }
+
+// SuppressKey is the Redis key of an address's suppression record.
+func SuppressKey(ch herald.Channel, address string) string { return suppressKey(ch, address) }

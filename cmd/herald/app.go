@@ -113,7 +113,8 @@ func (m *Main) Open(ctx context.Context) error {
 		PublicURL: c.HTTP.PublicURL, SigningKey: []byte(c.SigningKey.Reveal()), TokenTTL: c.TokenTTL,
 		UnsubscribeMailto: c.SMTP.UnsubscribeMailto, ReplyTo: c.SMTP.ReplyTo, ClickTracking: c.ClickTracking,
 		DeliveryTimeout: c.Worker.DeliveryTimeout, MaxRetry: c.Worker.MaxRetry,
-		RetryBase: c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
+		ChannelConcurrency: max(1, c.Worker.Concurrency*3/4),
+		RetryBase:          c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
 		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger, SlackUpdater: m.slackUpdater(),
 	})
 	if err != nil {
@@ -294,6 +295,7 @@ func (m *Main) Start(ctx context.Context) error {
 		m.server = asynq.NewServerFromRedisClient(m.Redis, asynq.Config{
 			Concurrency:              c.Worker.Concurrency,
 			Queues:                   c.Worker.Queues,
+			StrictPriority:           c.Worker.StrictPriority == nil || *c.Worker.StrictPriority,
 			RetryDelayFunc:           m.Engine.RetryDelay,
 			IsFailure:                m.Engine.IsFailure,
 			ShutdownTimeout:          c.Worker.ShutdownTimeout,
@@ -302,6 +304,11 @@ func (m *Main) Start(ctx context.Context) error {
 			Logger:                   asynqLogger{m.Logger},
 			ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 				id, _ := asynq.GetTaskID(ctx)
+				if !m.Engine.IsFailure(err) {
+					// Waiting for a busy customer or a quiet window: routine.
+					m.Logger.Debug("task put off", "type", t.Type(), "task_id", id, "reason", herald.ErrorMessage(err))
+					return
+				}
 				m.Logger.Warn("task failed", "type", t.Type(), "task_id", id, "code", herald.ErrorCode(err), "err", herald.ErrorMessage(err))
 			}),
 		})

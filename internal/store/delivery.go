@@ -5,90 +5,208 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/redis/go-redis/v9"
 )
 
-// Delivery is one delivery's bookkeeping, opened with BeginDelivery.
-type Delivery struct {
+// timelineSlack is how far a timeline may grow past TimelineCap before the
+// hot path trims it: one LTRIM every few dozen sends instead of one a send.
+const timelineSlack = 50
+
+// claimPrefix marks a ledger key that holds a claim (a delivery in
+// progress) rather than the record of a send, which is JSON.
+const claimPrefix = "c:"
+
+// LedgerKey is the key of a delivery's ledger record: its claim while the
+// delivery is in progress, the record of the send once it is made.
+func LedgerKey(customerID, deliveryID string) string { return Key(customerID, "ledger", deliveryID) }
+
+// SendState is what deciding and making a send needs to know about one
+// customer, read in one round trip.
+type SendState struct {
+	Customer herald.Customer
+	Prefs    herald.Preferences
+	// RecentSends are the customer's sends in the capped class, when asked.
+	RecentSends []time.Time
+}
+
+// LoadSendState reads the customer and their preferences (prefsKey) with one
+// MGET (both keys share the customer's slot) and, when capKey is set, the
+// sends recorded there since since, in the same round trip.
+func (s *Store) LoadSendState(ctx context.Context, customerID, prefsKey, capKey string, since time.Time) (SendState, error) {
+	var out SendState
+	if err := ValidID(customerID); err != nil {
+		return out, err
+	}
+	var vals *redis.SliceCmd
+	var sends *redis.StringSliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		vals = p.MGet(ctx, Key(customerID, "customer"), prefsKey)
+		if capKey != "" {
+			sends = p.ZRangeByScore(ctx, capKey, &redis.ZRangeBy{Min: strconv.FormatInt(since.UnixMilli(), 10), Max: "+inf"})
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return out, herald.Temporary(err, "redis", 0)
+	}
+	v := vals.Val()
+	cust, _ := v[0].(string)
+	if cust == "" {
+		return out, herald.Errorf(herald.ENotFound, "customer %q not found", customerID)
+	}
+	if err := json.Unmarshal([]byte(cust), &out.Customer); err != nil {
+		return out, &herald.Error{Code: herald.EInternal, Message: "customer " + customerID + " is corrupt", Err: err}
+	}
+	if p, _ := v[1].(string); p != "" {
+		if err := json.Unmarshal([]byte(p), &out.Prefs); err != nil {
+			return out, &herald.Error{Code: herald.EInternal, Message: "preferences of " + customerID + " are corrupt", Err: err}
+		}
+	}
+	if sends != nil {
+		for _, m := range sends.Val() {
+			if ns, err := strconv.ParseInt(m, 10, 64); err == nil {
+				if t := time.Unix(0, ns).UTC(); !t.Before(since) {
+					out.RecentSends = append(out.RecentSends, t)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// SentRecord is what the ledger keeps of a delivery the provider accepted:
+// enough to answer "was it sent?" and to match an acknowledgement (a Slack
+// button, a click, a reply) back to its message.
+type SentRecord struct {
+	Channel    herald.Channel `json:"ch"`
+	ProviderID string         `json:"pid,omitempty"`
+	SentAt     time.Time      `json:"at"`
+	Workflow   string         `json:"wf,omitempty"`
+	Journey    string         `json:"j,omitempty"`
+	Step       string         `json:"st,omitempty"`
+	Topic      string         `json:"tp,omitempty"`
+	Template   string         `json:"tm,omitempty"`
+	Locale     string         `json:"lc,omitempty"`
+}
+
+// Claim is one delivery's hold on its ledger key, taken with ClaimDelivery.
+type Claim struct {
 	s          *Store
 	customerID string
 	id         string
 	token      string
-	claimed    bool
-	// Sent is true when the ledger already records the delivery.
+	// Held is true when this worker holds the claim and may send.
+	Held bool
+	// Sent is true when the ledger already records the delivery: it must
+	// not be sent again.
 	Sent bool
-	// Customer is the customer's profile, read in the same round trip.
-	Customer herald.Customer
+	// Suppressed is true when the address asked about is suppressed.
+	Suppressed bool
 }
 
-// BeginDelivery claims a delivery (so copies of the task running at once
-// wait rather than race past the ledger), reads its ledger record and the
-// customer, in one round trip. Claimed is false when another worker holds
-// the claim; the claim expires after ttl if this worker dies.
-func (s *Store) BeginDelivery(ctx context.Context, customerID, deliveryID string, ttl time.Duration) (*Delivery, bool, error) {
-	d := &Delivery{s: s, customerID: customerID, id: deliveryID, token: NewID("")}
-	var claim *redis.BoolCmd
-	var ledger, cust *redis.StringCmd
+// ClaimDelivery takes the delivery's ledger key as a claim that expires after
+// ttl (so a worker that dies mid-send frees it), unless the key already holds
+// a claim (another copy of the task is sending: Held false) or the record of
+// the send (Sent true). suppressKey, when set, is checked in the same round
+// trip. One SET NX GET does claim and ledger check at once: no copy of the
+// task can slip between a check and a claim.
+func (s *Store) ClaimDelivery(ctx context.Context, customerID, deliveryID string, ttl time.Duration, suppressKey string) (*Claim, error) {
+	c := &Claim{s: s, customerID: customerID, id: deliveryID, token: NewID("")}
+	var set *redis.StatusCmd
+	var supp *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		claim = p.SetNX(ctx, Key(customerID, "claim", deliveryID), d.token, ttl)
-		ledger = p.Get(ctx, Key(customerID, "ledger", deliveryID))
-		cust = p.Get(ctx, Key(customerID, "customer"))
+		set = p.SetArgs(ctx, LedgerKey(customerID, deliveryID), claimPrefix+c.token, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
+		if suppressKey != "" {
+			supp = p.Exists(ctx, suppressKey)
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, false, herald.Temporary(err, "redis", 0)
+		return nil, herald.Temporary(err, "redis", 0)
 	}
-	d.claimed = claim.Val()
-	d.Sent = ledger.Err() == nil
-	switch b, err := cust.Bytes(); {
+	switch old, err := set.Result(); {
 	case errors.Is(err, redis.Nil):
-		d.Release(ctx)
-		return d, d.claimed, herald.Errorf(herald.ENotFound, "customer %q not found", customerID)
+		c.Held = true
 	case err != nil:
-		d.Release(ctx)
-		return d, d.claimed, herald.Temporary(err, "redis", 0)
-	default:
-		if err := json.Unmarshal(b, &d.Customer); err != nil {
-			d.Release(ctx)
-			return d, d.claimed, fmt.Errorf("decode customer %s: %w", customerID, err)
-		}
+		return nil, herald.Temporary(err, "redis", 0)
+	case !strings.HasPrefix(old, claimPrefix):
+		c.Sent = true
 	}
-	return d, d.claimed, nil
+	c.Suppressed = supp != nil && supp.Val() > 0
+	return c, nil
 }
 
-// Release gives the claim back (only if it is still ours).
-func (d *Delivery) Release(ctx context.Context) {
-	if !d.claimed {
+// Release gives the claim back (only if it is still ours), so a retry or
+// another channel's fallback can go ahead at once.
+func (c *Claim) Release(ctx context.Context) {
+	if !c.Held {
 		return
 	}
-	d.claimed = false
-	_ = releaseScript.Run(context.WithoutCancel(ctx), d.s.rdb, []string{Key(d.customerID, "claim", d.id)}, d.token).Err()
+	c.Held = false
+	_ = releaseScript.Run(context.WithoutCancel(ctx), c.s.rdb, []string{LedgerKey(c.customerID, c.id)}, claimPrefix+c.token).Err()
 }
 
-// Finish records the send in the ledger, appends the timeline entry and
-// drops the claim, in one transaction. first is false when the ledger
-// already had the delivery.
-func (d *Delivery) Finish(ctx context.Context, r herald.Receipt, e herald.TimelineEntry) (first bool, err error) {
+// Finish records the send in the ledger (replacing the claim), appends the
+// timeline entry and sets the global indexes (key → value, kept for
+// indexTTL), in one round trip. first is false when the key no longer held
+// our claim: the claim had run out and another worker may have sent too.
+func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEntry, indexes map[string]string, indexTTL time.Duration) (first bool, err error) {
 	if e.At.IsZero() {
-		e.At = d.s.now().UTC()
+		e.At = c.s.now().UTC()
 	}
-	rb, _ := json.Marshal(r)
+	rb, _ := json.Marshal(rec)
 	eb, _ := json.Marshal(e)
-	tl := Key(d.customerID, "timeline")
-	var set *redis.BoolCmd
-	_, err = d.s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		set = p.SetNX(ctx, Key(d.customerID, "ledger", d.id), rb, LedgerTTL)
-		p.LPush(ctx, tl, eb)
-		p.LTrim(ctx, tl, 0, TimelineCap-1)
-		p.Del(ctx, Key(d.customerID, "claim", d.id))
+	tl := Key(c.customerID, "timeline")
+	var set *redis.StatusCmd
+	var push *redis.IntCmd
+	// Not a transaction: the indexes live on other Cluster slots, and the
+	// ledger, written first, is what keeps a retry from sending again.
+	_, err = c.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		set = p.SetArgs(ctx, LedgerKey(c.customerID, c.id), rb, redis.SetArgs{Get: true, TTL: LedgerTTL})
+		push = p.LPush(ctx, tl, eb)
+		for k, v := range indexes {
+			p.Set(ctx, k, v, indexTTL)
+		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, err
 	}
-	d.claimed = false
-	return set.Val(), nil
+	c.Held = false
+	if push.Val() > TimelineCap+timelineSlack {
+		if err := c.s.rdb.LTrim(ctx, tl, 0, TimelineCap-1).Err(); err != nil {
+			return false, err
+		}
+	}
+	return set.Val() == claimPrefix+c.token, nil
+}
+
+// Sent returns the ledger records of a message's deliveries, per channel.
+func (s *Store) Sent(ctx context.Context, customerID, messageID string, channels []herald.Channel) (map[herald.Channel]SentRecord, error) {
+	keys := make([]string, len(channels))
+	for i, ch := range channels {
+		keys[i] = LedgerKey(customerID, messageID+":"+string(ch))
+	}
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, herald.Temporary(err, "redis", 0)
+	}
+	out := map[herald.Channel]SentRecord{}
+	for i, v := range vals {
+		b, _ := v.(string)
+		if b == "" || strings.HasPrefix(b, claimPrefix) {
+			continue
+		}
+		var r SentRecord
+		if err := json.Unmarshal([]byte(b), &r); err != nil {
+			return nil, fmt.Errorf("decode ledger %s: %w", keys[i], err)
+		}
+		out[channels[i]] = r
+	}
+	return out, nil
 }

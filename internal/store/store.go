@@ -23,9 +23,10 @@ import (
 // TimelineCap is how many timeline entries are kept per customer.
 const TimelineCap = 500
 
-// LedgerTTL is how long a sent delivery is remembered. Longer than any retry
-// schedule and asynq's retention, so a duplicate task always finds it.
-const LedgerTTL = 30 * 24 * time.Hour
+// LedgerTTL is how long a sent delivery is remembered: longer than any retry
+// schedule and asynq's retention, so a duplicate task always finds it, and
+// as long as a message can be acknowledged (a click, a reply, a button).
+const LedgerTTL = 90 * 24 * time.Hour
 
 var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$`)
 

@@ -32,9 +32,10 @@ const (
 // DeliverType is the task type delivering on channel ch.
 func DeliverType(ch herald.Channel) string { return TypeDeliverPref + string(ch) }
 
-// DeliverQueue is the queue of channel ch's deliveries: a slow provider only
-// backs up its own queue.
-func DeliverQueue(ch herald.Channel) string { return string(ch) }
+// Queues lists the priority queues, highest first. Workers take them in
+// strict order, so a required message (a password reset) never waits behind
+// lifecycle or bulk mail, at any stage: orchestration, delivery, retries.
+var Queues = []string{QueueCritical, QueueDefault, QueueBulk}
 
 // Message asks for one message to one customer.
 type Message struct {
@@ -64,6 +65,10 @@ type Deliver struct {
 	WorkflowID string           `json:"workflow,omitempty"`
 	JourneyID  string           `json:"journey,omitempty"`
 	StepID     string           `json:"step,omitempty"`
+	Actor      string           `json:"actor,omitempty"`
+	// Defers counts the times the delivery was put off for a provider rate
+	// limit; it names the next re-scheduled task.
+	Defers int `json:"defers,omitempty"`
 }
 
 // DeliveryID is the idempotency key of a message on a channel.

@@ -1,0 +1,616 @@
+package store_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/store"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+// claim takes the delivery's claim and requires that it is held.
+func (b bundle) claim(t *testing.T, customerID, deliveryID string, ttl time.Duration) *store.Claim {
+	t.Helper()
+	c, err := b.st.ClaimDelivery(b.ctx, customerID, deliveryID, ttl, "")
+	require.NoError(t, err)
+	require.True(t, c.Held, "claim of %s not held", deliveryID)
+	require.False(t, c.Sent)
+	return c
+}
+
+// finish records the send and requires that it was the first.
+func (b bundle) finish(t *testing.T, c *store.Claim, rec store.SentRecord) {
+	t.Helper()
+	first, err := c.Finish(b.ctx, rec, herald.TimelineEntry{Kind: herald.KindDelivery, Summary: "sent"}, nil, 0)
+	require.NoError(t, err)
+	require.True(t, first)
+}
+
+func (b bundle) ledger(t *testing.T, customerID, deliveryID string) store.SentRecord {
+	t.Helper()
+	raw, err := b.rdb.Get(b.ctx, store.LedgerKey(customerID, deliveryID)).Result()
+	require.NoError(t, err)
+	var rec store.SentRecord
+	require.NoError(t, json.Unmarshal([]byte(raw), &rec), "ledger holds %q", raw)
+	return rec
+}
+
+func TestClaimDelivery(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	key := store.LedgerKey("c1", "m1:email")
+
+	a := b.claim(t, "c1", "m1:email", time.Minute)
+
+	// Another copy of the task while the claim is held.
+	other, err := b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, "")
+	require.NoError(t, err)
+	require.False(t, other.Held)
+	require.False(t, other.Sent)
+	// Releasing a claim it never held changes nothing.
+	other.Release(b.ctx)
+	again, err := b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, "")
+	require.NoError(t, err)
+	require.False(t, again.Held)
+
+	// Other deliveries and customers are independent.
+	b.claim(t, "c1", "m1:slack", time.Minute)
+	b.claim(t, "c2", "m1:email", time.Minute)
+
+	a.Release(b.ctx)
+	require.False(t, a.Held)
+	require.False(t, b.exists(t, key))
+	a.Release(b.ctx) // twice is harmless
+
+	a = b.claim(t, "c1", "m1:email", time.Minute)
+	rec := store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "pid-1", SentAt: start, Workflow: "welcome", Topic: "onboarding", Template: "welcome", Locale: "en"}
+	first, err := a.Finish(b.ctx, rec, herald.TimelineEntry{Kind: herald.KindDelivery, Summary: "sent"}, nil, 0)
+	require.NoError(t, err)
+	require.True(t, first)
+	require.False(t, a.Held)
+	require.Equal(t, rec, b.ledger(t, "c1", "m1:email"))
+
+	// A Release after Finish (a deferred one) keeps the record.
+	a.Release(b.ctx)
+	require.Equal(t, rec, b.ledger(t, "c1", "m1:email"))
+
+	for range 3 {
+		c, err := b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, "")
+		require.NoError(t, err)
+		require.True(t, c.Sent)
+		require.False(t, c.Held)
+		c.Release(b.ctx)
+	}
+	require.Equal(t, rec, b.ledger(t, "c1", "m1:email"))
+}
+
+func TestClaimDeliveryTTL(t *testing.T) {
+	t.Parallel()
+	for _, ttl := range []time.Duration{100 * time.Millisecond, 1500 * time.Millisecond, 2 * time.Second, time.Minute} {
+		t.Run(ttl.String(), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			b.claim(t, "c1", "m1:email", ttl)
+			require.LessOrEqual(t, b.pttl(t, store.LedgerKey("c1", "m1:email")), ttl)
+		})
+	}
+}
+
+// A claim whose worker died runs out, and the delivery can be claimed again.
+func TestClaimDeliveryExpires(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	key := store.LedgerKey("c1", "m1:email")
+	dead := b.claim(t, "c1", "m1:email", 50*time.Millisecond)
+	require.Eventually(t, func() bool { return !b.exists(t, key) }, 10*time.Second, 5*time.Millisecond)
+
+	next := b.claim(t, "c1", "m1:email", time.Minute)
+	// The dead worker's handle must not release the new claim.
+	dead.Release(b.ctx)
+	require.True(t, b.exists(t, key))
+	c, err := b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, "")
+	require.NoError(t, err)
+	require.False(t, c.Held)
+	require.False(t, c.Sent)
+	b.finish(t, next, store.SentRecord{Channel: herald.ChannelEmail})
+}
+
+// A claim that ran out (deleted by hand here, as its expiry would) and was
+// taken by another worker: the first worker's Release leaves the other's
+// claim alone.
+func TestClaimDeliveryLostRelease(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	key := store.LedgerKey("c1", "m1:email")
+
+	slow := b.claim(t, "c1", "m1:email", time.Minute)
+	require.NoError(t, b.rdb.Del(b.ctx, key).Err())
+	fast := b.claim(t, "c1", "m1:email", time.Minute)
+
+	slow.Release(b.ctx)
+	require.True(t, b.exists(t, key), "a stale release dropped another worker's claim")
+	c, err := b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, "")
+	require.NoError(t, err)
+	require.False(t, c.Held)
+	require.False(t, c.Sent)
+
+	fast.Release(b.ctx)
+	require.False(t, b.exists(t, key))
+}
+
+// Finish reports first=false when the ledger key no longer held our claim:
+// the claim ran out (deleted by hand here) and another worker may have sent
+// too.
+func TestFinishNotFirst(t *testing.T) {
+	t.Parallel()
+	entry := herald.TimelineEntry{Kind: herald.KindDelivery, Summary: "sent"}
+	for _, tc := range []struct {
+		name string
+		// after our claim is gone: "claimed" (another worker holds it),
+		// "sent" (another worker finished), "" (nobody took it).
+		other string
+	}{
+		{"claim replaced by another worker's", "claimed"},
+		{"another worker sent", "sent"},
+		{"claim ran out, nobody took it", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			key := store.LedgerKey("c1", "m1:email")
+			slow := b.claim(t, "c1", "m1:email", time.Minute)
+			require.NoError(t, b.rdb.Del(b.ctx, key).Err())
+			switch tc.other {
+			case "claimed":
+				b.claim(t, "c1", "m1:email", time.Minute)
+			case "sent":
+				b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "fast"})
+			}
+
+			first, err := slow.Finish(b.ctx, store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "slow"}, entry, nil, 0)
+			require.NoError(t, err)
+			require.False(t, first, "Finish without our claim reported first")
+			require.False(t, slow.Held)
+			// The send is recorded all the same, and holds off later copies.
+			require.Equal(t, "slow", b.ledger(t, "c1", "m1:email").ProviderID)
+			require.Greater(t, b.pttl(t, key), time.Minute)
+			c, err := b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, "")
+			require.NoError(t, err)
+			require.True(t, c.Sent)
+			require.False(t, c.Held)
+		})
+	}
+}
+
+func TestClaimDeliverySuppressed(t *testing.T) {
+	t.Parallel()
+	const suppress = "herald:suppress:email:abc"
+	for _, tc := range []struct {
+		name        string
+		suppressKey string
+		suppressed  bool // whether suppress exists
+		state       string
+		want        bool
+	}{
+		{"no key asked", "", true, "fresh", false},
+		{"suppressed", suppress, true, "fresh", true},
+		{"not suppressed", suppress, false, "fresh", false},
+		{"other key suppressed", "herald:suppress:email:def", true, "fresh", false},
+		{"suppressed while held elsewhere", suppress, true, "held", true},
+		{"suppressed after send", suppress, true, "sent", true},
+		{"not suppressed after send", suppress, false, "sent", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			if tc.suppressed {
+				require.NoError(t, b.rdb.Set(b.ctx, suppress, "1", 0).Err())
+			}
+			switch tc.state {
+			case "held":
+				b.claim(t, "c1", "m1:email", time.Minute)
+			case "sent":
+				b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), store.SentRecord{Channel: herald.ChannelEmail})
+			}
+			c, err := b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, tc.suppressKey)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, c.Suppressed)
+			require.Equal(t, tc.state == "fresh", c.Held)
+			require.Equal(t, tc.state == "sent", c.Sent)
+		})
+	}
+}
+
+func TestClaimDeliveryRedisDown(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.srv.Stop()
+	for _, supp := range []string{"", "herald:suppress:x"} {
+		c, err := b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, supp)
+		require.Error(t, err, "claim while Redis is down: %+v", c)
+		require.Nil(t, c)
+		require.True(t, herald.IsTemporary(err), "got %v", err)
+	}
+}
+
+// A sent delivery whose task runs again later (a copy from asynq's retry
+// set, a duplicate enqueue) finds the ledger record every time, whatever
+// stale claim handles do in between, and never gets the claim.
+func TestClaimDeliveryAfterFinishAlwaysSent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	key := store.LedgerKey("c1", "m1:email")
+
+	// Workers whose claims ran out (deleted by hand, as expiry would) while
+	// they still hold their handles.
+	stale := make([]*store.Claim, 100)
+	for i := range stale {
+		stale[i] = b.claim(t, "c1", "m1:email", time.Minute)
+		require.NoError(t, b.rdb.Del(b.ctx, key).Err())
+	}
+	w := b.claim(t, "c1", "m1:email", time.Minute)
+	rec := store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "pid-1", SentAt: start}
+	b.finish(t, w, rec)
+	w.Release(b.ctx)
+
+	for i := range 100 {
+		c, err := b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, "")
+		require.NoError(t, err)
+		require.True(t, c.Sent, "run %d", i)
+		require.False(t, c.Held, "run %d", i)
+		c.Release(b.ctx)
+		stale[i].Release(b.ctx)
+		require.Equal(t, rec, b.ledger(t, "c1", "m1:email"), "run %d", i)
+	}
+	require.Greater(t, b.pttl(t, key), time.Minute, "the ledger record lost its TTL")
+}
+
+func TestClaimDeliveryRace(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const workers = 20
+
+	race := func(deliveryID string) (held, sent int) {
+		var nHeld, nSent atomic.Int32
+		var wg sync.WaitGroup
+		startCh := make(chan struct{})
+		errs := make(chan error, workers)
+		for range workers {
+			wg.Go(func() {
+				<-startCh
+				c, err := b.st.ClaimDelivery(b.ctx, "c1", deliveryID, time.Minute, "")
+				if err != nil {
+					errs <- err
+					return
+				}
+				if c.Held {
+					nHeld.Add(1)
+				}
+				if c.Sent {
+					nSent.Add(1)
+				}
+			})
+		}
+		close(startCh)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		return int(nHeld.Load()), int(nSent.Load())
+	}
+
+	held, sent := race("m1:email")
+	require.Equal(t, 1, held)
+	require.Zero(t, sent)
+
+	b.finish(t, b.claim(t, "c1", "m2:email", time.Minute), store.SentRecord{Channel: herald.ChannelEmail})
+	held, sent = race("m2:email")
+	require.Zero(t, held)
+	require.Equal(t, workers, sent)
+}
+
+func TestFinish(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.claim(t, "c1", "m1:email", time.Minute)
+	rec := store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<abc@mail>", SentAt: start}
+	indexes := map[string]string{
+		"herald:msg:m1":                          "c1",
+		"herald:mid:" + store.Hash("<abc@mail>"): "c1:m1:email",
+	}
+	b.clock.Advance(time.Second)
+	first, err := c.Finish(b.ctx, rec, herald.TimelineEntry{Kind: herald.KindDelivery, Summary: "email sent", Channel: herald.ChannelEmail, Outcome: "sent", Ref: "m1"}, indexes, time.Hour)
+	require.NoError(t, err)
+	require.True(t, first)
+
+	require.Equal(t, rec, b.ledger(t, "c1", "m1:email"))
+	ttl := b.pttl(t, store.LedgerKey("c1", "m1:email"))
+	require.LessOrEqual(t, ttl, store.LedgerTTL)
+	require.Greater(t, ttl, store.LedgerTTL-time.Hour)
+
+	for k, v := range indexes {
+		got, err := b.rdb.Get(b.ctx, k).Result()
+		require.NoError(t, err, k)
+		require.Equal(t, v, got)
+		require.LessOrEqual(t, b.pttl(t, k), time.Hour)
+	}
+
+	// A second delivery, with its own entry time.
+	c = b.claim(t, "c1", "m1:slack", time.Minute)
+	at := start.Add(-time.Minute)
+	first, err = c.Finish(b.ctx, store.SentRecord{Channel: herald.ChannelSlack}, herald.TimelineEntry{Kind: herald.KindDelivery, Summary: "slack sent", At: at}, nil, 0)
+	require.NoError(t, err)
+	require.True(t, first)
+
+	tl, err := b.st.Timeline(b.ctx, "c1", 0)
+	require.NoError(t, err)
+	require.Equal(t, []herald.TimelineEntry{
+		{Kind: herald.KindDelivery, Summary: "slack sent", At: at},
+		{Kind: herald.KindDelivery, Summary: "email sent", Channel: herald.ChannelEmail, Outcome: "sent", Ref: "m1", At: start.Add(time.Second)},
+	}, tl)
+	tl, err = b.st.Timeline(b.ctx, "c2", 0)
+	require.NoError(t, err)
+	require.Empty(t, tl)
+}
+
+func TestFinishRedisDown(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.claim(t, "c1", "m1:email", time.Minute)
+	b.srv.Stop()
+	first, err := c.Finish(b.ctx, store.SentRecord{}, herald.TimelineEntry{}, nil, 0)
+	require.Error(t, err)
+	require.False(t, first)
+}
+
+// The timeline grows at most timelineSlack (50) past TimelineCap on Finish,
+// which then trims it back to TimelineCap; Append keeps it at TimelineCap.
+func TestFinishTimelineBounded(t *testing.T) {
+	t.Parallel()
+	const slack = 50
+	for _, tc := range []struct {
+		name string
+		runs []run // f: Finish, a: Append, n times each
+	}{
+		{"finish only", []run{{'f', store.TimelineCap + 60}}},
+		{"finish past the cap then append", []run{{'f', store.TimelineCap + 40}, {'a', 1}, {'f', 60}}},
+		{"append to the cap then finish", []run{{'a', store.TimelineCap + 5}, {'f', slack + 5}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			key := store.Key("c1", "timeline")
+			want, n, trims := 0, 0, 0
+			for _, r := range tc.runs {
+				for range r.n {
+					n++
+					summary := strconv.Itoa(n)
+					switch r.op {
+					case 'f':
+						c := b.claim(t, "c1", "m"+summary+":email", time.Minute)
+						first, err := c.Finish(b.ctx, store.SentRecord{Channel: herald.ChannelEmail}, herald.TimelineEntry{Summary: summary}, nil, 0)
+						require.NoError(t, err)
+						require.True(t, first)
+						want++
+						if want > store.TimelineCap+slack {
+							want = store.TimelineCap
+							trims++
+						}
+					case 'a':
+						require.NoError(t, b.st.Append(b.ctx, "c1", herald.TimelineEntry{Summary: summary}))
+						want = min(want+1, store.TimelineCap)
+					}
+					got, err := b.rdb.LLen(b.ctx, key).Result()
+					require.NoError(t, err)
+					require.EqualValues(t, want, got, "after entry %d", n)
+					require.LessOrEqual(t, got, int64(store.TimelineCap+slack))
+				}
+			}
+			require.Positive(t, trims, "the case never trims")
+			tl, err := b.st.Timeline(b.ctx, "c1", 0)
+			require.NoError(t, err)
+			require.Len(t, tl, want)
+			for i, e := range tl {
+				require.Equal(t, strconv.Itoa(n-i), e.Summary, "entries are newest first and the oldest dropped")
+			}
+		})
+	}
+}
+
+type run struct {
+	op byte
+	n  int
+}
+
+func TestSent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	email := store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<1@mail>", SentAt: start, Workflow: "wf", Journey: "j1", Step: "s1", Topic: "news", Template: "t1", Locale: "pl"}
+	other := store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<2@mail>", SentAt: start.Add(time.Minute)}
+	b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), email)
+	b.claim(t, "c1", "m1:slack", time.Minute) // in progress
+	b.finish(t, b.claim(t, "c1", "m2:email", time.Minute), other)
+	b.finish(t, b.claim(t, "c2", "m1:slack", time.Minute), store.SentRecord{Channel: herald.ChannelSlack})
+	// A delivery ID that is not message:channel.
+	b.finish(t, b.claim(t, "c1", "m1", time.Minute), store.SentRecord{Channel: herald.ChannelSlack})
+
+	for _, tc := range []struct {
+		name     string
+		customer string
+		message  string
+		channels []herald.Channel
+		want     map[herald.Channel]store.SentRecord
+	}{
+		{"sent, in progress and missing", "c1", "m1", []herald.Channel{herald.ChannelEmail, herald.ChannelSlack, "sms"}, map[herald.Channel]store.SentRecord{herald.ChannelEmail: email}},
+		{"one channel", "c1", "m1", []herald.Channel{herald.ChannelEmail}, map[herald.Channel]store.SentRecord{herald.ChannelEmail: email}},
+		{"in progress only", "c1", "m1", []herald.Channel{herald.ChannelSlack}, map[herald.Channel]store.SentRecord{}},
+		{"another message", "c1", "m2", herald.Channels, map[herald.Channel]store.SentRecord{herald.ChannelEmail: other}},
+		{"unknown message", "c1", "m3", herald.Channels, map[herald.Channel]store.SentRecord{}},
+		{"another customer", "c2", "m1", herald.Channels, map[herald.Channel]store.SentRecord{herald.ChannelSlack: {Channel: herald.ChannelSlack}}},
+		{"unknown customer", "c3", "m1", herald.Channels, map[herald.Channel]store.SentRecord{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := b.st.Sent(b.ctx, tc.customer, tc.message, tc.channels)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+// A message with no channels (nothing could deliver it) has no sends: asking
+// is no error, least of all a temporary one that a caller would retry.
+func TestSentNoChannels(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	got, err := b.st.Sent(b.ctx, "c1", "m1", nil)
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
+
+func TestSentCorruptRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.rdb.Set(b.ctx, store.LedgerKey("c1", "m1:email"), "{not json", 0).Err())
+	_, err := b.st.Sent(b.ctx, "c1", "m1", herald.Channels)
+	require.Error(t, err)
+	require.False(t, herald.IsTemporary(err))
+}
+
+func TestSentRedisDown(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.srv.Stop()
+	_, err := b.st.Sent(b.ctx, "c1", "m1", herald.Channels)
+	require.Error(t, err)
+	require.True(t, herald.IsTemporary(err), "got %v", err)
+}
+
+func TestLoadSendState(t *testing.T) {
+	t.Parallel()
+	var (
+		prefsKey = store.Key("c1", "prefs")
+		capKey   = store.Key("c1", "cap", "marketing")
+		prefs    = herald.Preferences{
+			Channels:     map[herald.Channel]bool{herald.ChannelEmail: false},
+			ChannelOrder: []herald.Channel{herald.ChannelSlack, herald.ChannelEmail},
+			Topics:       map[string]bool{"news": false},
+			QuietHours:   &herald.QuietHours{Start: "22:00", End: "07:00"},
+			UpdatedAt:    start.Add(-time.Hour),
+		}
+		since = start // not on a millisecond: 09:26:53.589793238
+		// Sends around since: one in the same millisecond but before it.
+		sends = []time.Time{
+			since.Add(-time.Hour),
+			since.Truncate(time.Millisecond),
+			since,
+			since.Add(time.Microsecond),
+			since.Add(30 * time.Minute),
+		}
+	)
+	prefsJSON, err := json.Marshal(prefs)
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name     string
+		id       string
+		customer bool
+		prefs    string
+		capKey   string
+		sends    bool
+		wantCode string
+		want     func(c herald.Customer) store.SendState
+	}{
+		{
+			name: "customer, preferences and sends", id: "c1", customer: true, prefs: string(prefsJSON), capKey: capKey, sends: true,
+			want: func(c herald.Customer) store.SendState {
+				return store.SendState{Customer: c, Prefs: prefs, RecentSends: []time.Time{since, since.Add(time.Microsecond), since.Add(30 * time.Minute)}}
+			},
+		},
+		{
+			name: "no cap asked", id: "c1", customer: true, prefs: string(prefsJSON), sends: true,
+			want: func(c herald.Customer) store.SendState { return store.SendState{Customer: c, Prefs: prefs} },
+		},
+		{
+			name: "no sends recorded", id: "c1", customer: true, prefs: string(prefsJSON), capKey: capKey,
+			want: func(c herald.Customer) store.SendState { return store.SendState{Customer: c, Prefs: prefs} },
+		},
+		{
+			name: "no preferences", id: "c1", customer: true, capKey: capKey, sends: true,
+			want: func(c herald.Customer) store.SendState {
+				return store.SendState{Customer: c, RecentSends: []time.Time{since, since.Add(time.Microsecond), since.Add(30 * time.Minute)}}
+			},
+		},
+		{name: "unknown customer", id: "c1", prefs: string(prefsJSON), capKey: capKey, sends: true, wantCode: herald.ENotFound},
+		{name: "corrupt preferences", id: "c1", customer: true, prefs: `{"channels":`, wantCode: herald.EInternal},
+		{name: "preferences of the wrong shape", id: "c1", customer: true, prefs: `{"channels":["email"]}`, wantCode: herald.EInternal},
+		{name: "invalid id", id: "c1}x", customer: true, prefs: string(prefsJSON), wantCode: herald.EInvalid},
+		{name: "empty id", id: "", wantCode: herald.EInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			var cust herald.Customer
+			if tc.customer {
+				cust, _, err = b.st.UpsertCustomer(b.ctx, herald.Customer{ID: "c1", Email: "ada@example.com", Locale: "pl", Attributes: map[string]any{"plan": "pro"}})
+				require.NoError(t, err)
+			}
+			if tc.prefs != "" {
+				require.NoError(t, b.rdb.Set(b.ctx, prefsKey, tc.prefs, 0).Err())
+			}
+			if tc.sends {
+				zs := []redis.Z{{Score: float64(since.UnixMilli()), Member: "not a time"}}
+				for _, s := range sends {
+					zs = append(zs, redis.Z{Score: float64(s.UnixMilli()), Member: strconv.FormatInt(s.UnixNano(), 10)})
+				}
+				require.NoError(t, b.rdb.ZAdd(b.ctx, capKey, zs...).Err())
+			}
+
+			got, err := b.st.LoadSendState(b.ctx, tc.id, prefsKey, tc.capKey, since)
+			if tc.wantCode != "" {
+				require.Error(t, err)
+				require.Equal(t, tc.wantCode, herald.ErrorCode(err), "got %v", err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want(cust), got)
+		})
+	}
+}
+
+func TestLoadSendStateCorruptCustomer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.rdb.Set(b.ctx, store.Key("c1", "customer"), "{", 0).Err())
+	_, err := b.st.LoadSendState(b.ctx, "c1", store.Key("c1", "prefs"), "", start)
+	require.Equal(t, herald.EInternal, herald.ErrorCode(err))
+	var he *herald.Error
+	require.ErrorAs(t, err, &he, "want a *herald.Error, got %T", err)
+}
+
+func TestLoadSendStateRedisDown(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.srv.Stop()
+	for _, capKey := range []string{"", store.Key("c1", "cap", "x")} {
+		_, err := b.st.LoadSendState(b.ctx, "c1", store.Key("c1", "prefs"), capKey, start)
+		require.Error(t, err)
+		require.True(t, herald.IsTemporary(err), "got %v", err)
+	}
+}
+
+func TestLedgerKeyHoldsOneDelivery(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), store.SentRecord{Channel: herald.ChannelEmail})
+	keys, err := b.rdb.Keys(b.ctx, "*ledger*").Result()
+	require.NoError(t, err)
+	require.Equal(t, []string{fmt.Sprintf("herald:{c:%s}:ledger:%s", "c1", "m1:email")}, keys)
+}
