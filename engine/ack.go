@@ -64,7 +64,6 @@ func msgIndexKey(messageID string) string { return "herald:msg:" + messageID }
 // emailIndexKey maps an email Message-ID (hashed) to "<customer>|<message>".
 func emailIndexKey(rfcID string) string { return "herald:msgid:" + store.Hash(normMessageID(rfcID)) }
 
-
 // normMessageID returns "<local@domain>" for a Message-ID with or without
 // angle brackets ("" if it is none).
 func normMessageID(s string) string {

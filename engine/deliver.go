@@ -44,7 +44,9 @@ func (e *Engine) taskTimeout() asynq.Option {
 
 // claimTTL is how long a delivery's claim outlives a worker that died
 // holding it: past any handler's budget, so no live copy is overtaken.
-func (e *Engine) claimTTL() time.Duration { return e.opt.DeliveryTimeout + SendReserve + 10*time.Second }
+func (e *Engine) claimTTL() time.Duration {
+	return e.opt.DeliveryTimeout + SendReserve + 10*time.Second
+}
 
 // handleDeliver runs a queued delivery: a retry, a fallback, a deferral or
 // a delivery put aside while its channel was degraded.

@@ -51,12 +51,12 @@ type Options struct {
 	// in this process (default 16); past it, deliveries are queued rather
 	// than made inline, so a slow provider cannot take every worker.
 	ChannelConcurrency int
-	MaxRetry        int           // default 12
-	RetryBase       time.Duration // first retry delay, doubling; default 10s
-	RetryMax        time.Duration // default 1h
-	Metrics         *Metrics      // nil: a private registry
-	Logger          *slog.Logger
-	Now             func() time.Time
+	MaxRetry           int           // default 12
+	RetryBase          time.Duration // first retry delay, doubling; default 10s
+	RetryMax           time.Duration // default 1h
+	Metrics            *Metrics      // nil: a private registry
+	Logger             *slog.Logger
+	Now                func() time.Time
 	// WatchdogLate is how far past due a journey follow-up must be before
 	// the watchdog re-arms it; default 30s.
 	WatchdogLate time.Duration

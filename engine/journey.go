@@ -22,7 +22,7 @@ import (
 const (
 	waitingKey   = "herald:journeys:waiting" // zset "<customer>|<journey>" scored by wake time
 	journeyTTL   = 90 * 24 * time.Hour       // finished journeys stay readable this long
-	watchdogLate = 30 * time.Second // default: a wake-up this far past due is repaired
+	watchdogLate = 30 * time.Second          // default: a wake-up this far past due is repaired
 )
 
 func journeyKey(customerID, journeyID string) string {
