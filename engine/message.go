@@ -64,7 +64,7 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 	}
 	note := ""
 	if m.Actor != "" && m.JourneyID == "" {
-		note = "by " + m.Actor
+		note = "asked by " + m.Actor
 	}
 	if len(dec.Skipped) > 0 {
 		note = joinNote(note, "skipped "+skippedText(dec.Skipped))

@@ -135,7 +135,7 @@ func TestDevQuickStart(t *testing.T) {
 	}
 	require.Contains(t, strings.Join(all, "\n"), "journey trial-onboarding")
 	require.Contains(t, strings.Join(all, "\n"), "event trial.started from dev", "the API token's name is on the timeline")
-	require.Contains(t, strings.Join(all, "\n"), "queued for email by dev")
+	require.Contains(t, strings.Join(all, "\n"), "sent welcome by email (en); asked by dev")
 }
 
 // TestWorkerRefusesInvalidContent: a worker never runs an invalid workflow.
