@@ -39,7 +39,12 @@ type Config struct {
 	From string
 	// Pool is how many connections are kept open and reused; default 4.
 	Pool int
-	// Timeout bounds each SMTP operation (dial, one message); default 30s.
+	// Timeout bounds each SMTP operation (dial, the check of an idle
+	// connection, one message from MAIL FROM to the server's verdict);
+	// default 30s. A message under way is cut off by Timeout only, not by
+	// the caller's context, so a Send does not start one with less than
+	// min(Timeout, 5s, half the time it was given) left before its
+	// context's deadline.
 	Timeout time.Duration
 	// HELO is the name given in EHLO; default the machine's host name.
 	HELO string

@@ -23,8 +23,9 @@ var (
 //
 // go-mail reports a dropped connection as a SendError with IsTemp()==false
 // and no reply code, and a refused dial as a plain error: neither is the
-// server's verdict on the message, so both are temporary. Only a 5xx reply is
-// permanent.
+// server's verdict on the message, so both are temporary ("smtp
+// connection"), as is a server that stopped answering within Config.Timeout
+// ("smtp timeout"). Only a 5xx reply is permanent.
 func (s *Sender) classify(err error) *herald.Error {
 	code, enh := 0, ""
 	var se *gomail.SendError
@@ -52,6 +53,9 @@ func (s *Sender) classify(err error) *herald.Error {
 	case 4:
 		return s.redact(herald.Temporary(err, reason(code, enh), 0))
 	default:
+		if isTimeout(err) {
+			return s.redact(herald.Temporary(err, "smtp timeout", 0))
+		}
 		return s.redact(herald.Temporary(err, "smtp connection", 0))
 	}
 }
@@ -81,24 +85,36 @@ func (s *Sender) redact(e *herald.Error) *herald.Error {
 	return e
 }
 
-// DeadAddress reports whether err is the server saying the recipient's
-// address does not exist (a permanent reply with enhanced status 5.1.x at
-// RCPT or DATA), so the address can be suppressed. Sender-address codes
-// (5.1.7, 5.1.8) and replies to MAIL FROM are about our From, not the
-// customer, and do not count.
+// deadStatus are the enhanced status codes of RFC 3463 that say the
+// recipient's address itself is no good: X.1.1 bad destination mailbox
+// address, X.1.2 bad destination system address, X.1.3 bad destination
+// mailbox address syntax, X.1.4 destination mailbox address ambiguous, X.1.5
+// destination mailbox address valid (sent with a 5xx, the mailbox cannot
+// take mail), X.1.6 destination mailbox has moved, no forwarding address.
+// X.1.0 (other address status) says too little, X.1.7 and X.1.8 are about
+// our sender address, and X.1.9 and above are not about a dead address.
+var deadStatus = map[string]bool{
+	"5.1.1": true, "5.1.2": true, "5.1.3": true,
+	"5.1.4": true, "5.1.5": true, "5.1.6": true,
+}
+
+// DeadAddress reports whether err is the server saying that the recipient's
+// address does not exist or cannot be used, so that later mail to it can be
+// suppressed: a permanent (5xx) reply to RCPT TO whose enhanced status code
+// is 5.1.1 to 5.1.6 (see deadStatus). It is false for every other error:
+// replies to MAIL FROM or after DATA, even with those codes (they are about
+// our sender or the message, and a server's choice of code there is not
+// reliable enough to stop mailing a customer); 5.1.0, 5.1.7, 5.1.8 and
+// 5.1.9 and above; other classes such as 5.7.x policy refusals; every 4xx
+// reply; replies without an enhanced code (go-mail reads it only from
+// servers that advertise ENHANCEDSTATUSCODES); lost connections and
+// timeouts.
+// err may be the *herald.Error Send returns, wrapped any number of times
+// (errors.As finds go-mail's error through it).
 func DeadAddress(err error) bool {
 	var se *gomail.SendError
-	if !errors.As(err, &se) || se.ErrorCode()/100 != 5 {
+	if !errors.As(err, &se) || se.Reason != gomail.ErrSMTPRcptTo || se.ErrorCode()/100 != 5 {
 		return false
 	}
-	switch se.Reason {
-	case gomail.ErrSMTPRcptTo, gomail.ErrSMTPData, gomail.ErrSMTPDataClose:
-	default:
-		return false
-	}
-	enh := se.EnhancedStatusCode()
-	if !strings.HasPrefix(enh, "5.1.") {
-		return false
-	}
-	return enh != "5.1.7" && enh != "5.1.8"
+	return deadStatus[se.EnhancedStatusCode()]
 }

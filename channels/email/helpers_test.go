@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/channels/email"
@@ -63,4 +64,11 @@ func message(mods ...func(*herald.Message)) herald.Message {
 		mod(&m)
 	}
 	return m
+}
+
+// waiting waits until n sessions of srv are held by a Delay or Hang fault.
+func waiting(t *testing.T, srv *smtpserver.Server, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return srv.Waiting() == n }, 10*time.Second, 5*time.Millisecond,
+		"want %d sessions held by the fault", n)
 }

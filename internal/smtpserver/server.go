@@ -43,10 +43,21 @@ type Received struct {
 	Path      string // the .eml file, when Options.Dir is set
 }
 
-// Fault makes the server refuse or drop messages until it is cleared with
-// SetFault(Fault{}). A Fault with Code 0 and Drop false is no fault.
+// Fault makes the server refuse, drop, delay or hold messages until it is
+// cleared with SetFault(Fault{}). A Fault with Code 0, Drop false, Delay 0
+// and Hang false is no fault.
+//
+// Delay and Hang make the server slow rather than wrong: the session waits
+// before it answers the stage, then answers as Code and Drop say, or
+// normally when neither is set. A waiting session is let go early by any
+// SetFault call (Fault{} included), after which it answers as its own fault
+// says, and by Down or Close, after which it hangs up without answering; so
+// Close never blocks on it. Waiting reports how many sessions are waiting.
 type Fault struct {
 	// Stage is where to answer: "MAIL", "RCPT" or "DATA" (default "DATA").
+	// At DATA the fault applies to the reply after the message body (the
+	// 354 has gone out already), so a delay there holds a client that has
+	// sent the whole message and waits for the verdict.
 	Stage string
 	// Code is the SMTP reply code, e.g. 421, 451, 550.
 	Code int
@@ -62,6 +73,18 @@ type Fault struct {
 	// Drop hangs up instead of answering. At DATA the whole message is read
 	// first, so the client cannot tell whether it was delivered.
 	Drop bool
+	// Delay waits this long before answering the stage: a slow server. With
+	// Code 0 and Drop false the answer is then the normal one.
+	Delay time.Duration
+	// Hang waits until the fault is replaced (SetFault) or the server goes
+	// Down or is Closed: a server that stops answering, for testing a
+	// client's timeouts. It takes precedence over Delay.
+	Hang bool
+}
+
+// active reports whether f changes anything.
+func (f Fault) active() bool {
+	return f.Code != 0 || f.Drop || f.Delay > 0 || f.Hang
 }
 
 // Server is a running in-process SMTP server.
@@ -80,6 +103,13 @@ type Server struct {
 	conns     int
 	fault     Fault
 	onReceive func(Received)
+	// released is closed, and replaced, by each SetFault: it lets go the
+	// sessions that wait out a Delay or Hang of the fault it was made with.
+	released chan struct{}
+	// down is closed by stop: it lets go the waiting sessions of the
+	// listener being stopped.
+	down    chan struct{}
+	waiting int
 }
 
 // Start listens on opts.Addr and serves until Close.
@@ -95,7 +125,7 @@ func Start(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("smtpserver: %w", err)
 		}
 	}
-	s := &Server{opts: opts, log: opts.Logger, addr: opts.Addr}
+	s := &Server{opts: opts, log: opts.Logger, addr: opts.Addr, released: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -115,7 +145,8 @@ func (s *Server) listen() error {
 	}
 	s.addr = l.Addr().String()
 
-	srv := smtp.NewServer(backend{s})
+	down := make(chan struct{})
+	srv := smtp.NewServer(backend{s: s, down: down})
 	srv.Domain = "localhost"
 	srv.MaxMessageBytes = 32 << 20
 	srv.MaxRecipients = 100
@@ -132,7 +163,7 @@ func (s *Server) listen() error {
 		defer close(served)
 		_ = srv.Serve(l)
 	}()
-	s.srv, s.ln, s.served = srv, l, served
+	s.srv, s.ln, s.served, s.down = srv, l, served, down
 	return nil
 }
 
@@ -141,12 +172,15 @@ func (s *Server) stop() error {
 	if s.srv == nil {
 		return nil
 	}
+	// Sessions waiting out a Delay or Hang hang up; go-smtp's Close does
+	// not wait for them, but they must not outlive the server.
+	close(s.down)
 	err := s.srv.Close()
 	// Close only knows listeners that Serve has registered; one that Serve
 	// has not reached yet must be closed here or Serve would never return.
 	_ = s.ln.Close()
 	<-s.served
-	s.srv, s.ln, s.served = nil, nil, nil
+	s.srv, s.ln, s.served, s.down = nil, nil, nil, nil
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
@@ -203,11 +237,23 @@ func (s *Server) OnReceive(f func(Received)) {
 	s.onReceive = f
 }
 
-// SetFault makes the server misbehave as f says; Fault{} clears it.
+// SetFault makes the server misbehave as f says; Fault{} clears it. Sessions
+// waiting out the previous fault's Delay or Hang are let go: each answers as
+// that fault says.
 func (s *Server) SetFault(f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fault = f
+	close(s.released)
+	s.released = make(chan struct{})
+}
+
+// Waiting is how many sessions are waiting out a fault's Delay or Hang right
+// now: a test waits for it to know that a client is being held.
+func (s *Server) Waiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting
 }
 
 // Down stops listening and drops every connection, as if the server had
@@ -239,35 +285,71 @@ func (s *Server) Close() error {
 	return s.stop()
 }
 
+// held is a fault to apply, with what ends its Delay or Hang early.
+type held struct {
+	Fault
+	released <-chan struct{}
+}
+
 // faultFor returns the fault to apply at stage for a message to rcpts.
-func (s *Server) faultFor(stage string, rcpts ...string) (Fault, bool) {
+func (s *Server) faultFor(stage string, rcpts ...string) (held, bool) {
 	s.mu.Lock()
-	f := s.fault
+	h := held{Fault: s.fault, released: s.released}
 	s.mu.Unlock()
-	if f.Code == 0 && !f.Drop {
-		return Fault{}, false
+	f := h.Fault
+	if !f.active() {
+		return held{}, false
 	}
 	want := f.Stage
 	if want == "" {
 		want = "DATA"
 	}
 	if !strings.EqualFold(want, stage) {
-		return Fault{}, false
+		return held{}, false
 	}
 	if (f.Rcpt == "" && len(f.Rcpts) == 0) || stage == "MAIL" {
-		return f, true
+		return h, true
 	}
 	for _, r := range rcpts {
 		if f.Rcpt != "" && strings.EqualFold(r, f.Rcpt) {
-			return f, true
+			return h, true
 		}
 		for _, fr := range f.Rcpts {
 			if strings.EqualFold(r, fr) {
-				return f, true
+				return h, true
 			}
 		}
 	}
-	return Fault{}, false
+	return held{}, false
+}
+
+// wait waits out h's Delay or Hang. It returns false when the listener the
+// session came from went down meanwhile.
+func (s *Server) wait(h held, down <-chan struct{}) bool {
+	if !h.Hang && h.Delay <= 0 {
+		return true
+	}
+	s.mu.Lock()
+	s.waiting++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.waiting--
+		s.mu.Unlock()
+	}()
+	var timeout <-chan time.Time
+	if !h.Hang {
+		t := time.NewTimer(h.Delay)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-timeout:
+	case <-h.released:
+	case <-down:
+		return false
+	}
+	return true
 }
 
 func (s *Server) record(from string, to []string, data []byte) (Received, error) {
@@ -307,18 +389,22 @@ func (s *Server) record(from string, to []string, data []byte) (Received, error)
 	return r, nil
 }
 
-type backend struct{ s *Server }
+type backend struct {
+	s    *Server
+	down <-chan struct{} // closed when the listener stops
+}
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	b.s.mu.Lock()
 	b.s.conns++
 	b.s.mu.Unlock()
-	return &session{s: b.s, conn: c}, nil
+	return &session{s: b.s, conn: c, down: b.down}, nil
 }
 
 type session struct {
 	s      *Server
 	conn   *smtp.Conn
+	down   <-chan struct{}
 	authed bool
 	from   string
 	to     []string
@@ -326,13 +412,17 @@ type session struct {
 
 var errDropped = errors.New("smtpserver: connection dropped on purpose")
 
-// answer turns a fault into the reply the client gets, or a hang-up.
-func (ss *session) answer(f Fault) error {
-	if f.Drop {
+// answer applies a fault: it waits out its Delay or Hang, then returns the
+// reply the client gets, hangs up, or returns nil to carry on normally.
+func (ss *session) answer(h held) error {
+	if !ss.s.wait(h, ss.down) || h.Drop {
 		_ = ss.conn.Conn().Close()
 		return errDropped
 	}
-	return &smtp.SMTPError{Code: f.Code, EnhancedCode: enhanced(f.Enhanced), Message: "Fault injected by smtpserver"}
+	if h.Code == 0 {
+		return nil
+	}
+	return &smtp.SMTPError{Code: h.Code, EnhancedCode: enhanced(h.Enhanced), Message: "Fault injected by smtpserver"}
 }
 
 func (ss *session) AuthMechanisms() []string {
@@ -359,16 +449,20 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	if ss.s.opts.Username != "" && !ss.authed {
 		return smtp.ErrAuthRequired
 	}
-	if f, ok := ss.s.faultFor("MAIL"); ok {
-		return ss.answer(f)
+	if h, ok := ss.s.faultFor("MAIL"); ok {
+		if err := ss.answer(h); err != nil {
+			return err
+		}
 	}
 	ss.from = from
 	return nil
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if f, ok := ss.s.faultFor("RCPT", to); ok {
-		return ss.answer(f)
+	if h, ok := ss.s.faultFor("RCPT", to); ok {
+		if err := ss.answer(h); err != nil {
+			return err
+		}
 	}
 	ss.to = append(ss.to, to)
 	return nil
@@ -379,8 +473,10 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if f, ok := ss.s.faultFor("DATA", ss.to...); ok {
-		return ss.answer(f)
+	if h, ok := ss.s.faultFor("DATA", ss.to...); ok {
+		if err := ss.answer(h); err != nil {
+			return err
+		}
 	}
 	to := make([]string, len(ss.to))
 	copy(to, ss.to)

@@ -269,3 +269,166 @@ func TestDownUp(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.Error(t, s.Up(), "a closed server stays closed")
 }
+
+// background runs x on its own connection and returns where its result
+// arrives.
+func background(t *testing.T, addr string, x exchange) <-chan result {
+	t.Helper()
+	c := dial(t, addr)
+	done := make(chan result, 1)
+	go func() {
+		stage, err := x.run(t, c)
+		done <- result{stage, err}
+	}()
+	return done
+}
+
+type result struct {
+	stage string
+	err   error
+}
+
+func waiting(t *testing.T, s *smtpserver.Server, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return s.Waiting() == n }, 10*time.Second, 5*time.Millisecond,
+		"want %d sessions held by the fault", n)
+}
+
+func TestFaultDelay(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		fault     smtpserver.Fault
+		wantStage string
+		wantCode  int
+		stored    int
+	}{
+		{"DataThenNormal", smtpserver.Fault{Stage: "DATA", Delay: 20 * time.Millisecond}, "", 0, 1},
+		{"MailThenNormal", smtpserver.Fault{Stage: "MAIL", Delay: 20 * time.Millisecond}, "", 0, 1},
+		{"RcptThenCode", smtpserver.Fault{Stage: "RCPT", Delay: 20 * time.Millisecond, Code: 550, Enhanced: "5.1.1"}, "RCPT", 550, 0},
+		{"DataThenDrop", smtpserver.Fault{Delay: 20 * time.Millisecond, Drop: true}, "DATA", 0, 0},
+		{"OtherRecipient", smtpserver.Fault{Stage: "RCPT", Delay: time.Hour, Rcpt: "x@example.com"}, "", 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t, smtpserver.Options{})
+			s.SetFault(tt.fault)
+			stage, err := exchange{}.run(t, dial(t, s.Addr()))
+			require.Equal(t, tt.wantStage, stage, "err: %v", err)
+			switch {
+			case tt.wantStage == "":
+				require.NoError(t, err)
+			case tt.wantCode != 0:
+				code, _ := smtpCode(t, err)
+				require.Equal(t, tt.wantCode, code)
+			default:
+				var se *smtp.SMTPError
+				require.False(t, errors.As(err, &se), "a drop gives no SMTP reply, got %v", err)
+			}
+			require.Equal(t, tt.stored, s.Count())
+			require.Equal(t, 0, s.Waiting())
+		})
+	}
+}
+
+func TestFaultHold(t *testing.T) {
+	t.Parallel()
+	// Each fault holds the session until let go; release then says how.
+	tests := []struct {
+		name      string
+		fault     smtpserver.Fault
+		release   func(*smtpserver.Server) error
+		wantStage string
+		wantCode  int
+		stored    int
+	}{
+		{"HangDataCleared", smtpserver.Fault{Stage: "DATA", Hang: true}, clearFault, "", 0, 1},
+		{"HangMailCleared", smtpserver.Fault{Stage: "MAIL", Hang: true}, clearFault, "", 0, 1},
+		{"HangRcptThenCode", smtpserver.Fault{Stage: "RCPT", Hang: true, Code: 451, Enhanced: "4.3.0"}, clearFault, "RCPT", 451, 0},
+		{"HangWinsOverDelay", smtpserver.Fault{Stage: "DATA", Hang: true, Delay: time.Millisecond}, clearFault, "", 0, 1},
+		{"LongDelayCleared", smtpserver.Fault{Stage: "DATA", Delay: time.Hour}, clearFault, "", 0, 1},
+		{"HangDataClosed", smtpserver.Fault{Stage: "DATA", Hang: true}, (*smtpserver.Server).Close, "DATA", 0, 0},
+		{"HangMailDown", smtpserver.Fault{Stage: "MAIL", Hang: true}, (*smtpserver.Server).Down, "MAIL", 0, 0},
+		{"DelayDataDown", smtpserver.Fault{Stage: "DATA", Delay: time.Hour}, (*smtpserver.Server).Down, "DATA", 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t, smtpserver.Options{})
+			s.SetFault(tt.fault)
+			done := background(t, s.Addr(), exchange{})
+			waiting(t, s, 1)
+			select {
+			case r := <-done:
+				t.Fatalf("the exchange ended while held: %q %v", r.stage, r.err)
+			default:
+			}
+
+			require.NoError(t, tt.release(s), "letting go never blocks on the held session")
+			r := <-done
+			require.Equal(t, tt.wantStage, r.stage, "err: %v", r.err)
+			switch {
+			case tt.wantStage == "":
+				require.NoError(t, r.err)
+			case tt.wantCode != 0:
+				code, _ := smtpCode(t, r.err)
+				require.Equal(t, tt.wantCode, code)
+			default:
+				var se *smtp.SMTPError
+				require.False(t, errors.As(r.err, &se), "a server going away gives no SMTP reply, got %v", r.err)
+			}
+			require.Equal(t, tt.stored, s.Count())
+			waiting(t, s, 0)
+		})
+	}
+}
+
+func clearFault(s *smtpserver.Server) error {
+	s.SetFault(smtpserver.Fault{})
+	return nil
+}
+
+func TestFaultHangTimesClientOut(t *testing.T) {
+	t.Parallel()
+	s := setup(t, smtpserver.Options{})
+	s.SetFault(smtpserver.Fault{Stage: "RCPT", Hang: true})
+
+	c := dial(t, s.Addr())
+	c.CommandTimeout = 100 * time.Millisecond
+	stage, err := exchange{}.run(t, c)
+	require.Equal(t, "RCPT", stage)
+	var ne net.Error
+	require.True(t, errors.As(err, &ne) && ne.Timeout(), "a hung server makes the client time out, got %v", err)
+	waiting(t, s, 1) // still hanging after the client gave up
+
+	// The server stays usable for other clients once the fault is gone.
+	s.SetFault(smtpserver.Fault{})
+	waiting(t, s, 0)
+	_, err = exchange{}.run(t, dial(t, s.Addr()))
+	require.NoError(t, err)
+	require.Equal(t, 1, s.Count())
+}
+
+func TestFaultHangDownUp(t *testing.T) {
+	t.Parallel()
+	s := setup(t, smtpserver.Options{})
+	s.SetFault(smtpserver.Fault{Stage: "DATA", Hang: true})
+	done := background(t, s.Addr(), exchange{})
+	waiting(t, s, 1)
+
+	require.NoError(t, s.Down())
+	r := <-done
+	require.Equal(t, "DATA", r.stage)
+	require.Error(t, r.err)
+	waiting(t, s, 0)
+
+	// Back up, the fault still holds new sessions until cleared.
+	require.NoError(t, s.Up())
+	done = background(t, s.Addr(), exchange{})
+	waiting(t, s, 1)
+	s.SetFault(smtpserver.Fault{})
+	r = <-done
+	require.NoError(t, r.err)
+	require.Equal(t, 1, s.Count(), "only the message let through after Up is stored")
+}
