@@ -188,6 +188,10 @@ func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEnt
 
 // Sent returns the ledger records of a message's deliveries, per channel.
 func (s *Store) Sent(ctx context.Context, customerID, messageID string, channels []herald.Channel) (map[herald.Channel]SentRecord, error) {
+	out := map[herald.Channel]SentRecord{}
+	if len(channels) == 0 {
+		return out, nil
+	}
 	keys := make([]string, len(channels))
 	for i, ch := range channels {
 		keys[i] = LedgerKey(customerID, messageID+":"+string(ch))
@@ -196,7 +200,6 @@ func (s *Store) Sent(ctx context.Context, customerID, messageID string, channels
 	if err != nil {
 		return nil, herald.Temporary(err, "redis", 0)
 	}
-	out := map[herald.Channel]SentRecord{}
 	for i, v := range vals {
 		b, _ := v.(string)
 		if b == "" || strings.HasPrefix(b, claimPrefix) {

@@ -93,7 +93,9 @@ func TestClaimDelivery(t *testing.T) {
 
 func TestClaimDeliveryTTL(t *testing.T) {
 	t.Parallel()
-	for _, ttl := range []time.Duration{100 * time.Millisecond, 1500 * time.Millisecond, 2 * time.Second, time.Minute} {
+	// Long enough that the claim is still there when its TTL is read; a
+	// fraction of a second is sent as PX, whole seconds as EX.
+	for _, ttl := range []time.Duration{10500 * time.Millisecond, 20 * time.Second, time.Hour} {
 		t.Run(ttl.String(), func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
@@ -167,9 +169,10 @@ func TestFinishNotFirst(t *testing.T) {
 			key := store.LedgerKey("c1", "m1:email")
 			slow := b.claim(t, "c1", "m1:email", time.Minute)
 			require.NoError(t, b.rdb.Del(b.ctx, key).Err())
+			var fast *store.Claim
 			switch tc.other {
 			case "claimed":
-				b.claim(t, "c1", "m1:email", time.Minute)
+				fast = b.claim(t, "c1", "m1:email", time.Minute)
 			case "sent":
 				b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "fast"})
 			}
@@ -185,6 +188,13 @@ func TestFinishNotFirst(t *testing.T) {
 			require.NoError(t, err)
 			require.True(t, c.Sent)
 			require.False(t, c.Held)
+
+			if fast != nil {
+				// The worker whose claim was overwritten is not first either.
+				first, err := fast.Finish(b.ctx, store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "fast"}, entry, nil, 0)
+				require.NoError(t, err)
+				require.False(t, first)
+			}
 		})
 	}
 }
@@ -231,7 +241,7 @@ func TestClaimDeliverySuppressed(t *testing.T) {
 func TestClaimDeliveryRedisDown(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.srv.Stop()
+	b.down(t)
 	for _, supp := range []string{"", "herald:suppress:x"} {
 		c, err := b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, supp)
 		require.Error(t, err, "claim while Redis is down: %+v", c)
@@ -365,7 +375,7 @@ func TestFinishRedisDown(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	c := b.claim(t, "c1", "m1:email", time.Minute)
-	b.srv.Stop()
+	b.down(t)
 	first, err := c.Finish(b.ctx, store.SentRecord{}, herald.TimelineEntry{}, nil, 0)
 	require.Error(t, err)
 	require.False(t, first)
@@ -487,7 +497,7 @@ func TestSentCorruptRecord(t *testing.T) {
 func TestSentRedisDown(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.srv.Stop()
+	b.down(t)
 	_, err := b.st.Sent(b.ctx, "c1", "m1", herald.Channels)
 	require.Error(t, err)
 	require.True(t, herald.IsTemporary(err), "got %v", err)
@@ -598,7 +608,7 @@ func TestLoadSendStateCorruptCustomer(t *testing.T) {
 func TestLoadSendStateRedisDown(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.srv.Stop()
+	b.down(t)
 	for _, capKey := range []string{"", store.Key("c1", "cap", "x")} {
 		_, err := b.st.LoadSendState(b.ctx, "c1", store.Key("c1", "prefs"), capKey, start)
 		require.Error(t, err)

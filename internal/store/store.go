@@ -83,25 +83,34 @@ func (s *Store) UpsertCustomer(ctx context.Context, c herald.Customer) (herald.C
 	now := s.now().UTC()
 	key := Key(c.ID, "customer")
 	created := false
-	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		old, err := getJSON[herald.Customer](ctx, tx, key)
-		switch {
-		case errors.Is(err, redis.Nil):
-			created = true
-			c.CreatedAt = now
-		case err != nil:
+	var err error
+	// Another writer between our read and write fails the transaction:
+	// read again and retry, as optimistic locking intends.
+	for attempt := 0; attempt < 16; attempt++ {
+		created = false
+		err = s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			old, err := getJSON[herald.Customer](ctx, tx, key)
+			switch {
+			case errors.Is(err, redis.Nil):
+				created = true
+				c.CreatedAt = now
+			case err != nil:
+				return err
+			default:
+				c.CreatedAt = old.CreatedAt
+			}
+			c.UpdatedAt = now
+			b, _ := json.Marshal(c)
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, key, b, 0)
+				return nil
+			})
 			return err
-		default:
-			c.CreatedAt = old.CreatedAt
+		}, key)
+		if !errors.Is(err, redis.TxFailedErr) {
+			break
 		}
-		c.UpdatedAt = now
-		b, _ := json.Marshal(c)
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, key, b, 0)
-			return nil
-		})
-		return err
-	}, key)
+	}
 	if err != nil {
 		return c, false, fmt.Errorf("store customer: %w", err)
 	}
@@ -203,6 +212,14 @@ func (s *Store) Claim(ctx context.Context, customerID, deliveryID string, ttl ti
 // releaseScript deletes a claim only if it is still ours.
 var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
+// idemKey names an idempotency record: keys are exact (unlike Hash, which
+// folds case and space for addresses), so "order-abc" and "order-ABC" are
+// two requests.
+func idemKey(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return "herald:idem:" + hex.EncodeToString(h[:])
+}
+
 // Idempotent stores the first answer for key and returns the earlier one on
 // a repeat. fingerprint identifies the request body: the same key with a
 // different body is an EConflict.
@@ -215,7 +232,7 @@ type Idempotent struct {
 // Remember stores rec under key for ttl unless a record is there; it returns
 // the stored record and whether it was already there.
 func (s *Store) Remember(ctx context.Context, key string, rec Idempotent, ttl time.Duration) (Idempotent, bool, error) {
-	k := "herald:idem:" + Hash(key)
+	k := idemKey(key)
 	b, _ := json.Marshal(rec)
 	ok, err := s.rdb.SetNX(ctx, k, b, ttl).Result()
 	if err != nil {
@@ -234,12 +251,12 @@ func (s *Store) Remember(ctx context.Context, key string, rec Idempotent, ttl ti
 // Settle replaces the record under key (the final answer after a pending one).
 func (s *Store) Settle(ctx context.Context, key string, rec Idempotent, ttl time.Duration) error {
 	b, _ := json.Marshal(rec)
-	return s.rdb.Set(ctx, "herald:idem:"+Hash(key), b, ttl).Err()
+	return s.rdb.Set(ctx, idemKey(key), b, ttl).Err()
 }
 
 // Forget drops an idempotency record (when the first attempt failed).
 func (s *Store) Forget(ctx context.Context, key string) error {
-	return s.rdb.Del(ctx, "herald:idem:"+Hash(key)).Err()
+	return s.rdb.Del(ctx, idemKey(key)).Err()
 }
 
 // SlackUsers caches email → Slack user ID lookups across workers; the key
