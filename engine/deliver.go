@@ -23,8 +23,9 @@ import (
 // have time, however long the provider takes.
 const SendReserve = 5 * time.Second
 
-// minSendTime is the least time a provider call is started with; with less
-// left, the delivery is queued (or retried) instead of being cut off.
+// minSendTime is the least time a provider call is started with (half the
+// delivery timeout when that is shorter); with less left, the delivery is
+// queued (or retried) instead of being cut off.
 const minSendTime = time.Second
 
 // maxDefers bounds how often one delivery is put off for a provider's rate
@@ -159,6 +160,7 @@ func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver
 	if dl, ok := ctx.Deadline(); ok {
 		budget = min(budget, time.Until(dl)-SendReserve)
 	}
+	enough := min(minSendTime, e.opt.DeliveryTimeout/2)
 	release, busy := h.take()
 	switch {
 	case busy && inline:
@@ -166,11 +168,11 @@ func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver
 		return e.queueDelivery(ctx, cust, d, 0, "every "+string(d.Channel)+" sender is busy", note, ref)
 	case busy:
 		return &waitError{reason: "every " + string(d.Channel) + " sender is busy", after: time.Second}
-	case budget < minSendTime && inline:
+	case budget < enough && inline:
 		release()
 		cl.Release(ctx)
 		return e.queueDelivery(ctx, cust, d, 0, "no time left in this task", note, ref)
-	case budget < minSendTime:
+	case budget < enough:
 		release()
 		return herald.Temporary(context.DeadlineExceeded, "no time left", 0)
 	}
@@ -197,7 +199,9 @@ func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver
 		return e.queueDelivery(ctx, cust, d, max(herald.RetryAfter(err), time.Second), "", note, ref)
 	}
 	if herald.IsTemporary(err) || errors.Is(err, context.DeadlineExceeded) {
-		h.failure(e.now())
+		if !errors.Is(err, email.ErrPoolWait) { // out of time here, not a provider failure
+			h.failure(e.now())
+		}
 		if inline {
 			cl.Release(ctx)
 			delay := e.RetryDelay(0, err, nil)

@@ -64,6 +64,7 @@ func setupWith(t *testing.T, concurrency int, templateDir string, opts ...func(*
 	ec, err := email.ParseURL(b.smtp.URL())
 	require.NoError(t, err)
 	ec.From = "Lumen <hello@lumen.example>"
+	ec.Timeout = 5 * time.Second // a hung server is cut off in tests' time
 	es, err := email.New(ec)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = es.Close() })

@@ -232,6 +232,13 @@ func (m *Main) senders() (map[herald.Channel]herald.Sender, error) {
 			return nil, fmt.Errorf("smtp.url (HERALD_SMTP_URL): %w", err)
 		}
 		ec.From = c.SMTP.From
+		// An SMTP transaction, once started, runs to its own timeout (cutting
+		// it off could leave a message delivered but reported failed): keep
+		// it inside the delivery timeout, so the outcome is still recorded
+		// within the task's time.
+		if ec.Timeout == 0 || ec.Timeout > c.Worker.DeliveryTimeout {
+			ec.Timeout = c.Worker.DeliveryTimeout
+		}
 		s, err := email.New(ec)
 		if err != nil {
 			return nil, err

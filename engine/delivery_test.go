@@ -1,0 +1,215 @@
+package engine_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/slackapi"
+	"github.com/heraldhq/herald/internal/smtpserver"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/stretchr/testify/require"
+)
+
+// A message is one task on the healthy path: nothing goes through a
+// delivery task, and the timeline has one line for it.
+func TestHealthyMessageIsOneTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	id := send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}, Actor: "api-test"})
+	eventually(t, func() bool { return hasEntry(b.timeline(t, "c1"), herald.ChannelEmail, herald.OutcomeSent, "") }, "sent")
+	var total int
+	for _, q := range wire.Queues {
+		info, err := b.insp.GetQueueInfo(q)
+		if err == nil {
+			total += info.ProcessedTotal
+		}
+	}
+	require.Equal(t, 1, total, "one task processed for one message")
+	tl := b.timeline(t, "c1")
+	require.Len(t, tl, 1)
+	require.Equal(t, id, tl[0].Ref)
+	require.Equal(t, "sent hello by email (en); asked by api-test", tl[0].Summary)
+}
+
+// Required topics go before marketing at every stage: with a backlog of
+// 5,000 bulk messages, a receipt overtakes it and reaches the SMTP server
+// behind at most the sends already in flight.
+func TestRequiredTopicOvertakesBulkBacklog(t *testing.T) {
+	t.Parallel()
+	const concurrency = 4
+	b := setupWith(t, concurrency, "testdata/templates")
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	ctx := context.Background()
+
+	var order atomic.Int64
+	var receiptAt atomic.Int64
+	received := make(chan time.Time, 1)
+	b.smtp.OnReceive(func(r smtpserver.Received) {
+		n := order.Add(1)
+		if strings.Contains(string(r.Data), "R-7") {
+			receiptAt.Store(n)
+			received <- time.Now()
+		}
+	})
+	// Queue the backlog while the bulk queue is paused, so all of it is
+	// waiting when the receipt comes.
+	require.NoError(t, b.insp.PauseQueue(wire.QueueBulk))
+	for i := range 5000 {
+		_, err := b.e.Send(ctx, wire.Message{ID: "bulk" + strconv.Itoa(i), CustomerID: "c1", Template: "hello", Topic: "product-updates",
+			Data: map[string]any{"plan": "Pro"}, Channels: []herald.Channel{herald.ChannelEmail}})
+		require.NoError(t, err)
+	}
+	require.NoError(t, b.insp.UnpauseQueue(wire.QueueBulk))
+	eventually(t, func() bool { return order.Load() >= 50 }, "the backlog is being sent")
+
+	before := order.Load()
+	start := time.Now()
+	send(t, b, wire.Message{Template: "receipt", Topic: "billing", Data: map[string]any{"number": "R-7"}, Channels: []herald.Channel{herald.ChannelEmail}})
+	var at time.Time
+	select {
+	case at = <-received:
+	case <-time.After(time.Minute):
+		t.Fatal("the receipt never arrived")
+	}
+	behind := receiptAt.Load() - before - 1
+	t.Logf("receipt reached SMTP %v after it was queued, behind %d bulk messages", at.Sub(start).Round(time.Millisecond), behind)
+	require.LessOrEqual(t, behind, int64(2*concurrency), "only the sends already in flight go first")
+	info, err := b.insp.GetQueueInfo(wire.QueueBulk)
+	require.NoError(t, err)
+	require.Greater(t, info.Pending, 1000, "the backlog was still there")
+}
+
+// A follow-up runs at its topic's priority, not above everything.
+func TestQueuesFollowTopics(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.Equal(t, wire.QueueCritical, b.e.Queue("billing"))
+	require.Equal(t, wire.QueueDefault, b.e.Queue("onboarding"))
+	require.Equal(t, wire.QueueBulk, b.e.Queue("product-updates"))
+}
+
+// A Slack API that hangs: the call is cut off with the reserve left, the
+// timeline says so, the retry is queued and delivers once Slack is back.
+// Nothing is archived and nothing is sent twice.
+func TestHangingSlackIsRetriedAndDelivered(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, 4, "testdata/templates", func(o *engine.Options) { o.DeliveryTimeout = time.Second })
+	b.customer(t, herald.Customer{Email: "ada@example.com", SlackUserID: "U0ADA"})
+	held := make(chan struct{}, 10)
+	b.slack.OnFault(func(string, slackapi.Fault) { held <- struct{}{} })
+	b.slack.SetFault(slackapi.Fault{Hang: true, Method: "chat.postMessage"})
+	id := send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelSlack}})
+	select {
+	case <-held:
+	case <-time.After(time.Minute):
+		t.Fatal("Slack was never called")
+	}
+	eventually(t, func() bool {
+		return hasEntry(b.timeline(t, "c1"), herald.ChannelSlack, herald.OutcomeFailedTemporary, "slack timeout")
+	}, "the timeout is on the timeline")
+	b.slack.SetFault(slackapi.Fault{})
+	eventually(t, func() bool { return hasEntry(b.timeline(t, "c1"), herald.ChannelSlack, herald.OutcomeSent, "") }, "delivered on retry")
+	require.Equal(t, 1, b.slack.Count())
+	for _, q := range wire.Queues {
+		a, _ := b.insp.ListArchivedTasks(q)
+		require.Empty(t, a, "nothing archived in %s", q)
+	}
+	var failed herald.TimelineEntry
+	for _, e := range b.timeline(t, "c1") {
+		if e.Outcome == herald.OutcomeFailedTemporary {
+			failed = e
+		}
+	}
+	require.Equal(t, id, failed.Ref)
+	require.Contains(t, failed.Summary, "retrying in")
+}
+
+// An SMTP server that stops answering: the transaction is cut off by its
+// own timeout, the timeline says so, and the retry delivers exactly once
+// when the server is back. Nothing is archived.
+func TestHangingSMTPIsRetriedAndDelivered(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	b.smtp.SetFault(smtpserver.Fault{Stage: "MAIL", Hang: true})
+	send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}})
+	eventually(t, func() bool { return b.smtp.Waiting() == 1 }, "the server holds the send")
+	eventually(t, func() bool {
+		return hasEntry(b.timeline(t, "c1"), herald.ChannelEmail, herald.OutcomeFailedTemporary, "smtp timeout")
+	}, "the timeout is on the timeline")
+	b.smtp.SetFault(smtpserver.Fault{})
+	eventually(t, func() bool { return hasEntry(b.timeline(t, "c1"), herald.ChannelEmail, herald.OutcomeSent, "") }, "delivered on retry")
+	require.Equal(t, 1, b.smtp.Count())
+	for _, q := range wire.Queues {
+		a, _ := b.insp.ListArchivedTasks(q)
+		require.Empty(t, a, "nothing archived in %s", q)
+	}
+}
+
+// A Slack API that never answers: once retries run out the message falls
+// back to email, and every step is on the timeline.
+func TestHangingSlackFallsBackToEmail(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, 4, "testdata/templates", func(o *engine.Options) {
+		o.DeliveryTimeout, o.MaxRetry = time.Second, 1
+	})
+	b.customer(t, herald.Customer{Email: "ada@example.com", SlackUserID: "U0ADA"})
+	b.slack.SetFault(slackapi.Fault{Hang: true, Method: "chat.postMessage"})
+	send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelSlack, herald.ChannelEmail}})
+	eventually(t, func() bool { return b.smtp.Count() == 1 }, "falls back to email")
+	tl := b.timeline(t, "c1")
+	require.True(t, hasEntry(tl, herald.ChannelSlack, herald.OutcomeFailedTemporary, "slack timeout"))
+	require.True(t, hasEntry(tl, herald.ChannelSlack, herald.OutcomeFailedPermanent, ""), "retries exhausted is recorded")
+	require.True(t, hasSummary(tl, "queued for email: falls back from slack"))
+	eventually(t, func() bool { return hasEntry(b.timeline(t, "c1"), herald.ChannelEmail, herald.OutcomeSent, "") }, "sent by email")
+}
+
+// Three timeouts in a row mark a channel degraded: the next message is
+// queued for it rather than tried inline, and says so.
+func TestDegradedChannelQueuesInsteadOfSendingInline(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, 4, "testdata/templates", func(o *engine.Options) { o.DeliveryTimeout = time.Second })
+	b.customer(t, herald.Customer{Email: "ada@example.com", SlackUserID: "U0ADA"})
+	b.slack.SetFault(slackapi.Fault{Hang: true, Method: "chat.postMessage"})
+	for i := range 3 {
+		send(t, b, wire.Message{ID: "t" + strconv.Itoa(i), Channels: []herald.Channel{herald.ChannelSlack}})
+	}
+	eventually(t, func() bool {
+		n := 0
+		for _, e := range b.timeline(t, "c1") {
+			if e.Outcome == herald.OutcomeFailedTemporary && strings.Contains(e.Summary, "retrying in") {
+				n++
+			}
+		}
+		return n >= 3
+	}, "three inline timeouts")
+	send(t, b, wire.Message{ID: "after", Channels: []herald.Channel{herald.ChannelSlack}})
+	eventually(t, func() bool { return hasSummary(b.timeline(t, "c1"), "queued for slack: the channel is degraded") }, "queued, not tried inline")
+	b.slack.SetFault(slackapi.Fault{})
+	eventually(t, func() bool {
+		n := 0
+		for _, e := range b.timeline(t, "c1") {
+			if e.Outcome == herald.OutcomeSent {
+				n++
+			}
+		}
+		return n == 4
+	}, "all four delivered once Slack answers")
+	require.Equal(t, 4, b.slack.Count())
+}
+
+func hasSummary(tl []herald.TimelineEntry, s string) bool {
+	for _, e := range tl {
+		if strings.Contains(e.Summary, s) {
+			return true
+		}
+	}
+	return false
+}
