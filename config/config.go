@@ -181,8 +181,8 @@ type Cap struct {
 
 // RateLimits are provider limits shared by every worker through Redis.
 type RateLimits struct {
-	SMTPPerSecond  int `yaml:"smtp_per_second"`  // 0 = unlimited
-	SlackPerMinute int `yaml:"slack_per_minute"` // chat.postMessage; 0 = unlimited
+	SMTPPerSecond  int `yaml:"smtp_per_second"`  // HERALD_SMTP_PER_SECOND; 0 = unlimited
+	SlackPerMinute int `yaml:"slack_per_minute"` // HERALD_SLACK_PER_MINUTE, chat.postMessage; 0 = unlimited
 }
 
 // Log configures log/slog.
@@ -274,13 +274,18 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 	secret("HERALD_MONITORING_PASSWORD", &c.Monitoring.Password)
 	str("HERALD_LOG_LEVEL", &c.Log.Level)
 	str("HERALD_LOG_FORMAT", &c.Log.Format)
-	if v, ok := lookup("HERALD_WORKER_CONCURRENCY"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("HERALD_WORKER_CONCURRENCY: %q is not a whole number", v))
+	num := func(name string, dst *int) {
+		if v, ok := lookup(name); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a whole number", name, v))
+			}
+			*dst = n
 		}
-		c.Worker.Concurrency = n
 	}
+	num("HERALD_WORKER_CONCURRENCY", &c.Worker.Concurrency)
+	num("HERALD_SMTP_PER_SECOND", &c.RateLimits.SMTPPerSecond)
+	num("HERALD_SLACK_PER_MINUTE", &c.RateLimits.SlackPerMinute)
 	dur := func(name string, dst *time.Duration) {
 		if v, ok := lookup(name); ok {
 			d, err := time.ParseDuration(v)

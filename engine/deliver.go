@@ -156,11 +156,32 @@ func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver
 
 	// The provider gets the task's deadline minus the reserve, and no more
 	// than the delivery timeout; with too little left it is not called.
-	budget := e.opt.DeliveryTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		budget = min(budget, time.Until(dl)-SendReserve)
+	budget := func() time.Duration {
+		b := e.opt.DeliveryTimeout
+		if dl, ok := ctx.Deadline(); ok {
+			b = min(b, time.Until(dl)-SendReserve)
+		}
+		return b
 	}
 	enough := min(minSendTime, e.opt.DeliveryTimeout/2)
+	if gate := e.opt.RateLimits[d.Channel]; gate != nil && budget() >= enough {
+		gctx, cancel := context.WithTimeout(ctx, budget())
+		err := gate(gctx)
+		cancel()
+		switch {
+		case herald.ErrorCode(err) == herald.ERateLimited:
+			// Over the provider's limit for longer than is worth waiting in
+			// the worker: put the delivery off until its slot, no failure.
+			e.metrics.RateLimitWaits.WithLabelValues(string(d.Channel)).Inc()
+			cl.Release(ctx)
+			return e.queueDelivery(ctx, cust, d, max(herald.RetryAfter(err), time.Second), "", note, ref)
+		case err != nil && ctx.Err() != nil:
+			return err // shutting down: asynq puts the task back
+		case err != nil:
+			cl.Release(ctx)
+			return err
+		}
+	}
 	release, busy := h.take()
 	switch {
 	case busy && inline:
@@ -168,15 +189,15 @@ func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver
 		return e.queueDelivery(ctx, cust, d, 0, "every "+string(d.Channel)+" sender is busy", note, ref)
 	case busy:
 		return &waitError{reason: "every " + string(d.Channel) + " sender is busy", after: time.Second}
-	case budget < enough && inline:
+	case budget() < enough && inline:
 		release()
 		cl.Release(ctx)
 		return e.queueDelivery(ctx, cust, d, 0, "no time left in this task", note, ref)
-	case budget < enough:
+	case budget() < enough:
 		release()
 		return herald.Temporary(context.DeadlineExceeded, "no time left", 0)
 	}
-	sendCtx, cancel := context.WithTimeout(ctx, budget)
+	sendCtx, cancel := context.WithTimeout(ctx, budget())
 	start := time.Now()
 	receipt, err := e.opt.Senders[d.Channel].Send(sendCtx, msg)
 	cancel()

@@ -47,6 +47,13 @@ type Options struct {
 	// 30s). A task that may call a provider runs at most this plus
 	// SendReserve.
 	DeliveryTimeout time.Duration
+	// RateLimits holds, per channel, the gate of its provider rate limit:
+	// it returns nil once the send may go (having waited for its slot),
+	// an ERateLimited error with RetryAfter when the slot is further off
+	// than is worth waiting for (the delivery is re-scheduled for then), or
+	// another error. A send passes it before taking an in-flight slot, so
+	// waiting holds nothing else.
+	RateLimits map[herald.Channel]func(context.Context) error
 	// ChannelConcurrency is how many sends one channel may have in flight
 	// in this process (default 16); past it, deliveries are queued rather
 	// than made inline, so a slow provider cannot take every worker.

@@ -205,31 +205,53 @@ func Middleware(rdb redis.UniversalClient, name string, limit Limit, maxWait tim
 // own limit counts them too. A zero limit returns the sender unchanged.
 // MiddlewareWith panics if limit has a Rate but no positive Period.
 func MiddlewareWith(rdb redis.UniversalClient, name string, limit Limit, opt Options) herald.Middleware {
-	if err := limit.check(); err != nil {
-		panic(fmt.Sprintf("%v (limit %q)", err, name))
-	}
-	l := NewLimiter(rdb)
+	gate := GateWith(rdb, name, limit, opt)
 	return func(next herald.Sender) herald.Sender {
 		if limit.IsZero() {
 			return next
 		}
 		return herald.SenderFunc(func(ctx context.Context, m herald.Message) (herald.Receipt, error) {
-			r, err := l.reserve(ctx, name, limit, opt.budget(ctx))
-			if err != nil {
-				return herald.Receipt{}, herald.Temporary(err, "redis", 0)
-			}
-			if !r.ok {
-				return herald.Receipt{}, herald.RateLimited(name, r.wait)
-			}
-			if opt.OnWait != nil {
-				opt.OnWait(r.wait)
-			}
-			if err := sleep(ctx, r.wait); err != nil {
-				return herald.Receipt{}, herald.Temporary(
-					fmt.Errorf("waiting for rate limit %s: %w", name, err), "rate limit "+name, 0)
+			if err := gate(ctx); err != nil {
+				return herald.Receipt{}, err
 			}
 			return next.Send(ctx, m)
 		})
+	}
+}
+
+// A Gate lets a caller through once the limit has a slot for it: it
+// returns nil when the caller may call the provider now, having waited for
+// its slot, and the errors MiddlewareWith documents otherwise. Callers that
+// hold something scarce while calling the provider (a connection, an
+// in-flight slot) pass the gate first, so the wait holds nothing.
+type Gate func(ctx context.Context) error
+
+// GateWith returns the Gate of the limit called name (see MiddlewareWith
+// for the waiting rules). A zero limit's gate always lets through at once.
+// GateWith panics if limit has a Rate but no positive Period.
+func GateWith(rdb redis.UniversalClient, name string, limit Limit, opt Options) Gate {
+	if err := limit.check(); err != nil {
+		panic(fmt.Sprintf("%v (limit %q)", err, name))
+	}
+	if limit.IsZero() {
+		return func(context.Context) error { return nil }
+	}
+	l := NewLimiter(rdb)
+	return func(ctx context.Context) error {
+		r, err := l.reserve(ctx, name, limit, opt.budget(ctx))
+		if err != nil {
+			return herald.Temporary(err, "redis", 0)
+		}
+		if !r.ok {
+			return herald.RateLimited(name, r.wait)
+		}
+		if opt.OnWait != nil {
+			opt.OnWait(r.wait)
+		}
+		if err := sleep(ctx, r.wait); err != nil {
+			return herald.Temporary(fmt.Errorf("waiting for rate limit %s: %w", name, err), "rate limit "+name, 0)
+		}
+		return nil
 	}
 }
 

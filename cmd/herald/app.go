@@ -113,8 +113,8 @@ func (m *Main) Open(ctx context.Context) error {
 		PublicURL: c.HTTP.PublicURL, SigningKey: []byte(c.SigningKey.Reveal()), TokenTTL: c.TokenTTL,
 		UnsubscribeMailto: c.SMTP.UnsubscribeMailto, ReplyTo: c.SMTP.ReplyTo, ClickTracking: c.ClickTracking,
 		DeliveryTimeout: c.Worker.DeliveryTimeout, MaxRetry: c.Worker.MaxRetry,
-		ChannelConcurrency: max(1, c.Worker.Concurrency*3/4),
-		RetryBase:          c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
+		ChannelConcurrency: max(1, c.Worker.Concurrency*3/4), RateLimits: rateLimits(rdb, c.RateLimits),
+		RetryBase: c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
 		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger, SlackUpdater: m.slackUpdater(),
 	})
 	if err != nil {
@@ -253,7 +253,7 @@ func (m *Main) senders() (map[herald.Channel]herald.Sender, error) {
 	if len(out) == 0 {
 		return nil, errors.New("no channel configured: set HERALD_SMTP_URL and/or HERALD_SLACK_TOKEN")
 	}
-	return withRateLimits(m.Redis, c.RateLimits, out), nil
+	return out, nil
 }
 
 // slackUpdater is the Slack sender for chat.update, nil without Slack.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"time"
 
 	"github.com/heraldhq/herald"
@@ -14,10 +15,10 @@ import (
 // delivery for then.
 const rateLimitWait = 3 * time.Second
 
-// withRateLimits wraps each channel's sender in its configured provider rate
-// limit, shared by every worker through rdb. Channels without a limit are
-// returned as they are.
-func withRateLimits(rdb redis.UniversalClient, rl config.RateLimits, senders map[herald.Channel]herald.Sender) map[herald.Channel]herald.Sender {
+// rateLimits returns the gate of each channel's configured provider rate
+// limit, shared by every worker through rdb. Channels without a limit have
+// none.
+func rateLimits(rdb redis.UniversalClient, rl config.RateLimits) map[herald.Channel]func(context.Context) error {
 	limits := map[herald.Channel]ratelimit.Limit{}
 	if n := rl.SMTPPerSecond; n > 0 {
 		limits[herald.ChannelEmail] = ratelimit.PerSecond(n)
@@ -27,12 +28,9 @@ func withRateLimits(rdb redis.UniversalClient, rl config.RateLimits, senders map
 		// instead of spending it in the first second.
 		limits[herald.ChannelSlack] = ratelimit.Limit{Rate: n, Period: time.Minute, Burst: max(1, n/10)}
 	}
-	out := make(map[herald.Channel]herald.Sender, len(senders))
-	for ch, s := range senders {
-		if l, ok := limits[ch]; ok {
-			s = ratelimit.Middleware(rdb, string(ch), l, rateLimitWait)(s)
-		}
-		out[ch] = s
+	out := map[herald.Channel]func(context.Context) error{}
+	for ch, l := range limits {
+		out[ch] = ratelimit.GateWith(rdb, string(ch), l, ratelimit.Options{MaxWait: rateLimitWait})
 	}
 	return out
 }
