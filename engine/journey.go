@@ -274,10 +274,7 @@ func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, w *workflows
 		return nil
 	}
 	e.metrics.Journeys.WithLabelValues(w.ID, "started").Inc()
-	e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: jid,
-		Summary: fmt.Sprintf("journey %s (version %s) started by %s", w.ID, w.Version, ev.Name),
-		Data:    map[string]any{"workflow": w.ID}})
-	return e.apply(ctx, c, w, workflows.State{}, s, actions, "start")
+	return e.apply(ctx, c, w, workflows.State{}, s, actions, "start by "+ev.Name)
 }
 
 // input fills what the state machine needs to know about the customer.
@@ -320,23 +317,33 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 			e.log.Warn("journey message not sent", "journey", next.JourneyID, "step", a.StepID, "err", err)
 		}
 	}
+	// One timeline line per transition: how it started, where it waits,
+	// how it ended.
+	var parts []string
+	data := map[string]any{"workflow": w.ID}
+	if prev.JourneyID == "" {
+		parts = append(parts, fmt.Sprintf("started (version %s) by %s", w.Version, strings.TrimPrefix(cause, "start by ")))
+	}
 	for _, a := range actions {
 		switch a.Kind {
 		case workflows.ActionScheduleWake:
-			e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
-				Summary: fmt.Sprintf("journey %s step %s: waiting until %s", w.ID, a.StepID, a.At.In(c.Location()).Format("2006-01-02 15:04 MST")),
-				Data:    map[string]any{"workflow": w.ID, "step": a.StepID, "wake_at": a.At.UTC().Format(time.RFC3339)}})
+			parts = append(parts, fmt.Sprintf("step %s: waiting until %s", a.StepID, a.At.In(c.Location()).Format("2006-01-02 15:04 MST")))
+			data["step"], data["wake_at"] = a.StepID, a.At.UTC().Format(time.RFC3339)
 		case workflows.ActionExit, workflows.ActionFinish:
 			event := "finished"
-			summary := fmt.Sprintf("journey %s finished (%s)", w.ID, a.Reason)
+			part := fmt.Sprintf("finished (%s)", a.Reason)
 			if a.Kind == workflows.ActionExit {
 				event = "exited"
-				summary = fmt.Sprintf("journey %s exited on %s", w.ID, a.Reason)
+				part = "exited on " + a.Reason
 			}
 			e.metrics.Journeys.WithLabelValues(w.ID, event).Inc()
-			e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID, Summary: summary,
-				Data: map[string]any{"workflow": w.ID, "cause": cause}})
+			parts = append(parts, part)
+			data["cause"] = cause
 		}
+	}
+	if len(parts) > 0 {
+		e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
+			Summary: fmt.Sprintf("journey %s %s", w.ID, strings.Join(parts, "; ")), Data: data})
 	}
 	for _, a := range actions {
 		if a.Kind == workflows.ActionCancelWake {
