@@ -48,6 +48,9 @@ type Config struct {
 	Timeout time.Duration
 	// HELO is the name given in EHLO; default the machine's host name.
 	HELO string
+	// DKIM, when set, signs every message (see DKIM); the zero value sends
+	// messages unsigned.
+	DKIM DKIM
 }
 
 // ParseURL reads smtp://user:pass@host:port?tls=none|starttls|tls&pool=N&timeout=10s&helo=name.
@@ -180,7 +183,7 @@ func (c Config) check() error {
 	if (c.Username == "") != (c.Password == "") {
 		return errors.New("email: set both SMTP user and password, or neither")
 	}
-	return nil
+	return c.DKIM.check()
 }
 
 // Redacted is the config as an SMTP URL with the password replaced by
@@ -233,21 +236,32 @@ func checkHELO(name string) error {
 		}
 		return bad("not an address literal")
 	}
+	if why := dnsNameProblem(name); why != "" {
+		return bad(why)
+	}
+	return nil
+}
+
+// dnsNameProblem says what keeps name from being a domain name (letters,
+// digits, hyphens and underscores in dot-separated labels of at most 63
+// characters, a final dot allowed), or "" when nothing does. The length of
+// the whole name is the caller's to check.
+func dnsNameProblem(name string) string {
 	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
 		if label == "" || len(label) > 63 {
-			return bad("empty or over-long label")
+			return "empty or over-long label"
 		}
 		if label[0] == '-' || label[len(label)-1] == '-' {
-			return bad("a label starts or ends with a hyphen")
+			return "a label starts or ends with a hyphen"
 		}
 		for i := 0; i < len(label); i++ {
 			ch := label[i]
 			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
-				return bad(fmt.Sprintf("character %q is not allowed in a host name", ch))
+				return fmt.Sprintf("character %q is not allowed in a host name", ch)
 			}
 		}
 	}
-	return nil
+	return ""
 }
 
 func hostPort(host string, port int) string {

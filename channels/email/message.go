@@ -21,9 +21,14 @@ const (
 	HeaderTemplate = "X-Herald-Template"
 )
 
-// maxUnsubscribeURL keeps List-Unsubscribe well inside the 998-octet line
-// limit of RFC 5322 even with two URLs.
+// maxUnsubscribeURL keeps every line of List-Unsubscribe well inside the
+// 998-octet limit of RFC 5322: the header is folded between its entries, so
+// a line holds at most one URL.
 const maxUnsubscribeURL = 400
+
+// maxHeaderLine is the line length RFC 5322 (section 2.1.1) asks header
+// fields to keep to where they can.
+const maxHeaderLine = 78
 
 // MessageID derives the Message-ID of a delivery from its idempotency key, so
 // that every retry of the same delivery carries the same ID and receivers
@@ -101,6 +106,11 @@ func (s *Sender) build(m herald.Message, now time.Time) (*gomail.Msg, string, er
 		msg.SetBodyString(gomail.TypeTextPlain, m.Content.Text)
 		msg.AddAlternativeString(gomail.TypeTextHTML, m.Content.HTML)
 	}
+	if s.cfg.DKIM.enabled() {
+		if err := s.sign(msg); err != nil {
+			return nil, "", err
+		}
+	}
 	return msg, id, nil
 }
 
@@ -122,9 +132,10 @@ func recipient(addr string) (*mail.Address, error) {
 }
 
 // unsubscribeHeader validates the unsubscribe targets and formats the
-// List-Unsubscribe value. go-mail writes it as given, so every byte is
-// checked here: nothing outside the URL grammar, hence no CR, LF, space or
-// angle bracket that could end the header or the <...> list.
+// List-Unsubscribe value, folded (see foldList). go-mail writes it as given,
+// so every byte is checked here: nothing outside the URL grammar, hence no
+// CR, LF, space or angle bracket that could end the header or the <...>
+// list.
 func unsubscribeHeader(urls []string) (value string, oneClick bool, err error) {
 	parts := make([]string, 0, len(urls))
 	for _, raw := range urls {
@@ -163,7 +174,39 @@ func unsubscribeHeader(urls []string) (value string, oneClick bool, err error) {
 		}
 		parts = append(parts, "<"+raw+">")
 	}
-	return strings.Join(parts, ", "), oneClick, nil
+	return foldList(string(gomail.HeaderListUnsubscribe), parts), oneClick, nil
+}
+
+// foldList joins the entries of a list header such as List-Unsubscribe
+// ("<a>, <b>") and folds it (RFC 5322 section 2.2.3): where the next entry
+// would take its line past maxHeaderLine characters, the comma ends the line
+// and the entry starts the next one after a space. Unfolded, the value reads
+// "<a>, <b>" again. An entry is never broken, so one longer than a line
+// stays whole on a line of its own; the first always shares its line with
+// the field name, as mailers commonly write it.
+func foldList(name string, entries []string) string {
+	var b strings.Builder
+	col := len(name) + len(": ")
+	for i, e := range entries {
+		if i > 0 {
+			b.WriteByte(',')
+			col++
+			// The entry, and the comma after it unless it is the last.
+			need := 1 + len(e)
+			if i < len(entries)-1 {
+				need++
+			}
+			if col+need > maxHeaderLine {
+				b.WriteString("\r\n")
+				col = 0
+			}
+			b.WriteByte(' ')
+			col++
+		}
+		b.WriteString(e)
+		col += len(e)
+	}
+	return b.String()
 }
 
 // urlByte reports whether b may appear in a URI (RFC 3986: unreserved,
