@@ -2,10 +2,16 @@ package config
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -15,6 +21,7 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"golang.org/x/text/language"
 )
 
 // Secret is a string that never prints.
@@ -79,6 +86,60 @@ type SMTP struct {
 	ReplyTo string `yaml:"reply_to"`
 	// UnsubscribeMailto adds a mailto: target to List-Unsubscribe (optional).
 	UnsubscribeMailto string `yaml:"unsubscribe_mailto"`
+	// DKIM signs every email when set (optional).
+	DKIM DKIM `yaml:"dkim"`
+}
+
+// DKIM is the key emails are signed with (RFC 6376): the private key in
+// KeyFile, whose public key is published in DNS as a TXT record at
+// <selector>._domainkey.<domain>. Set all three or none.
+type DKIM struct {
+	Domain   string `yaml:"domain"`   // HERALD_DKIM_DOMAIN: d=, the From domain or a parent of it
+	Selector string `yaml:"selector"` // HERALD_DKIM_SELECTOR: s=, e.g. herald2026
+	// KeyFile is a PEM file holding an RSA (at least MinDKIMRSABits bits)
+	// or Ed25519 private key, PKCS#1 or PKCS#8 (HERALD_DKIM_KEY_FILE).
+	KeyFile string `yaml:"key_file"`
+}
+
+// MinDKIMRSABits is the smallest RSA key DKIM verifiers accept (RFC 8301).
+const MinDKIMRSABits = 1024
+
+// Enabled reports whether any DKIM field is set.
+func (d DKIM) Enabled() bool { return d.Domain != "" || d.Selector != "" || d.KeyFile != "" }
+
+// Key reads and parses KeyFile. Its errors name the file, never its content.
+func (d DKIM) Key() (crypto.Signer, error) {
+	b, err := os.ReadFile(d.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s holds no PEM block", d.KeyFile)
+	}
+	var key any
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("%s holds a %q PEM block, want an unencrypted \"PRIVATE KEY\" (PKCS#8) or \"RSA PRIVATE KEY\" (PKCS#1)", d.KeyFile, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: the private key does not parse", d.KeyFile)
+	}
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		if n := k.N.BitLen(); n < MinDKIMRSABits {
+			return nil, fmt.Errorf("%s: RSA key has %d bits, want at least %d (2048 is usual)", d.KeyFile, n, MinDKIMRSABits)
+		}
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
+	default:
+		return nil, fmt.Errorf("%s: %T key, want RSA or Ed25519", d.KeyFile, k)
+	}
 }
 
 // Slack is the Slack workspace.
@@ -94,6 +155,46 @@ type HTTP struct {
 	PublicURL string `yaml:"public_url"` // HERALD_PUBLIC_URL, default http://<addr>
 	// MaxBodyBytes caps request bodies (413 beyond). Default 1 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// PublicRateLimit is how many requests a minute one client address may
+	// make to the public routes (/r/{token}, /preferences, /unsubscribe,
+	// /slack/interactions), in process memory; 429 with Retry-After beyond.
+	// Default 120; 0 turns it off (HERALD_PUBLIC_RATE_LIMIT).
+	PublicRateLimit *int `yaml:"public_rate_limit"`
+	// TrustedProxies are the addresses or CIDRs of proxies in front of
+	// herald whose X-Forwarded-For is believed for the client address
+	// (HERALD_TRUSTED_PROXIES, comma separated). Default none: the header
+	// is ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// MetricsToken, when set, is the bearer token /metrics asks for, on the
+	// HTTP server and on worker.metrics_addr (HERALD_METRICS_TOKEN). Default
+	// none: /metrics is open to whoever reaches the address.
+	MetricsToken Secret `yaml:"-"`
+}
+
+// TrustedProxyPrefixes returns TrustedProxies as prefixes (a bare address
+// is a one-address prefix), skipping any that do not parse (Validate names
+// them).
+func (h HTTP) TrustedProxyPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, v := range h.TrustedProxies {
+		if p, err := parsePrefix(v); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parsePrefix(v string) (netip.Prefix, error) {
+	if strings.Contains(v, "/") {
+		p, err := netip.ParsePrefix(v)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // API holds the bearer tokens apps use.
@@ -160,6 +261,11 @@ type Content struct {
 	DefaultLocale string `yaml:"default_locale"` // default en
 	BrandName     string `yaml:"brand_name"`     // default herald
 	PostalAddress string `yaml:"postal_address"`
+
+	// Locales are the locales every template should have (HERALD_LOCALES,
+	// comma separated); `herald validate` lists each template's missing
+	// ones. Empty: every locale some template has.
+	Locales []string `yaml:"locales"`
 }
 
 // Topic declares a topic customers can opt in or out of.
@@ -169,6 +275,13 @@ type Topic struct {
 	OptIn            *bool  `yaml:"opt_in"` // default true (opt-out model)
 	Class            string `yaml:"class"`
 	BypassQuietHours bool   `yaml:"bypass_quiet_hours"`
+	// Labels and Descriptions are what the preference centre and the
+	// unsubscribe page show, keyed by BCP 47 locale:
+	//   labels: { en: "Product updates", ja: "製品のお知らせ" }
+	// A locale without its own falls back as templates do; a topic with no
+	// label at all shows its name humanised ("Product updates").
+	Labels       map[string]string `yaml:"labels"`
+	Descriptions map[string]string `yaml:"descriptions"`
 }
 
 // Cap limits how many messages of a topic class a customer gets per period.
@@ -261,6 +374,9 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 	secret("HERALD_REDIS_PASSWORD", &c.Redis.Password)
 	secret("HERALD_SMTP_URL", &c.SMTP.URL)
 	str("HERALD_MAIL_FROM", &c.SMTP.From)
+	str("HERALD_DKIM_DOMAIN", &c.SMTP.DKIM.Domain)
+	str("HERALD_DKIM_SELECTOR", &c.SMTP.DKIM.Selector)
+	str("HERALD_DKIM_KEY_FILE", &c.SMTP.DKIM.KeyFile)
 	secret("HERALD_SLACK_TOKEN", &c.Slack.Token)
 	str("HERALD_SLACK_API_URL", &c.Slack.APIURL)
 	secret("HERALD_SLACK_SIGNING_SECRET", &c.Slack.SigningSecret)
@@ -270,8 +386,11 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 	str("HERALD_WORKFLOWS", &c.Content.Workflows)
 	str("HERALD_TEMPLATES", &c.Content.Templates)
 	str("HERALD_DEFAULT_LOCALE", &c.Content.DefaultLocale)
+	list("HERALD_LOCALES", &c.Content.Locales)
 	str("HERALD_MONITORING_USER", &c.Monitoring.Username)
 	secret("HERALD_MONITORING_PASSWORD", &c.Monitoring.Password)
+	secret("HERALD_METRICS_TOKEN", &c.HTTP.MetricsToken)
+	list("HERALD_TRUSTED_PROXIES", &c.HTTP.TrustedProxies)
 	str("HERALD_LOG_LEVEL", &c.Log.Level)
 	str("HERALD_LOG_FORMAT", &c.Log.Format)
 	num := func(name string, dst *int) {
@@ -286,6 +405,11 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 	num("HERALD_WORKER_CONCURRENCY", &c.Worker.Concurrency)
 	num("HERALD_SMTP_PER_SECOND", &c.RateLimits.SMTPPerSecond)
 	num("HERALD_SLACK_PER_MINUTE", &c.RateLimits.SlackPerMinute)
+	if _, ok := lookup("HERALD_PUBLIC_RATE_LIMIT"); ok {
+		n := 0
+		num("HERALD_PUBLIC_RATE_LIMIT", &n)
+		c.HTTP.PublicRateLimit = &n
+	}
 	dur := func(name string, dst *time.Duration) {
 		if v, ok := lookup(name); ok {
 			d, err := time.ParseDuration(v)
@@ -324,6 +448,13 @@ func splitList(v string) []string {
 	return out
 }
 
+// MinMonitoringPassword is the shortest dashboard password Validate takes.
+const MinMonitoringPassword = 12
+
+// DefaultPublicRateLimit is the default of http.public_rate_limit:
+// requests a minute per client address to the public routes.
+const DefaultPublicRateLimit = 120
+
 // Default queue weights.
 var DefaultQueues = map[string]int{"critical": 6, "default": 4, "bulk": 2, "email": 1, "slack": 1}
 
@@ -344,6 +475,10 @@ func (c *Config) defaults() {
 	c.HTTP.PublicURL = strings.TrimRight(c.HTTP.PublicURL, "/")
 	if c.HTTP.MaxBodyBytes == 0 {
 		c.HTTP.MaxBodyBytes = 1 << 20
+	}
+	if c.HTTP.PublicRateLimit == nil {
+		n := DefaultPublicRateLimit
+		c.HTTP.PublicRateLimit = &n
 	}
 	if c.Monitoring.ReadOnly == nil {
 		t := true
@@ -406,16 +541,88 @@ func (c *Config) defaults() {
 }
 
 // DefaultTopics are the topics of the examples, used when the config
-// declares none.
+// declares none, labelled in the examples' six languages.
 func DefaultTopics() []Topic {
 	f := false
 	return []Topic{
-		{Name: "onboarding", Class: "lifecycle"},
-		{Name: "checkout", Class: "lifecycle"},
-		{Name: "product-updates", Class: "marketing"},
-		{Name: "billing", Required: true, Class: "transactional"},
-		{Name: "security", Required: true, Class: "transactional", BypassQuietHours: true},
-		{Name: "newsletter", Class: "marketing", OptIn: &f},
+		{Name: "onboarding", Class: "lifecycle",
+			Labels: map[string]string{
+				"en": "Getting started", "th": "เริ่มต้นใช้งาน", "ja": "ご利用開始のご案内",
+				"ko": "시작 안내", "zh-Hant": "新手入門", "pl": "Pierwsze kroki",
+			},
+			Descriptions: map[string]string{
+				"en":      "Help and tips while you set up your account",
+				"th":      "คำแนะนำและเคล็ดลับระหว่างตั้งค่าบัญชีของคุณ",
+				"ja":      "アカウントの設定中に役立つヒントやご案内",
+				"ko":      "계정을 설정하는 동안 도움이 되는 안내와 팁",
+				"zh-Hant": "設定帳戶期間的說明與小提示",
+				"pl":      "Pomoc i wskazówki, gdy konfigurujesz konto",
+			}},
+		{Name: "checkout", Class: "lifecycle",
+			Labels: map[string]string{
+				"en": "Cart reminders", "th": "การแจ้งเตือนตะกร้าสินค้า", "ja": "カートのお知らせ",
+				"ko": "장바구니 알림", "zh-Hant": "購物車提醒", "pl": "Przypomnienia o koszyku",
+			},
+			Descriptions: map[string]string{
+				"en":      "A reminder when you leave something in your cart",
+				"th":      "แจ้งเตือนเมื่อคุณมีสินค้าค้างอยู่ในตะกร้า",
+				"ja":      "カートに商品が残っているときのお知らせ",
+				"ko":      "장바구니에 담아 둔 상품이 있을 때 알려 드립니다",
+				"zh-Hant": "購物車內還有商品時提醒您",
+				"pl":      "Przypomnienie, gdy zostawisz coś w koszyku",
+			}},
+		{Name: "product-updates", Class: "marketing",
+			Labels: map[string]string{
+				"en": "Product updates", "th": "ข่าวสารผลิตภัณฑ์", "ja": "製品のお知らせ",
+				"ko": "제품 소식", "zh-Hant": "產品消息", "pl": "Nowości w produkcie",
+			},
+			Descriptions: map[string]string{
+				"en":      "New features, about once a month",
+				"th":      "ฟีเจอร์ใหม่ ประมาณเดือนละครั้ง",
+				"ja":      "新機能のご紹介（月1回程度）",
+				"ko":      "새로운 기능 소개(한 달에 한 번 정도)",
+				"zh-Hant": "新功能介紹，大約每月一次",
+				"pl":      "Nowe funkcje, mniej więcej raz w miesiącu",
+			}},
+		{Name: "billing", Required: true, Class: "transactional",
+			Labels: map[string]string{
+				"en": "Billing", "th": "การเรียกเก็บเงิน", "ja": "お支払い",
+				"ko": "결제", "zh-Hant": "帳單", "pl": "Płatności",
+			},
+			Descriptions: map[string]string{
+				"en":      "Receipts, invoices and payment problems",
+				"th":      "ใบเสร็จ ใบแจ้งหนี้ และปัญหาการชำระเงิน",
+				"ja":      "領収書、請求書、お支払いに関するお知らせ",
+				"ko":      "영수증, 청구서, 결제 문제 안내",
+				"zh-Hant": "收據、帳單與付款問題通知",
+				"pl":      "Potwierdzenia, faktury i problemy z płatnością",
+			}},
+		{Name: "security", Required: true, Class: "transactional", BypassQuietHours: true,
+			Labels: map[string]string{
+				"en": "Security", "th": "ความปลอดภัย", "ja": "セキュリティ",
+				"ko": "보안", "zh-Hant": "帳戶安全", "pl": "Bezpieczeństwo",
+			},
+			Descriptions: map[string]string{
+				"en":      "Sign-ins, password resets and security alerts",
+				"th":      "การเข้าสู่ระบบ การรีเซ็ตรหัสผ่าน และการแจ้งเตือนด้านความปลอดภัย",
+				"ja":      "ログイン、パスワードの再設定、セキュリティに関するお知らせ",
+				"ko":      "로그인, 비밀번호 재설정, 보안 알림",
+				"zh-Hant": "登入、密碼重設、安全性通知",
+				"pl":      "Logowania, resetowanie hasła i alerty bezpieczeństwa",
+			}},
+		{Name: "newsletter", Class: "marketing", OptIn: &f,
+			Labels: map[string]string{
+				"en": "Newsletter", "th": "จดหมายข่าว", "ja": "ニュースレター",
+				"ko": "뉴스레터", "zh-Hant": "電子報", "pl": "Newsletter",
+			},
+			Descriptions: map[string]string{
+				"en":      "Stories and ideas from our team",
+				"th":      "เรื่องราวและไอเดียจากทีมของเรา",
+				"ja":      "チームからの読み物やアイデア",
+				"ko":      "팀이 전하는 이야기와 아이디어",
+				"zh-Hant": "團隊分享的故事與靈感",
+				"pl":      "Historie i pomysły od naszego zespołu",
+			}},
 	}
 }
 
@@ -423,6 +630,9 @@ var (
 	hhmm    = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 	topicRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 	queueRe = regexp.MustCompile(`^[a-z0-9][a-z0-9:_-]{0,63}$`)
+	// dnsName is a domain name or DKIM selector: dot-separated labels of
+	// letters, digits, '-' and '_', none starting or ending with '-'.
+	dnsName = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$`)
 	_       = hhmm
 )
 
@@ -478,6 +688,23 @@ func (c Config) Validate() error {
 	if c.SMTP.From != "" && strings.ContainsAny(c.SMTP.From, "\r\n") {
 		bad("smtp.from (HERALD_MAIL_FROM)", "must not contain line breaks")
 	}
+	if d := c.SMTP.DKIM; d.Enabled() {
+		if d.Domain == "" {
+			bad("smtp.dkim.domain (HERALD_DKIM_DOMAIN)", "required with smtp.dkim.selector and key_file: set all three or none")
+		} else if !dnsName.MatchString(d.Domain) || len(d.Domain) > 253 {
+			bad("smtp.dkim.domain (HERALD_DKIM_DOMAIN)", "%q is not a domain name", d.Domain)
+		}
+		if d.Selector == "" {
+			bad("smtp.dkim.selector (HERALD_DKIM_SELECTOR)", "required with smtp.dkim.domain and key_file: set all three or none")
+		} else if !dnsName.MatchString(d.Selector) {
+			bad("smtp.dkim.selector (HERALD_DKIM_SELECTOR)", "%q: want DNS labels such as herald2026", d.Selector)
+		}
+		if d.KeyFile == "" {
+			bad("smtp.dkim.key_file (HERALD_DKIM_KEY_FILE)", "required with smtp.dkim.domain and selector: set all three or none")
+		} else if _, err := d.Key(); err != nil {
+			bad("smtp.dkim.key_file (HERALD_DKIM_KEY_FILE)", "%v", err)
+		}
+	}
 	if c.Slack.APIURL != "" {
 		if u, err := url.Parse(c.Slack.APIURL); err != nil || u.Host == "" {
 			bad("slack.api_url (HERALD_SLACK_API_URL)", "%q is not an absolute URL", c.Slack.APIURL)
@@ -491,6 +718,26 @@ func (c Config) Validate() error {
 	}
 	if c.HTTP.MaxBodyBytes < 1024 {
 		bad("http.max_body_bytes", "at least 1024")
+	}
+	if c.HTTP.PublicRateLimit != nil && *c.HTTP.PublicRateLimit < 0 {
+		bad("http.public_rate_limit (HERALD_PUBLIC_RATE_LIMIT)", "requests a minute per client: 0 (off) or more")
+	}
+	for _, v := range c.HTTP.TrustedProxies {
+		if _, err := parsePrefix(v); err != nil {
+			bad("http.trusted_proxies (HERALD_TRUSTED_PROXIES)", "%q is not an IP address or CIDR such as 10.0.0.0/8", v)
+		}
+	}
+	if c.HTTP.MetricsToken != "" && len(c.HTTP.MetricsToken) < 16 {
+		bad("http.metrics_token (HERALD_METRICS_TOKEN)", "at least 16 characters")
+	}
+	switch {
+	case c.Monitoring.Username != "" && c.Monitoring.Password == "":
+		bad("monitoring.password (HERALD_MONITORING_PASSWORD)", "required with monitoring.username (HERALD_MONITORING_USER)")
+	case c.Monitoring.Username == "" && c.Monitoring.Password != "":
+		bad("monitoring.username (HERALD_MONITORING_USER)", "required with HERALD_MONITORING_PASSWORD")
+	}
+	if c.Monitoring.Password != "" && len(c.Monitoring.Password) < MinMonitoringPassword {
+		bad("monitoring.password (HERALD_MONITORING_PASSWORD)", "at least %d characters", MinMonitoringPassword)
 	}
 	seenTok := map[string]bool{}
 	for _, t := range c.API.Tokens {
@@ -560,6 +807,8 @@ func (c Config) Validate() error {
 		if t.BypassQuietHours && !t.Required {
 			bad(fmt.Sprintf("topics[%d].bypass_quiet_hours", i), "only required topics may bypass quiet hours")
 		}
+		validateLocalized(bad, fmt.Sprintf("topics[%d].labels", i), t.Labels)
+		validateLocalized(bad, fmt.Sprintf("topics[%d].descriptions", i), t.Descriptions)
 	}
 	for i, cp := range c.Caps {
 		if cp.Class == "" {
@@ -586,7 +835,40 @@ func (c Config) Validate() error {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format (HERALD_LOG_FORMAT)", "%q: want json or text", c.Log.Format)
 	}
+	for i, l := range c.Content.Locales {
+		if _, err := language.Parse(l); err != nil {
+			bad(fmt.Sprintf("content.locales[%d] (HERALD_LOCALES)", i), "%q is not a BCP 47 locale (want one such as en, ja, pt-BR or zh-Hant)", l)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// validateLocalized checks texts keyed by locale: each key a BCP 47 tag,
+// no two keys naming the same locale ("zh-hant" and "zh-Hant"), no empty
+// text.
+func validateLocalized(bad func(field, format string, args ...any), field string, m map[string]string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	seen := map[string]string{}
+	for _, k := range keys {
+		f := field + "." + k
+		tag, err := language.Parse(k)
+		if err != nil {
+			bad(f, "%q is not a BCP 47 locale (want one such as en, ja, pt-BR or zh-Hant)", k)
+			continue
+		}
+		if prev, ok := seen[tag.String()]; ok {
+			bad(f, "%q and %q are the same locale (%s)", prev, k, tag)
+			continue
+		}
+		seen[tag.String()] = k
+		if strings.TrimSpace(m[k]) == "" {
+			bad(f, "empty")
+		}
+	}
 }
 
 // Redacted returns the configuration as YAML with every secret hidden, for

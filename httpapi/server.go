@@ -4,16 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/mail"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
@@ -32,14 +35,33 @@ type Config struct {
 	MaxBody int64 // default 1 MiB
 	// Monitoring serves the dashboard under /monitoring/ (nil: not mounted).
 	Monitoring http.Handler
-	// MonitoringUser/Password protect it with basic auth; empty user: the
-	// API tokens are accepted as bearer tokens instead.
+	// MonitoringUser/Password protect it with basic auth; both empty: the
+	// API tokens are accepted as bearer tokens instead. Only one of them
+	// set: nobody gets in.
 	MonitoringUser, MonitoringPassword string
-	Metrics                            http.Handler // /metrics (nil: not mounted)
+	// MonitoringLogin, when set, is the secret of a dashboard login link,
+	// /monitoring/login?token=…, which opens a browser session (a cookie
+	// good while this process runs). herald dev prints one.
+	MonitoringLogin string
+	// PublicURL is where browsers reach herald; its origin may make
+	// state-changing dashboard requests besides the request's own host.
+	PublicURL string
+	Metrics   http.Handler // /metrics (nil: not mounted)
+	// MetricsToken, when set, is the bearer token /metrics asks for.
+	MetricsToken string
 	// Centre serves /preferences and /unsubscribe (nil: not mounted).
 	Centre http.Handler
 	// Extra routes (e.g. Slack interactivity, click redirects) by pattern.
+	// They are public, like the centre, and share its rate limit.
 	Extra map[string]http.Handler
+	// PublicRateLimit is how many requests a minute one client address may
+	// make to the public routes (centre and Extra), with as many at once;
+	// beyond it they get 429 with Retry-After. 0: no limit.
+	PublicRateLimit int
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
+	// Now is the clock of the rate limit (default time.Now).
+	Now func() time.Time
 	// Ready reports whether herald can serve (Redis reachable, content loaded).
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
@@ -50,6 +72,9 @@ type server struct {
 	e   *engine.Engine
 	st  *store.Store
 	log *slog.Logger
+	// session is the dashboard session cookie's value (with MonitoringLogin).
+	session string
+	limiter *limiter
 }
 
 // New returns the HTTP handler.
@@ -60,7 +85,18 @@ func New(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	s := &server{cfg: cfg, e: cfg.Engine, st: cfg.Engine.Store(), log: cfg.Logger}
+	if cfg.MonitoringLogin != "" {
+		var b [32]byte
+		_, _ = rand.Read(b[:])
+		s.session = hex.EncodeToString(b[:])
+	}
+	if cfg.PublicRateLimit > 0 {
+		s.limiter = newLimiter(cfg.PublicRateLimit, cfg.Now)
+	}
 	mux := http.NewServeMux()
 	api := func(pattern string, h func(http.ResponseWriter, *http.Request, string) error) {
 		mux.Handle(pattern, s.auth(h))
@@ -83,17 +119,17 @@ func New(cfg Config) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if cfg.Metrics != nil {
-		mux.Handle("GET /metrics", cfg.Metrics)
+		mux.Handle("GET /metrics", MetricsAuth(cfg.MetricsToken, cfg.Metrics))
 	}
 	if cfg.Monitoring != nil {
-		mux.Handle("/monitoring/", s.monitoringAuth(cfg.Monitoring))
+		mux.Handle("/monitoring/", s.monitoring(cfg.Monitoring))
 	}
 	if cfg.Centre != nil {
-		mux.Handle("/preferences", cfg.Centre)
-		mux.Handle("/unsubscribe", cfg.Centre)
+		mux.Handle("/preferences", s.rateLimited(cfg.Centre))
+		mux.Handle("/unsubscribe", s.rateLimited(cfg.Centre))
 	}
 	for p, h := range cfg.Extra {
-		mux.Handle(p, h)
+		mux.Handle(p, s.rateLimited(h))
 	}
 	return s.requestID(mux)
 }
@@ -121,18 +157,10 @@ func (s *server) requestID(next http.Handler) http.Handler {
 			if r.URL.Path == "/healthz" || r.URL.Path == "/metrics" {
 				return
 			}
-			s.log.Info("http", "request_id", id, "method", r.Method, "path", redactPath(r.URL.Path), "status", sw.status, "ms", time.Since(start).Milliseconds())
+			s.log.Info("http", "request_id", id, "method", r.Method, "path", logTarget(r.URL), "status", sw.status, "ms", time.Since(start).Milliseconds())
 		}()
 		next.ServeHTTP(sw, r)
 	})
-}
-
-// redactPath keeps query strings (tokens) out of logs.
-func redactPath(p string) string {
-	if len(p) > 200 {
-		return p[:200]
-	}
-	return p
 }
 
 type statusWriter struct {
@@ -165,31 +193,30 @@ func (s *server) tokenName(r *http.Request) (string, bool) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return "", false
 	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	name, found := "", 0
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return "", false
+	}
+	name, found := "", false
 	for _, t := range s.cfg.Tokens {
-		want := sha256.Sum256([]byte(t.Value))
-		if subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
-			name, found = t.Name, 1
+		if equalSecret(tok, t.Value) {
+			name, found = t.Name, true
 		}
 	}
-	return name, found == 1
+	return name, found
 }
 
-func (s *server) monitoringAuth(next http.Handler) http.Handler {
+// MetricsAuth asks for "Authorization: Bearer <token>" before next; an
+// empty token leaves next open.
+func MetricsAuth(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.MonitoringUser != "" {
-			u, p, ok := r.BasicAuth()
-			uok := subtle.ConstantTimeCompare([]byte(u), []byte(s.cfg.MonitoringUser)) == 1
-			pok := subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.MonitoringPassword)) == 1
-			if !ok || !uok || !pok {
-				w.Header().Set("WWW-Authenticate", `Basic realm="herald monitoring"`)
-				writeError(w, errStatus(http.StatusUnauthorized, "unauthorized", "missing or wrong monitoring user or password"))
-				return
-			}
-		} else if _, ok := s.tokenName(r); !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="herald monitoring"`)
-			writeError(w, errStatus(http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token (Authorization: Bearer <token>)"))
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || !equalSecret(strings.TrimSpace(got), token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="herald metrics"`)
+			writeError(w, errStatus(http.StatusUnauthorized, "unauthorized", "missing or wrong metrics token (Authorization: Bearer <HERALD_METRICS_TOKEN>)"))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -233,8 +260,8 @@ var (
 
 func (b customerBody) validate() error {
 	var probs []string
-	if b.Email != nil && *b.Email != "" && (!emailRe.MatchString(*b.Email) || len(*b.Email) > 254) {
-		probs = append(probs, "email: not an email address")
+	if b.Email != nil && *b.Email != "" && !validEmail(*b.Email) {
+		probs = append(probs, "email: not an email address (want a bare address such as ada@example.com)")
 	}
 	if b.SlackUserID != nil && *b.SlackUserID != "" && !slackRe.MatchString(*b.SlackUserID) {
 		probs = append(probs, "slack_user_id: want a Slack user ID such as U024BE7LH")
@@ -256,6 +283,22 @@ func (b customerBody) validate() error {
 		return herald.Errorf(herald.EInvalid, "%s", strings.Join(probs, "; "))
 	}
 	return nil
+}
+
+// validEmail accepts a bare address (no display name, no comments) that
+// net/mail parses back to itself, with no control or space characters: what
+// the SMTP sender will accept later, checked now.
+func validEmail(v string) bool {
+	if len(v) > 254 || !emailRe.MatchString(v) {
+		return false
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) || unicode.IsSpace(r) || r == utf8.RuneError || unicode.In(r, unicode.Cf) {
+			return false
+		}
+	}
+	a, err := mail.ParseAddress(v)
+	return err == nil && a.Name == "" && a.Address == v
 }
 
 func (s *server) putCustomer(w http.ResponseWriter, r *http.Request, actor string) error {

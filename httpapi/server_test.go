@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -266,6 +267,27 @@ func TestErrors(t *testing.T) {
 		{"timezone traversal", req{method: "PUT", path: "/v1/customers/c9", body: `{"timezone":"../../etc/passwd"}`}, 422, "invalid", "timezone"},
 		{"bad locale", req{method: "PUT", path: "/v1/customers/c9", body: `{"locale":"english please"}`}, 422, "invalid", "locale"},
 		{"bad slack id", req{method: "PUT", path: "/v1/customers/c9", body: `{"slack_user_id":"@ada"}`}, 422, "invalid", "slack_user_id"},
+		{"email with NUL", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob@example.com\u0000"}`}, 422, "invalid", "email"},
+		{"email with NUL inside", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob\u0000@example.com"}`}, 422, "invalid", "email"},
+		{"email with vertical tab", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob@example.com\u000b"}`}, 422, "invalid", "email"},
+		{"email with tab", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob@example.com\t"}`}, 422, "invalid", "email"},
+		{"email with LF", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob@example.com\n"}`}, 422, "invalid", "email"},
+		{"email with DEL", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob@example.com\u007f"}`}, 422, "invalid", "email"},
+		{"email with NEL", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob@example.com\u0085"}`}, 422, "invalid", "email"},
+		{"email with bidi override", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob\u202e@example.com"}`}, 422, "invalid", "email"},
+		{"email with display name", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"Bob <bob@example.com>"}`}, 422, "invalid", "email"},
+		{"email in angle brackets", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"<bob@example.com>"}`}, 422, "invalid", "email"},
+		{"email with comment", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob@example.com (Bob)"}`}, 422, "invalid", "email"},
+		{"email with two addresses", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob@example.com,eve@evil.example"}`}, 422, "invalid", "email"},
+		{"email with double dot", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob..x@example.com"}`}, 422, "invalid", "email"},
+		{"email with trailing dot", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob@example.com."}`}, 422, "invalid", "email"},
+		{"email without domain", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"bob@"}`}, 422, "invalid", "email"},
+		{"email without local part", req{method: "PUT", path: "/v1/customers/c9", body: `{"email":"@example.com"}`}, 422, "invalid", "email"},
+		{"slack id with NUL", req{method: "PUT", path: "/v1/customers/c9", body: `{"slack_user_id":"U024BE7LH\u0000"}`}, 422, "invalid", "slack_user_id"},
+		{"slack id lower case", req{method: "PUT", path: "/v1/customers/c9", body: `{"slack_user_id":"u024be7lh"}`}, 422, "invalid", "slack_user_id"},
+		{"slack id too short", req{method: "PUT", path: "/v1/customers/c9", body: `{"slack_user_id":"U1"}`}, 422, "invalid", "slack_user_id"},
+		{"slack channel id", req{method: "PUT", path: "/v1/customers/c9", body: `{"slack_user_id":"C024BE7LH"}`}, 422, "invalid", "slack_user_id"},
+		{"slack id with newline", req{method: "PUT", path: "/v1/customers/c9", body: `{"slack_user_id":"U024BE7LH\n"}`}, 422, "invalid", "slack_user_id"},
 		{"bad attribute name", req{method: "PUT", path: "/v1/customers/c9", body: `{"attributes":{"first name":"Ada"}}`}, 422, "invalid", "attributes"},
 		{"message missing fields", req{method: "POST", path: "/v1/messages", body: `{}`}, 422, "invalid", "customer_id: required; template: required; topic: required"},
 		{"message unknown topic", req{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"gossip"}`}, 422, "invalid", "gossip"},
@@ -376,6 +398,28 @@ func TestCustomerLifecycle(t *testing.T) {
 	ok, err := b.e.Preferences().IsSuppressed(context.Background(), herald.ChannelEmail, "ada@example.org")
 	require.NoError(t, err)
 	require.True(t, ok, "an erased address keeps a suppression record")
+}
+
+// Addresses and Slack IDs that real customers have are accepted as they are.
+func TestCustomerContactsAccepted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tests := []struct{ name, body, field, want string }{
+		{"plain", `{"email":"ada@example.com"}`, "email", "ada@example.com"},
+		{"plus and subdomain", `{"email":"ada+news@mail.example.co.uk"}`, "email", "ada+news@mail.example.co.uk"},
+		{"apostrophe", `{"email":"o'brien@example.ie"}`, "email", "o'brien@example.ie"},
+		{"internationalised", `{"email":"józef@przykład.pl"}`, "email", "józef@przykład.pl"},
+		{"user id", `{"slack_user_id":"U024BE7LH"}`, "slack_user_id", "U024BE7LH"},
+		{"enterprise user id", `{"slack_user_id":"W012A3CDE"}`, "slack_user_id", "W012A3CDE"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := b.do(t, req{method: http.MethodPut, path: "/v1/customers/ok" + strconv.Itoa(i), body: tt.body})
+			require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+			require.Equal(t, tt.want, r.json(t)[tt.field])
+		})
+	}
 }
 
 func TestMessageReachesSMTP(t *testing.T) {

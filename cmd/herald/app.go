@@ -44,6 +44,8 @@ type Main struct {
 	TemplatesFS, WorkflowsFS fs.FS
 	// Tune shortens asynq's polling intervals for prompt follow-ups.
 	TaskCheckInterval, DelayedTaskCheckInterval time.Duration
+	// MonitoringLogin is the secret of a dashboard login link (herald dev).
+	MonitoringLogin string
 
 	RedisConn asynq.RedisConnOpt
 	Redis     redis.UniversalClient
@@ -134,9 +136,12 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Handler = httpapi.New(httpapi.Config{
 		Engine: m.Engine, Tokens: tokens, MaxBody: c.HTTP.MaxBodyBytes,
 		Monitoring: mon, MonitoringUser: c.Monitoring.Username, MonitoringPassword: c.Monitoring.Password.Reveal(),
-		Metrics: promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}),
+		MonitoringLogin: m.MonitoringLogin, PublicURL: c.HTTP.PublicURL,
+		Metrics:         promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}),
+		MetricsToken:    c.HTTP.MetricsToken.Reveal(),
+		PublicRateLimit: publicRateLimit(c.HTTP), TrustedProxies: c.HTTP.TrustedProxyPrefixes(),
 		Centre: centre.New(centre.Config{
-			Store: m.Engine.Preferences(), Key: []byte(c.SigningKey.Reveal()), Topics: policy(c).Topics,
+			Store: m.Engine.Preferences(), Key: []byte(c.SigningKey.Reveal()), Topics: policy(c).Topics, DefaultLocale: c.Content.DefaultLocale,
 			Customer: m.Engine.Store().Customer,
 			OnOptOut: m.Engine.TopicOptOut,
 			Logger:   m.Logger,
@@ -149,6 +154,14 @@ func (m *Main) Open(ctx context.Context) error {
 		Logger: m.Logger,
 	})
 	return nil
+}
+
+// publicRateLimit is http.public_rate_limit, its default when unset.
+func publicRateLimit(h config.HTTP) int {
+	if h.PublicRateLimit == nil {
+		return config.DefaultPublicRateLimit
+	}
+	return *h.PublicRateLimit
 }
 
 func (m *Main) ready(ctx context.Context) error {
@@ -215,7 +228,7 @@ func policy(c config.Config) preferences.Policy {
 	p := preferences.Policy{Topics: map[string]herald.Topic{}}
 	for _, t := range c.Topics {
 		optIn := t.OptIn == nil || *t.OptIn
-		p.Topics[t.Name] = herald.Topic{Name: t.Name, Required: t.Required, OptIn: optIn, Class: t.Class, BypassQuietHours: t.BypassQuietHours}
+		p.Topics[t.Name] = herald.Topic{Name: t.Name, Required: t.Required, OptIn: optIn, Class: t.Class, BypassQuietHours: t.BypassQuietHours, Labels: t.Labels, Descriptions: t.Descriptions}
 	}
 	for _, cp := range c.Caps {
 		p.Caps = append(p.Caps, preferences.Cap{Class: cp.Class, Max: cp.Max, Per: cp.Per, Action: cp.Action})
@@ -232,6 +245,13 @@ func (m *Main) senders() (map[herald.Channel]herald.Sender, error) {
 			return nil, fmt.Errorf("smtp.url (HERALD_SMTP_URL): %w", err)
 		}
 		ec.From = c.SMTP.From
+		if d := c.SMTP.DKIM; d.Enabled() {
+			key, err := d.Key()
+			if err != nil {
+				return nil, fmt.Errorf("smtp.dkim.key_file (HERALD_DKIM_KEY_FILE): %w", err)
+			}
+			ec.DKIM = email.DKIM{Domain: d.Domain, Selector: d.Selector, Signer: key}
+		}
 		// An SMTP transaction, once started, runs to its own timeout (cutting
 		// it off could leave a message delivered but reported failed): keep
 		// it inside the delivery timeout, so the outcome is still recorded
@@ -362,7 +382,7 @@ func (m *Main) serveMetrics(addr string) error {
 		return fmt.Errorf("worker.metrics_addr (HERALD_METRICS_ADDR): %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.Handle("GET /metrics", httpapi.MetricsAuth(m.Config.HTTP.MetricsToken.Reveal(), promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := m.ready(r.Context()); err != nil {

@@ -34,6 +34,9 @@ type Dev struct {
 	Mini   *miniredis.Miniredis
 	SMTP   *smtpserver.Server
 	Slack  *slackapi.Server
+	// Token is DevToken when herald dev made it up, "" when API tokens
+	// are configured: those are never printed.
+	Token string
 }
 
 // OpenDev builds everything `herald dev` runs, with captures under outbox.
@@ -96,7 +99,13 @@ func OpenDev(ctx context.Context, c config.Config, outbox string, log *slog.Logg
 	}
 	if len(m.Config.API.Tokens) == 0 {
 		m.Config.API.Tokens = []config.Token{{Name: "dev", Value: DevToken}}
+		d.Token = DevToken
 	}
+	// A browser cannot send a bearer token: the printed dashboard link
+	// logs it in instead.
+	var login [24]byte
+	_, _ = rand.Read(login[:])
+	m.MonitoringLogin = hex.EncodeToString(login[:])
 	if c.Content.Templates == "" {
 		m.TemplatesFS = examples.Templates()
 		exampleBrand(&m.Config)
@@ -159,32 +168,53 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := d.Main.Start(ctx); err != nil {
 		return err
 	}
+	d.Banner(stdout)
+	return d.Main.wait(ctx, false)
+}
+
+// DashboardURL is the dashboard's login link: opened in a browser, it
+// starts a session and shows the dashboard.
+func (d *Dev) DashboardURL() string {
+	return "http://" + d.Main.Addr() + "/monitoring/login?token=" + d.Main.MonitoringLogin
+}
+
+// Banner prints where everything is and a curl line to try. It shows the
+// dev token only when herald dev made it up; configured API tokens are
+// secrets and stay out of terminals and scrollback.
+func (d *Dev) Banner(w io.Writer) {
 	base := "http://" + d.Main.Addr()
-	abs, _ := filepath.Abs(*outbox)
-	token := d.Main.Config.API.Tokens[0].Value.Reveal()
-	fmt.Fprintf(stdout, `
+	abs, _ := filepath.Abs(d.Outbox)
+	auth, token := "Authorization: Bearer "+d.Token, d.Token
+	if d.Token == "" {
+		auth, token = "using the configured API tokens, HERALD_API_TOKENS", "$HERALD_TOKEN"
+	}
+	metrics := ""
+	if d.Main.Config.HTTP.MetricsToken != "" {
+		metrics = "  (Authorization: Bearer $HERALD_METRICS_TOKEN)"
+	}
+	fmt.Fprintf(w, `
 herald dev is running.
 
-  API            %[1]s/v1/  (Authorization: Bearer %[2]s)
-  Dashboard      %[1]s/monitoring/  (same bearer token, or set HERALD_MONITORING_USER/PASSWORD)
-  Metrics        %[1]s/metrics
+  API            %[1]s/v1/  (%[5]s)
+  Dashboard      %[6]s
+                 (opens a browser session; curl takes the bearer token or HERALD_MONITORING_USER/PASSWORD)
+  Metrics        %[1]s/metrics%[7]s
   Health         %[1]s/healthz  %[1]s/readyz
   Outbox         %[3]s  (email as .eml, Slack as slack.jsonl)
   Redis          %[4]s
 
 A demo customer "demo" (Ada, Europe/Warsaw) is ready. Send her a message:
 
-  curl -sS -X POST %[1]s/v1/messages -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
+  curl -sS -X POST %[1]s/v1/messages -H "Authorization: Bearer %[2]s" -H 'Content-Type: application/json' \
     -d '{"customer_id":"demo","template":"welcome","topic":"onboarding","channels":["email"],"data":{"plan":"Pro","trial_days":14,"dashboard_url":"https://app.lumen.example/"}}'
 
 then look in %[3]s. Start a journey with an event:
 
-  curl -sS -X POST %[1]s/v1/events -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
+  curl -sS -X POST %[1]s/v1/events -H "Authorization: Bearer %[2]s" -H 'Content-Type: application/json' \
     -d '{"customer_id":"demo","name":"trial.started","data":{"plan":"Pro","trial_days":14,"dashboard_url":"https://app.lumen.example/"}}'
 
 and read her timeline at %[1]s/v1/customers/demo/timeline. Ctrl-C stops.
-`, base, token, abs, redisDesc(d))
-	return d.Main.wait(ctx, false)
+`, base, token, abs, redisDesc(d), auth, d.DashboardURL(), metrics)
 }
 
 func redisDesc(d *Dev) string {

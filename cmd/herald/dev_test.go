@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/stretchr/testify/require"
+)
+
+// startDevWith is startDev with the config adjusted first.
+func startDevWith(t *testing.T, edit func(*config.Config)) *Dev {
+	t.Helper()
+	c, err := config.Load("")
+	require.NoError(t, err)
+	c.HTTP.Addr = "127.0.0.1:0"
+	edit(&c)
+	d, err := OpenDev(context.Background(), c, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(d.Close)
+	require.NoError(t, d.Main.Start(context.Background()))
+	return d
+}
+
+var dashboardLine = regexp.MustCompile(`(?m)^\s+Dashboard\s+(\S+)`)
+
+// The dashboard URL herald dev prints opens the dashboard in a browser,
+// which has no way to send a bearer token.
+func TestDevDashboardURLOpensInBrowser(t *testing.T) {
+	t.Parallel()
+	d, _ := startDev(t)
+	var out bytes.Buffer
+	d.Banner(&out)
+	m := dashboardLine.FindStringSubmatch(out.String())
+	require.Len(t, m, 2, "the banner names the dashboard:\n%s", out.String())
+
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	browser := &http.Client{Jar: jar}
+	get := func(u string) (int, string) {
+		req, err := http.NewRequest(http.MethodGet, u, nil)
+		require.NoError(t, err)
+		req.Header.Set("Accept", "text/html,application/xhtml+xml")
+		req.Header.Set("Sec-Fetch-Site", "none")
+		res, err := browser.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return res.StatusCode, string(b)
+	}
+	status, body := get(m[1])
+	require.Equal(t, http.StatusOK, status, "%s", body)
+	require.Contains(t, body, "Asynq - Monitoring")
+	status, body = get("http://" + d.Main.Addr() + "/monitoring/api/queues")
+	require.Equal(t, http.StatusOK, status, "the dashboard's own API calls work too: %s", body)
+	require.Contains(t, body, `"queues"`)
+
+	// Without the link, a browser is still asked to authenticate.
+	res, err := http.Get("http://" + d.Main.Addr() + "/monitoring/")
+	require.NoError(t, err)
+	res.Body.Close()
+	status = res.StatusCode
+	require.Equal(t, http.StatusUnauthorized, status)
+}
+
+// herald dev prints its own made-up token, never a configured one.
+func TestDevBannerNeverPrintsConfiguredTokens(t *testing.T) {
+	t.Parallel()
+	const prod = "prod-token-0123456789abcdef"
+	tests := []struct {
+		name     string
+		edit     func(*config.Config)
+		shows    []string
+		hides    []string
+		apiToken string // the token the API takes
+	}{
+		{
+			name:     "dev default",
+			edit:     func(*config.Config) {},
+			shows:    []string{"Authorization: Bearer " + DevToken},
+			hides:    []string{"using the configured API tokens"},
+			apiToken: DevToken,
+		},
+		{
+			name:     "configured token",
+			edit:     func(c *config.Config) { c.API.Tokens = []config.Token{{Name: "prod", Value: prod}} },
+			shows:    []string{"using the configured API tokens", "Bearer $HERALD_TOKEN"},
+			hides:    []string{prod, DevToken},
+			apiToken: prod,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := startDevWith(t, tt.edit)
+			var out bytes.Buffer
+			d.Banner(&out)
+			for _, s := range tt.shows {
+				require.Contains(t, out.String(), s)
+			}
+			for _, s := range tt.hides {
+				require.NotContains(t, out.String(), s)
+			}
+			req, _ := http.NewRequest(http.MethodGet, "http://"+d.Main.Addr()+"/v1/customers/demo", nil)
+			req.Header.Set("Authorization", "Bearer "+tt.apiToken)
+			res, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			res.Body.Close()
+			require.Equal(t, http.StatusOK, res.StatusCode)
+		})
+	}
+}
+
+// `herald validate` fails a dashboard user without a password, naming the
+// variables to set.
+func TestValidateRefusesOpenDashboard(t *testing.T) {
+	tests := []struct {
+		name, user, password, want string
+	}{
+		{"user without password", "ops", "", "HERALD_MONITORING_PASSWORD"},
+		{"short password", "ops", "short-pw", "at least 12"},
+		{"password without user", "", "long-enough-password", "HERALD_MONITORING_USER"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("HERALD_MONITORING_USER", tt.user)
+			t.Setenv("HERALD_MONITORING_PASSWORD", tt.password)
+			out, errOut, err := runCLI(t, "validate")
+			var code exitError
+			require.ErrorAs(t, err, &code)
+			require.Equal(t, exitError(1), code)
+			require.Contains(t, out, tt.want)
+			require.NotContains(t, errOut, "ok:")
+		})
+	}
+}
+
+// HERALD_METRICS_TOKEN guards a worker's own metrics address too.
+func TestWorkerMetricsToken(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	c, err := config.Load("")
+	require.NoError(t, err)
+	c.Redis.URL = config.Secret(rs.URL())
+	c.SMTP.URL, c.SMTP.From = "smtp://127.0.0.1:2525?tls=none", "a@b.example"
+	c.SigningKey = "0123456789abcdef0123456789abcdef"
+	c.Content.Templates = "../../examples/templates"
+	c.Worker.MetricsAddr = "127.0.0.1:0"
+	c.HTTP.MetricsToken = "metrics-token-0123456789"
+	m := &Main{Config: c, Worker: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	require.NoError(t, m.Open(context.Background()))
+	t.Cleanup(func() { _ = m.Close() })
+	require.NoError(t, m.Start(context.Background()))
+	for _, tt := range []struct {
+		auth   string
+		status int
+	}{
+		{"", http.StatusUnauthorized},
+		{"Bearer wrong-token-0123456789", http.StatusUnauthorized},
+		{"Bearer metrics-token-0123456789", http.StatusOK},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+m.MetricsAddr()+"/metrics", nil)
+		if tt.auth != "" {
+			req.Header.Set("Authorization", tt.auth)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, tt.status, res.StatusCode, "%q: %s", tt.auth, b)
+		require.Equal(t, tt.status == http.StatusOK, strings.Contains(string(b), "herald_redis_up"))
+	}
+}
