@@ -64,6 +64,12 @@ type Topic struct {
 	Class string `json:"class,omitempty" yaml:"class"`
 	// BypassQuietHours lets a required topic through quiet hours.
 	BypassQuietHours bool `json:"bypass_quiet_hours,omitempty" yaml:"bypass_quiet_hours"`
+	// Labels name the topic to customers and Descriptions say in a line
+	// what it brings, each keyed by BCP 47 locale ("en", "ja", "zh-Hant").
+	// A locale falls back as templates do (zh-Hant-TW → zh-Hant → zh → the
+	// default locale); a topic without a label shows its name humanised.
+	Labels       map[string]string `json:"labels,omitempty" yaml:"labels"`
+	Descriptions map[string]string `json:"descriptions,omitempty" yaml:"descriptions"`
 }
 
 // QuietHours is a daily window, in the customer's time zone, in which

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"golang.org/x/text/language"
 )
 
 // layoutFile, at the root of the templates folder, replaces the default
@@ -29,6 +31,63 @@ type LayoutData struct {
 	Labels        Labels // footer words in the message's language
 	Customer      map[string]any
 	Data          map[string]any
+}
+
+// TextStyle is the inline CSS for the message's text: TextCSS for its
+// locale. The default layout puts it on every cell that holds text.
+func (d LayoutData) TextStyle() template.CSS {
+	return template.CSS(TextCSS(d.Lang) + ";")
+}
+
+// Font families with a glyph set per script. Every name is a CSS
+// identifier, so a stack needs no quotes and stays readable once inlined
+// into a style attribute.
+const (
+	latinFonts = "-apple-system,BlinkMacSystemFont,Segoe UI,Roboto,Helvetica Neue,Arial,Noto Sans"
+	jaFonts    = "Hiragino Sans,Yu Gothic UI,Meiryo,Noto Sans CJK JP,Noto Sans JP"
+	koFonts    = "Apple SD Gothic Neo,Malgun Gothic,Noto Sans CJK KR,Noto Sans KR"
+	tcFonts    = "PingFang TC,Microsoft JhengHei,Noto Sans CJK TC,Noto Sans TC"
+	scFonts    = "PingFang SC,Microsoft YaHei,Noto Sans CJK SC,Noto Sans SC"
+	thFonts    = "Leelawadee UI,Thonburi,Noto Sans Thai"
+)
+
+// TextCSS is the CSS declarations (no trailing semicolon) for text in a
+// locale ("" for the default). Fonts: the locale's own script's fonts right
+// after the Latin ones, so Han characters take the Japanese, Korean or
+// Chinese forms the locale wants, then the fonts of herald's other
+// languages for names and quotes in them. Line breaking: Korean breaks
+// between words only, Japanese and Chinese keep closing punctuation off the
+// start of a line, and a long URL breaks anywhere rather than widen the
+// page.
+func TextCSS(locale string) string {
+	own, wrap := "", ""
+	if tag, err := language.Parse(locale); err == nil {
+		base, _ := tag.Base()
+		script, _ := tag.Script()
+		switch base.String() {
+		case "ja":
+			own, wrap = jaFonts, ";line-break:strict"
+		case "ko":
+			own, wrap = koFonts, ";word-break:keep-all"
+		case "zh":
+			own, wrap = scFonts, ";line-break:strict"
+			if script.String() == "Hant" {
+				own = tcFonts
+			}
+		case "th":
+			own = thFonts
+		}
+	}
+	fonts := []string{latinFonts}
+	if own != "" {
+		fonts = append(fonts, own)
+	}
+	for _, f := range []string{thFonts, jaFonts, koFonts, tcFonts} {
+		if f != own {
+			fonts = append(fonts, f)
+		}
+	}
+	return "font-family:" + strings.Join(fonts, ",") + ",sans-serif;overflow-wrap:anywhere" + wrap
 }
 
 //go:embed layout.html

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/text/language"
+
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/preferences"
 )
@@ -26,25 +28,32 @@ const maxForm = 64 << 10
 type Config struct {
 	Store *preferences.Store
 	// Key signs and verifies the links' tokens (preferences.Sign).
-	Key    []byte
-	Topics map[string]herald.Topic
+	Key []byte
+	// Topics are shown with their Labels and Descriptions in the page's
+	// language, falling back to DefaultLocale's, then to the name
+	// humanised ("product-updates" → "Product updates").
+	Topics        map[string]herald.Topic
+	DefaultLocale string // the content's default locale; "en" when empty
 	// Customer loads a customer; a missing one is herald.ENotFound. Nil
 	// serves every token's customer with defaults (English, UTC).
 	Customer func(ctx context.Context, id string) (herald.Customer, error)
 	// OnOptOut runs after a customer opted out of a topic, so the engine
 	// can end that topic's journeys. Optional.
 	OnOptOut func(ctx context.Context, customerID, topic string)
-	// TopicLabel names a topic in a language (a BCP 47 tag among en, th,
-	// ja, ko, zh-Hant, pl); "" or nil falls back to the humanised name.
-	TopicLabel func(lang, topic string) string
-	Now        func() time.Time // time.Now when nil
-	Logger     *slog.Logger     // slog.Default() when nil
+	Now      func() time.Time // time.Now when nil
+	Logger   *slog.Logger     // slog.Default() when nil
 }
 
 type handler struct {
-	cfg  Config
-	mux  *http.ServeMux
-	csrf *http.CrossOriginProtection
+	cfg    Config
+	mux    *http.ServeMux
+	csrf   *http.CrossOriginProtection
+	topics map[string]topicText
+}
+
+// topicText is what a topic says about itself, in every locale configured.
+type topicText struct {
+	label, description localized
 }
 
 // New returns the handler for GET/POST /preferences and GET/POST
@@ -56,7 +65,21 @@ func New(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &handler{cfg: cfg, mux: http.NewServeMux(), csrf: http.NewCrossOriginProtection()}
+	h := &handler{cfg: cfg, mux: http.NewServeMux(), csrf: http.NewCrossOriginProtection(), topics: map[string]topicText{}}
+	def, err := language.Parse(cfg.DefaultLocale)
+	if err != nil {
+		def = language.English
+	}
+	for name, t := range cfg.Topics {
+		var tt topicText
+		var badLabels, badDescriptions []string
+		tt.label, badLabels = newLocalized(t.Labels, def)
+		tt.description, badDescriptions = newLocalized(t.Descriptions, def)
+		if bad := slices.Concat(badLabels, badDescriptions); len(bad) > 0 {
+			cfg.Logger.Warn("preference centre: topic texts ignored: not BCP 47 locales, or a locale twice", "topic", name, "locales", bad)
+		}
+		h.topics[name] = tt
+	}
 	h.mux.HandleFunc("GET /preferences", h.getPreferences)
 	h.mux.HandleFunc("POST /preferences", h.postPreferences)
 	h.mux.HandleFunc("GET /unsubscribe", h.getUnsubscribe)
@@ -83,6 +106,8 @@ type session struct {
 	customer herald.Customer
 	lang     string
 	text     text
+	// locale picks topic labels and descriptions (textLocale).
+	locale language.Tag
 }
 
 // open verifies the token for purpose and loads the customer. On failure it
@@ -115,6 +140,7 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request, purpose string, p
 		s.customer = c
 	}
 	s.lang, s.text = pick(s.customer.Locale, r.Header.Get("Accept-Language"))
+	s.locale = textLocale(s.customer.Locale, language.Make(s.lang))
 	return s, true
 }
 
@@ -304,7 +330,7 @@ func (h *handler) getUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		render(w, http.StatusOK, messagePage{Lang: s.lang, Title: s.text.UnsubTitle, Body: s.text.UnsubRequired})
 		return
 	default:
-		page.Question = fmt.Sprintf(s.text.UnsubQuestion, h.label(s.lang, s.claims.Topic))
+		page.Question = fmt.Sprintf(s.text.UnsubQuestion, h.label(s, s.claims.Topic))
 	}
 	render(w, http.StatusOK, page)
 }
@@ -348,7 +374,7 @@ func (h *handler) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		// A topic since removed from the configuration is still recorded:
 		// the customer's no must hold if the topic comes back.
 		patch.Topics = map[string]bool{s.claims.Topic: false}
-		done = fmt.Sprintf(s.text.UnsubDone, h.label(s.lang, s.claims.Topic))
+		done = fmt.Sprintf(s.text.UnsubDone, h.label(s, s.claims.Topic))
 	}
 	_, _, err := h.cfg.Store.Apply(r.Context(), s.customer.ID, patch, preferences.Actor{Kind: preferences.ActorCustomer}, preferences.SourceOneClickUnsubscribe)
 	if err != nil {
@@ -386,11 +412,11 @@ func (h *handler) storeFailed(w http.ResponseWriter, r *http.Request, s session,
 	h.fail(w, s, http.StatusInternalServerError, false)
 }
 
-func (h *handler) label(lang, topic string) string {
-	if h.cfg.TopicLabel != nil {
-		if l := h.cfg.TopicLabel(lang, topic); l != "" {
-			return l
-		}
+// label names a topic for the customer; a topic since removed from the
+// configuration still gets its humanised name.
+func (h *handler) label(s session, topic string) string {
+	if l := h.topics[topic].label.get(s.locale); l != "" {
+		return l
 	}
 	return humanize(topic)
 }
@@ -422,10 +448,20 @@ func (h *handler) formPage(s session, prefs herald.Preferences) formPage {
 	})
 	for i, name := range names {
 		t := h.cfg.Topics[name]
-		p.Topics = append(p.Topics, topicRow{
-			ID: fmt.Sprintf("topic-%d", i), Name: name, Label: h.label(s.lang, name),
-			On: preferences.TopicOn(t, prefs), Required: t.Required,
-		})
+		row := topicRow{
+			ID: fmt.Sprintf("topic-%d", i), Name: name, Label: h.label(s, name),
+			Description: h.topics[name].description.get(s.locale),
+			On:          preferences.TopicOn(t, prefs), Required: t.Required,
+		}
+		var describedBy []string
+		if row.Description != "" {
+			describedBy = append(describedBy, row.ID+"-desc")
+		}
+		if t.Required {
+			describedBy = append(describedBy, "required-note")
+		}
+		row.DescribedBy = strings.Join(describedBy, " ")
+		p.Topics = append(p.Topics, row)
 		p.AnyRequired = p.AnyRequired || t.Required
 	}
 	for _, ch := range herald.Channels {

@@ -3,6 +3,7 @@ package centre
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"
@@ -10,12 +11,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/text/language"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/redistest"
@@ -24,10 +27,32 @@ import (
 
 var testKey = []byte("centre-test-key-0123456789abcdef")
 
+// testTopics: product-updates is labelled in every page language, newsletter
+// only in zh (so other languages show its name), billing in the default
+// locale and Japanese.
 var testTopics = map[string]herald.Topic{
-	"product-updates": {Name: "product-updates", OptIn: true, Class: "marketing"},
-	"newsletter":      {Name: "newsletter", OptIn: false, Class: "marketing"},
-	"billing":         {Name: "billing", Required: true},
+	"product-updates": {Name: "product-updates", OptIn: true, Class: "marketing",
+		Labels: map[string]string{
+			"en": "Product news", "th": "ข่าวสารผลิตภัณฑ์", "ja": "製品のお知らせ",
+			"ko": "제품 소식", "zh-Hant": "產品消息", "pl": "Nowości w produkcie",
+		},
+		Descriptions: map[string]string{
+			"en": "New features, once a month", "th": "ฟีเจอร์ใหม่ เดือนละครั้ง", "ja": "新機能のご紹介（月1回）",
+			"ko": "새로운 기능 소개(한 달에 한 번)", "zh-Hant": "新功能介紹，每月一次",
+		},
+	},
+	"newsletter": {Name: "newsletter", OptIn: false, Class: "marketing", Labels: map[string]string{"zh": "電子報"}},
+	"billing":    {Name: "billing", Required: true, Labels: map[string]string{"en": "Billing", "ja": "お支払い"}},
+}
+
+// productUpdates is product-updates' label and description per page language.
+var productUpdates = map[string][2]string{
+	"en":      {"Product news", "New features, once a month"},
+	"th":      {"ข่าวสารผลิตภัณฑ์", "ฟีเจอร์ใหม่ เดือนละครั้ง"},
+	"ja":      {"製品のお知らせ", "新機能のご紹介（月1回）"},
+	"ko":      {"제품 소식", "새로운 기능 소개(한 달에 한 번)"},
+	"zh-Hant": {"產品消息", "新功能介紹，每月一次"},
+	"pl":      {"Nowości w produkcie", "New features, once a month"}, // no Polish description: the default locale's
 }
 
 type bundle struct {
@@ -125,7 +150,7 @@ func (b *bundle) form(t *testing.T, page string) url.Values {
 	m := csrfRE.FindStringSubmatch(page)
 	require.Len(t, m, 2, "page has a csrf field")
 	v := url.Values{"csrf": {m[1]}}
-	for _, m := range regexp.MustCompile(`<input type="checkbox" id="[^"]+" name="([^"]+)" value="on" checked>`).FindAllStringSubmatch(page, -1) {
+	for _, m := range regexp.MustCompile(`<input type="checkbox" id="[^"]+" name="([^"]+)" value="on" checked(?: aria-describedby="[^"]*")?>`).FindAllStringSubmatch(page, -1) {
 		v.Set(m[1], "on")
 	}
 	for _, m := range regexp.MustCompile(`name="(quiet_start|quiet_end)" value="([^"]*)"`).FindAllStringSubmatch(page, -1) {
@@ -146,7 +171,8 @@ func TestGetPreferences(t *testing.T) {
 	require.NotContains(t, res.body, "<script")
 	require.Contains(t, res.body, `<html lang="en">`)
 	require.Contains(t, res.body, `<legend>Topics</legend>`)
-	require.Contains(t, res.body, `name="topic.product-updates" value="on" checked>`, "opt-out topic defaults on")
+	require.Contains(t, res.body, `name="topic.product-updates" value="on" checked aria-describedby="topic-1-desc">`, "opt-out topic defaults on")
+	require.Contains(t, res.body, `<label for="topic-1">Product news</label>`+"\n"+`<p class="desc" id="topic-1-desc">New features, once a month</p>`)
 	require.Contains(t, res.body, `name="topic.newsletter" value="on">`, "opt-in topic defaults off")
 	require.Contains(t, res.body, `name="topic.billing" value="on" checked disabled aria-describedby="required-note"`)
 	require.Contains(t, res.body, "Always on")
@@ -154,7 +180,8 @@ func TestGetPreferences(t *testing.T) {
 	require.Contains(t, res.body, `name="channel.slack" value="on" checked>`)
 	require.Contains(t, res.body, `name="paused"`)
 	require.Contains(t, res.body, "time zone: Europe/London")
-	require.Contains(t, res.body, `<label for="topic-0">Newsletter</label>`)
+	require.Contains(t, res.body, `<label for="topic-0">Newsletter</label>`, "no English label: the name, humanised")
+	require.Contains(t, res.body, `<label for="topic-2">Billing</label>`)
 	require.Regexp(t, `action="\?token=h1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"`, res.body)
 
 	// The CSP hash must match the inline stylesheet, or the page is unstyled.
@@ -187,6 +214,15 @@ func TestLocales(t *testing.T) {
 			require.Contains(t, res.body, `<html lang="`+tc.lang+`">`)
 			require.Contains(t, res.body, "<title>"+tc.title+"</title>")
 			require.Contains(t, res.body, tc.zone)
+			// Topics in the page's language too, never their config names.
+			pu := productUpdates[tc.lang]
+			require.Contains(t, res.body, `<label for="topic-1">`+pu[0]+`</label>`)
+			require.Contains(t, res.body, `<p class="desc" id="topic-1-desc">`+pu[1]+`</p>`)
+			require.NotContains(t, res.body, "Product updates")
+
+			unsub := do(t, http.MethodGet, b.unsubURL(tc.customer, "product-updates"), nil, map[string]string{"Accept-Language": tc.accept})
+			require.Equal(t, http.StatusOK, unsub.status)
+			require.Contains(t, unsub.body, fmt.Sprintf(texts[slices.IndexFunc(supported, func(l language.Tag) bool { return l.String() == tc.lang })].UnsubQuestion, pu[0]))
 		})
 	}
 }
@@ -240,7 +276,7 @@ func TestPostPreferences(t *testing.T) {
 	res = do(t, http.MethodPost, u, strings.NewReader(form.Encode()), map[string]string{"Origin": b.srv.URL, "Sec-Fetch-Site": "same-origin"})
 	require.Equal(t, http.StatusOK, res.status, res.body)
 	require.Contains(t, res.body, `role="status">Your preferences are saved.`)
-	require.Contains(t, res.body, `name="topic.product-updates" value="on">`)
+	require.Contains(t, res.body, `name="topic.product-updates" value="on" aria-describedby="topic-1-desc">`)
 	require.Contains(t, res.body, `value="21:30"`)
 
 	p, err := b.store.Get(ctx, "cus_en")
@@ -376,7 +412,7 @@ func TestOneClickUnsubscribe(t *testing.T) {
 	res := do(t, http.MethodPost, u, strings.NewReader(oneClick), nil)
 	require.Equal(t, http.StatusOK, res.status, res.body)
 	require.Contains(t, res.header.Get("Content-Type"), "text/plain")
-	require.Equal(t, "「Product updates」の配信を停止しました。\n", res.body)
+	require.Equal(t, "「製品のお知らせ」の配信を停止しました。\n", res.body)
 	p, err := b.store.Get(ctx, "cus_ja")
 	require.NoError(t, err)
 	require.Equal(t, map[string]bool{"product-updates": false}, p.Topics)
@@ -451,7 +487,7 @@ func TestUnsubscribePage(t *testing.T) {
 	res := do(t, http.MethodGet, u, nil, nil)
 	require.Equal(t, http.StatusOK, res.status)
 	require.Contains(t, res.body, `<html lang="pl">`)
-	require.Contains(t, res.body, "Czy chcesz przestać otrzymywać „Product updates”?")
+	require.Contains(t, res.body, "Czy chcesz przestać otrzymywać „Nowości w produkcie”?")
 	require.Contains(t, res.body, `<form method="post"`)
 	require.Contains(t, res.body, `name="List-Unsubscribe" value="One-Click"`)
 	p, err := b.store.Get(ctx, "cus_pl")
@@ -462,7 +498,7 @@ func TestUnsubscribePage(t *testing.T) {
 	res = do(t, http.MethodPost, u, strings.NewReader("List-Unsubscribe=One-Click&from=page"), nil)
 	require.Equal(t, http.StatusOK, res.status)
 	require.Contains(t, res.header.Get("Content-Type"), "text/html")
-	require.Contains(t, res.body, "Nie będziesz już otrzymywać „Product updates”.")
+	require.Contains(t, res.body, "Nie będziesz już otrzymywać „Nowości w produkcie”.")
 	p, err = b.store.Get(ctx, "cus_pl")
 	require.NoError(t, err)
 	require.False(t, p.Topics["product-updates"])

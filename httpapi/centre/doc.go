@@ -5,6 +5,7 @@
 // its confirmation page for people who click the link.
 //
 // The pages are plain HTML forms without JavaScript, localised into the
-// customer's language. Every change goes through preferences.Store.Apply, so
+// customer's language, topics included (their configured labels and
+// descriptions), with each language's fonts and line breaking. Every change goes through preferences.Store.Apply, so
 // it lands in the consent log with the customer as the actor.
 package centre

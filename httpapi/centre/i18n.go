@@ -1,6 +1,7 @@
 package centre
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 
@@ -248,4 +249,74 @@ func humanize(name string) string {
 		r[0] = unicode.ToUpper(r[0])
 	}
 	return string(r)
+}
+
+// localized is one text in several locales, looked up the way templates
+// pick their locale file: zh-Hant-TW → zh-Hant → zh → the default locale.
+type localized struct {
+	matcher language.Matcher
+	texts   []string // indexed like the matcher's tags: [0] is the default locale's, "" when it has none
+}
+
+// newLocalized indexes texts by locale. It returns the keys that are not
+// BCP 47 tags or repeat a locale, which it leaves out.
+func newLocalized(texts map[string]string, def language.Tag) (localized, []string) {
+	if len(texts) == 0 {
+		return localized{}, nil
+	}
+	keys := make([]string, 0, len(texts))
+	for k := range texts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	l := localized{texts: []string{""}}
+	tags := []language.Tag{def}
+	seen := map[string]bool{}
+	var bad []string
+	for _, k := range keys {
+		tag, err := language.Parse(k)
+		if err != nil || seen[tag.String()] {
+			bad = append(bad, k)
+			continue
+		}
+		seen[tag.String()] = true
+		if tag.String() == def.String() {
+			l.texts[0] = texts[k]
+			continue
+		}
+		tags = append(tags, tag)
+		l.texts = append(l.texts, texts[k])
+	}
+	l.matcher = language.NewMatcher(tags)
+	return l, bad
+}
+
+// get returns the text for a locale, "" when neither it nor the default
+// locale has one. Any confidence above No is taken, as templates do, so
+// zh-Hant-TW reaches a plain zh text while de falls back to the default.
+func (l localized) get(tag language.Tag) string {
+	if l.matcher == nil {
+		return ""
+	}
+	_, i, conf := l.matcher.Match(tag)
+	if conf == language.No || i < 0 || i >= len(l.texts) {
+		i = 0
+	}
+	return l.texts[i]
+}
+
+// textLocale is the locale topic labels are looked up in: the customer's
+// own when the page speaks its language, so zh-Hant-TW or en-GB keep their
+// region, else the page's, so a page never mixes two languages.
+func textLocale(customerLocale string, page language.Tag) language.Tag {
+	tag, err := language.Parse(customerLocale)
+	if err != nil {
+		return page
+	}
+	cb, _ := tag.Base()
+	pb, _ := page.Base()
+	if cb != pb {
+		return page
+	}
+	return tag
 }

@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"html/template"
 	"net/http"
+	"strings"
+
+	"github.com/heraldhq/herald/templates"
 )
 
 type topicRow struct {
 	ID, Name, Label string
+	Description     string
+	DescribedBy     string // ids for aria-describedby: the description, the required note
 	On, Required    bool
 }
 
@@ -48,18 +54,21 @@ type messagePage struct {
 // style is inline so the page is one request and works from any mount
 // point; the CSP allows exactly this stylesheet by its hash. Colours keep a
 // contrast ratio above 7:1 for text and 4.5:1 for controls; controls are at
-// least 44px tall.
-const style = `
-:root{color-scheme:light;font-family:system-ui,-apple-system,"Segoe UI","Noto Sans","Noto Sans Thai","Noto Sans JP","Noto Sans KR","Noto Sans TC",sans-serif;line-height:1.5;color:#1a1a1a;background:#fff}
-body{margin:0;padding:1rem}
+// least 44px tall. Fonts and line breaking follow the page's lang, as in
+// the emails (templates.TextCSS).
+var style = `
+:root{color-scheme:light;line-height:1.5;color:#1a1a1a;background:#fff;` + templates.TextCSS("") + `}
+` + langStyles() + `body{margin:0;padding:1rem}
 main{max-width:38rem;margin:0 auto}
 h1{font-size:1.6rem;margin:.5rem 0 1rem}
 fieldset{border:1px solid #6b6b6b;border-radius:.5rem;margin:0 0 1.25rem;padding:.75rem 1rem 1rem}
 legend{font-weight:700;font-size:1.15rem;padding:0 .35rem}
 .hint,.note{color:#3d3d3d;font-size:.95rem;margin:.25rem 0 .5rem}
-.option{display:flex;align-items:center;gap:.75rem;min-height:44px}
-.option input{width:1.5rem;height:1.5rem;margin:0;flex:none;accent-color:#0b57d0}
-.option label{flex:1;padding:.5rem 0;cursor:pointer}
+.option{display:flex;align-items:flex-start;gap:.75rem;min-height:44px}
+.option input{width:1.5rem;height:1.5rem;margin:.5rem 0 0;flex:none;accent-color:#0b57d0}
+.option label,.choice{flex:1}
+.option label{display:block;padding:.5rem 0;cursor:pointer}
+.desc{color:#3d3d3d;font-size:.95rem;margin:-.4rem 0 .5rem}
 .time{display:flex;flex-wrap:wrap;gap:1rem}
 .time label{display:flex;flex-direction:column;font-weight:600}
 .time input{font:inherit;min-height:44px;padding:0 .5rem;border:1px solid #6b6b6b;border-radius:.35rem}
@@ -69,13 +78,25 @@ button:focus-visible,input:focus-visible{outline:3px solid #1a1a1a;outline-offse
 .error{background:#fce8e6;border-left:.35rem solid #a50e0e;padding:.75rem 1rem}
 `
 
+// langStyles gives each page language whose TextCSS differs from the
+// default's its own rule.
+func langStyles() string {
+	var b strings.Builder
+	for _, tag := range supported {
+		if css := templates.TextCSS(tag.String()); css != templates.TextCSS("") {
+			fmt.Fprintf(&b, ":root:lang(%s){%s}\n", tag, css)
+		}
+	}
+	return b.String()
+}
+
 var csp = func() string {
 	sum := sha256.Sum256([]byte(style))
 	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
 		"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 }()
 
-const head = `{{define "head"}}<!doctype html>
+var head = `{{define "head"}}<!doctype html>
 <html lang="{{.Lang}}">
 <head>
 <meta charset="utf-8">
@@ -100,8 +121,13 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{"headOf": head
 <legend>{{.T.TopicsLegend}}</legend>
 <p class="hint">{{.T.TopicsHint}}</p>
 {{range .Topics}}<div class="option">
-<input type="checkbox" id="{{.ID}}" name="topic.{{.Name}}" value="on"{{if .On}} checked{{end}}{{if .Required}} disabled aria-describedby="required-note"{{end}}>
+<input type="checkbox" id="{{.ID}}" name="topic.{{.Name}}" value="on"{{if .On}} checked{{end}}{{if .Required}} disabled{{end}}{{with .DescribedBy}} aria-describedby="{{.}}"{{end}}>
+<div class="choice">
 <label for="{{.ID}}">{{.Label}}</label>
+{{- if .Description}}
+<p class="desc" id="{{.ID}}-desc">{{.Description}}</p>
+{{- end}}
+</div>
 </div>
 {{end}}{{if .AnyRequired}}<p class="note" id="required-note">{{.T.RequiredNote}}</p>{{end}}
 </fieldset>
