@@ -12,6 +12,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -195,7 +196,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 	for _, w := range set.Triggered(ev.Name) {
-		if err := e.maybeStart(ctx, cust, w, ev, active, ever[w.ID]); err != nil {
+		if err := e.maybeStart(ctx, cust, jb.prefs, w, ev, active, ever[w.ID]); err != nil {
 			return err
 		}
 	}
@@ -206,6 +207,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 // trip together with the customer's journey lock.
 type journeyBatch struct {
 	cust    herald.Customer
+	prefs   herald.Preferences
 	active  map[string]string
 	ever    map[string]bool
 	release func()
@@ -215,11 +217,12 @@ func (e *Engine) beginJourneys(ctx context.Context, customerID string) (*journey
 	token := store.NewID("")
 	lk := store.Key(customerID, "claim", "journeys")
 	var lock *redis.BoolCmd
-	var cust *redis.StringCmd
+	var cust, prefs *redis.StringCmd
 	var idx *redis.MapStringStringCmd
 	_, err := e.opt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		lock = p.SetNX(ctx, lk, token, e.claimTTL())
 		cust = p.Get(ctx, store.Key(customerID, "customer"))
+		prefs = p.Get(ctx, preferences.PrefsKey(customerID))
 		idx = p.HGetAll(ctx, journeysKey(customerID))
 		return nil
 	})
@@ -245,13 +248,36 @@ func (e *Engine) beginJourneys(ctx context.Context, customerID string) (*journey
 	if !lock.Val() {
 		return nil, &waitError{reason: "customer " + customerID + " is busy", after: time.Second}
 	}
+	if b, err := prefs.Bytes(); err == nil {
+		if err := json.Unmarshal(b, &jb.prefs); err != nil {
+			jb.release()
+			return nil, &herald.Error{Code: herald.EInternal, Message: "preferences of " + customerID + " are corrupt", Err: err}
+		}
+	}
 	jb.active, jb.ever = splitIndex(idx.Val())
 	return jb, nil
 }
 
 var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
-func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, w *workflows.Workflow, ev herald.Event, active map[string]string, ever bool) error {
+func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, prefs herald.Preferences, w *workflows.Workflow, ev herald.Event, active map[string]string, ever bool) error {
+	// A customer who left the workflow's topic (or paused everything) does
+	// not start its journey: every send of it would be suppressed anyway.
+	if t, ok := e.opt.Policy.Topics[w.Topic]; ok && !t.Required {
+		why := ""
+		switch {
+		case prefs.Paused:
+			why = "the customer paused all messages"
+		case !preferences.TopicOn(t, prefs):
+			why = "the customer opted out of topic " + w.Topic
+		}
+		if why != "" {
+			e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID, Reason: "opted_out",
+				Summary: fmt.Sprintf("journey %s not started by %s: %s", w.ID, ev.Name, why),
+				Data:    map[string]any{"workflow": w.ID}})
+			return nil
+		}
+	}
 	_, isActive := active[w.ID]
 	if !workflows.CanEnter(w, isActive, ever) {
 		e.log.Debug("journey not started: entry rule", "workflow", w.ID, "customer", c.ID, "entry", w.Entry)

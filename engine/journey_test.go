@@ -189,3 +189,38 @@ func redisZ(at time.Time, member string) redis.Z {
 func testutilCounter(b *bundle) float64 {
 	return promtest.ToFloat64(b.e.Metrics().WatchdogRepairs)
 }
+
+// A customer who opted out of a workflow's topic, or paused everything,
+// does not start its journey, and the timeline says why.
+func TestOptedOutCustomerStartsNoJourney(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		patch preferences.Patch
+		why   string
+	}{
+		{"topic", preferences.Patch{Topics: map[string]bool{"onboarding": false}}, "opted out of topic onboarding"},
+		{"paused", preferences.Patch{Paused: ptr(true)}, "paused all messages"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			b.customer(t, herald.Customer{Email: "ada@example.com"})
+			_, err := b.e.SetPreferences(context.Background(), "c1", tc.patch, preferences.Actor{Kind: "customer"}, "preference_page")
+			require.NoError(t, err)
+			event(t, b, "trial.started", trialData)
+			eventually(t, func() bool {
+				for _, e := range b.timeline(t, "c1") {
+					if e.Kind == herald.KindJourney && strings.Contains(e.Summary, "not started by trial.started: the customer "+tc.why) {
+						return true
+					}
+				}
+				return false
+			}, "the timeline says why no journey started")
+			require.Empty(t, journeys(t, b))
+			require.Zero(t, b.smtp.Count()+b.slack.Count())
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
