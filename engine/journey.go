@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -156,7 +157,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if ev.Actor != "" {
 		summary += " from " + ev.Actor
 	}
-	e.note(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: summary, Ref: ev.ID, Data: ev.Data})
+	e.note(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: summary, Ref: ev.ID, Data: boundedData(ev.Data)})
 	if ev.Name == wire.EventPreferencesChanged {
 		if p, _ := ev.Data["paused"].(bool); p {
 			if err := e.exitTopicLocked(ctx, cust, ""); err != nil {
@@ -178,6 +179,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		return e.flushNotes(ctx, cust.ID, n)
 	}
 	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, Data: ev.Data})
+	matched := false
 	for _, jid := range active {
 		s, w, err := e.loadJourney(ctx, cust.ID, jid)
 		if err != nil {
@@ -191,14 +193,22 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 			e.log.Error("advance journey", "journey", jid, "err", err)
 			continue
 		}
+		if len(actions) > 0 || next.StepSeq != s.StepSeq || next.Status != s.Status {
+			matched = true
+		}
 		if err := e.apply(ctx, cust, w, s, next, actions, "event "+ev.Name); err != nil {
 			return err
 		}
 	}
 	for _, w := range set.Triggered(ev.Name) {
+		matched = true
 		if err := e.maybeStart(ctx, cust, jb.prefs, w, ev, active, ever[w.ID]); err != nil {
 			return err
 		}
+	}
+	if !matched && len(n.entries) > 0 && n.entries[0].Ref == ev.ID {
+		// Support's first question: did this event do anything?
+		n.entries[0].Summary += " (matched no workflow)"
 	}
 	return e.flushNotes(ctx, cust.ID, n)
 }
@@ -350,6 +360,18 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 	if prev.JourneyID == "" {
 		parts = append(parts, fmt.Sprintf("started (version %s) by %s", w.Version, strings.TrimPrefix(cause, "start by ")))
 	}
+	// What the state machine decided on the way: the branch taken and why,
+	// a wait that timed out, the event that ended a wait.
+	for _, h := range newHistory(prev, next) {
+		switch h.Kind {
+		case "branch":
+			parts = append(parts, fmt.Sprintf("step %s: branch %s", h.Step, h.Detail))
+		case "timeout":
+			parts = append(parts, fmt.Sprintf("step %s: wait timed out", h.Step))
+		case "event":
+			parts = append(parts, fmt.Sprintf("step %s: %s", h.Step, h.Detail))
+		}
+	}
 	for _, a := range actions {
 		switch a.Kind {
 		case workflows.ActionScheduleWake:
@@ -387,6 +409,67 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 		}
 	}
 	return nil
+}
+
+// timelineDataMax bounds the bytes of event data a timeline line keeps.
+const timelineDataMax = 1024
+
+// boundedData is what a timeline line keeps of event data: short scalar
+// values as they are, the shape of the rest, within timelineDataMax. The
+// timeline answers "what happened", not "what was the payload".
+func boundedData(d map[string]any) map[string]any {
+	if len(d) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make(map[string]any, len(keys))
+	used := 0
+	for _, k := range keys {
+		var v any
+		switch x := d[k].(type) {
+		case string:
+			v = x
+			if len(x) > 120 {
+				v = fmt.Sprintf("(text, %d bytes)", len(x))
+			}
+		case bool, nil, json.Number, float64, int, int64:
+			v = x
+		case map[string]any:
+			v = fmt.Sprintf("(object, %d keys)", len(x))
+		case []any:
+			v = fmt.Sprintf("(list, %d items)", len(x))
+		default:
+			v = fmt.Sprintf("(%T)", x)
+		}
+		used += len(k) + len(fmt.Sprint(v)) + 6
+		if used > timelineDataMax {
+			out["…"] = fmt.Sprintf("%d more keys", len(keys)-len(out))
+			break
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// newHistory returns the history entries next added to prev.
+func newHistory(prev, next workflows.State) []workflows.HistoryEntry {
+	if len(next.History) == 0 {
+		return nil
+	}
+	if len(prev.History) == 0 {
+		return next.History
+	}
+	last := prev.History[len(prev.History)-1]
+	for i := len(next.History) - 1; i >= 0; i-- {
+		if h := next.History[i]; h.At.Equal(last.At) && h.Kind == last.Kind && h.Step == last.Step && h.Seq == last.Seq {
+			return next.History[i+1:]
+		}
+	}
+	return next.History
 }
 
 // saveJourney writes the state, keeps the running-journey and waiting

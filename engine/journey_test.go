@@ -224,3 +224,40 @@ func TestOptedOutCustomerStartsNoJourney(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// The timeline answers "did this event do anything?" and keeps only a
+// bounded summary of its data.
+func TestEventLineSaysWhenNothingMatchedAndStaysSmall(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	event(t, b, "nothing.happened", map[string]any{
+		"big": strings.Repeat("x", 5000), "obj": map[string]any{"a": 1, "b": 2}, "plan": "Pro",
+	})
+	var line herald.TimelineEntry
+	eventually(t, func() bool {
+		for _, e := range b.timeline(t, "c1") {
+			if e.Kind == herald.KindEvent {
+				line = e
+				return true
+			}
+		}
+		return false
+	}, "the event is on the timeline")
+	require.Equal(t, "event nothing.happened from test (matched no workflow)", line.Summary)
+	require.Equal(t, "(text, 5000 bytes)", line.Data["big"])
+	require.Equal(t, "(object, 2 keys)", line.Data["obj"])
+	require.Equal(t, "Pro", line.Data["plan"])
+}
+
+// A wait that ends by its event says so on the journey's line.
+func TestJourneyLineNamesTheEventThatEndedTheWait(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	startWaiting(t, b)
+	event(t, b, "project.created", nil)
+	eventually(t, func() bool {
+		return hasSummary(b.timeline(t, "c1"), "journey onboard step wait-for-project: project.created → congrats")
+	}, "the journey line names the event and the jump")
+}
