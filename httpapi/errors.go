@@ -3,7 +3,9 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/heraldhq/herald"
 )
@@ -32,11 +34,19 @@ func writeError(w http.ResponseWriter, err error) {
 			ae = errStatus(http.StatusNotFound, "not_found", herald.ErrorMessage(err))
 		case herald.EConflict:
 			ae = errStatus(http.StatusConflict, "conflict", herald.ErrorMessage(err))
-		case herald.ETemporary:
+		case herald.ETemporary, herald.ERateLimited:
 			ae = errStatus(http.StatusServiceUnavailable, "unavailable", "a dependency is unavailable; retry later")
 		default:
 			ae = errStatus(http.StatusInternalServerError, "internal", "internal error")
 		}
+	}
+	if (ae.status == http.StatusServiceUnavailable || ae.status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
+		// A client following the docs retries; say when.
+		secs := 1
+		if d := herald.RetryAfter(err); d > 0 {
+			secs = int(math.Ceil(d.Seconds()))
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
 	writeJSON(w, ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/mail"
@@ -537,6 +538,13 @@ func idemKey(r *http.Request, body string) string {
 
 // idempotent runs do once per (token, path, key) within 24 h: a repeat gets
 // the first answer, the same key with another body a 409.
+// idemPending is how long an unfinished request holds its idempotency key;
+// idemWait how long a repeat of it waits for the answer before 503.
+const (
+	idemPending = 5 * time.Second
+	idemWait    = 2 * time.Second
+)
+
 func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyKey string, body []byte, do func() (int, any, error)) error {
 	key := idemKey(r, bodyKey)
 	if key == "" {
@@ -553,28 +561,44 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 	fp := sha256.Sum256(canonical(body))
 	scope := actor + "\x00" + r.URL.Path + "\x00" + key
 	pending := store.Idempotent{Fingerprint: hex.EncodeToString(fp[:]), Status: 0}
-	// The pending record lives a minute: a request killed midway must not
-	// lock its key for a day. Settle keeps the answer for 24 h.
-	rec, seen, err := s.st.Remember(r.Context(), scope, pending, time.Minute)
-	if err != nil {
-		return herald.Temporary(err, "redis", 0)
-	}
-	if seen {
+	// A pending record lives a few seconds: a request cut off midway (Redis
+	// error, crash) must not lock its key, and taking over a stale one is
+	// safe because what the request does is keyed by the same idempotency
+	// key. Settle keeps the answer for 24 h.
+	var rec store.Idempotent
+	for wait := time.Now().Add(idemWait); ; {
+		var seen bool
+		var err error
+		rec, seen, err = s.st.Remember(r.Context(), scope, pending, idemPending)
+		if err != nil {
+			return herald.Temporary(err, "redis", 0)
+		}
+		if !seen {
+			break
+		}
 		if rec.Fingerprint != pending.Fingerprint {
 			return errStatus(http.StatusConflict, "conflict", "idempotency key already used with a different request body")
 		}
-		if rec.Status == 0 {
-			return errStatus(http.StatusConflict, "conflict", "a request with this idempotency key is still in progress")
+		if rec.Status != 0 {
+			w.Header().Set("Idempotent-Replayed", "true")
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(rec.Status)
+			_, _ = w.Write(rec.Body)
+			return nil
 		}
-		w.Header().Set("Idempotent-Replayed", "true")
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.WriteHeader(rec.Status)
-		_, _ = w.Write(rec.Body)
-		return nil
+		// The same request is in flight: wait for its answer a moment.
+		if time.Now().After(wait) || r.Context().Err() != nil {
+			return herald.Temporary(errors.New("a request with this idempotency key is still in progress"), "in progress", time.Second)
+		}
+		time.Sleep(25 * time.Millisecond)
 	}
 	status, v, err := do()
 	if err != nil {
-		_ = s.st.Forget(r.Context(), scope)
+		// Release the key so the client's retry goes ahead at once (the
+		// pending record expires anyway if Redis is the problem).
+		if ferr := s.st.Forget(context.WithoutCancel(r.Context()), scope); ferr != nil {
+			s.log.Warn("release idempotency key", "err", ferr)
+		}
 		return err
 	}
 	b, _ := json.Marshal(v)
