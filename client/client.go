@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/store"
@@ -19,6 +20,7 @@ type Client struct {
 	aq    *asynq.Client
 	st    *store.Store
 	prefs *preferences.Store
+	route *store.RoutingCache
 	// Actor names this client in timeline and consent entries.
 	Actor string
 }
@@ -39,7 +41,9 @@ func NewFromOpt(opt asynq.RedisConnOpt) (*Client, error) {
 	if !ok {
 		return nil, errors.New("client: unsupported Redis option")
 	}
-	return &Client{rdb: rdb, aq: asynq.NewClientFromRedisClient(rdb), st: store.New(rdb, nil), prefs: preferences.NewStore(rdb, nil), Actor: "client"}, nil
+	st := store.New(rdb, nil)
+	return &Client{rdb: rdb, aq: asynq.NewClientFromRedisClient(rdb), st: st, prefs: preferences.NewStore(rdb, nil),
+		route: st.RoutingCache(time.Minute), Actor: "client"}, nil
 }
 
 // Close closes the connection.
@@ -73,6 +77,10 @@ func (c *Client) Event(ctx context.Context, customerID, name string, data map[st
 	return enqueueEvent(ctx, c.rdb, c.aq, ev)
 }
 
+// defaultMaxRetry is the engine's default, used until a worker publishes
+// its own.
+const defaultMaxRetry = 12
+
 // Message is a one-off message.
 type Message struct {
 	CustomerID string
@@ -101,7 +109,20 @@ func (c *Client) Send(ctx context.Context, m Message) (string, error) {
 	if _, err := c.st.Customer(ctx, m.CustomerID); err != nil {
 		return "", err
 	}
-	_, err := c.aq.EnqueueContext(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(w)), asynq.TaskID("m:"+w.ID), asynq.Queue(wire.QueueDefault))
+	// Queue it as the workers would: the topic's priority, their retry
+	// budget (published by the workers at start).
+	queue, maxRetry := wire.QueueDefault, defaultMaxRetry
+	if r, ok, err := c.route.Get(ctx); err != nil {
+		return "", err
+	} else if ok {
+		if q, found := r.Queues[m.Topic]; found {
+			queue = q
+		}
+		if r.MaxRetry > 0 {
+			maxRetry = r.MaxRetry
+		}
+	}
+	_, err := c.aq.EnqueueContext(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(w)), asynq.TaskID("m:"+w.ID), asynq.Queue(queue), asynq.MaxRetry(maxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		err = nil
 	}

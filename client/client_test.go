@@ -9,6 +9,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
@@ -273,4 +274,23 @@ func TestTimeline(t *testing.T) {
 	tl, err := b.c.Timeline(context.Background(), "c1", 10)
 	require.NoError(t, err)
 	require.Empty(t, tl, "the client writes no timeline entries of its own")
+}
+
+// The client queues a message as the workers would: in its topic's
+// priority queue, with their retry budget, as published by the workers.
+func TestSendFollowsPublishedRouting(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, "c1")
+	st := store.New(b.rs.Client(), nil)
+	require.NoError(t, st.PublishRouting(context.Background(), store.Routing{
+		Queues: map[string]string{"security": wire.QueueCritical, "newsletter": wire.QueueBulk}, MaxRetry: 7,
+	}))
+	for topic, queue := range map[string]string{"security": wire.QueueCritical, "newsletter": wire.QueueBulk, "unknown-here": wire.QueueDefault} {
+		id, err := b.c.Send(context.Background(), client.Message{CustomerID: "c1", Template: "t", Topic: topic})
+		require.NoError(t, err)
+		info, err := b.insp.GetTaskInfo(queue, "m:"+id)
+		require.NoError(t, err, topic)
+		require.Equal(t, 7, info.MaxRetry, topic)
+	}
 }

@@ -236,6 +236,17 @@ func (e *Engine) Queue(topic string) string {
 	}
 }
 
+// PublishRouting tells producers without a config of their own (the Go
+// client) which queue each topic's messages go to and how often they are
+// retried, so every door queues a message as the engine would.
+func (e *Engine) PublishRouting(ctx context.Context) error {
+	r := store.Routing{Queues: map[string]string{}, MaxRetry: e.opt.MaxRetry}
+	for name := range e.opt.Policy.Topics {
+		r.Queues[name] = e.Queue(name)
+	}
+	return e.st.PublishRouting(ctx, r)
+}
+
 // Send validates and enqueues a one-off message. A repeated ID while the
 // first task is still queued is accepted and not enqueued twice.
 func (e *Engine) Send(ctx context.Context, m wire.Message) (string, error) {

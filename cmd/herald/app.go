@@ -318,6 +318,9 @@ func redisConn(r config.Redis) (asynq.RedisConnOpt, error) {
 // Start runs the roles in the background.
 func (m *Main) Start(ctx context.Context) error {
 	c := m.Config
+	if err := m.Engine.PublishRouting(ctx); err != nil {
+		return fmt.Errorf("publish routing: %w", err)
+	}
 	if m.Worker {
 		m.server = asynq.NewServerFromRedisClient(m.Redis, asynq.Config{
 			Concurrency:              c.Worker.Concurrency,

@@ -1,0 +1,81 @@
+package store
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/redis/go-redis/v9"
+)
+
+// routingKey holds how herald's workers want messages queued: the queue of
+// each topic and the retry budget. Workers publish it at start; producers
+// that have no config of their own (the Go client) read it, so every door
+// queues a message the same way.
+const routingKey = "herald:routing"
+
+// Routing is how messages are queued.
+type Routing struct {
+	// Queues maps a topic to its priority queue.
+	Queues   map[string]string
+	MaxRetry int
+}
+
+// PublishRouting replaces the published routing.
+func (s *Store) PublishRouting(ctx context.Context, r Routing) error {
+	fields := map[string]any{"max_retry": strconv.Itoa(r.MaxRetry)}
+	for t, q := range r.Queues {
+		fields["topic:"+t] = q
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, routingKey)
+		p.HSet(ctx, routingKey, fields)
+		return nil
+	})
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
+// RoutingCache reads the published routing, at most once per ttl.
+type RoutingCache struct {
+	s   *Store
+	ttl time.Duration
+
+	mu   sync.Mutex
+	at   time.Time
+	last Routing
+}
+
+// RoutingCache returns a cache of the published routing.
+func (s *Store) RoutingCache(ttl time.Duration) *RoutingCache {
+	return &RoutingCache{s: s, ttl: ttl}
+}
+
+// Get returns the routing; ok is false when no worker has published one
+// (callers then fall back to their defaults).
+func (c *RoutingCache) Get(ctx context.Context) (Routing, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < c.ttl {
+		return c.last, len(c.last.Queues) > 0 || c.last.MaxRetry > 0, nil
+	}
+	h, err := c.s.rdb.HGetAll(ctx, routingKey).Result()
+	if err != nil {
+		return Routing{}, false, herald.Temporary(err, "redis", 0)
+	}
+	r := Routing{Queues: map[string]string{}}
+	for k, v := range h {
+		if t, ok := strings.CutPrefix(k, "topic:"); ok {
+			r.Queues[t] = v
+		} else if k == "max_retry" {
+			r.MaxRetry, _ = strconv.Atoi(v)
+		}
+	}
+	c.at, c.last = time.Now(), r
+	return r, len(h) > 0, nil
+}
