@@ -7,16 +7,20 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/heraldhq/herald"
+	"github.com/yuin/goldmark/ast"
+	"golang.org/x/text/language"
 )
 
 // Check renders every template in every locale with its `sample:` data and
-// reports, at file:line, what would fail or be refused at send time: a
-// missing key, a helper given the wrong kind of value, an empty subject, a
-// button URL that is not absolute, text over Slack's limits.
+// reports, at file:line, what would fail or be refused at send time, or
+// reach the reader other than written: a missing key, a helper given the
+// wrong kind of value, an empty subject, a button URL that is not absolute,
+// text cut to fit Slack's limits, Markdown left as text (an emphasis marker
+// that did not pair, a stray backtick, a link that did not form).
 func (s *Set) Check() Problems {
 	var probs Problems
 	for _, name := range s.Names() {
@@ -30,7 +34,14 @@ func (s *Set) Check() Problems {
 
 func (s *Set) checkFile(f *file) Problems {
 	var probs Problems
-	c, err := s.render(f, f.sampleData(), partAll)
+	var ck renderCheck
+	var spotted []found
+	ck.markdown = func(field string, doc ast.Node, src []byte) {
+		for _, l := range leftovers(doc, src) {
+			spotted = append(spotted, found{field: field, leftover: l, line: f.lineOf(field, src, l)})
+		}
+	}
+	c, err := s.renderChecked(f, f.sampleData(), partAll, &ck)
 	if err != nil {
 		var p Problem
 		if errors.As(err, &p) {
@@ -44,56 +55,364 @@ func (s *Set) checkFile(f *file) Problems {
 	if c.Subject == "" {
 		probs.add(f.path, f.lines[tSubject], "the subject renders empty")
 	}
-	var blocks []struct {
-		Type string `json:"type"`
-		Text *struct {
-			Text string `json:"text"`
-		} `json:"text"`
-		Elements []struct {
-			Text json.RawMessage `json:"text"`
-			URL  string          `json:"url"`
-		} `json:"elements"`
+	if !json.Valid(c.SlackBlocks) {
+		probs.add(f.path, 0, "slack blocks are not valid JSON")
 	}
-	if err := json.Unmarshal(c.SlackBlocks, &blocks); err != nil {
-		probs.add(f.path, 0, "slack blocks: %v", err)
-		return probs
+
+	where := f.name + " (" + f.locale + ")"
+	for _, fd := range spotted {
+		channels := "Slack"
+		if fd.field == tBody {
+			channels = "email and Slack"
+			if _, ok := f.lines[tSlack]; ok {
+				channels = "email"
+			}
+		}
+		probs.add(f.path, fd.line, "template %s: %q is left as text in %s: %q: %s", where, fd.marker, channels, fd.fragment(), fd.hint())
 	}
+	plain := []struct {
+		field, what, text string
+	}{{tSubject, "the subject", c.Subject}, {tPreheader, "the preheader", c.Preheader}}
+	for i, a := range ck.actions {
+		plain = append(plain, struct{ field, what, text string }{actionName(i, "label"), fmt.Sprintf("action %d's label", i+1), a.Label})
+	}
+	for _, p := range plain {
+		for _, l := range plainLeftovers(p.text) {
+			probs.add(f.path, f.lines[p.field], "template %s: %s is plain text, not Markdown: %q shows as is: %q", where, p.what, l.marker, l.fragment())
+		}
+	}
+
 	slackLine := f.lines[tBody]
 	if l, ok := f.lines[tSlack]; ok {
 		slackLine = l
 	}
-	if len(blocks) > slackBlocksMax {
-		probs.add(f.path, slackLine, "slack: %d blocks, Slack accepts at most %d", len(blocks), slackBlocksMax)
+	for _, n := range ck.slack {
+		line := slackLine
+		if n.action >= 0 && n.action < len(f.actions) {
+			line = f.actions[n.action].line
+		}
+		probs.add(f.path, line, "%s", n.msg)
 	}
-	for _, b := range blocks {
-		switch b.Type {
-		case "section":
-			if n := utf8.RuneCountInString(b.Text.Text); n > slackSectionMax {
-				probs.add(f.path, slackLine, "slack: a paragraph of %d characters, Slack accepts at most %d per section", n, slackSectionMax)
+	for i, a := range ck.actions {
+		if a.URL == "" {
+			continue
+		}
+		if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			probs.add(f.path, f.actions[i].line, "action url %q is not an absolute http(s) URL", a.URL)
+		}
+	}
+	return probs
+}
+
+// CheckLocales reports, per template, each locale of want that neither its
+// own file nor a parent's (zh-Hant-TW → zh-Hant → zh) serves, with the
+// locale it falls back to, so that a missing translation is not sent
+// unnoticed in another language. Empty want means every locale some
+// template has.
+func (s *Set) CheckLocales(want []string) Problems {
+	var probs Problems
+	if len(want) == 0 {
+		seen := map[string]bool{}
+		for _, t := range s.templates {
+			for _, f := range t.files {
+				if !seen[f.locale] {
+					seen[f.locale] = true
+					want = append(want, f.locale)
+				}
 			}
-		case "header":
-			if n := utf8.RuneCountInString(b.Text.Text); n >= slackHeaderMax {
-				probs.add(f.path, slackLine, "slack: a heading longer than %d characters is cut", slackHeaderMax)
-			}
-		case "actions":
-			for i, e := range b.Elements {
-				line := f.actions[i].line
-				var label struct {
-					Text string `json:"text"`
-				}
-				_ = json.Unmarshal(e.Text, &label)
-				if utf8.RuneCountInString(label.Text) >= slackButtonMax {
-					probs.add(f.path, line, "action label longer than %d characters is cut", slackButtonMax)
-				}
-				if e.URL != "" {
-					if u, err := url.Parse(e.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-						probs.add(f.path, line, "action url %q is not an absolute http(s) URL", e.URL)
-					}
-				}
+		}
+		slices.Sort(want)
+	}
+	tags := make([]string, 0, len(want))
+	for _, l := range want {
+		tag, err := language.Parse(l)
+		if err != nil {
+			probs.add("", 0, "content.locales: %q is not a BCP 47 locale such as en, ja or zh-Hant", l)
+			continue
+		}
+		tags = append(tags, tag.String())
+	}
+	for _, name := range s.Names() {
+		t := s.templates[name]
+		for _, l := range tags {
+			used := t.match(l).locale
+			if !inChain(l, used) {
+				probs.add(name, 0, "template %s has no %s (falls back to %s)", name, l, used)
 			}
 		}
 	}
 	return probs
+}
+
+// inChain reports whether used is locale or one of its parents, cutting
+// subtags from the end: zh-Hant-TW, zh-Hant, zh.
+func inChain(locale, used string) bool {
+	for {
+		if strings.EqualFold(locale, used) {
+			return true
+		}
+		i := strings.LastIndexByte(locale, '-')
+		if i < 0 {
+			return false
+		}
+		locale = locale[:i]
+	}
+}
+
+// found is a leftover located in a file.
+type found struct {
+	leftover
+	field string
+	line  int
+}
+
+// leftover is Markdown syntax that reaches the reader as text.
+type leftover struct {
+	pos           int // where it starts in the executed field
+	marker        string
+	shown         string // the marker, or the marker to its partner
+	before, after string // the text around it, on its line
+}
+
+func (l leftover) fragment() string {
+	const n = 12 // characters each side
+	b, a := []rune(l.before), []rune(l.after)
+	before, after := string(b[max(len(b)-n, 0):]), string(a[:min(len(a), n)])
+	if len(b) > n {
+		before = "…" + before
+	}
+	if len(a) > n {
+		after += "…"
+	}
+	return before + l.shown + after
+}
+
+func (l leftover) hint() string {
+	switch l.marker[0] {
+	case '`':
+		return "a backtick with no partner; close the code span or write \\` for a literal one"
+	case '[':
+		return "it did not become a link; the (url) must follow the ] directly and hold no spaces (write %20), or write \\[ for a literal bracket"
+	}
+	return "Markdown did not take it as emphasis: a marker between a letter and punctuation such as $, ￥ or （ neither opens nor closes; put a space outside the marker or move the markers to enclose whole words"
+}
+
+// leftovers finds, in the literal text of a parsed Markdown field, the
+// syntax that did not take: runs of two or more *, _ or ~, backticks, and
+// [text](url) that is not a link. Escaped characters (data is escaped) are
+// literal by intent and skipped; single * and _ are too common in prose to
+// call.
+func leftovers(doc ast.Node, src []byte) []leftover {
+	var out []leftover
+	start, stop := -1, -1
+	flush := func() {
+		if start >= 0 {
+			out = scanLeftovers(out, src, start, stop)
+		}
+		start, stop = -1, -1
+	}
+	_ = ast.Walk(doc, func(n ast.Node, entering bool) (ast.WalkStatus, error) {
+		switch n := n.(type) {
+		case *ast.Text:
+			if !entering {
+				return ast.WalkContinue, nil
+			}
+			if n.IsRaw() {
+				flush()
+				return ast.WalkContinue, nil
+			}
+			// Neighbouring text nodes are one run: goldmark splits text
+			// at every delimiter it tried.
+			if start < 0 || n.Segment.Start != stop {
+				flush()
+				start = n.Segment.Start
+			}
+			stop = n.Segment.Stop
+			if n.SoftLineBreak() || n.HardLineBreak() {
+				flush()
+			}
+			return ast.WalkContinue, nil
+		case *ast.CodeSpan, *ast.RawHTML, *ast.AutoLink, *ast.CodeBlock, *ast.FencedCodeBlock, *ast.HTMLBlock:
+			flush()
+			return ast.WalkSkipChildren, nil
+		}
+		flush()
+		return ast.WalkContinue, nil
+	})
+	flush()
+	return out
+}
+
+func scanLeftovers(out []leftover, src []byte, start, stop int) []leftover {
+	v := src[start:stop]
+	for i := 0; i < len(v); i++ {
+		end := 0
+		switch c := v[i]; c {
+		case '\\':
+			i++ // an escaped character is literal on purpose
+			continue
+		case '*', '_', '~', '`':
+			j := i
+			for j < len(v) && v[j] == c {
+				j++
+			}
+			if c != '`' && j-i < 2 {
+				continue
+			}
+			end = j
+			// Its partner on the same line, if also left, is reported
+			// with it.
+			if k := partner(v, i, j); k > 0 {
+				out = append(out, leftoverAt(src, start+i, start+j, start+k))
+				i = k - 1
+				continue
+			}
+		case '[':
+			if end = linkLike(v, i); end == 0 {
+				continue
+			}
+		default:
+			continue
+		}
+		out = append(out, leftoverAt(src, start+i, start+end, start+end))
+		i = end - 1
+	}
+	return out
+}
+
+// partner returns the end of the next run of exactly the marker v[i:j] in
+// v after j and on the same line, or 0.
+func partner(v []byte, i, j int) int {
+	m := v[i:j]
+	for k := j; k < len(v) && v[k] != '\n'; k++ {
+		switch {
+		case v[k] == '\\':
+			k++
+		case v[k] == m[0]:
+			e := k
+			for e < len(v) && v[e] == m[0] {
+				e++
+			}
+			if e-k == len(m) {
+				return e
+			}
+			k = e - 1
+		}
+	}
+	return 0
+}
+
+// linkLike returns the end of "[text](url)" (or "[text] (url)") starting at
+// v[i], or 0.
+func linkLike(v []byte, i int) int {
+	j := i + 1
+	for ; j < len(v) && v[j] != ']'; j++ {
+		if v[j] == '\\' {
+			j++
+		}
+	}
+	if j >= len(v) || j == i+1 {
+		return 0
+	}
+	j++
+	if j < len(v) && v[j] == ' ' {
+		j++
+	}
+	if j >= len(v) || v[j] != '(' {
+		return 0
+	}
+	k := bytes.IndexByte(v[j:], ')')
+	if k < 0 {
+		return 0
+	}
+	return j + k + 1
+}
+
+// leftoverAt describes the marker src[a:b], shown as src[a:end], with the
+// text of its line around it as the reader sees it (escapes resolved).
+func leftoverAt(src []byte, a, b, end int) leftover {
+	ls := bytes.LastIndexByte(src[:a], '\n') + 1
+	le := len(src)
+	if k := bytes.IndexByte(src[end:], '\n'); k >= 0 {
+		le = end + k
+	}
+	var before, shown, after bytes.Buffer
+	writeText(&before, src[ls:a], false)
+	writeText(&shown, src[a:end], false)
+	writeText(&after, src[end:le], false)
+	return leftover{pos: a, marker: string(src[a:b]), shown: shown.String(), before: before.String(), after: after.String()}
+}
+
+// plainLeftovers finds Markdown in a plain-text field (subject, preheader,
+// button label), where it always shows as is.
+func plainLeftovers(s string) []leftover {
+	var out []leftover
+	for i := 0; i < len(s); i++ {
+		end := 0
+		switch c := s[i]; c {
+		case '*', '_', '~', '`':
+			j := i
+			for j < len(s) && s[j] == c {
+				j++
+			}
+			if c != '`' && j-i < 2 {
+				continue
+			}
+			end = j
+			if k := partner([]byte(s), i, j); k > 0 {
+				out = append(out, leftover{pos: i, marker: s[i:j], shown: s[i:k], before: s[:i], after: s[k:]})
+				i = k - 1
+				continue
+			}
+		case '[':
+			if end = linkLike([]byte(s), i); end == 0 {
+				continue
+			}
+		default:
+			continue
+		}
+		out = append(out, leftover{pos: i, marker: s[i:end], shown: s[i:end], before: s[:i], after: s[end:]})
+		i = end - 1
+	}
+	return out
+}
+
+// lineOf finds the file line of a leftover in an executed Markdown field:
+// its line in the executed text, unless template actions moved it, then the
+// nearest line of the field's source that holds the same text.
+func (f *file) lineOf(field string, src []byte, l leftover) int {
+	base := f.lines[field]
+	est := bytes.Count(src[:l.pos], []byte("\n"))
+	raw := strings.Split(f.markdown[field], "\n")
+	// The marker with the two characters before it, if they are
+	// template text, then the marker alone.
+	ls := bytes.LastIndexByte(src[:l.pos], '\n') + 1
+	pre := []rune(string(src[ls:l.pos]))
+	needles := []string{string(pre[max(len(pre)-2, 0):]) + l.marker, l.marker}
+	if l.marker[0] == '[' {
+		if k := strings.Index(l.marker, "]"); k > 0 {
+			needles[1] = l.marker[:k+1]
+		}
+	}
+	for _, needle := range needles {
+		best := -1
+		for i, line := range raw {
+			if strings.Contains(line, needle) && (best < 0 || abs(i-est) < abs(best-est)) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			return base + best
+		}
+	}
+	return base + est
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // sampleData turns the file's `sample:` into render data. Links get stand-in

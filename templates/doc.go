@@ -7,8 +7,10 @@
 // It owns locale fallback, escaping of customer and event data for each
 // target (Markdown, HTML, Slack control sequences, mail headers), the
 // default email layout and its `_layout.html` override, the template helpers
-// (date, datetime, number, money, default, upper, title, track, markdown) and
-// the checks behind `herald validate`. Everything is parsed once by Load;
+// (date, datetime, number, money, default, upper, title, track, markdown),
+// Slack's Block Kit limits (long text split into sections, 50 blocks at
+// most) and the checks behind `herald validate`: every sample rendered,
+// Markdown left as text, missing locales. Everything is parsed once by Load;
 // Render only executes.
 //
 // Front matter `actions:` become Slack buttons. A button with an `event`

@@ -64,6 +64,9 @@ type file struct {
 	plans [layoutVariants]atomic.Pointer[layoutPlan]
 	// lines maps each associated template to the file line it starts on.
 	lines map[string]int
+	// markdown holds the source of the Markdown fields (body, slack), for
+	// Check to point at a line.
+	markdown map[string]string
 }
 
 type fileAction struct {
@@ -189,6 +192,8 @@ func (s *Set) parseFile(p, name string, tag language.Tag, src []byte, probs *Pro
 			probs.add(p, line, "action %q: give it an event, a url, or both", a.Label)
 		case a.Event != "" && !validEvent.MatchString(a.Event):
 			probs.add(p, line, "action %q: event %q is not an event name (letters, digits, . _ -)", a.Label, a.Event)
+		case len(a.Event) > slackActionIDMax:
+			probs.add(p, line, "action %q: an event name of %d characters; a Slack button carries at most %d", a.Label, len(a.Event), slackActionIDMax)
 		case a.OptOut && a.Event == "":
 			probs.add(p, line, "action %q: an opt_out button needs an event", a.Label)
 		case a.Style != "" && a.Style != "primary" && a.Style != "danger":
@@ -231,6 +236,12 @@ func (f *file) known(n string) bool {
 func (f *file) parse(name, src string, line int, markdown bool, probs *Problems) {
 	pad := max(line-1, 0)
 	f.lines[name] = line
+	if markdown {
+		if f.markdown == nil {
+			f.markdown = map[string]string{}
+		}
+		f.markdown[name] = src
+	}
 	t, err := f.root.New(name).Parse(strings.Repeat("\n", pad) + src)
 	if err != nil {
 		perr := f.problem(err).(Problem)
@@ -341,6 +352,9 @@ func (f *file) put(in *instance) {
 	}
 	if cap(in.tw.pieces) > 4096 {
 		in.tw.pieces = nil
+	}
+	if cap(in.sw.spans) > 4096 {
+		in.sw.spans = nil
 	}
 	if len(in.dotMaps.customer) > 256 { // a map does not shrink
 		in.dotMaps = dotMaps{}

@@ -14,8 +14,12 @@ type Problem struct {
 	Message string
 }
 
-// String formats the problem as "file:line: message".
+// String formats the problem as "file:line: message" (without the file
+// when the problem is not in one, such as a configured locale).
 func (p Problem) String() string {
+	if p.File == "" {
+		return p.Message
+	}
 	if p.Line <= 0 {
 		return fmt.Sprintf("%s: %s", p.File, p.Message)
 	}

@@ -269,6 +269,26 @@ func (s *Set) Locales(name string) []string {
 	return out
 }
 
+// Resolve returns the locale of the file that renders name for locale ("" =
+// the default locale): locale itself, a parent (zh-Hant-TW → zh-Hant → zh)
+// or the default locale. exact is false when it is not locale itself. ok is
+// false for an unknown template.
+func (s *Set) Resolve(name, locale string) (used string, exact, ok bool) {
+	t := s.templates[name]
+	if t == nil {
+		return "", false, false
+	}
+	used = t.match(locale).locale
+	if locale == "" {
+		return used, true, true
+	}
+	want := locale
+	if tag, err := language.Parse(locale); err == nil {
+		want = tag.String()
+	}
+	return used, used == want, true
+}
+
 // Actions returns the buttons declared by the file that locale falls back
 // to ("" = the default locale), as written: labels and URLs are not
 // rendered. The engine uses it to know which events a click may carry.
@@ -353,8 +373,26 @@ func newMarkdown() goldmark.Markdown {
 // override, Slack. Fields run in the order subject, preheader, body, slack,
 // actions, and the first error stops the render.
 func (s *Set) render(f *file, d Data, p parts) (herald.Content, error) {
+	return s.renderChecked(f, d, p, nil)
+}
+
+// renderCheck is what Check learns from a render besides its content.
+type renderCheck struct {
+	// markdown sees each Markdown field (body, slack) as executed and parsed.
+	markdown func(field string, doc ast.Node, src []byte)
+	// slack collects what the Slack writer changed to fit Block Kit.
+	slack []slackNote
+	// actions are the buttons with their label and URL rendered.
+	actions []Action
+}
+
+func (s *Set) renderChecked(f *file, d Data, p parts, ck *renderCheck) (herald.Content, error) {
 	in := f.get()
 	defer f.put(in)
+	if ck != nil {
+		in.sw.notes = &ck.slack
+		defer func() { in.sw.notes = nil }()
+	}
 	in.st.reset(s, f, d)
 	dot := in.dot(d)
 	c := herald.Content{Locale: f.locale}
@@ -367,6 +405,9 @@ func (s *Set) render(f *file, d Data, p parts) (herald.Content, error) {
 			return f.problem(err)
 		}
 		doc = s.md.Parser().Parse(text.NewReader(in.src.Bytes()))
+		if ck != nil && ck.markdown != nil {
+			ck.markdown(tBody, doc, in.src.Bytes())
+		}
 		return nil
 	}
 
@@ -405,6 +446,9 @@ func (s *Set) render(f *file, d Data, p parts) (herald.Content, error) {
 			}
 			slackSrc = in.src2.Bytes()
 			slackDoc = s.md.Parser().Parse(text.NewReader(slackSrc))
+			if ck != nil && ck.markdown != nil {
+				ck.markdown(tSlack, slackDoc, slackSrc)
+			}
 		case doc == nil:
 			if err := parseBody(); err != nil {
 				return c, err
@@ -429,6 +473,9 @@ func (s *Set) render(f *file, d Data, p parts) (herald.Content, error) {
 			buttons = append(buttons, b)
 		}
 		in.buttons = buttons
+		if ck != nil {
+			ck.actions = slices.Clone(buttons)
+		}
 		c.SlackText, c.SlackBlocks, err = in.sw.message(slackDoc, slackSrc, buttons, d.MessageID, d.Links.Preferences, f.labels)
 	}
 	return c, err

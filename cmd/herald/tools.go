@@ -34,7 +34,8 @@ func contentFS(c *config.Config) (tfs, wfs fs.FS, tdir, wdir string) {
 }
 
 // cmdValidate checks the config, every template (rendered with its sample
-// data in every locale) and every workflow, printing file:line: message.
+// data in every locale, and against content.locales for missing ones) and
+// every workflow, printing file:line: message.
 func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	fs, path := flags("validate", stderr)
 	if _, err := parse(fs, args); err != nil {
@@ -58,6 +59,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 		problems += report(stdout, tdir, err)
 	} else {
 		problems += report(stdout, tdir, tset.Check())
+		problems += report(stdout, tdir, tset.CheckLocales(c.Content.Locales))
 	}
 	if wfs != nil {
 		topics := policy(c).Topics
@@ -179,6 +181,10 @@ func cmdPreview(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitError(1)
+	}
+	// Said on stderr so that stdout stays the rendered message.
+	if used, exact, _ := tset.Resolve(*name, *locale); !exact {
+		fmt.Fprintf(stderr, "preview: template %s has no %s; rendering %s\n", *name, *locale, used)
 	}
 	if *htmlOut != "" {
 		if err := os.WriteFile(*htmlOut, []byte(content.HTML), 0o644); err != nil {
