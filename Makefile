@@ -19,11 +19,13 @@ build: ## Build the herald binary into bin/
 	$(GO) build -o $(BIN) ./cmd/herald
 
 .PHONY: deps
-deps: ## Install the test peers (redis-server, postfix for smtp-sink, chromium, systemd-analyze) when missing
+deps: ## Install the test peers (redis-server, postfix for smtp-sink, chromium with Noto CJK and Thai fonts, systemd-analyze) when missing
 	@need=""; \
 	command -v redis-server >/dev/null || need="$$need redis-server"; \
 	test -x /usr/sbin/smtp-sink || need="$$need postfix"; \
 	command -v chromium >/dev/null || need="$$need chromium"; \
+	fc-list -q 'Noto Sans CJK JP' 2>/dev/null || need="$$need fontconfig fonts-noto-cjk"; \
+	fc-list -q 'Noto Sans Thai' 2>/dev/null || need="$$need fontconfig fonts-noto-core"; \
 	command -v systemd-analyze >/dev/null || need="$$need systemd"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing:$$need"; \
@@ -67,10 +69,11 @@ fuzz: deps ## Explore each fuzz target for FUZZTIME (default 60s); commit what i
 	done
 
 BENCH ?= .
+PROFILE ?=
 
 .PHONY: bench
-bench: deps ## Benchmarks: herald vs bare asynq on one fresh redis-server (BENCH=regexp picks some)
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 30m ./bench/
+bench: deps ## Benchmarks: herald vs bare asynq on one fresh redis-server (BENCH=regexp picks some; PROFILE=1 writes bench/cpu.pprof of MessagePath)
+	HERALD_BENCH_PROFILE=$(PROFILE) $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 30m ./bench/
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck
