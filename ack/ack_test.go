@@ -139,7 +139,7 @@ func (b *bundle) send(t *testing.T, id, template, topic string, ch herald.Channe
 		Channels: []herald.Channel{ch}, Data: map[string]any{"items": 3},
 	})
 	require.NoError(t, err)
-	eventually(t, func() bool { _, err := b.e.SentMessage(context.Background(), id); return err == nil }, "message "+id+" delivered")
+	eventually(t, func() bool { _, err := b.e.SentTo(context.Background(), "c1", id); return err == nil }, "message "+id+" delivered")
 }
 
 func (b *bundle) timeline(t *testing.T) []herald.TimelineEntry {

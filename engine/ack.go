@@ -89,8 +89,9 @@ type Sent struct {
 	Providers map[herald.Channel]string
 }
 
-// SentMessage returns the delivered message with this ID (ENotFound when
-// unknown or older than its retention).
+// SentMessage returns the delivered Slack message with this ID, as a
+// button press names it (ENotFound when unknown or older than its
+// retention).
 func (e *Engine) SentMessage(ctx context.Context, messageID string) (Sent, error) {
 	cust, err := e.opt.Redis.Get(ctx, msgIndexKey(messageID)).Result()
 	if errors.Is(err, redis.Nil) {
@@ -123,6 +124,12 @@ func (e *Engine) SentEmail(ctx context.Context, rfcIDs ...string) (Sent, error) 
 		return e.sent(ctx, cust, msg)
 	}
 	return Sent{}, herald.Errorf(herald.ENotFound, "no email herald sent matches")
+}
+
+// SentTo returns the customer's delivered message with this ID, on every
+// channel it went by (ENotFound when none).
+func (e *Engine) SentTo(ctx context.Context, customerID, messageID string) (Sent, error) {
+	return e.sent(ctx, customerID, messageID)
 }
 
 func (e *Engine) sent(ctx context.Context, customerID, messageID string) (Sent, error) {

@@ -339,8 +339,14 @@ func (e *Engine) recordSent(ctx context.Context, cl *store.Claim, d wire.Deliver
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: herald.OutcomeSent, Ref: d.MessageID, Data: ref,
 		Summary: withNote(summary, note),
 	}
-	indexes := map[string]string{msgIndexKey(d.MessageID): d.CustomerID}
-	if d.Channel == herald.ChannelEmail && normMessageID(r.ProviderID) != "" {
+	// What an acknowledgement needs to find the message again: a Slack
+	// button carries only the message ID, an email reply only its
+	// Message-ID. Clicks carry the customer in their signed token.
+	indexes := map[string]string{}
+	switch {
+	case d.Channel == herald.ChannelSlack:
+		indexes[msgIndexKey(d.MessageID)] = d.CustomerID
+	case d.Channel == herald.ChannelEmail && normMessageID(r.ProviderID) != "":
 		indexes[emailIndexKey(r.ProviderID)] = d.CustomerID + "|" + d.MessageID
 	}
 	// The provider has the message: from here on, failing the task would
