@@ -1,9 +1,19 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,18 +24,30 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/channels/email"
+	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/internal/smtpserver"
-	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
+	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
 const concurrency = 20
+
+// Targets the project sets itself; each is printed next to its figure.
+const (
+	targetMessageRatio = 0.30 // herald messages/s over bare asynq tasks/s
+	targetCommands     = 30   // Redis commands per message
+	targetP99          = 50 * time.Millisecond
+	targetJourneyRatio = 0.25
+	targetParkedBytes  = 1536 // Redis memory per journey parked after its first send
+)
 
 func n() int {
 	if v, err := strconv.Atoi(os.Getenv("HERALD_BENCH_N")); err == nil && v > 0 {
@@ -34,15 +56,24 @@ func n() int {
 	return 5000
 }
 
+// heraldQueues are the queues of `herald worker` with the default
+// configuration (config.DefaultQueues), taken in strict priority: critical
+// before default before bulk. email and slack only hold deliveries queued by
+// older versions.
+var heraldQueues = map[string]int{"critical": 6, "default": 4, "bulk": 2, "email": 1, "slack": 1}
+
+// serverConfig is the asynq server configuration of a run: herald's queues
+// and retry policy when e is set, one queue for bare asynq when it is nil.
 func serverConfig(e *engine.Engine) asynq.Config {
 	c := asynq.Config{
 		Concurrency:              concurrency,
-		Queues:                   map[string]int{"critical": 6, "email": 4, "slack": 4, "default": 3, "bulk": 1},
+		Queues:                   map[string]int{"default": 1},
 		TaskCheckInterval:        20 * time.Millisecond,
 		DelayedTaskCheckInterval: 200 * time.Millisecond,
 		LogLevel:                 asynq.FatalLevel,
 	}
 	if e != nil {
+		c.Queues, c.StrictPriority = maps.Clone(heraldQueues), true
 		c.RetryDelayFunc, c.IsFailure = e.RetryDelay, e.IsFailure
 	}
 	c.ErrorHandler = asynq.ErrorHandlerFunc(func(_ context.Context, t *asynq.Task, err error) {
@@ -72,10 +103,43 @@ func printErrors() {
 	})
 }
 
-// bareAsynq enqueues count no-op tasks and processes them, both at once, and
-// returns tasks per second.
-func bareAsynq(b *testing.B, rdb *redis.Client, count int) float64 {
-	require.NoError(b, rdb.FlushAll(context.Background()).Err())
+// benchEngine builds an engine as `herald serve` and `herald worker` do,
+// with an email sender for smtpURL (workflows may be nil). release closes
+// the engine and the sender (once; later calls do nothing).
+func benchEngine(b *testing.B, rdb *redis.Client, addr, smtpURL string, wset *workflows.Set) (e *engine.Engine, release func()) {
+	ec, err := email.ParseURL(smtpURL)
+	require.NoError(b, err)
+	ec.From, ec.Pool = "Lumen <hello@lumen.example>", 8
+	es, err := email.New(ec)
+	require.NoError(b, err)
+	tset, err := templates.Load(os.DirFS("../engine/testdata/templates"), templates.Options{})
+	require.NoError(b, err)
+	e, err = engine.New(engine.Options{
+		Redis: rdb, RedisConn: asynq.RedisClientOpt{Addr: addr},
+		Senders:   map[herald.Channel]herald.Sender{herald.ChannelEmail: es},
+		Templates: tset, Workflows: wset,
+		Policy:    preferences.Policy{Topics: map[string]herald.Topic{"onboarding": {Name: "onboarding", OptIn: true}}},
+		PublicURL: "https://herald.example.com", SigningKey: []byte("0123456789abcdef0123456789abcdef"),
+		// As cmd/herald sizes it for the worker's concurrency.
+		ChannelConcurrency: max(1, concurrency*3/4),
+		Metrics:            engine.NewMetrics(prometheus.NewRegistry()),
+		Logger:             slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	})
+	require.NoError(b, err)
+	var once sync.Once
+	return e, func() { once.Do(func() { _ = e.Close(); _ = es.Close() }) }
+}
+
+// asynqRun is bare asynq's figure of a run.
+type asynqRun struct {
+	rate float64 // tasks/s, enqueue and process together
+	cost cost    // from the server's start to its shutdown
+}
+
+// bareAsynq enqueues count no-op tasks into one queue and processes them,
+// both at once.
+func bareAsynq(b *testing.B, m meter, count int) asynqRun {
+	require.NoError(b, m.rdb.FlushAll(context.Background()).Err())
 	var done atomic.Int64
 	finished := make(chan struct{})
 	mux := asynq.NewServeMux()
@@ -85,18 +149,18 @@ func bareAsynq(b *testing.B, rdb *redis.Client, count int) float64 {
 		}
 		return nil
 	})
-	srv := asynq.NewServerFromRedisClient(rdb, serverConfig(nil))
-	cl := asynq.NewClientFromRedisClient(rdb)
-	start := time.Now()
+	srv := asynq.NewServerFromRedisClient(m.rdb, serverConfig(nil))
+	cl := asynq.NewClientFromRedisClient(m.rdb)
+	before := m.read(b)
 	require.NoError(b, srv.Start(mux))
 	enqueue(b, count, func(i int) error {
 		_, err := cl.Enqueue(asynq.NewTask("noop", []byte(`{"i":`+strconv.Itoa(i)+`}`)), asynq.Queue("default"))
 		return err
 	})
 	<-finished
-	elapsed := time.Since(start)
+	elapsed := time.Since(before.at)
 	srv.Shutdown()
-	return float64(count) / elapsed.Seconds()
+	return asynqRun{rate: float64(count) / elapsed.Seconds(), cost: m.since(b, before, count)}
 }
 
 // enqueue runs f for 0..count-1 from a few goroutines, as several app
@@ -142,77 +206,215 @@ func load(b *testing.B, count int, pace float64, f func(i int) error) {
 	}
 }
 
-// heraldMessages sends count one-off messages through herald (message task,
-// policy, delivery task, render, SMTP) and returns messages per second and
-// the enqueue→DATA latencies.
-func heraldMessages(b *testing.B, rdb *redis.Client, addr string, count int, pace float64) (float64, []time.Duration) {
+// drive runs f for 0..count-1 from clients goroutines: as fast as they can
+// (pace 0), or at pace calls per second, each call handed to the next free
+// client with the time it was due. It returns the number of failed calls
+// and the first error.
+func drive(clients, count int, pace float64, f func(i int, due time.Time) error) (int64, error) {
+	type call struct {
+		i   int
+		due time.Time
+	}
+	calls := make(chan call, count)
+	if pace <= 0 {
+		now := time.Now()
+		for i := range count {
+			calls <- call{i, now}
+		}
+		close(calls)
+	} else {
+		go func() {
+			defer close(calls)
+			tick := time.NewTicker(time.Duration(float64(time.Second) / pace))
+			defer tick.Stop()
+			for i := range count {
+				due := <-tick.C
+				calls <- call{i, due}
+			}
+		}()
+	}
+	var (
+		wg       sync.WaitGroup
+		errs     atomic.Int64
+		firstErr atomic.Pointer[error]
+	)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range calls {
+				due := c.due
+				if pace <= 0 {
+					due = time.Now()
+				}
+				if err := f(c.i, due); err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, &err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if p := firstErr.Load(); p != nil {
+		return errs.Load(), *p
+	}
+	return 0, nil
+}
+
+// messageCustomers is how many customers the one-off messages go to.
+const messageCustomers = 100
+
+// messageRun is herald's figure of a run of one-off messages.
+type messageRun struct {
+	rate float64         // messages/s, from the first request to the last SMTP DATA
+	lat  []time.Duration // request due → SMTP DATA, sorted
+	cost cost            // from the worker's start to its shutdown
+}
+
+// heraldMessages sends count one-off messages through POST /v1/messages
+// from httpClients() keep-alive clients while an in-process worker (the
+// message task: policy, claim, render, SMTP, ledger, timeline) delivers them
+// to an in-process SMTP server. pace 0 sends as fast as the clients can;
+// otherwise at pace requests per second. With profile set, a CPU profile of
+// the run is written there.
+func heraldMessages(b *testing.B, m meter, addr string, count int, pace float64, profile string) messageRun {
 	ctx := context.Background()
-	require.NoError(b, rdb.FlushAll(ctx).Err())
+	require.NoError(b, m.rdb.FlushAll(ctx).Err())
 	smtp, err := smtpserver.Start(smtpserver.Options{})
 	require.NoError(b, err)
 	defer smtp.Close()
-	ec, err := email.ParseURL(smtp.URL())
-	require.NoError(b, err)
-	ec.From, ec.Pool = "Lumen <hello@lumen.example>", 8
-	es, err := email.New(ec)
-	require.NoError(b, err)
-	defer es.Close()
-	tset, err := templates.Load(os.DirFS("../engine/testdata/templates"), templates.Options{})
-	require.NoError(b, err)
-	e, err := engine.New(engine.Options{
-		Redis: rdb, RedisConn: asynq.RedisClientOpt{Addr: addr},
-		Senders:   map[herald.Channel]herald.Sender{herald.ChannelEmail: es},
-		Templates: tset, Policy: preferences.Policy{Topics: map[string]herald.Topic{"onboarding": {Name: "onboarding", OptIn: true}}},
-		PublicURL: "https://herald.example.com", SigningKey: []byte("0123456789abcdef0123456789abcdef"),
-	})
-	require.NoError(b, err)
-	defer e.Close()
-	const customers = 100
-	for i := range customers {
-		_, _, err := e.Store().UpsertCustomer(ctx, herald.Customer{ID: fmt.Sprintf("c%d", i), Email: fmt.Sprintf("c%d@example.com", i), Attributes: map[string]any{"first_name": "Ada"}})
+	e, closeEngine := benchEngine(b, m.rdb, addr, smtp.URL(), nil)
+	defer closeEngine()
+	ts := httptest.NewServer(httpapi.New(httpapi.Config{
+		Engine: e, Tokens: []httpapi.Token{{Name: "app", Value: httpToken}},
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), // formats every request log line, as in production
+	}))
+	defer ts.Close()
+	clients := httpClients()
+	hc := &http.Client{
+		Transport: &http.Transport{MaxIdleConns: clients, MaxIdleConnsPerHost: clients, IdleConnTimeout: time.Minute},
+		Timeout:   30 * time.Second,
+	}
+	defer hc.CloseIdleConnections()
+	for i := range messageCustomers {
+		_, _, err := e.Store().UpsertCustomer(ctx, herald.Customer{ID: fmt.Sprintf("c%d", i), Email: fmt.Sprintf("c%d@example.com", i),
+			Locale: "en", Timezone: "UTC", Attributes: map[string]any{"first_name": "Ada"}})
 		require.NoError(b, err)
 	}
-
-	sentAt := make([]atomic.Int64, count)
-	recvAt := make([]atomic.Int64, count)
-	index := map[string]int{}
-	for i := range count {
-		index[email.MessageID(fmt.Sprintf("m%d:email", i), "lumen.example")] = i
-	}
-	var got atomic.Int64
-	finished := make(chan struct{})
-	smtp.OnReceive(func(r smtpserver.Received) {
-		if i, ok := index[r.MessageID]; ok {
-			recvAt[i].Store(time.Now().UnixNano())
+	// Open the keep-alive connections (GET /healthz touches no Redis).
+	_, err = drive(clients, clients*4, 0, func(int, time.Time) error {
+		resp, err := hc.Get(ts.URL + "/healthz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
 		}
-		if got.Add(1) == int64(count) {
+		return err
+	})
+	require.NoError(b, err)
+
+	var (
+		mu       sync.Mutex
+		received = make(map[string]int64, count) // Message-ID → unix nanoseconds
+		finished = make(chan struct{})
+		dups     int
+	)
+	smtp.OnReceive(func(r smtpserver.Received) {
+		now := time.Now().UnixNano()
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := received[r.MessageID]; ok {
+			dups++
+			return
+		}
+		received[r.MessageID] = now
+		if len(received) == count {
 			close(finished)
 		}
 	})
-	srv := asynq.NewServerFromRedisClient(rdb, serverConfig(e))
-	start := time.Now()
-	require.NoError(b, srv.Start(e.Mux()))
-	send := func(i int) error {
-		sentAt[i].Store(time.Now().UnixNano())
-		_, err := e.Send(ctx, wire.Message{ID: fmt.Sprintf("m%d", i), CustomerID: fmt.Sprintf("c%d", i%customers), Template: "hello", Topic: "onboarding", Data: map[string]any{"plan": "Pro"}, Channels: []herald.Channel{herald.ChannelEmail}})
-		return err
+	ids := make([]string, count)
+	due := make([]int64, count)
+
+	if profile != "" {
+		f, err := os.Create(profile)
+		require.NoError(b, err)
+		defer f.Close()
+		require.NoError(b, pprof.StartCPUProfile(f))
 	}
-	load(b, count, pace, send)
+	srv := asynq.NewServerFromRedisClient(m.rdb, serverConfig(e))
+	before := m.read(b)
+	require.NoError(b, srv.Start(e.Mux()))
+	failed, firstErr := drive(clients, count, pace, func(i int, at time.Time) error {
+		due[i] = at.UnixNano()
+		id, err := postMessage(hc, ts.URL, i)
+		ids[i] = id
+		return err
+	})
+	if failed > 0 {
+		srv.Shutdown()
+		pprof.StopCPUProfile()
+		b.Fatalf("%d of %d POST /v1/messages failed; first: %v", failed, count, firstErr)
+	}
 	select {
 	case <-finished:
 	case <-time.After(5 * time.Minute):
-		b.Fatalf("only %d of %d messages arrived", got.Load(), count)
+		mu.Lock()
+		got := len(received)
+		mu.Unlock()
+		srv.Shutdown()
+		pprof.StopCPUProfile()
+		b.Fatalf("only %d of %d messages arrived", got, count)
 	}
-	elapsed := time.Since(start)
+	elapsed := time.Since(before.at)
 	srv.Shutdown()
+	c := m.since(b, before, count)
+	if profile != "" {
+		pprof.StopCPUProfile()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dups > 0 {
+		b.Errorf("%d duplicate deliveries", dups)
+	}
 	lat := make([]time.Duration, 0, count)
-	for i := range count {
-		if r := recvAt[i].Load(); r > 0 {
-			lat = append(lat, time.Duration(r-sentAt[i].Load()))
+	for i, id := range ids {
+		if r, ok := received[email.MessageID(id+":email", "lumen.example")]; ok {
+			lat = append(lat, time.Duration(r-due[i]))
 		}
 	}
+	if len(lat) != count {
+		b.Errorf("%d of %d deliveries matched to their request", len(lat), count)
+	}
 	slices.Sort(lat)
-	return float64(count) / elapsed.Seconds(), lat
+	return messageRun{rate: float64(count) / elapsed.Seconds(), lat: lat, cost: c}
+}
+
+// postMessage posts one-off message i as an app would (with an idempotency
+// key) and returns its ID; any answer other than 202 is an error.
+func postMessage(hc *http.Client, base string, i int) (string, error) {
+	body := fmt.Sprintf(`{"customer_id":"c%d","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"channels":["email"],"idempotency_key":"welcome-%07d"}`,
+		i%messageCustomers, i)
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/messages", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+httpToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	out, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return "", fmt.Errorf("POST /v1/messages: %d %s", resp.StatusCode, bytes.TrimSpace(out))
+	}
+	var v struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil || v.ID == "" {
+		return "", fmt.Errorf("POST /v1/messages: no id in %s", out)
+	}
+	return v.ID, nil
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -222,27 +424,96 @@ func pct(d []time.Duration, p float64) time.Duration {
 	return d[min(len(d)-1, int(float64(len(d))*p))]
 }
 
+// verdict says whether a figure meets its target: "ok", or by how much it
+// misses.
+func verdict(met bool, miss string) string {
+	if met {
+		return "ok"
+	}
+	return "NOT MET: " + miss
+}
+
+// profilePath is where MessagePath writes its CPU profile when
+// HERALD_BENCH_PROFILE is set (`make bench PROFILE=1`).
+func profilePath() string {
+	if v := os.Getenv("HERALD_BENCH_PROFILE"); v != "" && v != "0" {
+		return "cpu.pprof"
+	}
+	return ""
+}
+
 // BenchmarkMessagePath compares herald's one-off message path with bare
-// asynq on one fresh redis-server. A message is two tasks (orchestration,
-// delivery), so 50% of bare asynq's task rate is the ceiling.
+// asynq on one fresh redis-server, in the same run. A message is one
+// request to POST /v1/messages from one of 16 keep-alive clients and, on the
+// healthy path, one asynq task (policy, claim, render, SMTP, ledger,
+// timeline) on herald's strict-priority queues; bare asynq runs no-op tasks
+// on a single queue. It reports both rates and their ratio, Redis commands
+// and CPU per message and per bare task, and the latency from the request
+// to SMTP DATA at a steady half of the measured capacity.
 func BenchmarkMessagePath(b *testing.B) {
 	rs := redistest.Start(b)
-	rdb := rs.Client()
+	m := meter{rdb: rs.Client(), redisPID: childPID(b, "redis-server", strconv.Itoa(rs.Port()))}
 	count := n()
+	profile := profilePath()
 	for b.Loop() {
-		bare := bareAsynq(b, rdb, count)
-		rate, _ := heraldMessages(b, rdb, rs.Addr, count, 0)
-		ratio := rate / bare
+		bare := bareAsynq(b, m, count)
+		run := heraldMessages(b, m, rs.Addr, count, 0, profile)
+		ratio := run.rate / bare.rate
 		// Latency under a steady load at half the measured capacity: with
-		// everything enqueued at once it would only measure the backlog.
-		paced := rate / 2
-		_, lat := heraldMessages(b, rdb, rs.Addr, min(count, int(paced*10)+1), paced)
-		b.ReportMetric(bare, "asynq-tasks/s")
-		b.ReportMetric(rate, "herald-msgs/s")
-		b.ReportMetric(ratio*100, "%-of-asynq")
-		b.ReportMetric(float64(pct(lat, .5).Microseconds())/1000, "p50-ms")
-		b.ReportMetric(float64(pct(lat, .99).Microseconds())/1000, "p99-ms")
-		fmt.Printf("\nmessage path, N=%d, concurrency %d, one redis-server:\n  bare asynq  %8.0f tasks/s (no-op handler, enqueue and process together)\n  herald      %8.0f messages/s delivered to SMTP (%.0f%% of bare asynq; ceiling 50%%)\n  latency enqueue→SMTP DATA at a steady %.0f messages/s: p50 %v, p99 %v\n",
-			count, concurrency, bare, rate, ratio*100, paced, pct(lat, .5).Round(time.Millisecond), pct(lat, .99).Round(time.Millisecond))
+		// everything sent at once it would only measure the backlog.
+		paced := run.rate / 2
+		lat := heraldMessages(b, m, rs.Addr, min(count, int(paced*10)+1), paced, "").lat
+		p50, p99 := pct(lat, .5), pct(lat, .99)
+		hs, hr := run.cost.cpuMs()
+		as, ar := bare.cost.cpuMs()
+
+		b.ReportMetric(bare.rate, "asynq-tasks/s")
+		b.ReportMetric(run.rate, "herald-msgs/s")
+		b.ReportMetric(ratio, "ratio")
+		b.ReportMetric(run.cost.perUnit(), "cmds/msg")
+		b.ReportMetric(bare.cost.perUnit(), "asynq-cmds/task")
+		b.ReportMetric(hs+hr, "cpu-ms/msg")
+		b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+		fmt.Printf("\nmessage path, N=%d, %d keep-alive HTTP clients, worker concurrency %d, one redis-server, %d CPUs:\n"+
+			"  bare asynq  %8.0f tasks/s (no-op handler, one queue, enqueue and process together)\n"+
+			"  herald      %8.0f messages/s POST /v1/messages → SMTP DATA (one task a message; strict-priority queues)\n"+
+			"  ratio       %8.2f   target ≥ %.2f: %s\n"+
+			"  Redis commands (inside Lua scripts included) per message: %.1f   target ≤ %d: %s\n"+
+			"              herald: %s\n"+
+			"              bare asynq per task: %.1f (%s)\n"+
+			"  CPU per message: %.2f ms (bench process: HTTP clients, API, worker, SMTP server %.2f ms; redis-server %.2f ms)\n"+
+			"              bare asynq per task: %.2f ms (bench process %.2f ms; redis-server %.2f ms)\n"+
+			"  latency POST → SMTP DATA at a steady %.0f messages/s: p50 %v, p99 %v   target p99 ≤ %v: %s\n",
+			count, httpClients(), concurrency, runtime.NumCPU(),
+			bare.rate, run.rate,
+			ratio, targetMessageRatio, verdict(ratio >= targetMessageRatio, fmt.Sprintf("%.0f%% short", (1-ratio/targetMessageRatio)*100)),
+			run.cost.perUnit(), targetCommands, verdict(run.cost.perUnit() <= targetCommands, fmt.Sprintf("%.1f over", run.cost.perUnit()-targetCommands)),
+			run.cost.cmds.top(count, 10),
+			bare.cost.perUnit(), bare.cost.cmds.top(count, 6),
+			hs+hr, hs, hr, as+ar, as, ar,
+			paced, p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond), targetP99,
+			verdict(p99 <= targetP99, fmt.Sprintf("%v over", (p99-targetP99).Round(100*time.Microsecond))))
+		printErrors()
+		if profile != "" {
+			printProfile(profile)
+		}
 	}
+}
+
+// printProfile prints the top of a CPU profile.
+func printProfile(path string) {
+	abs, _ := os.Getwd()
+	fmt.Printf("\nCPU profile of herald's run (%s/%s), go tool pprof -top -nodecount=25:\n", abs, path)
+	out, err := exec.Command(goBin(), "tool", "pprof", "-top", "-nodecount=25", path).CombinedOutput()
+	if err != nil {
+		fmt.Printf("  go tool pprof: %v\n", err)
+	}
+	fmt.Printf("%s\n", out)
+}
+
+// TestQueuesAsConfigured keeps the benchmark's queues in step with the
+// defaults of `herald worker`.
+func TestQueuesAsConfigured(t *testing.T) {
+	require.Equal(t, config.DefaultQueues, heraldQueues)
 }

@@ -19,16 +19,11 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/channels/email"
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/engine"
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/internal/smtpserver"
-	"github.com/heraldhq/herald/preferences"
-	"github.com/heraldhq/herald/templates"
-	"github.com/hibiken/asynq"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -120,23 +115,8 @@ func httpEngine(b *testing.B, rdb *redis.Client, addr string) *engine.Engine {
 	smtp, err := smtpserver.Start(smtpserver.Options{})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = smtp.Close() })
-	ec, err := email.ParseURL(smtp.URL())
-	require.NoError(b, err)
-	ec.From = "Lumen <hello@lumen.example>"
-	es, err := email.New(ec)
-	require.NoError(b, err)
-	b.Cleanup(func() { _ = es.Close() })
-	tset, err := templates.Load(os.DirFS("../engine/testdata/templates"), templates.Options{})
-	require.NoError(b, err)
-	e, err := engine.New(engine.Options{
-		Redis: rdb, RedisConn: asynq.RedisClientOpt{Addr: addr},
-		Senders:   map[herald.Channel]herald.Sender{herald.ChannelEmail: es},
-		Templates: tset, Policy: preferences.Policy{Topics: map[string]herald.Topic{"onboarding": {Name: "onboarding", OptIn: true}}},
-		PublicURL: "https://herald.example.com", SigningKey: []byte("0123456789abcdef0123456789abcdef"),
-		Metrics: engine.NewMetrics(prometheus.NewRegistry()), Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-	})
-	require.NoError(b, err)
-	b.Cleanup(func() { _ = e.Close() })
+	e, release := benchEngine(b, rdb, addr, smtp.URL(), nil)
+	b.Cleanup(release)
 	return e
 }
 

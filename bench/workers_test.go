@@ -1,14 +1,12 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,7 +44,8 @@ func BenchmarkWorkers(b *testing.B) {
 	b.Cleanup(func() { _ = cl.Close() })
 	count := n()
 	for b.Loop() {
-		bare := bareAsynq(b, rdb, count)
+		bareRun := bareAsynq(b, meter{rdb: rdb, redisPID: redisPID}, count)
+		bare := bareRun.rate
 		b.ReportMetric(bare, "asynq-tasks/s")
 		runs := make([]workersRun, 0, len(workerCounts))
 		for _, k := range workerCounts {
@@ -54,8 +53,8 @@ func BenchmarkWorkers(b *testing.B) {
 			runs = append(runs, r)
 			b.ReportMetric(r.rate, fmt.Sprintf("w%d-msgs/s", k))
 		}
-		fmt.Printf("\nworker processes, N=%d, concurrency %d per worker, one redis-server, %d CPUs:\n  bare asynq  %8.0f tasks/s (no-op handler, in process)\n",
-			count, concurrency, runtime.NumCPU(), bare)
+		fmt.Printf("\nworker processes, N=%d, concurrency %d per worker, one redis-server, %d CPUs:\n  bare asynq  %8.0f tasks/s (no-op handler, one queue, in process; %.1f Redis commands a task)\n",
+			count, concurrency, runtime.NumCPU(), bare, bareRun.cost.perUnit())
 		for _, r := range runs {
 			fmt.Printf("  workers=%d  %8.0f msgs/s  %4.2fx of 1 worker  %5.1f%% of bare asynq  (first delivery %v after start)\n",
 				r.k, r.rate, r.rate/runs[0].rate, r.rate/bare*100, r.startup.Round(time.Millisecond))
@@ -227,7 +226,8 @@ func fileExists(p string) bool {
 }
 
 // workerEnv is the environment of every worker: this process's without its
-// HERALD_* variables, plus the benchmark's.
+// HERALD_* variables, plus the benchmark's. Queues and strict priority are
+// left at their defaults (heraldQueues, taken in strict order).
 func workerEnv(redisURL, smtpURL string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -308,113 +308,4 @@ func warnings(path string) string {
 		return ""
 	}
 	return strings.Join(lines[max(0, len(lines)-10):], "\n")
-}
-
-// clockTick is USER_HZ, the unit of utime and stime in /proc/<pid>/stat;
-// 100 on every Linux platform Go supports.
-const clockTick = 100
-
-// procStat returns the fields of /proc/<pid>/stat after the command name,
-// so that field N of proc(5) is at index N-3.
-func procStat(pid int) ([]string, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 13 {
-		return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	return f, nil
-}
-
-// cpuSeconds returns utime+stime of each process in seconds (NaN-free: a
-// process that is gone counts as 0).
-func cpuSeconds(pids []int) []float64 {
-	out := make([]float64, len(pids))
-	for i, pid := range pids {
-		f, err := procStat(pid)
-		if err != nil {
-			continue
-		}
-		u, _ := strconv.ParseFloat(f[14-3], 64)
-		s, _ := strconv.ParseFloat(f[15-3], 64)
-		out[i] = (u + s) / clockTick
-	}
-	return out
-}
-
-// childPID finds the child process of this one named name whose command line
-// holds arg (or ":"+arg).
-func childPID(b *testing.B, name, arg string) int {
-	entries, err := os.ReadDir("/proc")
-	require.NoError(b, err)
-	self := strconv.Itoa(os.Getpid())
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		f, err := procStat(pid)
-		if err != nil || f[4-3] != self {
-			continue
-		}
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if strings.TrimSpace(string(comm)) != name {
-			continue
-		}
-		// redis-server rewrites its command line to "redis-server host:port".
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if strings.Contains(string(cmdline), "\x00"+arg+"\x00") || strings.Contains(string(cmdline), ":"+arg) {
-			return pid
-		}
-	}
-	b.Fatalf("no child process %s with argument %s", name, arg)
-	return 0
-}
-
-// redisCommands returns how many times redis-server has run each command so
-// far (those called inside Lua scripts included).
-func redisCommands(b *testing.B, rdb *redis.Client) map[string]int64 {
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	require.NoError(b, err)
-	out := map[string]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
-		if !ok {
-			continue
-		}
-		calls, _, _ := strings.Cut(rest, ",")
-		n, err := strconv.ParseInt(calls, 10, 64)
-		require.NoError(b, err)
-		out[strings.TrimPrefix(name, "cmdstat_")] = n
-	}
-	return out
-}
-
-// commandsPerMessage is the Redis command mix per message between two
-// redisCommands snapshots: the total and the most frequent commands.
-func commandsPerMessage(before, after map[string]int64, count int) string {
-	type kv struct {
-		name  string
-		calls int64
-	}
-	var all []kv
-	var total int64
-	for name, n := range after {
-		if d := n - before[name]; d > 0 && name != "info" {
-			all = append(all, kv{name, d})
-			total += d
-		}
-	}
-	slices.SortFunc(all, func(a, b kv) int { return int(b.calls - a.calls) })
-	var top []string
-	for _, c := range all[:min(len(all), 8)] {
-		top = append(top, fmt.Sprintf("%s %.1f", c.name, float64(c.calls)/float64(count)))
-	}
-	return fmt.Sprintf("%.1f Redis commands (inside Lua scripts included): %s", float64(total)/float64(count), strings.Join(top, ", "))
 }
