@@ -627,3 +627,36 @@ func flip(s string) string {
 	}
 	return "A" + s[1:]
 }
+
+// A signed press that names a message in another conversation, or comes
+// from a Slack user who is not the message's customer, records nothing
+// and changes no message.
+func TestSlackPressMustMatchTheMessageAndItsCustomer(t *testing.T) {
+	t.Parallel()
+	for name, edit := range map[string]func(string) string{
+		"other conversation": func(b string) string {
+			return strings.Replace(b, "%22channel_id%22%3A%22D", "%22channel_id%22%3A%22DX", 1)
+		},
+		"other user": func(b string) string {
+			return strings.Replace(b, "%22user%22%3A%7B%22id%22%3A%22", "%22user%22%3A%7B%22id%22%3A%22UEVE", 1)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			b.send(t, "m1", "remind", "checkout", herald.ChannelSlack)
+			orig := b.press(t, "outreach.snoozed")
+			body := edit(orig)
+			require.NotEqual(t, orig, body, "the payload was changed")
+			sig, stamp := sign(secret, time.Now(), body)
+			require.Equal(t, http.StatusOK, b.postSlack(t, body, sig, stamp), "Slack gets its 200 anyway")
+			// A genuine press afterwards is processed: once it is on the
+			// timeline, the forged one would have been too.
+			good := b.press(t, "outreach.snoozed")
+			sig, stamp = sign(secret, time.Now(), good)
+			require.Equal(t, http.StatusOK, b.postSlack(t, good, sig, stamp))
+			eventually(t, func() bool { return len(b.entries(t, herald.KindAcknowledgement, "")) >= 1 }, "the genuine press is recorded")
+			require.Len(t, b.entries(t, herald.KindAcknowledgement, ""), 1, "only the genuine press")
+		})
+	}
+}

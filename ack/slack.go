@@ -133,6 +133,15 @@ func (h *Slack) accept(ctx context.Context, body []byte) error {
 		if err != nil {
 			return err
 		}
+		// The press must come from the conversation and message herald
+		// posted, by that message's customer: a signed payload that names
+		// another customer's message is refused.
+		if want := m.Providers[herald.ChannelSlack]; want == "" || want != channel+":"+ts {
+			return herald.Errorf(herald.EInvalid, "slack interaction: message %s was not posted at %s %s", m.MessageID, channel, ts)
+		}
+		if err := h.Engine.CheckSlackUser(ctx, m.CustomerID, cb.User.ID); err != nil {
+			return err
+		}
 		sum := sha256.Sum256([]byte(channel + "\x00" + ts + "\x00" + act.ActionID + "\x00" + act.ActionTs + "\x00" + cb.User.ID))
 		a := engine.Ack{
 			ID: "slack_" + hex.EncodeToString(sum[:12]), Kind: engine.AckButton,
@@ -163,11 +172,19 @@ func chosen(raw rawPayload, label string) *engine.SlackUpdate {
 		var head struct {
 			Type string `json:"type"`
 		}
-		if json.Unmarshal(b, &head) == nil && head.Type == "actions" {
+		if json.Unmarshal(b, &head) != nil {
+			continue
+		}
+		switch head.Type {
+		case "actions":
 			if !replaced {
 				out = append(out, line)
 				replaced = true
 			}
+			continue
+		case "section", "header", "context", "divider", "rich_text", "image":
+			// What herald's templates produce; anything else is dropped.
+		default:
 			continue
 		}
 		out = append(out, b)

@@ -126,6 +126,20 @@ func (e *Engine) SentEmail(ctx context.Context, rfcIDs ...string) (Sent, error) 
 	return Sent{}, herald.Errorf(herald.ENotFound, "no email herald sent matches")
 }
 
+// CheckSlackUser refuses a Slack user who is not the customer: a button
+// pressed by someone else must not act for them. A customer reached by
+// email lookup has no stored Slack ID; the conversation check stands alone.
+func (e *Engine) CheckSlackUser(ctx context.Context, customerID, slackUserID string) error {
+	c, err := e.st.Customer(ctx, customerID)
+	if err != nil {
+		return err
+	}
+	if c.SlackUserID != "" && c.SlackUserID != slackUserID {
+		return herald.Errorf(herald.EInvalid, "slack interaction: user %s is not the message's customer", slackUserID)
+	}
+	return nil
+}
+
 // SentTo returns the customer's delivered message with this ID, on every
 // channel it went by (ENotFound when none).
 func (e *Engine) SentTo(ctx context.Context, customerID, messageID string) (Sent, error) {
