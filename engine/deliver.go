@@ -28,6 +28,10 @@ const SendReserve = 5 * time.Second
 // queued (or retried) instead of being cut off.
 const minSendTime = time.Second
 
+// slotWait is how long a send waits for a free in-flight slot of its
+// channel before the delivery is queued instead.
+const slotWait = time.Second
+
 // maxDefers bounds how often one delivery is put off for a provider's rate
 // limit before it is given up and archived.
 const maxDefers = 1000
@@ -182,7 +186,7 @@ func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver
 			return err
 		}
 	}
-	release, busy := h.take()
+	release, busy := h.take(ctx, min(slotWait, max(budget()/4, 0)))
 	switch {
 	case busy && inline:
 		cl.Release(ctx)
@@ -444,14 +448,24 @@ func (h *channelHealth) degraded(now time.Time) string {
 	return ""
 }
 
-// take reserves an in-flight slot; busy when all are taken.
-func (h *channelHealth) take() (release func(), busy bool) {
+// take reserves an in-flight slot, waiting up to wait for one (a busy
+// channel frees slots in milliseconds; a slow one does not); busy when none
+// came free.
+func (h *channelHealth) take(ctx context.Context, wait time.Duration) (release func(), busy bool) {
 	select {
 	case h.slots <- struct{}{}:
 		return func() { <-h.slots }, false
 	default:
-		return func() {}, true
 	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		return func() { <-h.slots }, false
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return func() {}, true
 }
 
 func (h *channelHealth) success() {
