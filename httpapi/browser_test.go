@@ -2,8 +2,6 @@ package httpapi_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -12,37 +10,14 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/heraldhq/herald/httpapi"
+	"github.com/heraldhq/herald/internal/chromiumtest"
 	"github.com/stretchr/testify/require"
 )
 
 // browser starts a headless chromium for t, with a fresh profile.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	exe := os.Getenv("HERALD_CHROMIUM")
-	if exe == "" {
-		exe = "/usr/bin/chromium"
-	}
-	if _, err := exec.LookPath(exe); err != nil {
-		t.Fatalf("chromium not found at %s (%v): install it (Debian: apt-get install -y chromium), run `make deps`, or point HERALD_CHROMIUM at a Chrome or Chromium binary", exe, err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.WindowSize(1280, 900),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	require.NoError(t, chromedp.Do(ctx), "start %s", exe)
-	return ctx
+	return chromiumtest.Start(t, 1280, 900)
 }
 
 // The dashboard works under its Content-Security-Policy: asynqmon's UI,

@@ -3,15 +3,14 @@ package centre
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/cdproto/css"
 	"github.com/chromedp/chromedp"
+	"github.com/heraldhq/herald/internal/chromiumtest"
 	"github.com/stretchr/testify/require"
 
 	"github.com/heraldhq/herald/preferences"
@@ -20,31 +19,7 @@ import (
 // browser starts a headless chromium for t, with a fresh profile.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	exe := os.Getenv("HERALD_CHROMIUM")
-	if exe == "" {
-		exe = "/usr/bin/chromium"
-	}
-	if _, err := exec.LookPath(exe); err != nil {
-		t.Fatalf("chromium not found at %s (%v): install it (Debian: apt-get install -y chromium), run `make deps`, or point HERALD_CHROMIUM at a Chrome or Chromium binary", exe, err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.WindowSize(800, 1200),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	require.NoError(t, chromedp.Do(ctx), "start %s", exe)
-	return ctx
+	return chromiumtest.Start(t, 800, 1200)
 }
 
 func TestBrowserPreferenceCentre(t *testing.T) {
