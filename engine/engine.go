@@ -151,6 +151,12 @@ func New(opt Options) (*Engine, error) {
 // Close releases the asynq client.
 func (e *Engine) Close() error { return e.client.Close() }
 
+// HasSender reports whether a sender is configured for channel ch.
+func (e *Engine) HasSender(ch herald.Channel) bool {
+	_, ok := e.opt.Senders[ch]
+	return ok
+}
+
 // Metrics returns the engine's Prometheus series.
 func (e *Engine) Metrics() *Metrics { return e.metrics }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ import (
 type Main struct {
 	Config config.Config
 	Logger *slog.Logger
+	role   string // run, worker or serve, for the shutdown line
 	// Worker and HTTP choose the roles.
 	Worker, HTTP bool
 	// TemplatesFS and WorkflowsFS override the configured folders (dev mode
@@ -459,7 +461,16 @@ type asynqLogger struct{ l *slog.Logger }
 func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
 func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
 func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
-func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Error(args ...any) {
+	msg := fmt.Sprint(args...)
+	if strings.Contains(msg, "redis connection is shared") {
+		// asynq tries to close the client herald lent it, on every clean
+		// shutdown; herald closes it itself.
+		a.l.Debug(msg, "component", "asynq")
+		return
+	}
+	a.l.Error(msg, "component", "asynq")
+}
 func (a asynqLogger) Fatal(args ...any) {
 	a.l.Error(fmt.Sprint(args...), "component", "asynq")
 	os.Exit(1)

@@ -14,9 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 const usage = `herald — customer communication across email and Slack, on asynq and Redis.
@@ -53,6 +55,14 @@ type exitError int
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the command printed its flags: asking for help is no failure
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -135,6 +145,9 @@ func cmdServe(ctx context.Context, role string, args []string, stderr io.Writer)
 	}
 	log := newLogger(c, stderr)
 	slog.SetDefault(log)
+	// go-redis logs its pool troubles with its own plain-text logger: route
+	// them into the one structured stream.
+	redis.SetLogger(redisLogger{log})
 	m := &Main{Config: c, Logger: log, Worker: role != "serve", HTTP: role != "worker",
 		TaskCheckInterval: 200 * time.Millisecond, DelayedTaskCheckInterval: time.Second}
 	if err := m.Open(ctx); err != nil {
@@ -145,8 +158,32 @@ func cmdServe(ctx context.Context, role string, args []string, stderr io.Writer)
 		_ = m.Close()
 		return err
 	}
-	log.Info("herald started", "role", role, "http", m.Addr(), "queues", c.Worker.Queues)
+	started := []any{"role", role}
+	if m.HTTP {
+		started = append(started, "http", m.Addr())
+	}
+	if m.Worker {
+		chans := make([]string, 0, len(herald.Channels))
+		for _, ch := range herald.Channels {
+			if m.Engine.HasSender(ch) {
+				chans = append(chans, string(ch))
+			}
+		}
+		started = append(started, "channels", chans, "queues", c.Worker.Queues, "strict_priority", c.Worker.StrictPriority == nil || *c.Worker.StrictPriority)
+		if c.Worker.MetricsAddr != "" && !m.HTTP {
+			started = append(started, "metrics", c.Worker.MetricsAddr)
+		}
+	}
+	log.Info("herald started", started...)
+	m.role = role
 	return m.wait(ctx, *watch)
+}
+
+// redisLogger routes go-redis's log lines into slog.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.WarnContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 // wait blocks until SIGINT/SIGTERM, reloading content on SIGHUP (and on
@@ -172,7 +209,14 @@ func (m *Main) wait(ctx context.Context, watch bool) error {
 				stamp = m.contentStamp()
 				continue
 			}
-			m.Logger.Info("shutting down: finishing in-flight tasks", "signal", s.String())
+			what := "finishing in-flight tasks"
+			switch m.role {
+			case "serve":
+				what = "draining HTTP requests"
+			case "run":
+				what = "draining HTTP requests and finishing in-flight tasks"
+			}
+			m.Logger.Info("shutting down: "+what, "signal", s.String())
 			return m.Close()
 		case <-tick:
 			if s := m.contentStamp(); s != stamp {
