@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -20,6 +21,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,6 +56,8 @@ type bundle struct {
 	slack *slackapi.Server
 	srv   *httptest.Server
 	http  *http.Client // does not follow redirects
+	// later moves the click handler's clock forward.
+	later atomic.Int64
 }
 
 func setup(t testing.TB) *bundle {
@@ -112,7 +116,8 @@ func setup(t testing.TB) *bundle {
 		Engine: b.e, Tokens: []httpapi.Token{{Name: "mailhook", Value: apiToken}}, Logger: log,
 		Extra: map[string]http.Handler{
 			"POST /slack/interactions": &ack.Slack{Engine: b.e, SigningSecret: secret, Logger: log},
-			"GET /r/{token}":           &ack.Click{Engine: b.e, Key: []byte(key), Logger: log},
+			"GET /r/{token}": &ack.Click{Engine: b.e, Key: []byte(key), Logger: log,
+				Now: func() time.Time { return time.Now().Add(time.Duration(b.later.Load())) }},
 		},
 	})
 	b.srv.Start()
@@ -418,13 +423,20 @@ func TestTrackedClickRecordsAndRedirectsToTheSignedTarget(t *testing.T) {
 	links := b.clickLinks(t, 0)
 	require.Len(t, links, 1)
 
-	for i := 1; i <= 2; i++ {
+	// Three clicks within the window count once; a click after it counts
+	// again. The clock starts just after a window begins.
+	start := time.Until(time.Now().Truncate(ack.ClickWindow).Add(ack.ClickWindow)) + time.Second
+	for i, c := range []struct {
+		after time.Duration
+		want  int
+	}{{0, 1}, {0, 1}, {time.Minute, 1}, {ack.ClickWindow + time.Minute, 2}} {
+		b.later.Store(int64(start + c.after))
 		res := b.get(t, links[0])
 		require.Equal(t, http.StatusFound, res.StatusCode)
 		require.Equal(t, "https://shop.example/pricing?plan=pro&x=1", res.Header.Get("Location"))
 		require.Equal(t, "no-referrer", res.Header.Get("Referrer-Policy"), "the token does not leak to the target")
-		eventually(t, func() bool { return len(b.events(t, "pricing.viewed")) == i }, "each click counts once")
-		eventually(t, func() bool { return len(b.events(t, "message.clicked")) == i }, "and as message.clicked")
+		eventually(t, func() bool { return len(b.events(t, "pricing.viewed")) == c.want }, fmt.Sprintf("click %d: %d events", i, c.want))
+		eventually(t, func() bool { return len(b.events(t, "message.clicked")) == c.want }, "and as message.clicked")
 	}
 	ev := b.events(t, "pricing.viewed")[0]
 	require.Equal(t, map[string]any{"channel": "email", "message": "m1", "url": "https://shop.example/pricing?plan=pro&x=1"}, ev.Data)

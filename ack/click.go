@@ -1,15 +1,17 @@
 package ack
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
-	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/preferences"
 )
 
@@ -23,6 +25,9 @@ type Click struct {
 	Logger *slog.Logger
 	Now    func() time.Time
 }
+
+// ClickWindow is the span in which repeated clicks on one link count once.
+const ClickWindow = 10 * time.Minute
 
 func (h *Click) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := h.Logger
@@ -62,9 +67,15 @@ func (h *Click) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// HEAD is what link checkers send: answer it without counting a click.
 	if r.Method == http.MethodGet {
+		// Clicks on one link within a window are one acknowledgement: a
+		// reload, a double click or a scanner opening it again records
+		// nothing more, and cannot push other lines out of the timeline.
+		at := now().UTC()
+		window := at.Truncate(ClickWindow).Unix()
+		sum := sha256.Sum256([]byte(c.CustomerID + "\x00" + c.Message + "\x00" + c.URL + "\x00" + c.Event + "\x00" + strconv.FormatInt(window, 10)))
 		a := engine.Ack{
-			ID: store.NewID("click_"), Kind: engine.AckClick, CustomerID: c.CustomerID, MessageID: c.Message,
-			Channel: herald.ChannelEmail, Event: c.Event, URL: c.URL, At: now().UTC(),
+			ID: "click_" + hex.EncodeToString(sum[:12]), Kind: engine.AckClick, CustomerID: c.CustomerID, MessageID: c.Message,
+			Channel: herald.ChannelEmail, Event: c.Event, URL: c.URL, At: at,
 		}
 		// The customer gets where they were going even if Redis is down.
 		if err := h.Engine.Acknowledge(r.Context(), a, nil); err != nil {
