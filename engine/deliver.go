@@ -144,7 +144,7 @@ func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver
 	if err != nil {
 		err = herald.Errorf(herald.EInvalid, "render %s: %v", d.Template, err)
 		e.recordFailure(ctx, cust, d, herald.OutcomeFailedPermanent, err, ref, "")
-		return skip(err)
+		return skip(&logged{err})
 	}
 	ref["locale"] = content.Locale
 	msg := herald.Message{
@@ -237,7 +237,7 @@ func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		if retried < maxRetry {
 			e.recordFailure(ctx, cust, d, herald.OutcomeFailedTemporary, err, ref, "")
-			return err
+			return &logged{err}
 		}
 		err = herald.Permanent(err, "retries exhausted: "+herald.ErrorReason(err))
 	}
@@ -251,7 +251,21 @@ func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver
 	if len(d.Fallback) > 0 {
 		return e.fallback(ctx, cust, d, ref)
 	}
-	return skip(err)
+	return skip(&logged{err})
+}
+
+// logged marks a failure the engine has already logged (with its delivery,
+// customer and classification), so the worker's error handler does not log
+// it a second time.
+type logged struct{ err error }
+
+func (l *logged) Error() string { return l.err.Error() }
+func (l *logged) Unwrap() error { return l.err }
+
+// Logged reports whether err was already logged by the engine.
+func Logged(err error) bool {
+	var l *logged
+	return errors.As(err, &l)
 }
 
 // queueDelivery puts a delivery in its topic's queue, to run after `after`

@@ -13,6 +13,7 @@ import (
 	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/heraldhq/herald/internal/smtpserver"
 	"github.com/heraldhq/herald/internal/wire"
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 )
 
@@ -219,4 +220,20 @@ func hasSummary(tl []herald.TimelineEntry, s string) bool {
 		}
 	}
 	return false
+}
+
+// A failed delivery is logged once, by the engine: the error it returns to
+// asynq says so, and still carries its classification and SkipRetry.
+func TestFailedDeliveryIsMarkedLogged(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	b.smtp.SetFault(smtpserver.Fault{Stage: "RCPT", Code: 550, Enhanced: "5.7.1"})
+	d := wire.Deliver{MessageID: "m_log", CustomerID: "c1", Channel: herald.ChannelEmail, Template: "hello", Topic: "onboarding", Data: map[string]any{"plan": "Pro"}}
+	err := b.e.Mux().ProcessTask(context.Background(), asynq.NewTask(wire.DeliverType(herald.ChannelEmail), wire.Encode(d)))
+	require.Error(t, err)
+	require.True(t, engine.Logged(err), "%v", err)
+	require.ErrorIs(t, err, asynq.SkipRetry)
+	require.Equal(t, herald.EPermanent, herald.ErrorCode(err))
+	require.Contains(t, err.Error(), "5.7.1")
 }

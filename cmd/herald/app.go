@@ -341,6 +341,11 @@ func (m *Main) Start(ctx context.Context) error {
 					m.Logger.Debug("task put off", "type", t.Type(), "task_id", id, "reason", herald.ErrorMessage(err))
 					return
 				}
+				if engine.Logged(err) {
+					// The engine logged it, with its delivery and reason.
+					m.Logger.Debug("task failed", "type", t.Type(), "task_id", id, "code", herald.ErrorCode(err))
+					return
+				}
 				m.Logger.Warn("task failed", "type", t.Type(), "task_id", id, "code", herald.ErrorCode(err), "err", herald.ErrorMessage(err))
 			}),
 		})
