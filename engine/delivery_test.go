@@ -125,10 +125,7 @@ func TestHangingSlackIsRetriedAndDelivered(t *testing.T) {
 	b.slack.SetFault(slackapi.Fault{})
 	eventually(t, func() bool { return hasEntry(b.timeline(t, "c1"), herald.ChannelSlack, herald.OutcomeSent, "") }, "delivered on retry")
 	require.Equal(t, 1, b.slack.Count())
-	for _, q := range wire.Queues {
-		a, _ := b.insp.ListArchivedTasks(q)
-		require.Empty(t, a, "nothing archived in %s", q)
-	}
+	requireNothingArchived(t, b)
 	var failed herald.TimelineEntry
 	for _, e := range b.timeline(t, "c1") {
 		if e.Outcome == herald.OutcomeFailedTemporary {
@@ -155,10 +152,7 @@ func TestHangingSMTPIsRetriedAndDelivered(t *testing.T) {
 	b.smtp.SetFault(smtpserver.Fault{})
 	eventually(t, func() bool { return hasEntry(b.timeline(t, "c1"), herald.ChannelEmail, herald.OutcomeSent, "") }, "delivered on retry")
 	require.Equal(t, 1, b.smtp.Count())
-	for _, q := range wire.Queues {
-		a, _ := b.insp.ListArchivedTasks(q)
-		require.Empty(t, a, "nothing archived in %s", q)
-	}
+	requireNothingArchived(t, b)
 }
 
 // A Slack API that never answers: once retries run out the message falls
@@ -236,4 +230,13 @@ func TestFailedDeliveryIsMarkedLogged(t *testing.T) {
 	require.ErrorIs(t, err, asynq.SkipRetry)
 	require.Equal(t, herald.EPermanent, herald.ErrorCode(err))
 	require.Contains(t, err.Error(), "5.7.1")
+}
+
+// requireNothingArchived fails when any priority queue has archived tasks.
+func requireNothingArchived(t *testing.T, b *bundle) {
+	t.Helper()
+	for _, q := range wire.Queues {
+		a, _ := b.insp.ListArchivedTasks(q)
+		require.Empty(t, a, "nothing archived in %s", q)
+	}
 }
