@@ -13,7 +13,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	slackgo "github.com/slack-go/slack"
 )
 
@@ -126,7 +126,7 @@ func (h *Slack) accept(ctx context.Context, body []byte) error {
 		if act == nil || act.Value == "" || act.Type != slackgo.ActionType("button") {
 			continue // a link-only button: nothing to report
 		}
-		if err := store.ValidEventName(act.ActionID); err != nil {
+		if err := redisstore.ValidEventName(act.ActionID); err != nil {
 			return err
 		}
 		m, err := h.Engine.SentMessage(ctx, act.Value)

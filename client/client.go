@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
@@ -18,9 +18,9 @@ import (
 type Client struct {
 	rdb   redis.UniversalClient
 	aq    *asynq.Client
-	st    *store.Store
-	prefs *preferences.Store
-	route *store.RoutingCache
+	st    *redisstore.Store
+	prefs *redisstore.Prefs
+	route *redisstore.RoutingCache
 	// Actor names this client in timeline and consent entries.
 	Actor string
 }
@@ -41,8 +41,8 @@ func NewFromOpt(opt asynq.RedisConnOpt) (*Client, error) {
 	if !ok {
 		return nil, errors.New("client: unsupported Redis option")
 	}
-	st := store.New(rdb, nil)
-	return &Client{rdb: rdb, aq: asynq.NewClientFromRedisClient(rdb), st: st, prefs: preferences.NewStore(rdb, nil),
+	st := redisstore.New(rdb, nil)
+	return &Client{rdb: rdb, aq: asynq.NewClientFromRedisClient(rdb), st: st, prefs: redisstore.NewPrefs(rdb, nil),
 		route: st.RoutingCache(time.Minute), Actor: "client"}, nil
 }
 
@@ -68,7 +68,7 @@ func (c *Client) Event(ctx context.Context, customerID, name string, data map[st
 	if len(idempotencyKey) > 0 {
 		ev.IdempotencyKey = idempotencyKey[0]
 	}
-	if err := store.ValidEventName(name); err != nil {
+	if err := redisstore.ValidEventName(name); err != nil {
 		return "", err
 	}
 	if _, err := c.st.Customer(ctx, customerID); err != nil {
@@ -97,13 +97,13 @@ type Message struct {
 // template and the customer's preferences when it runs.
 func (c *Client) Send(ctx context.Context, m Message) (string, error) {
 	w := wire.Message{
-		ID: store.KeyedID("m_", c.Actor, m.IdempotencyKey), CustomerID: m.CustomerID, Template: m.Template, Topic: m.Topic,
+		ID: redisstore.KeyedID("m_", c.Actor, m.IdempotencyKey), CustomerID: m.CustomerID, Template: m.Template, Topic: m.Topic,
 		Data: m.Data, Channels: m.Channels, Mode: m.Mode, Actor: c.Actor,
 	}
 	if err := w.Validate(); err != nil {
 		return "", err
 	}
-	if err := store.ValidID(m.CustomerID); err != nil {
+	if err := redisstore.ValidID(m.CustomerID); err != nil {
 		return "", err
 	}
 	if _, err := c.st.Customer(ctx, m.CustomerID); err != nil {
@@ -159,7 +159,7 @@ func (c *Client) Timeline(ctx context.Context, customerID string, limit int) ([]
 }
 
 func enqueueEvent(ctx context.Context, rdb redis.UniversalClient, aq *asynq.Client, ev herald.Event) (string, error) {
-	ev, fresh, err := store.PrepareEvent(ctx, rdb, ev)
+	ev, fresh, err := redisstore.PrepareEvent(ctx, rdb, ev)
 	if err != nil || !fresh {
 		return ev.ID, err
 	}
@@ -168,7 +168,7 @@ func enqueueEvent(ctx context.Context, rdb redis.UniversalClient, aq *asynq.Clie
 		err = nil
 	}
 	if err == nil {
-		store.EventEnqueued(ctx, rdb, ev)
+		redisstore.EventEnqueued(ctx, rdb, ev)
 	}
 	return ev.ID, temp(err)
 }

@@ -8,8 +8,8 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/client"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/redistest"
-	"github.com/heraldhq/herald/internal/store"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
@@ -240,7 +240,7 @@ func TestSetPreferencesRecordsConsent(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, prefs.Topics, got.Topics)
 
-	log, err := preferences.NewStore(b.rs.Client(), nil).Consent(ctx, "c1")
+	log, err := redisstore.NewPrefs(b.rs.Client(), nil).Consent(ctx, "c1")
 	require.NoError(t, err)
 	require.Len(t, log, 2)
 	fields := map[string]bool{}
@@ -261,7 +261,7 @@ func TestSetPreferencesRecordsConsent(t *testing.T) {
 	// No change, no consent entry and no event.
 	_, err = b.c.SetPreferences(ctx, "c1", preferences.Patch{Channels: map[herald.Channel]bool{herald.ChannelEmail: false}})
 	require.NoError(t, err)
-	log, err = preferences.NewStore(b.rs.Client(), nil).Consent(ctx, "c1")
+	log, err = redisstore.NewPrefs(b.rs.Client(), nil).Consent(ctx, "c1")
 	require.NoError(t, err)
 	require.Len(t, log, 2)
 	require.Len(t, b.pending(t, wire.QueueDefault, wire.TypeEvent), 1)
@@ -282,8 +282,8 @@ func TestSendFollowsPublishedRouting(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, "c1")
-	st := store.New(b.rs.Client(), nil)
-	require.NoError(t, st.PublishRouting(context.Background(), store.Routing{
+	st := redisstore.New(b.rs.Client(), nil)
+	require.NoError(t, st.PublishRouting(context.Background(), redisstore.Routing{
 		Queues: map[string]string{"security": wire.QueueCritical, "newsletter": wire.QueueBulk}, MaxRetry: 7,
 	}))
 	for topic, queue := range map[string]string{"security": wire.QueueCritical, "newsletter": wire.QueueBulk, "unknown-here": wire.QueueDefault} {

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/stretchr/testify/require"
 )
@@ -20,7 +20,7 @@ func TestEventRetryAfterFailedEnqueue(t *testing.T) {
 	ctx := context.Background()
 
 	rdb := b.rs.Client()
-	ev, fresh, err := store.PrepareEvent(ctx, rdb, herald.Event{CustomerID: "c1", Name: "trial.started", IdempotencyKey: "k1"})
+	ev, fresh, err := redisstore.PrepareEvent(ctx, rdb, herald.Event{CustomerID: "c1", Name: "trial.started", IdempotencyKey: "k1"})
 	require.NoError(t, err)
 	require.True(t, fresh)
 	require.Empty(t, b.pending(t, wire.QueueDefault, wire.TypeEvent), "the first call died before enqueueing")

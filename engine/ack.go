@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
@@ -41,7 +41,7 @@ const (
 const (
 	// sentTTL is how long a delivered message can be acknowledged: as long
 	// as its ledger record lasts.
-	sentTTL = store.LedgerTTL
+	sentTTL = redisstore.LedgerTTL
 	// ClickTTL is how long a tracked link stays valid: old emails keep
 	// working links long after their journey is over.
 	ClickTTL = 365 * 24 * time.Hour
@@ -62,7 +62,7 @@ type MessageUpdater interface {
 func msgIndexKey(messageID string) string { return "herald:msg:" + messageID }
 
 // emailIndexKey maps an email Message-ID (hashed) to "<customer>|<message>".
-func emailIndexKey(rfcID string) string { return "herald:msgid:" + store.Hash(normMessageID(rfcID)) }
+func emailIndexKey(rfcID string) string { return "herald:msgid:" + redisstore.Hash(normMessageID(rfcID)) }
 
 // normMessageID returns "<local@domain>" for a Message-ID with or without
 // angle brackets ("" if it is none).
@@ -192,9 +192,9 @@ type SlackUpdate struct {
 	Blocks json.RawMessage `json:"blocks"`
 }
 
-func ackSeenKey(customerID, id string) string { return store.Key(customerID, "ack", id) }
+func ackSeenKey(customerID, id string) string { return redisstore.Key(customerID, "ack", id) }
 func ackUpdateKey(customerID, id string) string {
-	return store.Key(customerID, "ack-update", id)
+	return redisstore.Key(customerID, "ack-update", id)
 }
 
 // Acknowledge enqueues an acknowledgement. An ID seen within 24 hours is
@@ -204,11 +204,11 @@ func (e *Engine) Acknowledge(ctx context.Context, a Ack, upd *SlackUpdate) error
 	if err := wire.Check("id", a.ID, "kind", a.Kind, "customer_id", a.CustomerID, "message_id", a.MessageID, "channel", string(a.Channel)); err != nil {
 		return err
 	}
-	if err := store.ValidID(a.CustomerID); err != nil {
+	if err := redisstore.ValidID(a.CustomerID); err != nil {
 		return err
 	}
 	if a.Event != "" {
-		if err := store.ValidEventName(a.Event); err != nil {
+		if err := redisstore.ValidEventName(a.Event); err != nil {
 			return err
 		}
 	}
@@ -294,7 +294,7 @@ func (e *Engine) handleAck(ctx context.Context, t *asynq.Task) error {
 	}
 	for _, name := range names {
 		ev := herald.Event{
-			ID: store.KeyedID("e_", a.CustomerID, "ack\x00"+a.ID+"\x00"+name), CustomerID: a.CustomerID,
+			ID: redisstore.KeyedID("e_", a.CustomerID, "ack\x00"+a.ID+"\x00"+name), CustomerID: a.CustomerID,
 			Name: name, Data: data, At: a.At,
 		}
 		if err := e.enqueue(ctx, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), asynq.TaskID("e:"+ev.ID), asynq.Queue(wire.QueueDefault)); err != nil {
@@ -427,7 +427,7 @@ func (e *Engine) tracker(c herald.Customer, d wire.Deliver) func(target, event s
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(target) > maxTracked {
 			return target
 		}
-		if event != "" && store.ValidEventName(event) != nil {
+		if event != "" && redisstore.ValidEventName(event) != nil {
 			return target
 		}
 		return e.opt.PublicURL + "/r/" + preferences.Sign(e.opt.SigningKey, preferences.Claims{

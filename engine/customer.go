@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
@@ -16,7 +16,7 @@ import (
 // Event validates and enqueues an app event. An idempotency key makes a
 // repeat within 24 h a no-op that returns the first event's ID.
 func (e *Engine) Event(ctx context.Context, ev herald.Event, actor string) (string, error) {
-	ev, fresh, err := store.PrepareEvent(ctx, e.opt.Redis, ev)
+	ev, fresh, err := redisstore.PrepareEvent(ctx, e.opt.Redis, ev)
 	if err != nil || !fresh {
 		return ev.ID, err
 	}
@@ -29,7 +29,7 @@ func (e *Engine) Event(ctx context.Context, ev herald.Event, actor string) (stri
 	if err := e.enqueue(ctx, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), asynq.TaskID("e:"+ev.ID), asynq.Queue(wire.QueueDefault)); err != nil {
 		return ev.ID, err
 	}
-	store.EventEnqueued(ctx, e.opt.Redis, ev)
+	redisstore.EventEnqueued(ctx, e.opt.Redis, ev)
 	return ev.ID, nil
 }
 
@@ -107,7 +107,7 @@ func (e *Engine) Erase(ctx context.Context, customerID string, actor preferences
 // messages (and their email Message-IDs) back to the customer; the ledger
 // records themselves go with the customer's keys.
 func (e *Engine) forgetMessages(ctx context.Context, customerID string) error {
-	prefix := store.LedgerKey(customerID, "")
+	prefix := redisstore.LedgerKey(customerID, "")
 	var keys []string
 	collect := func(ctx context.Context, c *redis.Client) error {
 		it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()

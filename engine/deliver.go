@@ -11,7 +11,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/channels/email"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
@@ -83,7 +83,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 // after it. inline is true when the task that chose the channel delivers
 // itself; it then puts the delivery in a queue rather than wait, retry or
 // fall back in place. note is added to the timeline line of the outcome.
-func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver, inline bool, note string) error {
+func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.Deliver, inline bool, note string) error {
 	cust := st.Customer
 	ref := refData(d.WorkflowID, d.JourneyID, d.StepID)
 	ref["template"] = d.Template
@@ -97,7 +97,7 @@ func (e *Engine) deliver(ctx context.Context, st store.SendState, d wire.Deliver
 	addr := addresses(cust)[d.Channel]
 	suppKey := ""
 	if addr != "" {
-		suppKey = preferences.SuppressKey(d.Channel, addr)
+		suppKey = redisstore.SuppressKey(d.Channel, addr)
 	}
 	id := d.DeliveryID()
 	cl, err := e.st.ClaimDelivery(ctx, cust.ID, id, e.claimTTL(), suppKey)
@@ -340,12 +340,12 @@ func (e *Engine) fallback(ctx context.Context, c herald.Customer, d wire.Deliver
 	return e.queueDelivery(ctx, c, next, 0, "falls back from "+string(d.Channel), "", ref)
 }
 
-func (e *Engine) recordSent(ctx context.Context, cl *store.Claim, d wire.Deliver, r herald.Receipt, locale string, ref map[string]any, note string) error {
+func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.Deliver, r herald.Receipt, locale string, ref map[string]any, note string) error {
 	if r.SentAt.IsZero() {
 		r.SentAt = e.now()
 	}
 	ref["provider_id"] = r.ProviderID
-	rec := store.SentRecord{
+	rec := redisstore.SentRecord{
 		Channel: d.Channel, ProviderID: r.ProviderID, SentAt: r.SentAt.UTC(),
 		Workflow: d.WorkflowID, Journey: d.JourneyID, Step: d.StepID, Topic: d.Topic, Template: d.Template, Locale: locale,
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
@@ -72,8 +72,8 @@ type Options struct {
 // Engine runs herald's tasks.
 type Engine struct {
 	opt       Options
-	st        *store.Store
-	prefs     *preferences.Store
+	st        *redisstore.Store
+	prefs     *redisstore.Prefs
 	client    *asynq.Client
 	templates atomic.Pointer[templates.Set]
 	workflows atomic.Pointer[workflows.Set]
@@ -130,8 +130,8 @@ func New(opt Options) (*Engine, error) {
 	}
 	e := &Engine{
 		opt:     opt,
-		st:      store.New(opt.Redis, opt.Now),
-		prefs:   preferences.NewStore(opt.Redis, opt.Now),
+		st:      redisstore.New(opt.Redis, opt.Now),
+		prefs:   redisstore.NewPrefs(opt.Redis, opt.Now),
 		client:  asynq.NewClient(opt.RedisConn),
 		metrics: opt.Metrics,
 		log:     opt.Logger,
@@ -161,10 +161,10 @@ func (e *Engine) HasSender(ch herald.Channel) bool {
 func (e *Engine) Metrics() *Metrics { return e.metrics }
 
 // Store returns the Redis state store.
-func (e *Engine) Store() *store.Store { return e.st }
+func (e *Engine) Store() *redisstore.Store { return e.st }
 
 // Preferences returns the preference store.
-func (e *Engine) Preferences() *preferences.Store { return e.prefs }
+func (e *Engine) Preferences() *redisstore.Prefs { return e.prefs }
 
 // Templates returns the template set in use.
 func (e *Engine) Templates() *templates.Set { return e.templates.Load() }
@@ -246,7 +246,7 @@ func (e *Engine) Queue(topic string) string {
 // client) which queue each topic's messages go to and how often they are
 // retried, so every door queues a message as the engine would.
 func (e *Engine) PublishRouting(ctx context.Context) error {
-	r := store.Routing{Queues: map[string]string{}, MaxRetry: e.opt.MaxRetry}
+	r := redisstore.Routing{Queues: map[string]string{}, MaxRetry: e.opt.MaxRetry}
 	for name := range e.opt.Policy.Topics {
 		r.Queues[name] = e.Queue(name)
 	}
@@ -257,12 +257,12 @@ func (e *Engine) PublishRouting(ctx context.Context) error {
 // first task is still queued is accepted and not enqueued twice.
 func (e *Engine) Send(ctx context.Context, m wire.Message) (string, error) {
 	if m.ID == "" {
-		m.ID = store.NewID("m_")
+		m.ID = redisstore.NewID("m_")
 	}
 	if err := m.Validate(); err != nil {
 		return "", err
 	}
-	if err := store.ValidID(m.CustomerID); err != nil {
+	if err := redisstore.ValidID(m.CustomerID); err != nil {
 		return "", err
 	}
 	if _, ok := e.opt.Policy.Topics[m.Topic]; !ok {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/workflows"
@@ -28,13 +28,13 @@ const (
 )
 
 func journeyKey(customerID, journeyID string) string {
-	return store.Key(customerID, "journey", journeyID)
+	return redisstore.Key(customerID, "journey", journeyID)
 }
 
 // journeysKey is one hash per customer: field "a:<workflow>" holds the
 // running journey's ID, "e:<workflow>" marks a workflow ever started (for
 // entry: once). One key rather than two keeps a waiting journey small.
-func journeysKey(customerID string) string { return store.Key(customerID, "journeys") }
+func journeysKey(customerID string) string { return redisstore.Key(customerID, "journeys") }
 
 // journeyIndex reads which journeys run (workflow → journey ID) and which
 // workflows the customer ever started.
@@ -224,15 +224,15 @@ type journeyBatch struct {
 }
 
 func (e *Engine) beginJourneys(ctx context.Context, customerID string) (*journeyBatch, error) {
-	token := store.NewID("")
-	lk := store.Key(customerID, "claim", "journeys")
+	token := redisstore.NewID("")
+	lk := redisstore.Key(customerID, "claim", "journeys")
 	var lock *redis.BoolCmd
 	var cust, prefs *redis.StringCmd
 	var idx *redis.MapStringStringCmd
 	_, err := e.opt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		lock = p.SetNX(ctx, lk, token, e.claimTTL())
-		cust = p.Get(ctx, store.Key(customerID, "customer"))
-		prefs = p.Get(ctx, preferences.PrefsKey(customerID))
+		cust = p.Get(ctx, redisstore.Key(customerID, "customer"))
+		prefs = p.Get(ctx, redisstore.PrefsKey(customerID))
 		idx = p.HGetAll(ctx, journeysKey(customerID))
 		return nil
 	})
@@ -296,7 +296,7 @@ func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, prefs herald
 		return nil
 	}
 	// Deterministic: a retried event task starts the same journey, not a second one.
-	jid := "j_" + store.Hash(ev.ID + "\x00" + w.ID)[:20]
+	jid := "j_" + redisstore.Hash(ev.ID + "\x00" + w.ID)[:20]
 	if _, stored := e.sources.Load(sourceKey(w.ID, w.Version)); !stored {
 		if err := e.opt.Redis.SetNX(ctx, sourceKey(w.ID, w.Version), w.Source, 0).Err(); err != nil {
 			return herald.Temporary(err, "redis", 0)

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
@@ -91,14 +91,14 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 
 // sendState reads the customer, their preferences and, when the topic's
 // class is capped, their recent sends: one round trip.
-func (e *Engine) sendState(ctx context.Context, customerID, topic string) (store.SendState, error) {
+func (e *Engine) sendState(ctx context.Context, customerID, topic string) (redisstore.SendState, error) {
 	capKey, since := "", time.Time{}
 	if t, ok := e.opt.Policy.Topics[topic]; ok && t.Class != "" {
 		if per := e.capWindow(t.Class); per > 0 {
-			capKey, since = preferences.SendsKey(customerID, t.Class), e.now().Add(-per)
+			capKey, since = redisstore.SendsKey(customerID, t.Class), e.now().Add(-per)
 		}
 	}
-	return e.st.LoadSendState(ctx, customerID, preferences.PrefsKey(customerID), capKey, since)
+	return e.st.LoadSendState(ctx, customerID, redisstore.PrefsKey(customerID), capKey, since)
 }
 
 // available keeps the candidates herald has a sender for (all configured
@@ -120,7 +120,7 @@ func (e *Engine) available(candidates []herald.Channel) []herald.Channel {
 // decide applies the contact policy. Suppressed addresses are not known
 // here: the delivery checks its own address when it claims the send, in the
 // same round trip, and falls back if it is suppressed.
-func (e *Engine) decide(st store.SendState, topic string, candidates []herald.Channel) preferences.Decision {
+func (e *Engine) decide(st redisstore.SendState, topic string, candidates []herald.Channel) preferences.Decision {
 	return e.opt.Policy.Decide(preferences.Input{
 		Customer: st.Customer, Prefs: st.Prefs, Topic: topic, Candidates: candidates, Now: e.now(),
 		RecentSends: st.RecentSends,

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/stretchr/testify/require"
 )
 
@@ -29,8 +29,8 @@ func TestRetryAfterAnUnfinishedRequestSucceeds(t *testing.T) {
 	delete(v, "idempotency_key")
 	canon, _ := json.Marshal(v)
 	fp := sha256.Sum256(canon)
-	_, seen, err := store.New(b.rdb, nil).Remember(context.Background(), "app\x00/v1/messages\x00order-9",
-		store.Idempotent{Fingerprint: hex.EncodeToString(fp[:])}, 3*time.Second)
+	_, seen, err := redisstore.New(b.rdb, nil).Remember(context.Background(), "app\x00/v1/messages\x00order-9",
+		redisstore.Idempotent{Fingerprint: hex.EncodeToString(fp[:])}, 3*time.Second)
 	require.NoError(t, err)
 	require.False(t, seen)
 

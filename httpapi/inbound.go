@@ -5,7 +5,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 )
 
 // inboundEmailBody is what an inbound-mail webhook posts for a reply. Only
@@ -47,9 +47,9 @@ func (s *server) inboundEmail(w http.ResponseWriter, r *http.Request, _ string) 
 		return err
 	}
 	// The reply's own Message-ID makes a retried webhook count once.
-	id := store.NewID("reply_")
+	id := redisstore.NewID("reply_")
 	if b.MessageID != "" {
-		id = "reply_" + store.Hash(b.MessageID)[:24]
+		id = "reply_" + redisstore.Hash(b.MessageID)[:24]
 	}
 	if err := s.e.Acknowledge(r.Context(), engine.Ack{
 		ID: id, Kind: engine.AckReply, CustomerID: m.CustomerID, MessageID: m.MessageID,

@@ -21,7 +21,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 )
@@ -71,7 +71,7 @@ type Config struct {
 type server struct {
 	cfg Config
 	e   *engine.Engine
-	st  *store.Store
+	st  *redisstore.Store
 	log *slog.Logger
 	// session is the dashboard session cookie's value (with MonitoringLogin).
 	session string
@@ -238,7 +238,7 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 
 func pathID(r *http.Request) (string, error) {
 	id := r.PathValue("id")
-	if err := store.ValidID(id); err != nil {
+	if err := redisstore.ValidID(id); err != nil {
 		return "", errStatus(http.StatusBadRequest, "invalid_id", herald.ErrorMessage(err))
 	}
 	return id, nil
@@ -439,8 +439,8 @@ func (s *server) getTimeline(w http.ResponseWriter, r *http.Request, _ string) e
 	limit := 100
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > store.TimelineCap {
-			return errStatus(http.StatusUnprocessableEntity, "invalid", "limit: a number from 1 to "+strconv.Itoa(store.TimelineCap))
+		if err != nil || n < 1 || n > redisstore.TimelineCap {
+			return errStatus(http.StatusUnprocessableEntity, "invalid", "limit: a number from 1 to "+strconv.Itoa(redisstore.TimelineCap))
 		}
 		limit = n
 	}
@@ -467,10 +467,10 @@ func (s *server) postEvent(w http.ResponseWriter, r *http.Request, actor string)
 	}
 	return s.idempotent(w, r, actor, b.IdempotencyKey, body, func() (int, any, error) {
 		// The worker archives an event for an unknown customer; say so now.
-		if err := store.ValidID(b.CustomerID); err != nil {
+		if err := redisstore.ValidID(b.CustomerID); err != nil {
 			return 0, nil, err
 		}
-		if err := store.ValidEventName(b.Name); err != nil {
+		if err := redisstore.ValidEventName(b.Name); err != nil {
 			return 0, nil, err
 		}
 		if _, err := s.st.Customer(r.Context(), b.CustomerID); err != nil {
@@ -519,7 +519,7 @@ func (s *server) postMessage(w http.ResponseWriter, r *http.Request, actor strin
 			Channels: b.Channels, Mode: b.Mode, Actor: actor,
 		}
 		if k := idemKey(r, b.IdempotencyKey); k != "" {
-			m.ID = store.KeyedID("m_", actor, k)
+			m.ID = redisstore.KeyedID("m_", actor, k)
 		}
 		id, err := s.e.Send(r.Context(), m)
 		if err != nil {
@@ -560,12 +560,12 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 	}
 	fp := sha256.Sum256(canonical(body))
 	scope := actor + "\x00" + r.URL.Path + "\x00" + key
-	pending := store.Idempotent{Fingerprint: hex.EncodeToString(fp[:]), Status: 0}
+	pending := redisstore.Idempotent{Fingerprint: hex.EncodeToString(fp[:]), Status: 0}
 	// A pending record lives a few seconds: a request cut off midway (Redis
 	// error, crash) must not lock its key, and taking over a stale one is
 	// safe because what the request does is keyed by the same idempotency
 	// key. Settle keeps the answer for 24 h.
-	var rec store.Idempotent
+	var rec redisstore.Idempotent
 	for wait := time.Now().Add(idemWait); ; {
 		var seen bool
 		var err error
@@ -602,7 +602,7 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 		return err
 	}
 	b, _ := json.Marshal(v)
-	rec = store.Idempotent{Fingerprint: pending.Fingerprint, Status: status, Body: b}
+	rec = redisstore.Idempotent{Fingerprint: pending.Fingerprint, Status: status, Body: b}
 	if err := s.st.Settle(r.Context(), scope, rec, 24*time.Hour); err != nil {
 		s.log.Error("store idempotent answer", "err", err)
 	}

@@ -133,21 +133,21 @@ func knownChannels() string {
 	return strings.Join(s, ", ")
 }
 
-// change is one field that a patch changed; From/To nil means unset.
-type change struct {
+// Change is one field that a patch changed; From/To nil means unset.
+type Change struct {
 	Field    string
 	From, To any
 }
 
-// merge applies p to prefs and lists what changed in stored terms: setting
+// Merge applies p to prefs and lists what changed in stored terms: setting
 // a topic to the value its default already gives still counts, because it
 // turns an implied choice into an explicit, provable one.
-func (p Patch) merge(prefs herald.Preferences) (herald.Preferences, []change) {
+func (p Patch) Merge(prefs herald.Preferences) (herald.Preferences, []Change) {
 	out := prefs
 	out.Channels = maps.Clone(prefs.Channels)
 	out.Topics = maps.Clone(prefs.Topics)
 	out.ChannelOrder = slices.Clone(prefs.ChannelOrder)
-	var changes []change
+	var changes []Change
 
 	for _, ch := range slices.Sorted(maps.Keys(p.Channels)) {
 		v := p.Channels[ch]
@@ -159,7 +159,7 @@ func (p Patch) merge(prefs herald.Preferences) (herald.Preferences, []change) {
 			out.Channels = map[herald.Channel]bool{}
 		}
 		out.Channels[ch] = v
-		changes = append(changes, change{ChannelField(ch), optBool(old, set), v})
+		changes = append(changes, Change{ChannelField(ch), optBool(old, set), v})
 	}
 	for _, name := range slices.Sorted(maps.Keys(p.Topics)) {
 		v := p.Topics[name]
@@ -171,7 +171,7 @@ func (p Patch) merge(prefs herald.Preferences) (herald.Preferences, []change) {
 			out.Topics = map[string]bool{}
 		}
 		out.Topics[name] = v
-		changes = append(changes, change{TopicField(name), optBool(old, set), v})
+		changes = append(changes, Change{TopicField(name), optBool(old, set), v})
 	}
 	if p.ChannelOrder != nil && !slices.Equal(p.ChannelOrder, out.ChannelOrder) {
 		var from any
@@ -186,7 +186,7 @@ func (p Patch) merge(prefs herald.Preferences) (herald.Preferences, []change) {
 			out.ChannelOrder = nil
 		}
 		if from != nil || to != nil {
-			changes = append(changes, change{"channel_order", from, to})
+			changes = append(changes, Change{"channel_order", from, to})
 		}
 	}
 	switch {
@@ -197,13 +197,13 @@ func (p Patch) merge(prefs herald.Preferences) (herald.Preferences, []change) {
 		}
 		qh := *p.QuietHours
 		out.QuietHours = &qh
-		changes = append(changes, change{"quiet_hours", from, qh})
+		changes = append(changes, Change{"quiet_hours", from, qh})
 	case p.ClearQuietHours && out.QuietHours != nil:
-		changes = append(changes, change{"quiet_hours", *out.QuietHours, nil})
+		changes = append(changes, Change{"quiet_hours", *out.QuietHours, nil})
 		out.QuietHours = nil
 	}
 	if p.Paused != nil && *p.Paused != out.Paused {
-		changes = append(changes, change{"paused", out.Paused, *p.Paused})
+		changes = append(changes, Change{"paused", out.Paused, *p.Paused})
 		out.Paused = *p.Paused
 	}
 	return out, changes

@@ -92,25 +92,25 @@ func TestPatchMerge(t *testing.T) {
 	cases := []struct {
 		name    string
 		patch   Patch
-		changed []change
+		changed []Change
 	}{
 		{"nothing", Patch{}, nil},
 		{"same values", Patch{Channels: map[herald.Channel]bool{"email": true}, Topics: map[string]bool{"newsletter": true}, ChannelOrder: []herald.Channel{"email"}, QuietHours: &herald.QuietHours{Start: "22:00", End: "07:00"}, Paused: ptr(false)}, nil},
-		{"unset to explicit", Patch{Topics: map[string]bool{"onboarding": true}}, []change{{"topics.onboarding", nil, true}}},
-		{"flip", Patch{Channels: map[herald.Channel]bool{"email": false, "slack": false}}, []change{{"channels.email", true, false}, {"channels.slack", nil, false}}},
-		{"order cleared", Patch{ChannelOrder: []herald.Channel{}}, []change{{"channel_order", []herald.Channel{"email"}, nil}}},
-		{"quiet hours cleared", Patch{ClearQuietHours: true}, []change{{"quiet_hours", herald.QuietHours{Start: "22:00", End: "07:00"}, nil}}},
-		{"paused", Patch{Paused: ptr(true)}, []change{{"paused", false, true}}},
+		{"unset to explicit", Patch{Topics: map[string]bool{"onboarding": true}}, []Change{{"topics.onboarding", nil, true}}},
+		{"flip", Patch{Channels: map[herald.Channel]bool{"email": false, "slack": false}}, []Change{{"channels.email", true, false}, {"channels.slack", nil, false}}},
+		{"order cleared", Patch{ChannelOrder: []herald.Channel{}}, []Change{{"channel_order", []herald.Channel{"email"}, nil}}},
+		{"quiet hours cleared", Patch{ClearQuietHours: true}, []Change{{"quiet_hours", herald.QuietHours{Start: "22:00", End: "07:00"}, nil}}},
+		{"paused", Patch{Paused: ptr(true)}, []Change{{"paused", false, true}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, changed := tc.patch.merge(cur)
+			_, changed := tc.patch.Merge(cur)
 			require.Equal(t, tc.changed, changed)
 		})
 	}
-	// merge never writes through to the caller's maps.
-	_, _ = Patch{Topics: map[string]bool{"newsletter": false}}.merge(cur)
+	// Merge never writes through to the caller's maps.
+	_, _ = Patch{Topics: map[string]bool{"newsletter": false}}.Merge(cur)
 	require.True(t, cur.Topics["newsletter"])
 }
 

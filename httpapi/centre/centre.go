@@ -18,6 +18,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/preferences"
 )
 
@@ -26,7 +27,7 @@ const maxForm = 64 << 10
 
 // Config is what the preference centre needs from the binary.
 type Config struct {
-	Store *preferences.Store
+	Store *redisstore.Prefs
 	// Key signs and verifies the links' tokens (preferences.Sign).
 	Key []byte
 	// Topics are shown with their Labels and Descriptions in the page's

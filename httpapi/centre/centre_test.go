@@ -21,6 +21,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/preferences"
 )
@@ -57,7 +58,7 @@ var productUpdates = map[string][2]string{
 
 type bundle struct {
 	srv   *httptest.Server
-	store *preferences.Store
+	store *redisstore.Prefs
 	now   time.Time
 
 	mu      sync.Mutex
@@ -83,7 +84,7 @@ var customers = map[string]herald.Customer{
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	b := &bundle{now: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)}
-	b.store = preferences.NewStore(redistest.Start(t).Client(), func() time.Time { return b.now })
+	b.store = redisstore.NewPrefs(redistest.Start(t).Client(), func() time.Time { return b.now })
 	b.srv = httptest.NewServer(New(Config{
 		Store:  b.store,
 		Key:    testKey,

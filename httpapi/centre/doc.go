@@ -6,6 +6,6 @@
 //
 // The pages are plain HTML forms without JavaScript, localised into the
 // customer's language, topics included (their configured labels and
-// descriptions), with each language's fonts and line breaking. Every change goes through preferences.Store.Apply, so
+// descriptions), with each language's fonts and line breaking. Every change goes through redisstore.Prefs.Apply, so
 // it lands in the consent log with the customer as the actor.
 package centre

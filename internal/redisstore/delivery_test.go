@@ -1,4 +1,4 @@
-package store_test
+package redisstore_test
 
 import (
 	"encoding/json"
@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
 // claim takes the delivery's claim and requires that it is held.
-func (b bundle) claim(t *testing.T, customerID, deliveryID string, ttl time.Duration) *store.Claim {
+func (b bundle) claim(t *testing.T, customerID, deliveryID string, ttl time.Duration) *redisstore.Claim {
 	t.Helper()
 	c, err := b.st.ClaimDelivery(b.ctx, customerID, deliveryID, ttl, "")
 	require.NoError(t, err)
@@ -26,18 +26,18 @@ func (b bundle) claim(t *testing.T, customerID, deliveryID string, ttl time.Dura
 }
 
 // finish records the send and requires that it was the first.
-func (b bundle) finish(t *testing.T, c *store.Claim, rec store.SentRecord) {
+func (b bundle) finish(t *testing.T, c *redisstore.Claim, rec redisstore.SentRecord) {
 	t.Helper()
 	first, err := c.Finish(b.ctx, rec, herald.TimelineEntry{Kind: herald.KindDelivery, Summary: "sent"}, nil, 0)
 	require.NoError(t, err)
 	require.True(t, first)
 }
 
-func (b bundle) ledger(t *testing.T, customerID, deliveryID string) store.SentRecord {
+func (b bundle) ledger(t *testing.T, customerID, deliveryID string) redisstore.SentRecord {
 	t.Helper()
-	raw, err := b.rdb.Get(b.ctx, store.LedgerKey(customerID, deliveryID)).Result()
+	raw, err := b.rdb.Get(b.ctx, redisstore.LedgerKey(customerID, deliveryID)).Result()
 	require.NoError(t, err)
-	var rec store.SentRecord
+	var rec redisstore.SentRecord
 	require.NoError(t, json.Unmarshal([]byte(raw), &rec), "ledger holds %q", raw)
 	return rec
 }
@@ -45,7 +45,7 @@ func (b bundle) ledger(t *testing.T, customerID, deliveryID string) store.SentRe
 func TestClaimDelivery(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := store.LedgerKey("c1", "m1:email")
+	key := redisstore.LedgerKey("c1", "m1:email")
 
 	a := b.claim(t, "c1", "m1:email", time.Minute)
 
@@ -70,7 +70,7 @@ func TestClaimDelivery(t *testing.T) {
 	a.Release(b.ctx) // twice is harmless
 
 	a = b.claim(t, "c1", "m1:email", time.Minute)
-	rec := store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "pid-1", SentAt: start, Workflow: "welcome", Topic: "onboarding", Template: "welcome", Locale: "en"}
+	rec := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "pid-1", SentAt: start, Workflow: "welcome", Topic: "onboarding", Template: "welcome", Locale: "en"}
 	first, err := a.Finish(b.ctx, rec, herald.TimelineEntry{Kind: herald.KindDelivery, Summary: "sent"}, nil, 0)
 	require.NoError(t, err)
 	require.True(t, first)
@@ -100,7 +100,7 @@ func TestClaimDeliveryTTL(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
 			b.claim(t, "c1", "m1:email", ttl)
-			require.LessOrEqual(t, b.pttl(t, store.LedgerKey("c1", "m1:email")), ttl)
+			require.LessOrEqual(t, b.pttl(t, redisstore.LedgerKey("c1", "m1:email")), ttl)
 		})
 	}
 }
@@ -109,7 +109,7 @@ func TestClaimDeliveryTTL(t *testing.T) {
 func TestClaimDeliveryExpires(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := store.LedgerKey("c1", "m1:email")
+	key := redisstore.LedgerKey("c1", "m1:email")
 	dead := b.claim(t, "c1", "m1:email", 50*time.Millisecond)
 	require.Eventually(t, func() bool { return !b.exists(t, key) }, 10*time.Second, 5*time.Millisecond)
 
@@ -121,7 +121,7 @@ func TestClaimDeliveryExpires(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, c.Held)
 	require.False(t, c.Sent)
-	b.finish(t, next, store.SentRecord{Channel: herald.ChannelEmail})
+	b.finish(t, next, redisstore.SentRecord{Channel: herald.ChannelEmail})
 }
 
 // A claim that ran out (deleted by hand here, as its expiry would) and was
@@ -130,7 +130,7 @@ func TestClaimDeliveryExpires(t *testing.T) {
 func TestClaimDeliveryLostRelease(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := store.LedgerKey("c1", "m1:email")
+	key := redisstore.LedgerKey("c1", "m1:email")
 
 	slow := b.claim(t, "c1", "m1:email", time.Minute)
 	require.NoError(t, b.rdb.Del(b.ctx, key).Err())
@@ -166,18 +166,18 @@ func TestFinishNotFirst(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			key := store.LedgerKey("c1", "m1:email")
+			key := redisstore.LedgerKey("c1", "m1:email")
 			slow := b.claim(t, "c1", "m1:email", time.Minute)
 			require.NoError(t, b.rdb.Del(b.ctx, key).Err())
-			var fast *store.Claim
+			var fast *redisstore.Claim
 			switch tc.other {
 			case "claimed":
 				fast = b.claim(t, "c1", "m1:email", time.Minute)
 			case "sent":
-				b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "fast"})
+				b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "fast"})
 			}
 
-			first, err := slow.Finish(b.ctx, store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "slow"}, entry, nil, 0)
+			first, err := slow.Finish(b.ctx, redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "slow"}, entry, nil, 0)
 			require.NoError(t, err)
 			require.False(t, first, "Finish without our claim reported first")
 			require.False(t, slow.Held)
@@ -191,7 +191,7 @@ func TestFinishNotFirst(t *testing.T) {
 
 			if fast != nil {
 				// The worker whose claim was overwritten is not first either.
-				first, err := fast.Finish(b.ctx, store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "fast"}, entry, nil, 0)
+				first, err := fast.Finish(b.ctx, redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "fast"}, entry, nil, 0)
 				require.NoError(t, err)
 				require.False(t, first)
 			}
@@ -227,7 +227,7 @@ func TestClaimDeliverySuppressed(t *testing.T) {
 			case "held":
 				b.claim(t, "c1", "m1:email", time.Minute)
 			case "sent":
-				b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), store.SentRecord{Channel: herald.ChannelEmail})
+				b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), redisstore.SentRecord{Channel: herald.ChannelEmail})
 			}
 			c, err := b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, tc.suppressKey)
 			require.NoError(t, err)
@@ -256,17 +256,17 @@ func TestClaimDeliveryRedisDown(t *testing.T) {
 func TestClaimDeliveryAfterFinishAlwaysSent(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := store.LedgerKey("c1", "m1:email")
+	key := redisstore.LedgerKey("c1", "m1:email")
 
 	// Workers whose claims ran out (deleted by hand, as expiry would) while
 	// they still hold their handles.
-	stale := make([]*store.Claim, 100)
+	stale := make([]*redisstore.Claim, 100)
 	for i := range stale {
 		stale[i] = b.claim(t, "c1", "m1:email", time.Minute)
 		require.NoError(t, b.rdb.Del(b.ctx, key).Err())
 	}
 	w := b.claim(t, "c1", "m1:email", time.Minute)
-	rec := store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "pid-1", SentAt: start}
+	rec := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "pid-1", SentAt: start}
 	b.finish(t, w, rec)
 	w.Release(b.ctx)
 
@@ -321,7 +321,7 @@ func TestClaimDeliveryRace(t *testing.T) {
 	require.Equal(t, 1, held)
 	require.Zero(t, sent)
 
-	b.finish(t, b.claim(t, "c1", "m2:email", time.Minute), store.SentRecord{Channel: herald.ChannelEmail})
+	b.finish(t, b.claim(t, "c1", "m2:email", time.Minute), redisstore.SentRecord{Channel: herald.ChannelEmail})
 	held, sent = race("m2:email")
 	require.Zero(t, held)
 	require.Equal(t, workers, sent)
@@ -331,10 +331,10 @@ func TestFinish(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	c := b.claim(t, "c1", "m1:email", time.Minute)
-	rec := store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<abc@mail>", SentAt: start}
+	rec := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<abc@mail>", SentAt: start}
 	indexes := map[string]string{
 		"herald:msg:m1":                          "c1",
-		"herald:mid:" + store.Hash("<abc@mail>"): "c1:m1:email",
+		"herald:mid:" + redisstore.Hash("<abc@mail>"): "c1:m1:email",
 	}
 	b.clock.Advance(time.Second)
 	first, err := c.Finish(b.ctx, rec, herald.TimelineEntry{Kind: herald.KindDelivery, Summary: "email sent", Channel: herald.ChannelEmail, Outcome: "sent", Ref: "m1"}, indexes, time.Hour)
@@ -342,9 +342,9 @@ func TestFinish(t *testing.T) {
 	require.True(t, first)
 
 	require.Equal(t, rec, b.ledger(t, "c1", "m1:email"))
-	ttl := b.pttl(t, store.LedgerKey("c1", "m1:email"))
-	require.LessOrEqual(t, ttl, store.LedgerTTL)
-	require.Greater(t, ttl, store.LedgerTTL-time.Hour)
+	ttl := b.pttl(t, redisstore.LedgerKey("c1", "m1:email"))
+	require.LessOrEqual(t, ttl, redisstore.LedgerTTL)
+	require.Greater(t, ttl, redisstore.LedgerTTL-time.Hour)
 
 	for k, v := range indexes {
 		got, err := b.rdb.Get(b.ctx, k).Result()
@@ -356,7 +356,7 @@ func TestFinish(t *testing.T) {
 	// A second delivery, with its own entry time.
 	c = b.claim(t, "c1", "m1:slack", time.Minute)
 	at := start.Add(-time.Minute)
-	first, err = c.Finish(b.ctx, store.SentRecord{Channel: herald.ChannelSlack}, herald.TimelineEntry{Kind: herald.KindDelivery, Summary: "slack sent", At: at}, nil, 0)
+	first, err = c.Finish(b.ctx, redisstore.SentRecord{Channel: herald.ChannelSlack}, herald.TimelineEntry{Kind: herald.KindDelivery, Summary: "slack sent", At: at}, nil, 0)
 	require.NoError(t, err)
 	require.True(t, first)
 
@@ -376,7 +376,7 @@ func TestFinishRedisDown(t *testing.T) {
 	b := setup(t)
 	c := b.claim(t, "c1", "m1:email", time.Minute)
 	b.down(t)
-	first, err := c.Finish(b.ctx, store.SentRecord{}, herald.TimelineEntry{}, nil, 0)
+	first, err := c.Finish(b.ctx, redisstore.SentRecord{}, herald.TimelineEntry{}, nil, 0)
 	require.Error(t, err)
 	require.False(t, first)
 }
@@ -390,14 +390,14 @@ func TestFinishTimelineBounded(t *testing.T) {
 		name string
 		runs []run // f: Finish, a: Append, n times each
 	}{
-		{"finish only", []run{{'f', store.TimelineCap + 60}}},
-		{"finish past the cap then append", []run{{'f', store.TimelineCap + 40}, {'a', 1}, {'f', 60}}},
-		{"append to the cap then finish", []run{{'a', store.TimelineCap + 5}, {'f', slack + 5}}},
+		{"finish only", []run{{'f', redisstore.TimelineCap + 60}}},
+		{"finish past the cap then append", []run{{'f', redisstore.TimelineCap + 40}, {'a', 1}, {'f', 60}}},
+		{"append to the cap then finish", []run{{'a', redisstore.TimelineCap + 5}, {'f', slack + 5}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			key := store.Key("c1", "timeline")
+			key := redisstore.Key("c1", "timeline")
 			want, n, trims := 0, 0, 0
 			for _, r := range tc.runs {
 				for range r.n {
@@ -406,22 +406,22 @@ func TestFinishTimelineBounded(t *testing.T) {
 					switch r.op {
 					case 'f':
 						c := b.claim(t, "c1", "m"+summary+":email", time.Minute)
-						first, err := c.Finish(b.ctx, store.SentRecord{Channel: herald.ChannelEmail}, herald.TimelineEntry{Summary: summary}, nil, 0)
+						first, err := c.Finish(b.ctx, redisstore.SentRecord{Channel: herald.ChannelEmail}, herald.TimelineEntry{Summary: summary}, nil, 0)
 						require.NoError(t, err)
 						require.True(t, first)
 						want++
-						if want > store.TimelineCap+slack {
-							want = store.TimelineCap
+						if want > redisstore.TimelineCap+slack {
+							want = redisstore.TimelineCap
 							trims++
 						}
 					case 'a':
 						require.NoError(t, b.st.Append(b.ctx, "c1", herald.TimelineEntry{Summary: summary}))
-						want = min(want+1, store.TimelineCap)
+						want = min(want+1, redisstore.TimelineCap)
 					}
 					got, err := b.rdb.LLen(b.ctx, key).Result()
 					require.NoError(t, err)
 					require.EqualValues(t, want, got, "after entry %d", n)
-					require.LessOrEqual(t, got, int64(store.TimelineCap+slack))
+					require.LessOrEqual(t, got, int64(redisstore.TimelineCap+slack))
 				}
 			}
 			require.Positive(t, trims, "the case never trims")
@@ -443,29 +443,29 @@ type run struct {
 func TestSent(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	email := store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<1@mail>", SentAt: start, Workflow: "wf", Journey: "j1", Step: "s1", Topic: "news", Template: "t1", Locale: "pl"}
-	other := store.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<2@mail>", SentAt: start.Add(time.Minute)}
+	email := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<1@mail>", SentAt: start, Workflow: "wf", Journey: "j1", Step: "s1", Topic: "news", Template: "t1", Locale: "pl"}
+	other := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<2@mail>", SentAt: start.Add(time.Minute)}
 	b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), email)
 	b.claim(t, "c1", "m1:slack", time.Minute) // in progress
 	b.finish(t, b.claim(t, "c1", "m2:email", time.Minute), other)
-	b.finish(t, b.claim(t, "c2", "m1:slack", time.Minute), store.SentRecord{Channel: herald.ChannelSlack})
+	b.finish(t, b.claim(t, "c2", "m1:slack", time.Minute), redisstore.SentRecord{Channel: herald.ChannelSlack})
 	// A delivery ID that is not message:channel.
-	b.finish(t, b.claim(t, "c1", "m1", time.Minute), store.SentRecord{Channel: herald.ChannelSlack})
+	b.finish(t, b.claim(t, "c1", "m1", time.Minute), redisstore.SentRecord{Channel: herald.ChannelSlack})
 
 	for _, tc := range []struct {
 		name     string
 		customer string
 		message  string
 		channels []herald.Channel
-		want     map[herald.Channel]store.SentRecord
+		want     map[herald.Channel]redisstore.SentRecord
 	}{
-		{"sent, in progress and missing", "c1", "m1", []herald.Channel{herald.ChannelEmail, herald.ChannelSlack, "sms"}, map[herald.Channel]store.SentRecord{herald.ChannelEmail: email}},
-		{"one channel", "c1", "m1", []herald.Channel{herald.ChannelEmail}, map[herald.Channel]store.SentRecord{herald.ChannelEmail: email}},
-		{"in progress only", "c1", "m1", []herald.Channel{herald.ChannelSlack}, map[herald.Channel]store.SentRecord{}},
-		{"another message", "c1", "m2", herald.Channels, map[herald.Channel]store.SentRecord{herald.ChannelEmail: other}},
-		{"unknown message", "c1", "m3", herald.Channels, map[herald.Channel]store.SentRecord{}},
-		{"another customer", "c2", "m1", herald.Channels, map[herald.Channel]store.SentRecord{herald.ChannelSlack: {Channel: herald.ChannelSlack}}},
-		{"unknown customer", "c3", "m1", herald.Channels, map[herald.Channel]store.SentRecord{}},
+		{"sent, in progress and missing", "c1", "m1", []herald.Channel{herald.ChannelEmail, herald.ChannelSlack, "sms"}, map[herald.Channel]redisstore.SentRecord{herald.ChannelEmail: email}},
+		{"one channel", "c1", "m1", []herald.Channel{herald.ChannelEmail}, map[herald.Channel]redisstore.SentRecord{herald.ChannelEmail: email}},
+		{"in progress only", "c1", "m1", []herald.Channel{herald.ChannelSlack}, map[herald.Channel]redisstore.SentRecord{}},
+		{"another message", "c1", "m2", herald.Channels, map[herald.Channel]redisstore.SentRecord{herald.ChannelEmail: other}},
+		{"unknown message", "c1", "m3", herald.Channels, map[herald.Channel]redisstore.SentRecord{}},
+		{"another customer", "c2", "m1", herald.Channels, map[herald.Channel]redisstore.SentRecord{herald.ChannelSlack: {Channel: herald.ChannelSlack}}},
+		{"unknown customer", "c3", "m1", herald.Channels, map[herald.Channel]redisstore.SentRecord{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := b.st.Sent(b.ctx, tc.customer, tc.message, tc.channels)
@@ -488,7 +488,7 @@ func TestSentNoChannels(t *testing.T) {
 func TestSentCorruptRecord(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	require.NoError(t, b.rdb.Set(b.ctx, store.LedgerKey("c1", "m1:email"), "{not json", 0).Err())
+	require.NoError(t, b.rdb.Set(b.ctx, redisstore.LedgerKey("c1", "m1:email"), "{not json", 0).Err())
 	_, err := b.st.Sent(b.ctx, "c1", "m1", herald.Channels)
 	require.Error(t, err)
 	require.False(t, herald.IsTemporary(err))
@@ -506,8 +506,8 @@ func TestSentRedisDown(t *testing.T) {
 func TestLoadSendState(t *testing.T) {
 	t.Parallel()
 	var (
-		prefsKey = store.Key("c1", "prefs")
-		capKey   = store.Key("c1", "cap", "marketing")
+		prefsKey = redisstore.Key("c1", "prefs")
+		capKey   = redisstore.Key("c1", "cap", "marketing")
 		prefs    = herald.Preferences{
 			Channels:     map[herald.Channel]bool{herald.ChannelEmail: false},
 			ChannelOrder: []herald.Channel{herald.ChannelSlack, herald.ChannelEmail},
@@ -536,26 +536,26 @@ func TestLoadSendState(t *testing.T) {
 		capKey   string
 		sends    bool
 		wantCode string
-		want     func(c herald.Customer) store.SendState
+		want     func(c herald.Customer) redisstore.SendState
 	}{
 		{
 			name: "customer, preferences and sends", id: "c1", customer: true, prefs: string(prefsJSON), capKey: capKey, sends: true,
-			want: func(c herald.Customer) store.SendState {
-				return store.SendState{Customer: c, Prefs: prefs, RecentSends: []time.Time{since, since.Add(time.Microsecond), since.Add(30 * time.Minute)}}
+			want: func(c herald.Customer) redisstore.SendState {
+				return redisstore.SendState{Customer: c, Prefs: prefs, RecentSends: []time.Time{since, since.Add(time.Microsecond), since.Add(30 * time.Minute)}}
 			},
 		},
 		{
 			name: "no cap asked", id: "c1", customer: true, prefs: string(prefsJSON), sends: true,
-			want: func(c herald.Customer) store.SendState { return store.SendState{Customer: c, Prefs: prefs} },
+			want: func(c herald.Customer) redisstore.SendState { return redisstore.SendState{Customer: c, Prefs: prefs} },
 		},
 		{
 			name: "no sends recorded", id: "c1", customer: true, prefs: string(prefsJSON), capKey: capKey,
-			want: func(c herald.Customer) store.SendState { return store.SendState{Customer: c, Prefs: prefs} },
+			want: func(c herald.Customer) redisstore.SendState { return redisstore.SendState{Customer: c, Prefs: prefs} },
 		},
 		{
 			name: "no preferences", id: "c1", customer: true, capKey: capKey, sends: true,
-			want: func(c herald.Customer) store.SendState {
-				return store.SendState{Customer: c, RecentSends: []time.Time{since, since.Add(time.Microsecond), since.Add(30 * time.Minute)}}
+			want: func(c herald.Customer) redisstore.SendState {
+				return redisstore.SendState{Customer: c, RecentSends: []time.Time{since, since.Add(time.Microsecond), since.Add(30 * time.Minute)}}
 			},
 		},
 		{name: "unknown customer", id: "c1", prefs: string(prefsJSON), capKey: capKey, sends: true, wantCode: herald.ENotFound},
@@ -598,8 +598,8 @@ func TestLoadSendState(t *testing.T) {
 func TestLoadSendStateCorruptCustomer(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	require.NoError(t, b.rdb.Set(b.ctx, store.Key("c1", "customer"), "{", 0).Err())
-	_, err := b.st.LoadSendState(b.ctx, "c1", store.Key("c1", "prefs"), "", start)
+	require.NoError(t, b.rdb.Set(b.ctx, redisstore.Key("c1", "customer"), "{", 0).Err())
+	_, err := b.st.LoadSendState(b.ctx, "c1", redisstore.Key("c1", "prefs"), "", start)
 	require.Equal(t, herald.EInternal, herald.ErrorCode(err))
 	var he *herald.Error
 	require.ErrorAs(t, err, &he, "want a *herald.Error, got %T", err)
@@ -609,8 +609,8 @@ func TestLoadSendStateRedisDown(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.down(t)
-	for _, capKey := range []string{"", store.Key("c1", "cap", "x")} {
-		_, err := b.st.LoadSendState(b.ctx, "c1", store.Key("c1", "prefs"), capKey, start)
+	for _, capKey := range []string{"", redisstore.Key("c1", "cap", "x")} {
+		_, err := b.st.LoadSendState(b.ctx, "c1", redisstore.Key("c1", "prefs"), capKey, start)
 		require.Error(t, err)
 		require.True(t, herald.IsTemporary(err), "got %v", err)
 	}
@@ -619,7 +619,7 @@ func TestLoadSendStateRedisDown(t *testing.T) {
 func TestLedgerKeyHoldsOneDelivery(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), store.SentRecord{Channel: herald.ChannelEmail})
+	b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), redisstore.SentRecord{Channel: herald.ChannelEmail})
 	keys, err := b.rdb.Keys(b.ctx, "*ledger*").Result()
 	require.NoError(t, err)
 	require.Equal(t, []string{fmt.Sprintf("herald:{c:%s}:ledger:%s", "c1", "m1:email")}, keys)

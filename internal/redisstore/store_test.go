@@ -1,4 +1,4 @@
-package store_test
+package redisstore_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/redistest"
-	"github.com/heraldhq/herald/internal/store"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -37,7 +37,7 @@ type bundle struct {
 	ctx   context.Context
 	srv   *redistest.Server
 	rdb   *redis.Client
-	st    *store.Store
+	st    *redisstore.Store
 	clock *clock
 }
 
@@ -46,7 +46,7 @@ func setup(t *testing.T) bundle {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	clk := newClock(start)
-	return bundle{ctx: t.Context(), srv: srv, rdb: rdb, st: store.New(rdb, clk.Now), clock: clk}
+	return bundle{ctx: t.Context(), srv: srv, rdb: rdb, st: redisstore.New(rdb, clk.Now), clock: clk}
 }
 
 // pttl returns the key's remaining time to live; it fails the test when the
@@ -121,7 +121,7 @@ func TestValidID(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%.20q", tc.id), func(t *testing.T) {
 			t.Parallel()
-			err := store.ValidID(tc.id)
+			err := redisstore.ValidID(tc.id)
 			if tc.ok {
 				require.NoError(t, err)
 				return
@@ -134,13 +134,13 @@ func TestValidID(t *testing.T) {
 
 func TestKeys(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "herald:{c:c42}:customer", store.Key("c42", "customer"))
-	require.Equal(t, "herald:{c:c42}:claim:m1:email", store.Key("c42", "claim", "m1:email"))
-	require.Equal(t, "herald:{c:c42}:ledger:m1:email", store.LedgerKey("c42", "m1:email"))
+	require.Equal(t, "herald:{c:c42}:customer", redisstore.Key("c42", "customer"))
+	require.Equal(t, "herald:{c:c42}:claim:m1:email", redisstore.Key("c42", "claim", "m1:email"))
+	require.Equal(t, "herald:{c:c42}:ledger:m1:email", redisstore.LedgerKey("c42", "m1:email"))
 	// Hash normalises e-mail addresses.
-	require.Equal(t, store.Hash("ada@example.com"), store.Hash("  Ada@Example.COM "))
-	require.NotEqual(t, store.Hash("ada@example.com"), store.Hash("bob@example.com"))
-	require.Len(t, store.Hash("x"), 64)
+	require.Equal(t, redisstore.Hash("ada@example.com"), redisstore.Hash("  Ada@Example.COM "))
+	require.NotEqual(t, redisstore.Hash("ada@example.com"), redisstore.Hash("bob@example.com"))
+	require.Len(t, redisstore.Hash("x"), 64)
 }
 
 func TestUpsertCustomer(t *testing.T) {
@@ -193,7 +193,7 @@ func TestUpsertCustomerInvalidID(t *testing.T) {
 func TestUpsertCustomerConcurrentWrite(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := store.Key("c1", "customer")
+	key := redisstore.Key("c1", "customer")
 	other := b.srv.Client()
 	rdb := b.srv.Client()
 	var fired atomic.Bool
@@ -204,7 +204,7 @@ func TestUpsertCustomerConcurrentWrite(t *testing.T) {
 			require.NoError(t, other.Set(ctx, key, v, 0).Err())
 		}
 	}})
-	st := store.New(rdb, b.clock.Now)
+	st := redisstore.New(rdb, b.clock.Now)
 
 	c, created, err := st.UpsertCustomer(b.ctx, herald.Customer{ID: "c1", Email: "ada@example.com"})
 	require.True(t, fired.Load(), "the hook did not run")
@@ -307,7 +307,7 @@ func TestTimeline(t *testing.T) {
 	require.Equal(t, start.Add(2*time.Second), tl[0].At)
 
 	// An entry that does not decode is skipped.
-	require.NoError(t, b.rdb.LPush(b.ctx, store.Key("c1", "timeline"), "not json").Err())
+	require.NoError(t, b.rdb.LPush(b.ctx, redisstore.Key("c1", "timeline"), "not json").Err())
 	tl, err = b.st.Timeline(b.ctx, "c1", 0)
 	require.NoError(t, err)
 	require.Equal(t, []string{"fifth", "fourth", "third", "second", "first"}, summaries(tl))
@@ -320,17 +320,17 @@ func TestTimeline(t *testing.T) {
 func TestTimelineCap(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := store.Key("c1", "timeline")
-	for i := range store.TimelineCap + 10 {
+	key := redisstore.Key("c1", "timeline")
+	for i := range redisstore.TimelineCap + 10 {
 		require.NoError(t, b.st.Append(b.ctx, "c1", herald.TimelineEntry{Kind: herald.KindEvent, Summary: fmt.Sprint(i)}))
 		n, err := b.rdb.LLen(b.ctx, key).Result()
 		require.NoError(t, err)
-		require.EqualValues(t, min(i+1, store.TimelineCap), n)
+		require.EqualValues(t, min(i+1, redisstore.TimelineCap), n)
 	}
 	tl, err := b.st.Timeline(b.ctx, "c1", 0)
 	require.NoError(t, err)
-	require.Len(t, tl, store.TimelineCap)
-	require.Equal(t, fmt.Sprint(store.TimelineCap+9), tl[0].Summary, "newest first")
+	require.Len(t, tl, redisstore.TimelineCap)
+	require.Equal(t, fmt.Sprint(redisstore.TimelineCap+9), tl[0].Summary, "newest first")
 	require.Equal(t, "10", tl[len(tl)-1].Summary, "the oldest entries are dropped")
 
 	// AppendPipe keeps the cap too.
@@ -341,7 +341,7 @@ func TestTimelineCap(t *testing.T) {
 	require.NoError(t, err)
 	tl, err = b.st.Timeline(b.ctx, "c1", 0)
 	require.NoError(t, err)
-	require.Len(t, tl, store.TimelineCap)
+	require.Len(t, tl, redisstore.TimelineCap)
 	require.Equal(t, "y", tl[0].Summary)
 	require.Equal(t, "12", tl[len(tl)-1].Summary)
 }
@@ -357,7 +357,7 @@ func summaries(tl []herald.TimelineEntry) []string {
 func TestClaim(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	key := store.Key("c1", "claim", "journeys")
+	key := redisstore.Key("c1", "claim", "journeys")
 
 	release, ok, err := b.st.Claim(b.ctx, "c1", "journeys", time.Minute)
 	require.NoError(t, err)
@@ -411,9 +411,9 @@ func TestIdempotency(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	const scope = "token\x00/v1/events\x00key-1"
-	recKey := "herald:idem:" + store.Hash(scope)
-	pending := store.Idempotent{Fingerprint: "fp1"}
-	done := store.Idempotent{Fingerprint: "fp1", Status: 202, Body: json.RawMessage(`{"id":"e_1"}`)}
+	recKey := "herald:idem:" + redisstore.Hash(scope)
+	pending := redisstore.Idempotent{Fingerprint: "fp1"}
+	done := redisstore.Idempotent{Fingerprint: "fp1", Status: 202, Body: json.RawMessage(`{"id":"e_1"}`)}
 
 	rec, seen, err := b.st.Remember(b.ctx, scope, pending, time.Minute)
 	require.NoError(t, err)
@@ -425,7 +425,7 @@ func TestIdempotency(t *testing.T) {
 	require.NotContains(t, raw, "key-1")
 
 	// A repeat gets the first record, whatever it brings.
-	rec, seen, err = b.st.Remember(b.ctx, scope, store.Idempotent{Fingerprint: "fp2"}, time.Minute)
+	rec, seen, err = b.st.Remember(b.ctx, scope, redisstore.Idempotent{Fingerprint: "fp2"}, time.Minute)
 	require.NoError(t, err)
 	require.True(t, seen)
 	sameRecord(t, pending, rec)
@@ -439,7 +439,7 @@ func TestIdempotency(t *testing.T) {
 	require.Greater(t, b.pttl(t, recKey), time.Minute, "a repeat shortened the settled record's life")
 
 	// Another key is independent.
-	rec, seen, err = b.st.Remember(b.ctx, scope+"x", store.Idempotent{Fingerprint: "fp3"}, time.Minute)
+	rec, seen, err = b.st.Remember(b.ctx, scope+"x", redisstore.Idempotent{Fingerprint: "fp3"}, time.Minute)
 	require.NoError(t, err)
 	require.False(t, seen)
 	require.Equal(t, "fp3", rec.Fingerprint)
@@ -447,14 +447,14 @@ func TestIdempotency(t *testing.T) {
 	require.NoError(t, b.st.Forget(b.ctx, scope))
 	require.False(t, b.exists(t, recKey))
 	require.NoError(t, b.st.Forget(b.ctx, scope), "forgetting twice")
-	rec, seen, err = b.st.Remember(b.ctx, scope, store.Idempotent{Fingerprint: "fp4"}, time.Minute)
+	rec, seen, err = b.st.Remember(b.ctx, scope, redisstore.Idempotent{Fingerprint: "fp4"}, time.Minute)
 	require.NoError(t, err)
 	require.False(t, seen)
 	require.Equal(t, "fp4", rec.Fingerprint)
 }
 
 // sameRecord compares idempotency records; a nil body is stored as null.
-func sameRecord(t *testing.T, want, got store.Idempotent) {
+func sameRecord(t *testing.T, want, got redisstore.Idempotent) {
 	t.Helper()
 	require.Equal(t, want.Fingerprint, got.Fingerprint)
 	require.Equal(t, want.Status, got.Status)
@@ -479,10 +479,10 @@ func TestIdempotencyKeysAreExact(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			_, seen, err := b.st.Remember(b.ctx, tc.first, store.Idempotent{Fingerprint: "fp1", Status: 202}, time.Minute)
+			_, seen, err := b.st.Remember(b.ctx, tc.first, redisstore.Idempotent{Fingerprint: "fp1", Status: 202}, time.Minute)
 			require.NoError(t, err)
 			require.False(t, seen)
-			rec, seen, err := b.st.Remember(b.ctx, tc.second, store.Idempotent{Fingerprint: "fp2"}, time.Minute)
+			rec, seen, err := b.st.Remember(b.ctx, tc.second, redisstore.Idempotent{Fingerprint: "fp2"}, time.Minute)
 			require.NoError(t, err)
 			require.False(t, seen, "key %q answered with the record of %q: %+v", tc.second, tc.first, rec)
 		})
@@ -522,11 +522,11 @@ func TestDeleteCustomer(t *testing.T) {
 		_, _, err := b.st.UpsertCustomer(b.ctx, herald.Customer{ID: id})
 		require.NoError(t, err)
 		require.NoError(t, b.st.Append(b.ctx, id, herald.TimelineEntry{Summary: "x"}))
-		require.NoError(t, b.rdb.Set(b.ctx, store.Key(id, "prefs"), "{}", 0).Err())
-		require.NoError(t, b.rdb.SAdd(b.ctx, store.Key(id, "journeys"), "j1").Err())
+		require.NoError(t, b.rdb.Set(b.ctx, redisstore.Key(id, "prefs"), "{}", 0).Err())
+		require.NoError(t, b.rdb.SAdd(b.ctx, redisstore.Key(id, "journeys"), "j1").Err())
 		c, err := b.st.ClaimDelivery(b.ctx, id, "m1:email", time.Minute, "")
 		require.NoError(t, err)
-		_, err = c.Finish(b.ctx, store.SentRecord{Channel: herald.ChannelEmail}, herald.TimelineEntry{Summary: "sent"}, nil, 0)
+		_, err = c.Finish(b.ctx, redisstore.SentRecord{Channel: herald.ChannelEmail}, herald.TimelineEntry{Summary: "sent"}, nil, 0)
 		require.NoError(t, err)
 		_, err = b.st.ClaimDelivery(b.ctx, id, "m1:slack", time.Minute, "")
 		require.NoError(t, err)
@@ -569,8 +569,8 @@ func TestDeleteCustomerManyKeys(t *testing.T) {
 	const keys = 1200
 	_, err := b.rdb.Pipelined(b.ctx, func(p redis.Pipeliner) error {
 		for i := range keys {
-			p.Set(b.ctx, store.Key("c1", "ledger", fmt.Sprint(i)), "{}", 0)
-			p.Set(b.ctx, store.Key("c2", "ledger", fmt.Sprint(i)), "{}", 0)
+			p.Set(b.ctx, redisstore.Key("c1", "ledger", fmt.Sprint(i)), "{}", 0)
+			p.Set(b.ctx, redisstore.Key("c2", "ledger", fmt.Sprint(i)), "{}", 0)
 		}
 		return nil
 	})

@@ -1,9 +1,8 @@
-package preferences
+package redisstore
 
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/preferences"
 )
 
 // MaxSendWindow is how long RecordSend keeps sends: the longest cap window
@@ -25,32 +25,31 @@ const MaxSendWindow = 31 * 24 * time.Hour
 // customer's preferences.
 const applyAttempts = 16
 
-// Store keeps preferences, the consent log, send counters and the
+// Prefs keeps preferences, the consent log, send counters and the
 // suppression list in Redis. Every key of one customer carries the hash tag
 // {c:<id>} so a customer's keys share a Cluster slot and one MULTI can
 // change them together.
-type Store struct {
+type Prefs struct {
 	rdb redis.UniversalClient
 	now func() time.Time
 }
 
-// NewStore returns a Store on rdb; now is the clock (time.Now when nil).
-func NewStore(rdb redis.UniversalClient, now func() time.Time) *Store {
+// NewPrefs returns a Prefs on rdb; now is the clock (time.Now when nil).
+func NewPrefs(rdb redis.UniversalClient, now func() time.Time) *Prefs {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{rdb: rdb, now: now}
+	return &Prefs{rdb: rdb, now: now}
 }
 
-func customerKey(id, suffix string) string { return "herald:{c:" + id + "}:" + suffix }
+func customerKey(id, suffix string) string { return Key(id, suffix) }
 
 func prefsKey(id string) string        { return customerKey(id, "prefs") }
 func consentKey(id string) string      { return customerKey(id, "consent") }
 func sendsKey(id, class string) string { return customerKey(id, "sends:"+class) }
 func sendClassesKey(id string) string  { return customerKey(id, "send-classes") }
 func suppressKey(ch herald.Channel, address string) string {
-	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(address))))
-	return "herald:suppress:" + string(ch) + ":" + hex.EncodeToString(sum[:])
+	return "herald:suppress:" + string(ch) + ":" + Hash(address)
 }
 
 func checkID(id string) error {
@@ -66,7 +65,7 @@ func checkID(id string) error {
 
 // Get returns the customer's preferences; zero Preferences (defaults) when
 // the customer never chose anything.
-func (s *Store) Get(ctx context.Context, customerID string) (herald.Preferences, error) {
+func (s *Prefs) Get(ctx context.Context, customerID string) (herald.Preferences, error) {
 	if err := checkID(customerID); err != nil {
 		return herald.Preferences{}, err
 	}
@@ -92,14 +91,14 @@ func getPrefs(ctx context.Context, c redis.Cmdable, id string) (herald.Preferenc
 // entry per changed field, atomically: a concurrent Apply is retried, so no
 // change is lost and the log always matches the stored preferences. A patch
 // that changes nothing writes nothing and returns no entries. Apply does not
-// validate p against topics; callers run Patch.Validate first.
-func (s *Store) Apply(ctx context.Context, customerID string, p Patch, actor Actor, source string) (herald.Preferences, []ConsentEntry, error) {
+// validate p against topics; callers run preferences.Patch.Validate first.
+func (s *Prefs) Apply(ctx context.Context, customerID string, p preferences.Patch, actor preferences.Actor, source string) (herald.Preferences, []preferences.ConsentEntry, error) {
 	if err := checkID(customerID); err != nil {
 		return herald.Preferences{}, nil, err
 	}
 	var (
 		out     herald.Preferences
-		entries []ConsentEntry
+		entries []preferences.ConsentEntry
 	)
 	pk, ck := prefsKey(customerID), consentKey(customerID)
 	txf := func(tx *redis.Tx) error {
@@ -107,7 +106,7 @@ func (s *Store) Apply(ctx context.Context, customerID string, p Patch, actor Act
 		if err != nil {
 			return err
 		}
-		next, changes := p.merge(cur)
+		next, changes := p.Merge(cur)
 		out, entries = cur, nil
 		if len(changes) == 0 {
 			return nil
@@ -120,13 +119,13 @@ func (s *Store) Apply(ctx context.Context, customerID string, p Patch, actor Act
 		}
 		raw := make([]any, 0, len(changes))
 		for _, c := range changes {
-			e := ConsentEntry{ID: newID(at), At: at, CustomerID: customerID, Actor: actor, Source: source, Field: c.Field, From: c.From, To: c.To}
+			e := preferences.ConsentEntry{ID: newID(at), At: at, CustomerID: customerID, Actor: actor, Source: source, Field: c.Field, From: c.From, To: c.To}
 			eb, err := json.Marshal(e)
 			if err != nil {
 				return err
 			}
 			// Hand back exactly what Consent will read later.
-			var back ConsentEntry
+			var back preferences.ConsentEntry
 			_ = json.Unmarshal(eb, &back)
 			entries = append(entries, back)
 			raw = append(raw, eb)
@@ -164,7 +163,7 @@ func newID(at time.Time) string {
 }
 
 // Consent returns the customer's consent log, oldest first.
-func (s *Store) Consent(ctx context.Context, customerID string) ([]ConsentEntry, error) {
+func (s *Prefs) Consent(ctx context.Context, customerID string) ([]preferences.ConsentEntry, error) {
 	if err := checkID(customerID); err != nil {
 		return nil, err
 	}
@@ -172,9 +171,9 @@ func (s *Store) Consent(ctx context.Context, customerID string) ([]ConsentEntry,
 	if err != nil {
 		return nil, herald.Temporary(err, "redis", 0)
 	}
-	out := make([]ConsentEntry, 0, len(raw))
+	out := make([]preferences.ConsentEntry, 0, len(raw))
 	for _, r := range raw {
-		var e ConsentEntry
+		var e preferences.ConsentEntry
 		if err := json.Unmarshal([]byte(r), &e); err != nil {
 			return nil, &herald.Error{Code: herald.EInternal, Message: "consent log of " + customerID + " is corrupt", Err: err}
 		}
@@ -186,28 +185,28 @@ func (s *Store) Consent(ctx context.Context, customerID string) ([]ConsentEntry,
 // LastConsent returns the newest entry that changed field (e.g.
 // TopicField("product-updates")), so a suppressed send can name the choice
 // that stopped it. It reads the log backwards in pages.
-func (s *Store) LastConsent(ctx context.Context, customerID, field string) (ConsentEntry, bool, error) {
+func (s *Prefs) LastConsent(ctx context.Context, customerID, field string) (preferences.ConsentEntry, bool, error) {
 	if err := checkID(customerID); err != nil {
-		return ConsentEntry{}, false, err
+		return preferences.ConsentEntry{}, false, err
 	}
 	const page = 64
 	key := consentKey(customerID)
 	for stop := int64(-1); ; stop -= page {
 		raw, err := s.rdb.LRange(ctx, key, stop-page+1, stop).Result()
 		if err != nil {
-			return ConsentEntry{}, false, herald.Temporary(err, "redis", 0)
+			return preferences.ConsentEntry{}, false, herald.Temporary(err, "redis", 0)
 		}
 		for i := len(raw) - 1; i >= 0; i-- {
-			var e ConsentEntry
+			var e preferences.ConsentEntry
 			if err := json.Unmarshal([]byte(raw[i]), &e); err != nil {
-				return ConsentEntry{}, false, &herald.Error{Code: herald.EInternal, Message: "consent log of " + customerID + " is corrupt", Err: err}
+				return preferences.ConsentEntry{}, false, &herald.Error{Code: herald.EInternal, Message: "consent log of " + customerID + " is corrupt", Err: err}
 			}
 			if e.Field == field {
 				return e, true, nil
 			}
 		}
 		if len(raw) < page {
-			return ConsentEntry{}, false, nil
+			return preferences.ConsentEntry{}, false, nil
 		}
 	}
 }
@@ -220,7 +219,7 @@ type suppression struct {
 // Suppress puts address on channel ch's suppression list for good. Only a
 // SHA-256 of the lowercased address is stored, so the list survives erasure
 // without keeping the address.
-func (s *Store) Suppress(ctx context.Context, ch herald.Channel, address, reason string) error {
+func (s *Prefs) Suppress(ctx context.Context, ch herald.Channel, address, reason string) error {
 	if strings.TrimSpace(address) == "" {
 		return herald.Errorf(herald.EInvalid, "suppress: empty %s address", ch)
 	}
@@ -232,7 +231,7 @@ func (s *Store) Suppress(ctx context.Context, ch herald.Channel, address, reason
 }
 
 // IsSuppressed reports whether address is on channel ch's suppression list.
-func (s *Store) IsSuppressed(ctx context.Context, ch herald.Channel, address string) (bool, error) {
+func (s *Prefs) IsSuppressed(ctx context.Context, ch herald.Channel, address string) (bool, error) {
 	if strings.TrimSpace(address) == "" {
 		return false, nil
 	}
@@ -246,7 +245,7 @@ func (s *Store) IsSuppressed(ctx context.Context, ch herald.Channel, address str
 // RecordSend counts a send in class for frequency caps and forgets sends
 // older than MaxSendWindow. The send's time is its identity, so recording
 // the same send twice (a retried task passing the same at) counts once.
-func (s *Store) RecordSend(ctx context.Context, customerID, class string, at time.Time) error {
+func (s *Prefs) RecordSend(ctx context.Context, customerID, class string, at time.Time) error {
 	if err := checkID(customerID); err != nil {
 		return err
 	}
@@ -271,7 +270,7 @@ func (s *Store) RecordSend(ctx context.Context, customerID, class string, at tim
 
 // RecentSends returns the customer's sends in class at or after since,
 // oldest first.
-func (s *Store) RecentSends(ctx context.Context, customerID, class string, since time.Time) ([]time.Time, error) {
+func (s *Prefs) RecentSends(ctx context.Context, customerID, class string, since time.Time) ([]time.Time, error) {
 	if err := checkID(customerID); err != nil {
 		return nil, err
 	}
@@ -300,7 +299,7 @@ func (s *Store) RecentSends(ctx context.Context, customerID, class string, since
 // holds no personal data but proves when and by whom it happened.
 // Suppression comes first: if Erase fails halfway, the address is already
 // safe and a retry finishes the job.
-func (s *Store) Erase(ctx context.Context, customerID string, addresses map[herald.Channel]string, actor Actor) error {
+func (s *Prefs) Erase(ctx context.Context, customerID string, addresses map[herald.Channel]string, actor preferences.Actor) error {
 	if err := checkID(customerID); err != nil {
 		return err
 	}
@@ -308,7 +307,7 @@ func (s *Store) Erase(ctx context.Context, customerID string, addresses map[hera
 		if strings.TrimSpace(addr) == "" {
 			continue
 		}
-		if err := s.Suppress(ctx, ch, addr, SourceErasure); err != nil {
+		if err := s.Suppress(ctx, ch, addr, preferences.SourceErasure); err != nil {
 			return err
 		}
 	}
@@ -317,9 +316,9 @@ func (s *Store) Erase(ctx context.Context, customerID string, addresses map[hera
 		return herald.Temporary(err, "redis", 0)
 	}
 	at := s.now().UTC()
-	entry, _ := json.Marshal(ConsentEntry{
+	entry, _ := json.Marshal(preferences.ConsentEntry{
 		ID: newID(at), At: at, CustomerID: customerID, Actor: actor,
-		Source: SourceErasure, Field: "*", To: "erased",
+		Source: preferences.SourceErasure, Field: "*", To: "erased",
 	})
 	keys := []string{prefsKey(customerID), consentKey(customerID), sendClassesKey(customerID)}
 	for _, c := range classes {

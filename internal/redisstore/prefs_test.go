@@ -1,4 +1,4 @@
-package preferences
+package redisstore
 
 import (
 	"context"
@@ -15,10 +15,11 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/heraldhq/herald/preferences"
 )
 
 type storeBundle struct {
-	store *Store
+	store *Prefs
 	rdb   *redis.Client
 	clock *testClock
 }
@@ -39,12 +40,12 @@ func setupStore(t *testing.T) storeBundle {
 	t.Helper()
 	rdb := redistest.Start(t).Client()
 	clock := &testClock{now: utc("2026-06-01T12:00:00Z")}
-	return storeBundle{store: NewStore(rdb, clock.Now), rdb: rdb, clock: clock}
+	return storeBundle{store: NewPrefs(rdb, clock.Now), rdb: rdb, clock: clock}
 }
 
 var (
-	customerActor = Actor{Kind: ActorCustomer}
-	apiActor      = Actor{Kind: ActorAPI, Name: "crm-sync"}
+	customerActor = preferences.Actor{Kind: preferences.ActorCustomer}
+	apiActor      = preferences.Actor{Kind: preferences.ActorAPI, Name: "crm-sync"}
 )
 
 func TestStoreGetDefaults(t *testing.T) {
@@ -62,11 +63,11 @@ func TestStoreApply(t *testing.T) {
 	b := setupStore(t)
 	ctx := context.Background()
 
-	p, entries, err := b.store.Apply(ctx, "cus_1", Patch{
+	p, entries, err := b.store.Apply(ctx, "cus_1", preferences.Patch{
 		Channels:   map[herald.Channel]bool{herald.ChannelEmail: false},
 		Topics:     map[string]bool{"product-updates": false, "newsletter": true},
 		QuietHours: &herald.QuietHours{Start: "21:00", End: "08:00"},
-	}, apiActor, SourceAPI)
+	}, apiActor, preferences.SourceAPI)
 	require.NoError(t, err)
 	require.False(t, p.ChannelOn(herald.ChannelEmail))
 	require.Equal(t, b.clock.Now(), p.UpdatedAt)
@@ -75,7 +76,7 @@ func TestStoreApply(t *testing.T) {
 	for _, e := range entries {
 		fields = append(fields, e.Field)
 		require.Equal(t, apiActor, e.Actor)
-		require.Equal(t, SourceAPI, e.Source)
+		require.Equal(t, preferences.SourceAPI, e.Source)
 		require.Equal(t, "cus_1", e.CustomerID)
 		require.True(t, strings.HasPrefix(e.ID, "cns_"))
 		require.Equal(t, b.clock.Now(), e.At)
@@ -91,14 +92,14 @@ func TestStoreApply(t *testing.T) {
 
 	// Nothing changes: nothing written, no entry, UpdatedAt kept.
 	b.clock.Add(time.Hour)
-	again, none, err := b.store.Apply(ctx, "cus_1", Patch{Topics: map[string]bool{"product-updates": false}}, customerActor, SourcePreferencePage)
+	again, none, err := b.store.Apply(ctx, "cus_1", preferences.Patch{Topics: map[string]bool{"product-updates": false}}, customerActor, preferences.SourcePreferencePage)
 	require.NoError(t, err)
 	require.Empty(t, none)
 	require.Equal(t, p, again)
 
 	// Clear quiet hours with JSON null; opt back in.
 	b.clock.Add(time.Hour)
-	_, entries, err = b.store.Apply(ctx, "cus_1", Patch{ClearQuietHours: true, Topics: map[string]bool{"product-updates": true}}, customerActor, SourcePreferencePage)
+	_, entries, err = b.store.Apply(ctx, "cus_1", preferences.Patch{ClearQuietHours: true, Topics: map[string]bool{"product-updates": true}}, customerActor, preferences.SourcePreferencePage)
 	require.NoError(t, err)
 	require.Len(t, entries, 2)
 	got, err = b.store.Get(ctx, "cus_1")
@@ -114,7 +115,7 @@ func TestStoreApply(t *testing.T) {
 	require.Nil(t, log[5].To)
 	require.Equal(t, entries, log[4:], "Apply returns what Consent reads")
 
-	last, ok, err := b.store.LastConsent(ctx, "cus_1", TopicField("product-updates"))
+	last, ok, err := b.store.LastConsent(ctx, "cus_1", preferences.TopicField("product-updates"))
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, log[4], last)
@@ -122,7 +123,7 @@ func TestStoreApply(t *testing.T) {
 	require.Equal(t, false, last.From)
 	require.Equal(t, customerActor, last.Actor)
 
-	_, ok, err = b.store.LastConsent(ctx, "cus_1", TopicField("billing"))
+	_, ok, err = b.store.LastConsent(ctx, "cus_1", preferences.TopicField("billing"))
 	require.NoError(t, err)
 	require.False(t, ok)
 }
@@ -131,17 +132,17 @@ func TestStoreLastConsentPages(t *testing.T) {
 	t.Parallel()
 	b := setupStore(t)
 	ctx := context.Background()
-	_, _, err := b.store.Apply(ctx, "cus_1", Patch{Paused: ptr(true)}, apiActor, SourceImport)
+	_, _, err := b.store.Apply(ctx, "cus_1", preferences.Patch{Paused: ptr(true)}, apiActor, preferences.SourceImport)
 	require.NoError(t, err)
 	for i := range 150 { // more than two pages after the entry we look for
-		_, _, err := b.store.Apply(ctx, "cus_1", Patch{Topics: map[string]bool{"newsletter": i%2 == 0}}, customerActor, SourcePreferencePage)
+		_, _, err := b.store.Apply(ctx, "cus_1", preferences.Patch{Topics: map[string]bool{"newsletter": i%2 == 0}}, customerActor, preferences.SourcePreferencePage)
 		require.NoError(t, err)
 	}
 	e, ok, err := b.store.LastConsent(ctx, "cus_1", "paused")
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.Equal(t, SourceImport, e.Source)
-	e, ok, err = b.store.LastConsent(ctx, "cus_1", TopicField("newsletter"))
+	require.Equal(t, preferences.SourceImport, e.Source)
+	e, ok, err = b.store.LastConsent(ctx, "cus_1", preferences.TopicField("newsletter"))
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, false, e.To, "the newest of 150")
@@ -155,7 +156,7 @@ func TestStoreApplyConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range writers {
 		wg.Go(func() {
-			_, _, err := b.store.Apply(ctx, "cus_1", Patch{Topics: map[string]bool{fmt.Sprintf("t%02d", i): false}}, customerActor, SourcePreferencePage)
+			_, _, err := b.store.Apply(ctx, "cus_1", preferences.Patch{Topics: map[string]bool{fmt.Sprintf("t%02d", i): false}}, customerActor, preferences.SourcePreferencePage)
 			require.NoError(t, err)
 		})
 	}
@@ -172,10 +173,10 @@ func TestStoreKeys(t *testing.T) {
 	t.Parallel()
 	b := setupStore(t)
 	ctx := context.Background()
-	_, _, err := b.store.Apply(ctx, "cus_1", Patch{Paused: ptr(true)}, customerActor, SourcePreferencePage)
+	_, _, err := b.store.Apply(ctx, "cus_1", preferences.Patch{Paused: ptr(true)}, customerActor, preferences.SourcePreferencePage)
 	require.NoError(t, err)
 	require.NoError(t, b.store.RecordSend(ctx, "cus_1", "marketing", b.clock.Now()))
-	require.NoError(t, b.store.Suppress(ctx, herald.ChannelEmail, " Ann@Example.com ", SourceBounce))
+	require.NoError(t, b.store.Suppress(ctx, herald.ChannelEmail, " Ann@Example.com ", preferences.SourceBounce))
 	keys, err := b.rdb.Keys(ctx, "*").Result()
 	require.NoError(t, err)
 	sum := sha256.Sum256([]byte("ann@example.com"))
@@ -199,7 +200,7 @@ func TestStoreSuppress(t *testing.T) {
 	ok, err := b.store.IsSuppressed(ctx, herald.ChannelEmail, "ann@example.com")
 	require.NoError(t, err)
 	require.False(t, ok)
-	require.NoError(t, b.store.Suppress(ctx, herald.ChannelEmail, "Ann@Example.com", SourceBounce))
+	require.NoError(t, b.store.Suppress(ctx, herald.ChannelEmail, "Ann@Example.com", preferences.SourceBounce))
 	for _, addr := range []string{"ann@example.com", "ANN@EXAMPLE.COM", " ann@example.com"} {
 		ok, err = b.store.IsSuppressed(ctx, herald.ChannelEmail, addr)
 		require.NoError(t, err)
@@ -211,7 +212,7 @@ func TestStoreSuppress(t *testing.T) {
 	ok, err = b.store.IsSuppressed(ctx, herald.ChannelEmail, "")
 	require.NoError(t, err)
 	require.False(t, ok)
-	require.Equal(t, herald.EInvalid, herald.ErrorCode(b.store.Suppress(ctx, herald.ChannelEmail, " ", SourceBounce)))
+	require.Equal(t, herald.EInvalid, herald.ErrorCode(b.store.Suppress(ctx, herald.ChannelEmail, " ", preferences.SourceBounce)))
 }
 
 func TestStoreSends(t *testing.T) {
@@ -245,8 +246,8 @@ func TestStoreSends(t *testing.T) {
 	since := now.Add(-p.Window("marketing"))
 	recent, err := b.store.RecentSends(ctx, "cus_1", "marketing", since)
 	require.NoError(t, err)
-	d := p.Decide(Input{Customer: herald.Customer{Email: "a@example.com"}, Topic: "product-updates", Now: now, RecentSends: recent})
-	require.Equal(t, ReasonFrequencyCapped, d.Reason)
+	d := p.Decide(preferences.Input{Customer: herald.Customer{Email: "a@example.com"}, Topic: "product-updates", Now: now, RecentSends: recent})
+	require.Equal(t, preferences.ReasonFrequencyCapped, d.Reason)
 	require.Equal(t, now.Add(-48*time.Hour).Add(7*24*time.Hour), d.NotBefore)
 }
 
@@ -254,15 +255,15 @@ func TestStoreErase(t *testing.T) {
 	t.Parallel()
 	b := setupStore(t)
 	ctx := context.Background()
-	_, _, err := b.store.Apply(ctx, "cus_1", Patch{Topics: map[string]bool{"newsletter": true}, QuietHours: &herald.QuietHours{Start: "21:00", End: "08:00"}}, customerActor, SourcePreferencePage)
+	_, _, err := b.store.Apply(ctx, "cus_1", preferences.Patch{Topics: map[string]bool{"newsletter": true}, QuietHours: &herald.QuietHours{Start: "21:00", End: "08:00"}}, customerActor, preferences.SourcePreferencePage)
 	require.NoError(t, err)
 	require.NoError(t, b.store.RecordSend(ctx, "cus_1", "marketing", b.clock.Now()))
 	require.NoError(t, b.store.RecordSend(ctx, "cus_1", "lifecycle", b.clock.Now()))
-	_, _, err = b.store.Apply(ctx, "cus_2", Patch{Paused: ptr(true)}, customerActor, SourcePreferencePage)
+	_, _, err = b.store.Apply(ctx, "cus_2", preferences.Patch{Paused: ptr(true)}, customerActor, preferences.SourcePreferencePage)
 	require.NoError(t, err)
 
 	b.clock.Add(time.Hour)
-	operator := Actor{Kind: ActorOperator, Name: "dpo@herald.example"}
+	operator := preferences.Actor{Kind: preferences.ActorOperator, Name: "dpo@herald.example"}
 	require.NoError(t, b.store.Erase(ctx, "cus_1", map[herald.Channel]string{herald.ChannelEmail: "Ann@Example.com", herald.ChannelSlack: "U123"}, operator))
 
 	p, err := b.store.Get(ctx, "cus_1")
@@ -275,7 +276,7 @@ func TestStoreErase(t *testing.T) {
 	log, err := b.store.Consent(ctx, "cus_1")
 	require.NoError(t, err)
 	require.Len(t, log, 1)
-	require.Equal(t, SourceErasure, log[0].Source)
+	require.Equal(t, preferences.SourceErasure, log[0].Source)
 	require.Equal(t, operator, log[0].Actor)
 	require.Equal(t, b.clock.Now(), log[0].At)
 	require.Nil(t, log[0].From)
@@ -296,4 +297,21 @@ func TestStoreErase(t *testing.T) {
 	other, err := b.store.Get(ctx, "cus_2")
 	require.NoError(t, err)
 	require.True(t, other.Paused, "other customers untouched")
+}
+
+func utc(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func testPolicy() preferences.Policy {
+	return preferences.Policy{
+		Topics: map[string]herald.Topic{"product-updates": {Name: "product-updates", OptIn: true, Class: "marketing"}},
+		Caps:   []preferences.Cap{{Class: "marketing", Max: 3, Per: 7 * 24 * time.Hour, Action: preferences.CapDefer}},
+	}
 }

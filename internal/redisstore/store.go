@@ -1,8 +1,9 @@
-// Package store keeps herald's shared state in Redis: customers, their
-// timeline, the delivery ledger, idempotency records and the Slack user
-// cache. Every per-customer key carries the hash tag {c:<id>} so one
-// customer's keys share a Redis Cluster slot and can change together.
-package store
+// Package redisstore holds all of herald's persistence in Redis: customers,
+// preferences and the consent log, send counters and suppressions, the
+// timeline, the delivery ledger and claims, idempotency records, routing and
+// the Slack user cache. Every per-customer key carries the hash tag {c:<id>}
+// so one customer's keys share a Redis Cluster slot and can change together.
+package redisstore
 
 import (
 	"context"
