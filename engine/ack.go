@@ -62,7 +62,9 @@ type MessageUpdater interface {
 func msgIndexKey(messageID string) string { return "herald:msg:" + messageID }
 
 // emailIndexKey maps an email Message-ID (hashed) to "<customer>|<message>".
-func emailIndexKey(rfcID string) string { return "herald:msgid:" + redisstore.Hash(normMessageID(rfcID)) }
+func emailIndexKey(rfcID string) string {
+	return "herald:msgid:" + redisstore.Hash(normMessageID(rfcID))
+}
 
 // normMessageID returns "<local@domain>" for a Message-ID with or without
 // angle brackets ("" if it is none).

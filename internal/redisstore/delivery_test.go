@@ -333,7 +333,7 @@ func TestFinish(t *testing.T) {
 	c := b.claim(t, "c1", "m1:email", time.Minute)
 	rec := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<abc@mail>", SentAt: start}
 	indexes := map[string]string{
-		"herald:msg:m1":                          "c1",
+		"herald:msg:m1": "c1",
 		"herald:mid:" + redisstore.Hash("<abc@mail>"): "c1:m1:email",
 	}
 	b.clock.Advance(time.Second)
