@@ -216,4 +216,5 @@ const (
 	KindPreferences     = "preferences"
 	KindConsent         = "consent"
 	KindAcknowledgement = "acknowledgement"
+	KindCustomer        = "customer" // profile created or changed
 )

@@ -2,25 +2,29 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/service"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
 
-// Client talks to herald through its Redis.
+// Client talks to herald through its Redis. It uses the same write path as
+// herald's HTTP API, CLI and preference centre, so a change made here is
+// validated, logged to the consent log and timeline, and acted on exactly as
+// there; what only a worker can do (ending journeys, erasing) is queued for
+// the workers.
 type Client struct {
-	rdb   redis.UniversalClient
-	aq    *asynq.Client
-	st    *redisstore.Store
-	prefs *redisstore.Prefs
-	route *redisstore.RoutingCache
+	rdb redis.UniversalClient
+	aq  *asynq.Client
+	svc *service.Service
 	// Actor names this client in timeline and consent entries.
 	Actor string
 }
@@ -42,22 +46,54 @@ func NewFromOpt(opt asynq.RedisConnOpt) (*Client, error) {
 		return nil, errors.New("client: unsupported Redis option")
 	}
 	st := redisstore.New(rdb, nil)
-	return &Client{rdb: rdb, aq: asynq.NewClientFromRedisClient(rdb), st: st, prefs: redisstore.NewPrefs(rdb, nil),
-		route: st.RoutingCache(time.Minute), Actor: "client"}, nil
+	aq := asynq.NewClientFromRedisClient(rdb)
+	// Queue as the workers would: each topic's priority, their retry budget
+	// and topic catalogue, as they publish them at start.
+	svc := service.New(service.Options{Store: st, Prefs: redisstore.NewPrefs(rdb, nil), Tasks: aq, Catalog: st.RoutingCache(time.Minute)})
+	return &Client{rdb: rdb, aq: aq, svc: svc, Actor: "client"}, nil
 }
 
 // Close closes the connection.
 func (c *Client) Close() error { return c.rdb.Close() }
 
-// UpsertCustomer creates or replaces a customer's profile.
+func (c *Client) actor() preferences.Actor {
+	if c.Actor == "cli" {
+		return preferences.Actor{Kind: "cli"}
+	}
+	return preferences.Actor{Kind: "client", Name: c.Actor}
+}
+
+// UpsertCustomer creates or replaces a customer's profile: fields left
+// empty are removed, as with PUT /v1/customers/{id}. To change some fields
+// and keep the others, use PatchCustomer.
 func (c *Client) UpsertCustomer(ctx context.Context, cust herald.Customer) (herald.Customer, error) {
-	out, _, err := c.st.UpsertCustomer(ctx, cust)
+	out, _, err := c.svc.PutCustomer(ctx, cust, c.actor())
 	return out, temp(err)
+}
+
+// PatchCustomer merges patch into an existing customer's profile, as a
+// JSON merge patch (RFC 7396) would: keys present replace, a nil value
+// removes the field, attributes merge key by key. Keys: email,
+// slack_user_id, locale, timezone, attributes.
+func (c *Client) PatchCustomer(ctx context.Context, id string, patch map[string]any) (herald.Customer, error) {
+	b, err := json.Marshal(patch)
+	if err != nil {
+		return herald.Customer{}, herald.Errorf(herald.EInvalid, "merge patch: %v", err)
+	}
+	out, err := c.svc.PatchCustomer(ctx, id, b, c.actor())
+	return out, temp(err)
+}
+
+// EraseCustomer forgets a customer: addresses are suppressed at once, and a
+// worker removes everything else (journeys, queued tasks, keys) under the
+// journey lock.
+func (c *Client) EraseCustomer(ctx context.Context, id string) error {
+	return temp(c.svc.Erase(ctx, id, c.actor()))
 }
 
 // Customer reads a customer's profile.
 func (c *Client) Customer(ctx context.Context, id string) (herald.Customer, error) {
-	return c.st.Customer(ctx, id)
+	return c.svc.Customer(ctx, id)
 }
 
 // Event enqueues an event for a customer, who must exist (the worker would
@@ -68,18 +104,9 @@ func (c *Client) Event(ctx context.Context, customerID, name string, data map[st
 	if len(idempotencyKey) > 0 {
 		ev.IdempotencyKey = idempotencyKey[0]
 	}
-	if err := redisstore.ValidEventName(name); err != nil {
-		return "", err
-	}
-	if _, err := c.st.Customer(ctx, customerID); err != nil {
-		return "", err
-	}
-	return enqueueEvent(ctx, c.rdb, c.aq, ev)
+	id, err := c.svc.Event(ctx, ev)
+	return id, temp(err)
 }
-
-// defaultMaxRetry is the engine's default, used until a worker publishes
-// its own.
-const defaultMaxRetry = 12
 
 // Message is a one-off message.
 type Message struct {
@@ -100,77 +127,29 @@ func (c *Client) Send(ctx context.Context, m Message) (string, error) {
 		ID: redisstore.KeyedID("m_", c.Actor, m.IdempotencyKey), CustomerID: m.CustomerID, Template: m.Template, Topic: m.Topic,
 		Data: m.Data, Channels: m.Channels, Mode: m.Mode, Actor: c.Actor,
 	}
-	if err := w.Validate(); err != nil {
-		return "", err
-	}
-	if err := redisstore.ValidID(m.CustomerID); err != nil {
-		return "", err
-	}
-	if _, err := c.st.Customer(ctx, m.CustomerID); err != nil {
-		return "", err
-	}
-	// Queue it as the workers would: the topic's priority, their retry
-	// budget (published by the workers at start).
-	queue, maxRetry := wire.QueueDefault, defaultMaxRetry
-	if r, ok, err := c.route.Get(ctx); err != nil {
-		return "", err
-	} else if ok {
-		if q, found := r.Queues[m.Topic]; found {
-			queue = q
-		}
-		if r.MaxRetry > 0 {
-			maxRetry = r.MaxRetry
-		}
-	}
-	_, err := c.aq.EnqueueContext(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(w)), asynq.TaskID("m:"+w.ID), asynq.Queue(queue), asynq.MaxRetry(maxRetry))
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		err = nil
-	}
-	return w.ID, temp(err)
+	id, err := c.svc.Send(ctx, w)
+	return id, temp(err)
 }
 
-// SetPreferences merges a change into the customer's preferences and records
-// it in the consent log under the client's Actor name. Journeys of topics the
-// customer left end when the worker handles the resulting event.
+// SetPreferences validates a change against the workers' topics, merges it
+// into the customer's preferences and records it in the consent log and
+// timeline under the client's Actor name. Journeys of topics the customer
+// left end when a worker handles the resulting event.
 func (c *Client) SetPreferences(ctx context.Context, customerID string, p preferences.Patch) (herald.Preferences, error) {
-	if _, err := c.st.Customer(ctx, customerID); err != nil {
-		return herald.Preferences{}, err
-	}
-	prefs, entries, err := c.prefs.Apply(ctx, customerID, p, preferences.Actor{Kind: "api", Name: c.Actor}, "api")
-	if err != nil {
-		return prefs, err
-	}
-	if len(entries) > 0 {
-		_, err = enqueueEvent(ctx, c.rdb, c.aq, wire.PreferencesChanged(customerID, p.Topics, p.Paused))
-	}
+	prefs, err := c.svc.SetPreferences(ctx, customerID, p, c.actor(), preferences.SourceAPI)
 	return prefs, temp(err)
 }
 
 // Preferences reads a customer's preferences.
 func (c *Client) Preferences(ctx context.Context, customerID string) (herald.Preferences, error) {
-	p, err := c.prefs.Get(ctx, customerID)
+	p, err := c.svc.Preferences(ctx, customerID)
 	return p, temp(err)
 }
 
 // Timeline reads up to limit timeline entries, newest first.
 func (c *Client) Timeline(ctx context.Context, customerID string, limit int) ([]herald.TimelineEntry, error) {
-	tl, err := c.st.Timeline(ctx, customerID, limit)
+	tl, err := c.svc.Store().Timeline(ctx, customerID, limit)
 	return tl, temp(err)
-}
-
-func enqueueEvent(ctx context.Context, rdb redis.UniversalClient, aq *asynq.Client, ev herald.Event) (string, error) {
-	ev, fresh, err := redisstore.PrepareEvent(ctx, rdb, ev)
-	if err != nil || !fresh {
-		return ev.ID, err
-	}
-	_, err = aq.EnqueueContext(ctx, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), asynq.TaskID("e:"+ev.ID), asynq.Queue(wire.QueueDefault))
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		err = nil
-	}
-	if err == nil {
-		redisstore.EventEnqueued(ctx, rdb, ev)
-	}
-	return ev.ID, temp(err)
 }
 
 func temp(err error) error {

@@ -245,7 +245,7 @@ func TestSetPreferencesRecordsConsent(t *testing.T) {
 	require.Len(t, log, 2)
 	fields := map[string]bool{}
 	for _, e := range log {
-		require.Equal(t, preferences.Actor{Kind: "api", Name: "billing-app"}, e.Actor)
+		require.Equal(t, preferences.Actor{Kind: "client", Name: "billing-app"}, e.Actor)
 		require.Equal(t, "api", e.Source)
 		fields[e.Field] = true
 	}
@@ -273,7 +273,8 @@ func TestTimeline(t *testing.T) {
 	b.customer(t, "c1")
 	tl, err := b.c.Timeline(context.Background(), "c1", 10)
 	require.NoError(t, err)
-	require.Empty(t, tl, "the client writes no timeline entries of its own")
+	require.Len(t, tl, 1, "the client writes what every door writes")
+	require.Equal(t, "customer created by client billing-app", tl[0].Summary)
 }
 
 // The client queues a message as the workers would: in its topic's

@@ -1,79 +1,38 @@
 package engine
 
 import (
+	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/service"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
 
-// Event validates and enqueues an app event. An idempotency key makes a
-// repeat within 24 h a no-op that returns the first event's ID.
+// Event validates and enqueues an app event (the service's Event). An
+// idempotency key makes a repeat within 24 h a no-op that returns the first
+// event's ID.
 func (e *Engine) Event(ctx context.Context, ev herald.Event, actor string) (string, error) {
-	ev, fresh, err := redisstore.PrepareEvent(ctx, e.opt.Redis, ev)
-	if err != nil || !fresh {
-		return ev.ID, err
-	}
-	if ev.Data == nil {
-		ev.Data = map[string]any{}
-	}
 	if ev.Actor == "" {
 		ev.Actor = actor
 	}
-	if err := e.enqueue(ctx, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), asynq.TaskID("e:"+ev.ID), asynq.Queue(wire.QueueDefault)); err != nil {
-		return ev.ID, err
-	}
-	redisstore.EventEnqueued(ctx, e.opt.Redis, ev)
-	return ev.ID, nil
+	return e.svc.Event(ctx, ev)
 }
 
-// SetPreferences merges a preference change, records it in the consent log
-// and the timeline, and ends the customer's journeys of any topic the
-// customer just left.
+// SetPreferences is the service's SetPreferences: validate, merge, consent
+// and timeline entries, journeys of topics left end at once.
 func (e *Engine) SetPreferences(ctx context.Context, customerID string, p preferences.Patch, actor preferences.Actor, source string) (herald.Preferences, error) {
-	if err := p.Validate(e.opt.Policy.Topics); err != nil {
-		return herald.Preferences{}, err
-	}
-	prefs, entries, err := e.prefs.Apply(ctx, customerID, p, actor, source)
-	if err != nil {
-		return prefs, err
-	}
-	for _, c := range entries {
-		_ = e.st.Append(ctx, customerID, herald.TimelineEntry{
-			Kind: herald.KindConsent, Ref: c.ID,
-			Summary: fmt.Sprintf("%s changed from %v to %v by %s (%s)", c.Field, show(c.From), show(c.To), actorText(c.Actor), c.Source),
-		})
-	}
-	for topic, on := range p.Topics {
-		if !on {
-			e.TopicOptOut(ctx, customerID, topic)
-		}
-	}
-	if p.Paused != nil && *p.Paused {
-		e.TopicOptOut(ctx, customerID, "")
-	}
-	return prefs, nil
+	return e.svc.SetPreferences(ctx, customerID, p, actor, source)
 }
 
-func show(v any) string {
-	if v == nil {
-		return "unset"
-	}
-	return fmt.Sprint(v)
-}
-
-func actorText(a preferences.Actor) string {
-	if a.Name != "" {
-		return a.Kind + " " + a.Name
-	}
-	return a.Kind
-}
+func actorText(a preferences.Actor) string { return service.ActorText(a) }
 
 // TopicOptOut ends the customer's running journeys of topic ("" = every
 // topic): a customer who leaves a topic leaves its journeys at once.
@@ -83,23 +42,139 @@ func (e *Engine) TopicOptOut(ctx context.Context, customerID, topic string) {
 	}
 }
 
-// Erase removes everything stored about the customer except a hash of each
-// address in the suppression list and an erasure entry in the consent log.
+// Erase is the service's Erase: addresses suppressed first, then
+// everything else under the journey lock.
 func (e *Engine) Erase(ctx context.Context, customerID string, actor preferences.Actor) error {
-	c, err := e.st.Customer(ctx, customerID)
+	return e.svc.Erase(ctx, customerID, actor)
+}
+
+// journeys is what the service asks of a worker.
+type journeys struct{ e *Engine }
+
+func (j journeys) ExitTopic(ctx context.Context, customerID, topic string) error {
+	return j.e.exitTopic(ctx, customerID, topic)
+}
+
+func (j journeys) Erase(ctx context.Context, c herald.Customer, actor preferences.Actor) error {
+	return j.e.erase(ctx, c, actor)
+}
+
+// handleErase finishes an erasure asked for outside a worker (the Go client).
+func (e *Engine) handleErase(ctx context.Context, t *asynq.Task) error {
+	var x wire.Erase
+	if err := wire.Decode(t.Payload(), &x); err != nil {
+		return skip(err)
+	}
+	c, err := e.st.Customer(ctx, x.CustomerID)
+	if herald.ErrorCode(err) == herald.ENotFound {
+		return nil // already done
+	}
 	if err != nil {
 		return err
 	}
-	if err := e.forgetMessages(ctx, customerID); err != nil {
+	return e.erase(ctx, c, preferences.Actor{Kind: x.Actor, Name: x.ActorName})
+}
+
+// erase removes the customer (addresses already suppressed) under the
+// journey lock, so no journey step can write the customer's keys again
+// halfway: running journeys and their follow-ups, the waiting index, every
+// task that carries the customer's data (queued, scheduled, retrying or
+// archived), the global message indexes, every key of the customer; the
+// consent log keeps one erasure entry without personal data. The profile
+// goes last, so a retry after any failure finds the customer and finishes.
+// Signed links die with the profile: they carry its creation time, and a
+// new customer with the same ID has another.
+func (e *Engine) erase(ctx context.Context, c herald.Customer, actor preferences.Actor) error {
+	var unlock func()
+	var err error
+	for i := 0; ; i++ {
+		if unlock, err = e.lock(ctx, c.ID); err == nil {
+			break
+		}
+		if i == 50 || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer unlock()
+	states, err := e.Journeys(ctx, c.ID)
+	if err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
-	if _, err := e.st.DeleteCustomer(ctx, customerID); err != nil {
+	var jids []string
+	for _, s := range states {
+		e.cancelWake(s)
+		jids = append(jids, s.JourneyID)
+	}
+	if err := e.st.ForgetWaiting(ctx, c.ID, jids); err != nil {
+		return err
+	}
+	if err := e.deleteTasks(ctx, c.ID); err != nil {
+		return err
+	}
+	if err := e.forgetMessages(ctx, c.ID); err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
-	if err := e.prefs.Erase(ctx, customerID, addresses(c), actor); err != nil {
+	if _, err := e.st.DeleteCustomer(ctx, c.ID, "customer"); err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
-	e.log.Info("customer erased", "customer", customerID, "by", actorText(actor))
+	if err := e.prefs.Erase(ctx, c.ID, nil, actor); err != nil {
+		return err
+	}
+	if err := e.st.DeleteProfile(ctx, c.ID); err != nil {
+		return err
+	}
+	e.log.Info("customer erased", "customer", c.ID, "by", actorText(actor))
+	return nil
+}
+
+// deleteTasks deletes every task of the customer that is not running: the
+// ones indexed when they were queued, and any in a queue's scheduled, retry
+// or archived set whose payload names the customer (tasks queued before the
+// index, or whose index write failed). A running task finds the customer
+// gone and ends.
+func (e *Engine) deleteTasks(ctx context.Context, customerID string) error {
+	insp := asynq.NewInspectorFromRedisClient(e.opt.Redis)
+	refs, err := e.st.CustomerTasks(ctx, customerID)
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if err := insp.DeleteTask(r.Queue, r.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+			e.log.Debug("erase: task not deleted", "queue", r.Queue, "task", r.ID, "err", err)
+		}
+	}
+	needle := []byte(`"customer_id":"` + customerID + `"`)
+	queues, err := insp.Queues()
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	// Collect first: deleting while paging would shift the pages.
+	type ref struct{ q, id string }
+	var found []ref
+	for _, q := range queues {
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListScheduledTasks, insp.ListRetryTasks, insp.ListArchivedTasks} {
+			for page := 1; ; page++ {
+				tasks, err := list(q, asynq.PageSize(500), asynq.Page(page))
+				if err != nil {
+					return herald.Temporary(err, "redis", 0)
+				}
+				for _, t := range tasks {
+					if bytes.Contains(t.Payload, needle) {
+						found = append(found, ref{q, t.ID})
+					}
+				}
+				if len(tasks) < 500 {
+					break
+				}
+			}
+		}
+	}
+	for _, r := range found {
+		if err := insp.DeleteTask(r.q, r.id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return herald.Temporary(err, "redis", 0)
+		}
+	}
 	return nil
 }
 

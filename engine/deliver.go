@@ -287,6 +287,7 @@ func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.De
 	if err := e.enqueue(ctx, asynq.NewTask(wire.DeliverType(d.Channel), wire.Encode(d)), opts...); err != nil {
 		return err
 	}
+	e.st.IndexTask(ctx, d.CustomerID, e.Queue(d.Topic), taskID)
 	if why == "" || why == "retry" {
 		return nil
 	}
@@ -421,11 +422,11 @@ type links struct{ preferences, unsubscribe string }
 func (e *Engine) links(c herald.Customer, topic string) links {
 	exp := e.now().Add(e.opt.TokenTTL)
 	l := links{preferences: e.opt.PublicURL + "/preferences?token=" + preferences.Sign(e.opt.SigningKey, preferences.Claims{
-		CustomerID: c.ID, Purpose: "preferences", Expires: exp,
+		CustomerID: c.ID, Purpose: "preferences", Expires: exp, Epoch: preferences.EpochOf(c),
 	})}
 	if t, ok := e.opt.Policy.Topics[topic]; ok && !t.Required {
 		l.unsubscribe = e.opt.PublicURL + "/unsubscribe?token=" + preferences.Sign(e.opt.SigningKey, preferences.Claims{
-			CustomerID: c.ID, Purpose: "unsubscribe", Topic: topic, Channel: herald.ChannelEmail, Expires: exp,
+			CustomerID: c.ID, Purpose: "unsubscribe", Topic: topic, Channel: herald.ChannelEmail, Expires: exp, Epoch: preferences.EpochOf(c),
 		})
 	}
 	return l

@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/service"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
@@ -85,6 +86,9 @@ type Engine struct {
 	// health is each channel's in-process state (in-flight sends, recent
 	// failures); read-only map after New.
 	health map[herald.Channel]*channelHealth
+	// svc is the write path every door uses.
+	svc   *service.Service
+	route redisstore.Routing
 }
 
 // New builds an Engine. Call Close when done.
@@ -145,6 +149,11 @@ func New(opt Options) (*Engine, error) {
 	if opt.Workflows != nil {
 		e.workflows.Store(opt.Workflows)
 	}
+	e.route = e.buildRouting()
+	e.svc = service.New(service.Options{
+		Store: e.st, Prefs: e.prefs, Tasks: e.client, Catalog: catalog{e}, Journeys: journeys{e}, Templates: templateCheck{e},
+		TaskTimeout: e.opt.DeliveryTimeout + SendReserve + time.Second,
+	})
 	return e, nil
 }
 
@@ -188,6 +197,7 @@ func (e *Engine) Mux() *asynq.ServeMux {
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(wire.TypeMessage, e.handleMessage)
 	mux.HandleFunc(TypeInteraction, e.handleAck)
+	mux.HandleFunc(wire.TypeErase, e.handleErase)
 	for ch := range e.opt.Senders {
 		mux.HandleFunc(wire.DeliverType(ch), e.handleDeliver)
 	}
@@ -246,32 +256,42 @@ func (e *Engine) Queue(topic string) string {
 // client) which queue each topic's messages go to and how often they are
 // retried, so every door queues a message as the engine would.
 func (e *Engine) PublishRouting(ctx context.Context) error {
-	r := redisstore.Routing{Queues: map[string]string{}, MaxRetry: e.opt.MaxRetry}
-	for name := range e.opt.Policy.Topics {
-		r.Queues[name] = e.Queue(name)
-	}
-	return e.st.PublishRouting(ctx, r)
+	return e.st.PublishRouting(ctx, e.routing())
 }
 
-// Send validates and enqueues a one-off message. A repeated ID while the
-// first task is still queued is accepted and not enqueued twice.
+// routing is how this engine queues messages, with its topic catalogue
+// (built once: the policy does not change while the engine runs).
+func (e *Engine) routing() redisstore.Routing { return e.route }
+
+func (e *Engine) buildRouting() redisstore.Routing {
+	r := redisstore.Routing{Queues: map[string]string{}, MaxRetry: e.opt.MaxRetry, Topics: map[string]herald.Topic{}}
+	for name, t := range e.opt.Policy.Topics {
+		r.Queues[name] = e.Queue(name)
+		r.Topics[name] = t
+	}
+	return r
+}
+
+// Service is the write path every door uses: customers, preferences,
+// events, messages.
+func (e *Engine) Service() *service.Service { return e.svc }
+
+// catalog serves the engine's own routing to its service.
+type catalog struct{ e *Engine }
+
+func (c catalog) Routing(context.Context) (redisstore.Routing, bool, error) {
+	return c.e.routing(), true, nil
+}
+
+type templateCheck struct{ e *Engine }
+
+func (t templateCheck) Has(name string) bool { return t.e.Templates().Has(name) }
+
+// Send validates and enqueues a one-off message (the service's Send). A
+// repeated ID while the first task is still queued is accepted and not
+// enqueued twice.
 func (e *Engine) Send(ctx context.Context, m wire.Message) (string, error) {
-	if m.ID == "" {
-		m.ID = redisstore.NewID("m_")
-	}
-	if err := m.Validate(); err != nil {
-		return "", err
-	}
-	if err := redisstore.ValidID(m.CustomerID); err != nil {
-		return "", err
-	}
-	if _, ok := e.opt.Policy.Topics[m.Topic]; !ok {
-		return "", herald.Errorf(herald.EInvalid, "unknown topic %q", m.Topic)
-	}
-	if !e.Templates().Has(m.Template) {
-		return "", herald.Errorf(herald.EInvalid, "unknown template %q", m.Template)
-	}
-	return m.ID, e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), asynq.TaskID("m:"+m.ID), asynq.Queue(e.Queue(m.Topic)), e.taskTimeout())
+	return e.svc.Send(ctx, m)
 }
 
 func (e *Engine) enqueue(ctx context.Context, t *asynq.Task, opts ...asynq.Option) error {

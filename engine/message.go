@@ -161,12 +161,13 @@ func (e *Engine) deferMessage(ctx context.Context, c herald.Customer, m wire.Mes
 		return skip(herald.Errorf(herald.EInternal, "message %s deferred 100 times (%s); giving up", m.ID, dec.Reason))
 	}
 	at := dec.NotBefore.Add(time.Second) // asynq fires up to 1s early
+	taskID := fmt.Sprintf("m:%s:defer:%d", m.ID, m.Deferrals)
 	err := e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)),
-		asynq.TaskID(fmt.Sprintf("m:%s:defer:%d", m.ID, m.Deferrals)),
-		asynq.Queue(e.Queue(m.Topic)), asynq.ProcessAt(at), e.taskTimeout())
+		asynq.TaskID(taskID), asynq.Queue(e.Queue(m.Topic)), asynq.ProcessAt(at), e.taskTimeout())
 	if err != nil {
 		return err
 	}
+	e.st.IndexTask(ctx, c.ID, e.Queue(m.Topic), taskID)
 	e.metrics.message("", m.Topic, m.WorkflowID, herald.OutcomeDeferred, dec.Reason)
 	ref["until"] = dec.NotBefore.UTC().Format(time.RFC3339)
 	return e.st.Append(ctx, c.ID, herald.TimelineEntry{

@@ -174,8 +174,8 @@ func TestOpenAPIOperationsExist(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *httpapi.Config) {
 		c.Centre = centre.New(centre.Config{
-			Store: c.Engine.Preferences(), Key: []byte("0123456789abcdef0123456789abcdef"),
-			Customer: c.Engine.Store().Customer, Logger: discard(),
+			Prefs: c.Engine.Service(), Key: []byte("0123456789abcdef0123456789abcdef"),
+			Customer: c.Engine.Service().Customer, Logger: discard(),
 		})
 	})
 	b.putCustomer(t, "c1", `{"email":"ada@example.com"}`)

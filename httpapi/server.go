@@ -9,19 +9,17 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/mail"
 	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
 	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/service"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 )
@@ -72,6 +70,7 @@ type server struct {
 	cfg Config
 	e   *engine.Engine
 	st  *redisstore.Store
+	svc *service.Service
 	log *slog.Logger
 	// session is the dashboard session cookie's value (with MonitoringLogin).
 	session string
@@ -89,7 +88,7 @@ func New(cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &server{cfg: cfg, e: cfg.Engine, st: cfg.Engine.Store(), log: cfg.Logger}
+	s := &server{cfg: cfg, e: cfg.Engine, st: cfg.Engine.Store(), svc: cfg.Engine.Service(), log: cfg.Logger}
 	if cfg.MonitoringLogin != "" {
 		var b [32]byte
 		_, _ = rand.Read(b[:])
@@ -103,6 +102,7 @@ func New(cfg Config) http.Handler {
 		mux.Handle(pattern, s.auth(h))
 	}
 	api("PUT /v1/customers/{id}", s.putCustomer)
+	api("PATCH /v1/customers/{id}", s.patchCustomer)
 	api("GET /v1/customers/{id}", s.getCustomer)
 	api("DELETE /v1/customers/{id}", s.deleteCustomer)
 	api("GET /v1/customers/{id}/export", s.exportCustomer)
@@ -252,56 +252,8 @@ type customerBody struct {
 	Attributes  map[string]any `json:"attributes"`
 }
 
-var (
-	emailRe  = regexp.MustCompile(`^[^\s@<>()",;:\\]+@[^\s@<>()",;:\\]+\.[^\s@<>()",;:\\]+$`)
-	slackRe  = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
-	localeRe = regexp.MustCompile(`^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$`)
-	attrRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
-)
-
-func (b customerBody) validate() error {
-	var probs []string
-	if b.Email != nil && *b.Email != "" && !validEmail(*b.Email) {
-		probs = append(probs, "email: not an email address (want a bare address such as ada@example.com)")
-	}
-	if b.SlackUserID != nil && *b.SlackUserID != "" && !slackRe.MatchString(*b.SlackUserID) {
-		probs = append(probs, "slack_user_id: want a Slack user ID such as U024BE7LH")
-	}
-	if b.Locale != nil && *b.Locale != "" && !localeRe.MatchString(*b.Locale) {
-		probs = append(probs, "locale: want a BCP 47 tag such as ja-JP")
-	}
-	if b.Timezone != nil && *b.Timezone != "" {
-		if _, err := time.LoadLocation(*b.Timezone); err != nil || strings.Contains(*b.Timezone, "..") {
-			probs = append(probs, "timezone: want an IANA zone such as Asia/Bangkok")
-		}
-	}
-	for k := range b.Attributes {
-		if !attrRe.MatchString(k) {
-			probs = append(probs, "attributes."+k+": attribute names use letters, digits and _")
-		}
-	}
-	if len(probs) > 0 {
-		return herald.Errorf(herald.EInvalid, "%s", strings.Join(probs, "; "))
-	}
-	return nil
-}
-
-// validEmail accepts a bare address (no display name, no comments) that
-// net/mail parses back to itself, with no control or space characters: what
-// the SMTP sender will accept later, checked now.
-func validEmail(v string) bool {
-	if len(v) > 254 || !emailRe.MatchString(v) {
-		return false
-	}
-	for _, r := range v {
-		if unicode.IsControl(r) || unicode.IsSpace(r) || r == utf8.RuneError || unicode.In(r, unicode.Cf) {
-			return false
-		}
-	}
-	a, err := mail.ParseAddress(v)
-	return err == nil && a.Name == "" && a.Address == v
-}
-
+// putCustomer replaces the profile: fields left out are removed. PATCH
+// merges.
 func (s *server) putCustomer(w http.ResponseWriter, r *http.Request, actor string) error {
 	id, err := pathID(r)
 	if err != nil {
@@ -311,26 +263,47 @@ func (s *server) putCustomer(w http.ResponseWriter, r *http.Request, actor strin
 	if _, err := readJSON(w, r, s.cfg.MaxBody, &b); err != nil {
 		return err
 	}
-	if err := b.validate(); err != nil {
-		return err
-	}
 	c := herald.Customer{ID: id, Attributes: b.Attributes}
 	for dst, src := range map[*string]*string{&c.Email: b.Email, &c.SlackUserID: b.SlackUserID, &c.Locale: b.Locale, &c.Timezone: b.Timezone} {
 		if src != nil {
 			*dst = *src
 		}
 	}
-	c, created, err := s.st.UpsertCustomer(r.Context(), c)
+	c, created, err := s.svc.PutCustomer(r.Context(), c, apiActor(actor))
 	if err != nil {
 		return err
 	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
-		_ = s.st.Append(r.Context(), id, herald.TimelineEntry{Kind: "customer", Summary: "customer created by " + actor})
 	}
 	writeJSON(w, status, c)
 	return nil
+}
+
+// patchCustomer merges a JSON merge patch (RFC 7396) into the profile.
+func (s *server) patchCustomer(w http.ResponseWriter, r *http.Request, actor string) error {
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/merge-patch+json") && !strings.HasPrefix(ct, "application/json") {
+		return errStatus(http.StatusUnsupportedMediaType, "unsupported_media_type", "PATCH takes application/merge-patch+json (RFC 7396)")
+	}
+	var raw json.RawMessage
+	if _, err := readJSON(w, r, s.cfg.MaxBody, &raw); err != nil {
+		return err
+	}
+	c, err := s.svc.PatchCustomer(r.Context(), id, raw, apiActor(actor))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func apiActor(token string) preferences.Actor {
+	return preferences.Actor{Kind: preferences.ActorAPI, Name: token}
 }
 
 func (s *server) getCustomer(w http.ResponseWriter, r *http.Request, _ string) error {
@@ -338,7 +311,7 @@ func (s *server) getCustomer(w http.ResponseWriter, r *http.Request, _ string) e
 	if err != nil {
 		return err
 	}
-	c, err := s.st.Customer(r.Context(), id)
+	c, err := s.svc.Customer(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -351,7 +324,7 @@ func (s *server) deleteCustomer(w http.ResponseWriter, r *http.Request, actor st
 	if err != nil {
 		return err
 	}
-	if err := s.e.Erase(r.Context(), id, preferences.Actor{Kind: "api", Name: actor}); err != nil {
+	if err := s.svc.Erase(r.Context(), id, apiActor(actor)); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -397,10 +370,7 @@ func (s *server) getPreferences(w http.ResponseWriter, r *http.Request, _ string
 	if err != nil {
 		return err
 	}
-	if _, err := s.st.Customer(r.Context(), id); err != nil {
-		return err
-	}
-	p, err := s.e.Preferences().Get(r.Context(), id)
+	p, err := s.svc.Preferences(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -417,10 +387,7 @@ func (s *server) patchPreferences(w http.ResponseWriter, r *http.Request, actor 
 	if _, err := readJSON(w, r, s.cfg.MaxBody, &p); err != nil {
 		return err
 	}
-	if _, err := s.st.Customer(r.Context(), id); err != nil {
-		return err
-	}
-	prefs, err := s.e.SetPreferences(r.Context(), id, p, preferences.Actor{Kind: "api", Name: actor}, "api")
+	prefs, err := s.svc.SetPreferences(r.Context(), id, p, apiActor(actor), preferences.SourceAPI)
 	if err != nil {
 		return err
 	}
@@ -466,18 +433,8 @@ func (s *server) postEvent(w http.ResponseWriter, r *http.Request, actor string)
 		return err
 	}
 	return s.idempotent(w, r, actor, b.IdempotencyKey, body, func() (int, any, error) {
-		// The worker archives an event for an unknown customer; say so now.
-		if err := redisstore.ValidID(b.CustomerID); err != nil {
-			return 0, nil, err
-		}
-		if err := redisstore.ValidEventName(b.Name); err != nil {
-			return 0, nil, err
-		}
-		if _, err := s.st.Customer(r.Context(), b.CustomerID); err != nil {
-			return 0, nil, err
-		}
-		ev := herald.Event{CustomerID: b.CustomerID, Name: b.Name, Data: b.Data, IdempotencyKey: idemKey(r, b.IdempotencyKey)}
-		id, err := s.e.Event(r.Context(), ev, actor)
+		ev := herald.Event{CustomerID: b.CustomerID, Name: b.Name, Data: b.Data, IdempotencyKey: idemKey(r, b.IdempotencyKey), Actor: actor}
+		id, err := s.svc.Event(r.Context(), ev)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -511,9 +468,6 @@ func (s *server) postMessage(w http.ResponseWriter, r *http.Request, actor strin
 		if len(probs) > 0 {
 			return 0, nil, herald.Errorf(herald.EInvalid, "%s", strings.Join(slices.Sorted(slices.Values(probs)), "; "))
 		}
-		if _, err := s.st.Customer(r.Context(), b.CustomerID); err != nil {
-			return 0, nil, err
-		}
 		m := wire.Message{
 			CustomerID: b.CustomerID, Template: b.Template, Topic: b.Topic, Data: b.Data,
 			Channels: b.Channels, Mode: b.Mode, Actor: actor,
@@ -521,7 +475,7 @@ func (s *server) postMessage(w http.ResponseWriter, r *http.Request, actor strin
 		if k := idemKey(r, b.IdempotencyKey); k != "" {
 			m.ID = redisstore.KeyedID("m_", actor, k)
 		}
-		id, err := s.e.Send(r.Context(), m)
+		id, err := s.svc.Send(r.Context(), m)
 		if err != nil {
 			return 0, nil, err
 		}

@@ -43,6 +43,23 @@ type Claims struct {
 	Message string
 	URL     string
 	Event   string
+	// Epoch is the customer's epoch when the link was signed (EpochOf):
+	// erasing the customer changes it, so the link dies with the customer
+	// even if the ID is reused. 0 in links signed without one.
+	Epoch int64
+}
+
+// EpochOf is a customer's link epoch: the profile's creation time, which a
+// new customer under an erased customer's ID does not share.
+func EpochOf(c herald.Customer) int64 { return c.CreatedAt.UnixMilli() }
+
+// CheckEpoch refuses a link signed for an earlier customer under the same
+// ID. Links that carry no epoch pass (they name the customer only).
+func CheckEpoch(c Claims, cust herald.Customer) error {
+	if c.Epoch != 0 && c.Epoch != EpochOf(cust) {
+		return herald.Errorf(herald.EInvalid, "token: signed for an earlier customer %s (erased since)", c.CustomerID)
+	}
+	return nil
 }
 
 type wireClaims struct {
@@ -54,6 +71,7 @@ type wireClaims struct {
 	M  string `json:"m,omitempty"`
 	U  string `json:"u,omitempty"`
 	Ev string `json:"ev,omitempty"`
+	Ep int64  `json:"ep,omitempty"`
 }
 
 // Strict: a token has exactly one spelling, so it can serve as a key.
@@ -66,7 +84,7 @@ func Sign(key []byte, c Claims) string {
 	if len(key) == 0 {
 		panic("preferences.Sign: empty signing key")
 	}
-	payload, _ := json.Marshal(wireClaims{C: c.CustomerID, P: c.Purpose, T: c.Topic, Ch: string(c.Channel), E: c.Expires.Unix(), M: c.Message, U: c.URL, Ev: c.Event})
+	payload, _ := json.Marshal(wireClaims{C: c.CustomerID, P: c.Purpose, T: c.Topic, Ch: string(c.Channel), E: c.Expires.Unix(), M: c.Message, U: c.URL, Ev: c.Event, Ep: c.Epoch})
 	body := tokenVersion + "." + b64.EncodeToString(payload)
 	return body + "." + b64.EncodeToString(tokenMAC(key, body))
 }
@@ -110,7 +128,7 @@ func Verify(key []byte, token string, now time.Time) (Claims, error) {
 	if err := json.Unmarshal(payload, &w); err != nil {
 		return Claims{}, herald.Errorf(herald.EInvalid, "token: malformed claims")
 	}
-	c := Claims{CustomerID: w.C, Purpose: w.P, Topic: w.T, Channel: herald.Channel(w.Ch), Expires: time.Unix(w.E, 0).UTC(), Message: w.M, URL: w.U, Event: w.Ev}
+	c := Claims{CustomerID: w.C, Purpose: w.P, Topic: w.T, Channel: herald.Channel(w.Ch), Expires: time.Unix(w.E, 0).UTC(), Message: w.M, URL: w.U, Event: w.Ev, Epoch: w.Ep}
 	switch {
 	case c.CustomerID == "":
 		return Claims{}, herald.Errorf(herald.EInvalid, "token: no customer")

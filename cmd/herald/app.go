@@ -143,9 +143,8 @@ func (m *Main) Open(ctx context.Context) error {
 		MetricsToken:    c.HTTP.MetricsToken.Reveal(),
 		PublicRateLimit: publicRateLimit(c.HTTP), TrustedProxies: c.HTTP.TrustedProxyPrefixes(),
 		Centre: centre.New(centre.Config{
-			Store: m.Engine.Preferences(), Key: []byte(c.SigningKey.Reveal()), Topics: policy(c).Topics, DefaultLocale: c.Content.DefaultLocale,
-			Customer: m.Engine.Store().Customer,
-			OnOptOut: m.Engine.TopicOptOut,
+			Prefs: m.Engine.Service(), Key: []byte(c.SigningKey.Reveal()), Topics: policy(c).Topics, DefaultLocale: c.Content.DefaultLocale,
+			Customer: m.Engine.Service().Customer,
 			Logger:   m.Logger,
 		}),
 		Extra: map[string]http.Handler{

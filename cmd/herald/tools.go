@@ -194,17 +194,24 @@ func cmdPreview(args []string, stdout, stderr io.Writer) error {
 	return templates.WritePreview(stdout, content, *channel)
 }
 
-func newClient() (*client.Client, error) {
-	url := os.Getenv("HERALD_REDIS_URL")
-	if url == "" {
-		return nil, errors.New("set HERALD_REDIS_URL to herald's Redis (redis://host:port/db)")
-	}
-	c, err := client.New(url)
+// newClient connects to herald's Redis the way the worker does: from the
+// config file (--config / HERALD_CONFIG) and HERALD_* variables, so a URL,
+// a Sentinel group or a Cluster all work.
+func newClient(path string) (*client.Client, error) {
+	c, err := config.Load(path)
 	if err != nil {
 		return nil, err
 	}
-	c.Actor = "cli"
-	return c, nil
+	opt, err := redisConn(c.Redis)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := client.NewFromOpt(opt)
+	if err != nil {
+		return nil, err
+	}
+	cl.Actor = "cli"
+	return cl, nil
 }
 
 func jsonFlag(s, name string) (map[string]any, error) {
@@ -219,7 +226,7 @@ func jsonFlag(s, name string) (map[string]any, error) {
 }
 
 func cmdEvent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, _ := flags("event", stderr)
+	fs, cfgPath := flags("event", stderr)
 	data := fs.String("data", "", "event data as a JSON object")
 	key := fs.String("key", "", "idempotency key")
 	pos, err := parse(fs, args)
@@ -233,7 +240,7 @@ func cmdEvent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	c, err := newClient()
+	c, err := newClient(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -247,7 +254,7 @@ func cmdEvent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, _ := flags("send", stderr)
+	fs, cfgPath := flags("send", stderr)
 	topic := fs.String("topic", "", "topic (required)")
 	data := fs.String("data", "", "template data as a JSON object")
 	chans := fs.String("channels", "", "candidate channels in order, e.g. email,slack")
@@ -270,7 +277,7 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			m.Channels = append(m.Channels, herald.Channel(ch))
 		}
 	}
-	c, err := newClient()
+	c, err := newClient(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -287,13 +294,14 @@ func cmdCustomer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(args) > 0 && args[0] == "prefs" {
 		return cmdPrefs(ctx, args[1:], stdout, stderr)
 	}
-	fs, _ := flags("customer", stderr)
+	fs, cfgPath := flags("customer", stderr)
 	emailF := fs.String("email", "", "email address")
 	slackF := fs.String("slack", "", "Slack user ID")
 	locale := fs.String("locale", "", "BCP 47 locale, e.g. ja-JP")
 	tz := fs.String("timezone", "", "IANA time zone, e.g. Asia/Bangkok")
 	var attrs multiFlag
 	fs.Var(&attrs, "attr", "attribute key=value (repeatable)")
+	erase := fs.Bool("erase", false, "erase the customer (suppress addresses, remove everything else)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -301,36 +309,45 @@ func cmdCustomer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(pos) != 1 {
 		return errors.New("usage: herald customer CUSTOMER [--email E] [--slack U…] [--locale L] [--timezone Z] [--attr k=v …]")
 	}
-	c, err := newClient()
+	c, err := newClient(*cfgPath)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	cust, err := c.Customer(ctx, pos[0])
-	if err != nil && herald.ErrorCode(err) != herald.ENotFound {
-		return err
+	if *erase {
+		if err := c.EraseCustomer(ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "customer %s erased: addresses suppressed; a worker removes the rest\n", pos[0])
+		return nil
 	}
-	cust.ID = pos[0]
-	set := func(dst *string, v string) {
+	// The flags given change those fields; the others stay (a merge, as
+	// PATCH /v1/customers/{id}). A new customer is created.
+	patch := map[string]any{}
+	for k, v := range map[string]string{"email": *emailF, "slack_user_id": *slackF, "locale": *locale, "timezone": *tz} {
 		if v != "" {
-			*dst = v
+			patch[k] = v
 		}
 	}
-	set(&cust.Email, *emailF)
-	set(&cust.SlackUserID, *slackF)
-	set(&cust.Locale, *locale)
-	set(&cust.Timezone, *tz)
+	attrsPatch := map[string]any{}
 	for _, a := range attrs {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok {
 			return fmt.Errorf("--attr %q: want key=value", a)
 		}
-		if cust.Attributes == nil {
-			cust.Attributes = map[string]any{}
-		}
-		cust.Attributes[k] = v
+		attrsPatch[k] = v
 	}
-	cust, err = c.UpsertCustomer(ctx, cust)
+	if len(attrsPatch) > 0 {
+		patch["attributes"] = attrsPatch
+	}
+	cust, err := c.PatchCustomer(ctx, pos[0], patch)
+	if herald.ErrorCode(err) == herald.ENotFound {
+		n := herald.Customer{ID: pos[0], Email: *emailF, SlackUserID: *slackF, Locale: *locale, Timezone: *tz}
+		if len(attrsPatch) > 0 {
+			n.Attributes = attrsPatch
+		}
+		cust, err = c.UpsertCustomer(ctx, n)
+	}
 	if err != nil {
 		return err
 	}
@@ -338,7 +355,7 @@ func cmdCustomer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 func cmdPrefs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, _ := flags("customer prefs", stderr)
+	fs, cfgPath := flags("customer prefs", stderr)
 	setF := fs.String("set", "", `merge a change, e.g. '{"channels":{"email":false}}'`)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -347,7 +364,7 @@ func cmdPrefs(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(pos) != 1 {
 		return errors.New("usage: herald customer prefs CUSTOMER [--set JSON]")
 	}
-	c, err := newClient()
+	c, err := newClient(*cfgPath)
 	if err != nil {
 		return err
 	}

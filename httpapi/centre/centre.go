@@ -18,7 +18,6 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/preferences"
 )
 
@@ -27,7 +26,9 @@ const maxForm = 64 << 10
 
 // Config is what the preference centre needs from the binary.
 type Config struct {
-	Store *redisstore.Prefs
+	// Prefs reads and changes preferences through herald's one write path
+	// (consent log, timeline, journeys of topics left end).
+	Prefs Preferences
 	// Key signs and verifies the links' tokens (preferences.Sign).
 	Key []byte
 	// Topics are shown with their Labels and Descriptions in the page's
@@ -38,11 +39,14 @@ type Config struct {
 	// Customer loads a customer; a missing one is herald.ENotFound. Nil
 	// serves every token's customer with defaults (English, UTC).
 	Customer func(ctx context.Context, id string) (herald.Customer, error)
-	// OnOptOut runs after a customer opted out of a topic, so the engine
-	// can end that topic's journeys. Optional.
-	OnOptOut func(ctx context.Context, customerID, topic string)
 	Now      func() time.Time // time.Now when nil
 	Logger   *slog.Logger     // slog.Default() when nil
+}
+
+// Preferences is the write path the centre uses (service.Service).
+type Preferences interface {
+	Preferences(ctx context.Context, customerID string) (herald.Preferences, error)
+	SetPreferences(ctx context.Context, customerID string, p preferences.Patch, actor preferences.Actor, source string) (herald.Preferences, error)
 }
 
 type handler struct {
@@ -138,6 +142,11 @@ func (h *handler) open(w http.ResponseWriter, r *http.Request, purpose string, p
 			h.fail(w, s, http.StatusInternalServerError, plain)
 			return s, false
 		}
+		if err := preferences.CheckEpoch(claims, c); err != nil {
+			h.cfg.Logger.InfoContext(r.Context(), "preference centre: refused token", "path", r.URL.Path, "error", err)
+			h.fail(w, s, http.StatusForbidden, plain)
+			return s, false
+		}
 		s.customer = c
 	}
 	s.lang, s.text = pick(s.customer.Locale, r.Header.Get("Accept-Language"))
@@ -169,7 +178,7 @@ func (h *handler) getPreferences(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	prefs, err := h.cfg.Store.Get(r.Context(), s.customer.ID)
+	prefs, err := h.cfg.Prefs.Preferences(r.Context(), s.customer.ID)
 	if err != nil {
 		h.storeFailed(w, r, s, err)
 		return
@@ -192,7 +201,7 @@ func (h *handler) postPreferences(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, s, http.StatusForbidden, false)
 		return
 	}
-	cur, err := h.cfg.Store.Get(r.Context(), s.customer.ID)
+	cur, err := h.cfg.Prefs.Preferences(r.Context(), s.customer.ID)
 	if err != nil {
 		h.storeFailed(w, r, s, err)
 		return
@@ -210,15 +219,10 @@ func (h *handler) postPreferences(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, s, http.StatusInternalServerError, false)
 		return
 	}
-	saved, entries, err := h.cfg.Store.Apply(r.Context(), s.customer.ID, patch, preferences.Actor{Kind: preferences.ActorCustomer}, preferences.SourcePreferencePage)
+	saved, err := h.cfg.Prefs.SetPreferences(r.Context(), s.customer.ID, patch, preferences.Actor{Kind: preferences.ActorCustomer}, preferences.SourcePreferencePage)
 	if err != nil {
 		h.storeFailed(w, r, s, err)
 		return
-	}
-	for _, e := range entries {
-		if topic, ok := strings.CutPrefix(e.Field, "topics."); ok && e.To == false {
-			h.optedOut(r.Context(), s.customer.ID, topic)
-		}
 	}
 	page := h.formPage(s, saved)
 	page.Saved = true
@@ -377,18 +381,13 @@ func (h *handler) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		patch.Topics = map[string]bool{s.claims.Topic: false}
 		done = fmt.Sprintf(s.text.UnsubDone, h.label(s, s.claims.Topic))
 	}
-	_, _, err := h.cfg.Store.Apply(r.Context(), s.customer.ID, patch, preferences.Actor{Kind: preferences.ActorCustomer}, preferences.SourceOneClickUnsubscribe)
+	_, err := h.cfg.Prefs.SetPreferences(r.Context(), s.customer.ID, patch, preferences.Actor{Kind: preferences.ActorCustomer}, preferences.SourceOneClickUnsubscribe)
 	if err != nil {
 		h.cfg.Logger.ErrorContext(r.Context(), "unsubscribe: save", "customer_id", s.customer.ID, "error", err)
 		h.answer(w, s, fromPage, http.StatusInternalServerError, s.text.ServerError)
 		return
 	}
 	h.cfg.Logger.InfoContext(r.Context(), "unsubscribed", "customer_id", s.customer.ID, "topic", s.claims.Topic, "channel", s.claims.Channel, "from_page", fromPage)
-	if s.claims.Topic != "" {
-		// Called even when already opted out: a crash after Apply must not
-		// leave journeys running.
-		h.optedOut(r.Context(), s.customer.ID, s.claims.Topic)
-	}
 	h.answer(w, s, fromPage, http.StatusOK, done)
 }
 
@@ -400,12 +399,6 @@ func (h *handler) answer(w http.ResponseWriter, s session, page bool, status int
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	fmt.Fprintln(w, msg)
-}
-
-func (h *handler) optedOut(ctx context.Context, customerID, topic string) {
-	if h.cfg.OnOptOut != nil {
-		h.cfg.OnOptOut(ctx, customerID, topic)
-	}
 }
 
 func (h *handler) storeFailed(w http.ResponseWriter, r *http.Request, s session, err error) {

@@ -17,12 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/text/language"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/heraldhq/herald/internal/service"
 	"github.com/heraldhq/herald/preferences"
 )
 
@@ -65,6 +67,22 @@ type bundle struct {
 	optOuts []string
 }
 
+// ExitTopic records the journeys the write path ends (service.Journeys).
+func (b *bundle) ExitTopic(_ context.Context, id, topic string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.optOuts = append(b.optOuts, id+":"+topic)
+	return nil
+}
+
+func (b *bundle) Erase(context.Context, herald.Customer, preferences.Actor) error { return nil }
+
+type catalog struct{}
+
+func (catalog) Routing(context.Context) (redisstore.Routing, bool, error) {
+	return redisstore.Routing{Queues: map[string]string{}, MaxRetry: 3, Topics: testTopics}, true, nil
+}
+
 func (b *bundle) OptOuts() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -84,9 +102,18 @@ var customers = map[string]herald.Customer{
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	b := &bundle{now: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)}
-	b.store = redisstore.NewPrefs(redistest.Start(t).Client(), func() time.Time { return b.now })
+	rdb := redistest.Start(t).Client()
+	clock := func() time.Time { return b.now }
+	b.store = redisstore.NewPrefs(rdb, clock)
+	st := redisstore.New(rdb, clock)
+	for _, c := range customers {
+		_, _, err := st.UpsertCustomer(context.Background(), c)
+		require.NoError(t, err)
+	}
+	tasks := asynq.NewClientFromRedisClient(rdb)
+	svc := service.New(service.Options{Store: st, Prefs: b.store, Tasks: tasks, Catalog: catalog{}, Journeys: b})
 	b.srv = httptest.NewServer(New(Config{
-		Store:  b.store,
+		Prefs:  svc,
 		Key:    testKey,
 		Topics: testTopics,
 		Customer: func(_ context.Context, id string) (herald.Customer, error) {
@@ -95,11 +122,6 @@ func setup(t *testing.T) *bundle {
 				return herald.Customer{}, herald.Errorf(herald.ENotFound, "no customer %s", id)
 			}
 			return c, nil
-		},
-		OnOptOut: func(_ context.Context, id, topic string) {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			b.optOuts = append(b.optOuts, id+":"+topic)
 		},
 		Now:    func() time.Time { return b.now },
 		Logger: slog.New(slog.DiscardHandler),

@@ -30,8 +30,9 @@ const applyAttempts = 16
 // {c:<id>} so a customer's keys share a Cluster slot and one MULTI can
 // change them together.
 type Prefs struct {
-	rdb redis.UniversalClient
-	now func() time.Time
+	rdb      redis.UniversalClient
+	now      func() time.Time
+	timeline *Store
 }
 
 // NewPrefs returns a Prefs on rdb; now is the clock (time.Now when nil).
@@ -39,7 +40,7 @@ func NewPrefs(rdb redis.UniversalClient, now func() time.Time) *Prefs {
 	if now == nil {
 		now = time.Now
 	}
-	return &Prefs{rdb: rdb, now: now}
+	return &Prefs{rdb: rdb, now: now, timeline: New(rdb, now)}
 }
 
 func customerKey(id, suffix string) string { return Key(id, suffix) }
@@ -133,6 +134,12 @@ func (s *Prefs) Apply(ctx context.Context, customerID string, p preferences.Patc
 		_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 			pipe.Set(ctx, pk, b, 0)
 			pipe.RPush(ctx, ck, raw...)
+			pipe.LTrim(ctx, ck, -ConsentCap, -1)
+			lines := make([]herald.TimelineEntry, len(entries))
+			for i, e := range entries {
+				lines[i] = ConsentLine(e)
+			}
+			s.timeline.AppendPipe(ctx, pipe, customerID, lines...)
 			return nil
 		})
 		out = next
@@ -153,6 +160,35 @@ func (s *Prefs) Apply(ctx context.Context, customerID string, p preferences.Patc
 		return out, entries, nil
 	}
 	return herald.Preferences{}, nil, herald.Errorf(herald.ETemporary, "preferences of %s: too many concurrent changes, try again", customerID)
+}
+
+// ConsentCap bounds a customer's consent log. Each entry is a few hundred
+// bytes, so the log stays under about 1 MB; the oldest entries go first, and
+// erasure's entry is written after the log is emptied.
+const ConsentCap = 2000
+
+// ConsentLine is the timeline line of a consent entry: what changed, from
+// what to what, by whom and from where, so the timeline answers "why did I
+// (not) get this?" without the consent log.
+func ConsentLine(c preferences.ConsentEntry) herald.TimelineEntry {
+	return herald.TimelineEntry{
+		At: c.At, Kind: herald.KindConsent, Ref: c.ID,
+		Summary: fmt.Sprintf("%s changed from %v to %v by %s (%s)", c.Field, showValue(c.From), showValue(c.To), actorText(c.Actor), c.Source),
+	}
+}
+
+func showValue(v any) string {
+	if v == nil {
+		return "unset"
+	}
+	return fmt.Sprint(v)
+}
+
+func actorText(a preferences.Actor) string {
+	if a.Name != "" {
+		return a.Kind + " " + a.Name
+	}
+	return a.Kind
 }
 
 // newID returns a consent entry ID that sorts by time.
@@ -320,7 +356,7 @@ func (s *Prefs) Erase(ctx context.Context, customerID string, addresses map[hera
 		ID: newID(at), At: at, CustomerID: customerID, Actor: actor,
 		Source: preferences.SourceErasure, Field: "*", To: "erased",
 	})
-	keys := []string{prefsKey(customerID), consentKey(customerID), sendClassesKey(customerID)}
+	keys := []string{prefsKey(customerID), consentKey(customerID), sendClassesKey(customerID), Key(customerID, "timeline"), Key(customerID, "timeline", "acks")}
 	for _, c := range classes {
 		keys = append(keys, sendsKey(customerID, c))
 	}

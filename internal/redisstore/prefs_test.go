@@ -184,6 +184,7 @@ func TestStoreKeys(t *testing.T) {
 	require.ElementsMatch(t, []string{
 		"herald:{c:cus_1}:prefs",
 		"herald:{c:cus_1}:consent",
+		"herald:{c:cus_1}:timeline",
 		"herald:{c:cus_1}:sends:marketing",
 		"herald:{c:cus_1}:send-classes",
 		"herald:suppress:email:" + hex.EncodeToString(sum[:]),

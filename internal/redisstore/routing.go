@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,9 @@ type Routing struct {
 	// Queues maps a topic to its priority queue.
 	Queues   map[string]string
 	MaxRetry int
+	// Topics is the topic catalogue, so every door validates preference
+	// changes against the same topics (nil: not known).
+	Topics map[string]herald.Topic
 }
 
 // PublishRouting replaces the published routing.
@@ -29,6 +33,13 @@ func (s *Store) PublishRouting(ctx context.Context, r Routing) error {
 	fields := map[string]any{"max_retry": strconv.Itoa(r.MaxRetry)}
 	for t, q := range r.Queues {
 		fields["topic:"+t] = q
+	}
+	if r.Topics != nil {
+		b, err := json.Marshal(r.Topics)
+		if err != nil {
+			return err
+		}
+		fields["topics"] = string(b)
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, routingKey)
@@ -59,6 +70,11 @@ func (s *Store) RoutingCache(ttl time.Duration) *RoutingCache {
 // Get returns the routing; ok is false when no worker has published one
 // (callers then fall back to their defaults).
 func (c *RoutingCache) Get(ctx context.Context) (Routing, bool, error) {
+	return c.Routing(ctx)
+}
+
+// Routing is Get, so a RoutingCache serves as a service.Catalog.
+func (c *RoutingCache) Routing(ctx context.Context) (Routing, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.at.IsZero() && time.Since(c.at) < c.ttl {
@@ -74,6 +90,8 @@ func (c *RoutingCache) Get(ctx context.Context) (Routing, bool, error) {
 			r.Queues[t] = v
 		} else if k == "max_retry" {
 			r.MaxRetry, _ = strconv.Atoi(v)
+		} else if k == "topics" {
+			_ = json.Unmarshal([]byte(v), &r.Topics)
 		}
 	}
 	c.at, c.last = time.Now(), r

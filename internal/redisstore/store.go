@@ -145,16 +145,45 @@ func getJSON[T any](ctx context.Context, rdb redis.Cmdable, key string) (T, erro
 	return v, nil
 }
 
-// Append adds an entry to the customer's timeline (newest first, capped).
-func (s *Store) Append(ctx context.Context, customerID string, e herald.TimelineEntry) error {
+// AckCap is how many acknowledgement lines (opens, clicks, replies, button
+// presses) are kept per customer. They live in their own list, so however
+// often a customer clicks, the delivery, consent and journey lines that
+// explain what herald did stay on the timeline.
+const AckCap = 100
+
+// MaxTimelineEntry bounds one timeline line as stored: a line whose data
+// would make it longer keeps its summary and drops the data (noting so).
+// With TimelineCap and AckCap this caps a customer's timeline at about
+// (TimelineCap+AckCap+slack) × MaxTimelineEntry ≈ 1.3 MB.
+const MaxTimelineEntry = 2 << 10
+
+// encodeEntry stamps and encodes a line within MaxTimelineEntry.
+func (s *Store) encodeEntry(e herald.TimelineEntry) []byte {
 	if e.At.IsZero() {
 		e.At = s.now().UTC()
 	}
 	b, _ := json.Marshal(e)
-	key := Key(customerID, "timeline")
+	if len(b) > MaxTimelineEntry {
+		e.Data = map[string]any{"truncated": true}
+		if len(e.Summary) > 512 {
+			e.Summary = e.Summary[:512] + "…"
+		}
+		b, _ = json.Marshal(e)
+	}
+	return b
+}
+
+func timelineKey(customerID string, e herald.TimelineEntry) (string, int64) {
+	if e.Kind == herald.KindAcknowledgement {
+		return Key(customerID, "timeline", "acks"), AckCap
+	}
+	return Key(customerID, "timeline"), TimelineCap
+}
+
+// Append adds an entry to the customer's timeline (newest first, capped).
+func (s *Store) Append(ctx context.Context, customerID string, e herald.TimelineEntry) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, key, b)
-		p.LTrim(ctx, key, 0, TimelineCap-1)
+		s.AppendPipe(ctx, p, customerID, e)
 		return nil
 	})
 	return err
@@ -163,35 +192,60 @@ func (s *Store) Append(ctx context.Context, customerID string, e herald.Timeline
 // AppendPipe queues timeline entries on a pipeline (newest last in
 // entries, so they read newest first).
 func (s *Store) AppendPipe(ctx context.Context, p redis.Pipeliner, customerID string, entries ...herald.TimelineEntry) {
-	vals := make([]any, 0, len(entries))
+	byKey := map[string][]any{}
+	caps := map[string]int64{}
+	var order []string
 	for _, e := range entries {
-		if e.At.IsZero() {
-			e.At = s.now().UTC()
+		key, limit := timelineKey(customerID, e)
+		if _, ok := byKey[key]; !ok {
+			order = append(order, key)
 		}
-		b, _ := json.Marshal(e)
-		vals = append(vals, b)
+		byKey[key] = append(byKey[key], s.encodeEntry(e))
+		caps[key] = limit
 	}
-	key := Key(customerID, "timeline")
-	p.LPush(ctx, key, vals...)
-	p.LTrim(ctx, key, 0, TimelineCap-1)
+	for _, key := range order {
+		p.LPush(ctx, key, byKey[key]...)
+		p.LTrim(ctx, key, 0, caps[key]-1)
+	}
 }
 
-// Timeline returns up to limit entries, newest first (limit <= 0: all kept).
+// Timeline returns up to limit entries, newest first (limit <= 0: all
+// kept), acknowledgements merged in by time.
 func (s *Store) Timeline(ctx context.Context, customerID string, limit int) ([]herald.TimelineEntry, error) {
 	stop := int64(-1)
 	if limit > 0 {
 		stop = int64(limit - 1)
 	}
-	raw, err := s.rdb.LRange(ctx, Key(customerID, "timeline"), 0, stop).Result()
+	var main, acks *redis.StringSliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		main = p.LRange(ctx, Key(customerID, "timeline"), 0, stop)
+		acks = p.LRange(ctx, Key(customerID, "timeline", "acks"), 0, stop)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]herald.TimelineEntry, 0, len(raw))
-	for _, r := range raw {
-		var e herald.TimelineEntry
-		if json.Unmarshal([]byte(r), &e) == nil {
-			out = append(out, e)
+	decode := func(raw []string) []herald.TimelineEntry {
+		out := make([]herald.TimelineEntry, 0, len(raw))
+		for _, r := range raw {
+			var e herald.TimelineEntry
+			if json.Unmarshal([]byte(r), &e) == nil {
+				out = append(out, e)
+			}
 		}
+		return out
+	}
+	a, b := decode(main.Val()), decode(acks.Val())
+	out := make([]herald.TimelineEntry, 0, len(a)+len(b))
+	for len(a) > 0 || len(b) > 0 {
+		if len(b) == 0 || (len(a) > 0 && !a[0].At.Before(b[0].At)) {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }
@@ -285,14 +339,23 @@ func (c SlackUsers) Set(ctx context.Context, email, userID string, ttl time.Dura
 // ledger, journeys, preferences); callers keep what erasure must keep
 // (suppression hashes, the consent entry) outside the customer's keys or
 // write it afterwards.
-func (s *Store) DeleteCustomer(ctx context.Context, customerID string) (int, error) {
+//
+// Keys named in keep (suffixes such as "customer") stay, for a caller that
+// deletes them last.
+func (s *Store) DeleteCustomer(ctx context.Context, customerID string, keep ...string) (int, error) {
 	pattern := "herald:{c:" + customerID + "}:*"
+	kept := map[string]bool{}
+	for _, k := range keep {
+		kept[Key(customerID, k)] = true
+	}
 	var n atomic.Int64
 	scan := func(ctx context.Context, c *redis.Client) error {
 		it := c.Scan(ctx, 0, pattern, 500).Iterator()
 		var keys []string
 		for it.Next(ctx) {
-			keys = append(keys, it.Val())
+			if !kept[it.Val()] {
+				keys = append(keys, it.Val())
+			}
 		}
 		if err := it.Err(); err != nil {
 			return err

@@ -20,6 +20,7 @@ const (
 	TypeEvent       = "herald:event"            // an app event: starts, wakes, exits journeys
 	TypeWake        = "herald:journey:wake"     // a journey's scheduled follow-up
 	TypeWatchdog    = "herald:journey:watchdog" // periodic repair of lost follow-ups
+	TypeErase       = "herald:customer:erase"   // erasure asked for outside a worker
 )
 
 // Queues.
@@ -51,6 +52,14 @@ type Message struct {
 	StepID     string           `json:"step,omitempty"`
 	Actor      string           `json:"actor,omitempty"` // API token name, "cli", "journey"
 	Deferrals  int              `json:"deferrals,omitempty"`
+}
+
+// Erase asks a worker to finish erasing a customer whose addresses are
+// already suppressed.
+type Erase struct {
+	CustomerID string `json:"customer_id"`
+	Actor      string `json:"actor"`
+	ActorName  string `json:"actor_name,omitempty"`
 }
 
 // Deliver hands one message to one channel.

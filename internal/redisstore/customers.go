@@ -1,0 +1,153 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldhq/herald"
+)
+
+// writeAttempts bounds optimistic retries when writers race on one profile.
+const writeAttempts = 16
+
+// WriteCustomer changes the customer's profile with change, which gets the
+// current profile (exists false: none yet) and returns the new one and the
+// timeline lines that say what happened. Profile and lines are written in
+// one transaction; a concurrent writer makes it read again and retry.
+// CreatedAt is kept (set now for a new customer) and UpdatedAt is now. An
+// error from change aborts the write and is returned as is.
+func (s *Store) WriteCustomer(ctx context.Context, id string, change func(old herald.Customer, exists bool) (herald.Customer, []herald.TimelineEntry, error)) (herald.Customer, bool, error) {
+	if err := ValidID(id); err != nil {
+		return herald.Customer{}, false, err
+	}
+	key := Key(id, "customer")
+	var (
+		out     herald.Customer
+		created bool
+	)
+	txf := func(tx *redis.Tx) error {
+		old, err := getJSON[herald.Customer](ctx, tx, key)
+		exists := true
+		switch {
+		case errors.Is(err, redis.Nil):
+			exists = false
+			old = herald.Customer{ID: id}
+		case err != nil:
+			return err
+		}
+		next, lines, err := change(old, exists)
+		if err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		next.ID = id
+		if exists {
+			next.CreatedAt = old.CreatedAt
+		} else {
+			next.CreatedAt = now
+		}
+		next.UpdatedAt = now
+		b, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key, b, 0)
+			if len(lines) > 0 {
+				s.AppendPipe(ctx, p, id, lines...)
+			}
+			return nil
+		})
+		out, created = next, !exists
+		return err
+	}
+	for range writeAttempts {
+		err := s.rdb.Watch(ctx, txf, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			var he *herald.Error
+			if errors.As(err, &he) {
+				return herald.Customer{}, false, err
+			}
+			return herald.Customer{}, false, herald.Temporary(err, "redis", 0)
+		}
+		return out, created, nil
+	}
+	return herald.Customer{}, false, herald.Errorf(herald.ETemporary, "customer %s: too many concurrent changes, try again", id)
+}
+
+// taskIndexCap bounds a customer's task index; older entries name tasks
+// long finished (asynq keeps no completed tasks), so trimming loses nothing
+// erasure needs within any retry budget.
+const taskIndexCap = 1000
+
+// IndexTask records that task id in queue carries the customer's data, so
+// erasure can delete it wherever it waits (pending, scheduled, retry,
+// archive). Best effort: a failed index write leaves a task that erasure's
+// payload scan of the archive still finds.
+func (s *Store) IndexTask(ctx context.Context, customerID, queue, id string) {
+	key := Key(customerID, "tasks")
+	at := float64(s.now().Unix())
+	_ = s.rdb.ZAdd(ctx, key, redis.Z{Score: at, Member: queue + "/" + id}).Err()
+}
+
+// IndexTaskPipe is IndexTask on a pipeline, with the same lazy trim.
+func (s *Store) IndexTaskPipe(ctx context.Context, p redis.Pipeliner, customerID, queue, id string) {
+	p.ZAdd(ctx, Key(customerID, "tasks"), redis.Z{Score: float64(s.now().Unix()), Member: queue + "/" + id})
+}
+
+// TaskRef is a queued task of a customer.
+type TaskRef struct{ Queue, ID string }
+
+// CustomerTasks lists the tasks indexed for the customer, newest first, and
+// trims the index to its cap.
+func (s *Store) CustomerTasks(ctx context.Context, customerID string) ([]TaskRef, error) {
+	key := Key(customerID, "tasks")
+	members, err := s.rdb.ZRevRange(ctx, key, 0, -1).Result()
+	if err != nil {
+		return nil, herald.Temporary(err, "redis", 0)
+	}
+	if len(members) > taskIndexCap {
+		_ = s.rdb.ZRemRangeByRank(ctx, key, 0, int64(len(members)-taskIndexCap-1)).Err()
+	}
+	out := make([]TaskRef, 0, len(members))
+	for _, m := range members {
+		if q, id, ok := strings.Cut(m, "/"); ok {
+			out = append(out, TaskRef{Queue: q, ID: id})
+		}
+	}
+	return out, nil
+}
+
+// waitingKey is the zset of parked journeys, "<customer>|<journey>" scored
+// by wake time.
+const waitingKey = "herald:journeys:waiting"
+
+// ForgetWaiting removes the customer's journeys from the waiting index.
+func (s *Store) ForgetWaiting(ctx context.Context, customerID string, journeyIDs []string) error {
+	if len(journeyIDs) == 0 {
+		return nil
+	}
+	members := make([]any, len(journeyIDs))
+	for i, j := range journeyIDs {
+		members[i] = customerID + "|" + j
+	}
+	if err := s.rdb.ZRem(ctx, waitingKey, members...).Err(); err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
+// DeleteProfile deletes the customer's profile: the last step of erasure.
+func (s *Store) DeleteProfile(ctx context.Context, customerID string) error {
+	if err := s.rdb.Del(ctx, Key(customerID, "customer")).Err(); err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/preferences"
+)
+
+// Event validates an app event and queues it for the workers. The customer
+// must exist. With an idempotency key, a repeat within 24 h is a no-op that
+// returns the first event's ID. Data is limited to MaxEventData bytes of
+// JSON.
+func (s *Service) Event(ctx context.Context, ev herald.Event) (string, error) {
+	if err := CheckData("data", ev.Data); err != nil {
+		return "", err
+	}
+	if err := redisstore.ValidID(ev.CustomerID); err != nil {
+		return "", err
+	}
+	if err := redisstore.ValidEventName(ev.Name); err != nil {
+		return "", err
+	}
+	if _, err := s.o.Store.Customer(ctx, ev.CustomerID); err != nil {
+		return "", err
+	}
+	ev, fresh, err := redisstore.PrepareEvent(ctx, s.o.Store.Redis(), ev)
+	if err != nil || !fresh {
+		return ev.ID, err
+	}
+	if ev.Data == nil {
+		ev.Data = map[string]any{}
+	}
+	if err := s.enqueue(ctx, ev.CustomerID, wire.QueueDefault, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), "e:"+ev.ID); err != nil {
+		return ev.ID, err
+	}
+	redisstore.EventEnqueued(ctx, s.o.Store.Redis(), ev)
+	return ev.ID, nil
+}
+
+// CheckData refuses data bigger than MaxEventData as JSON, naming the limit.
+func CheckData(field string, data map[string]any) error {
+	if len(data) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		return herald.Errorf(herald.EInvalid, "%s: not JSON: %v", field, err)
+	}
+	if len(b) > MaxEventData {
+		return herald.Errorf(herald.EInvalid, "%s is %d bytes of JSON; the limit is %d bytes (32 KiB): send IDs and facts, not documents", field, len(b), MaxEventData)
+	}
+	return nil
+}
+
+// Send validates a one-off message and queues it on its topic's priority
+// queue. A repeated ID while the first task is still queued is the same
+// message, not a second one.
+func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
+	if m.ID == "" {
+		m.ID = redisstore.NewID("m_")
+	}
+	if err := m.Validate(); err != nil {
+		return "", err
+	}
+	if err := CheckData("data", m.Data); err != nil {
+		return "", err
+	}
+	if err := redisstore.ValidID(m.CustomerID); err != nil {
+		return "", err
+	}
+	if _, err := s.o.Store.Customer(ctx, m.CustomerID); err != nil {
+		return "", err
+	}
+	r, err := s.routing(ctx)
+	if err != nil {
+		return "", err
+	}
+	queue := wire.QueueDefault
+	if q, ok := r.Queues[m.Topic]; ok {
+		queue = q
+	} else if r.Topics != nil {
+		return "", herald.Errorf(herald.EInvalid, "unknown topic %q", m.Topic)
+	}
+	if s.o.Templates != nil && !s.o.Templates.Has(m.Template) {
+		return "", herald.Errorf(herald.EInvalid, "unknown template %q", m.Template)
+	}
+	var opts []asynq.Option
+	if s.o.TaskTimeout > 0 {
+		opts = append(opts, asynq.Timeout(s.o.TaskTimeout))
+	}
+	return m.ID, s.enqueue(ctx, m.CustomerID, queue, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), "m:"+m.ID, opts...)
+}
+
+// enqueueErase asks the workers to erase the customer (addresses are
+// already suppressed): the task is retried until it is done.
+func (s *Service) enqueueErase(ctx context.Context, c herald.Customer, actor preferences.Actor) error {
+	t := asynq.NewTask(wire.TypeErase, wire.Encode(wire.Erase{CustomerID: c.ID, Actor: actor.Kind, ActorName: actor.Name}))
+	return s.enqueue(ctx, c.ID, wire.QueueCritical, t, "x:"+c.ID+":"+c.CreatedAt.UTC().Format("20060102T150405.000"))
+}
