@@ -157,7 +157,12 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if ev.Actor != "" {
 		summary += " from " + ev.Actor
 	}
-	e.note(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: summary, Ref: ev.ID, Data: boundedData(ev.Data)})
+	// The preference change itself is on the timeline already (one line
+	// per field, written with the consent entry); its event only carries
+	// the journey exits to a worker.
+	if ev.Name != wire.EventPreferencesChanged {
+		e.note(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: summary, Ref: ev.ID, Data: boundedData(ev.Data)})
+	}
 	if ev.Name == wire.EventPreferencesChanged {
 		if p, _ := ev.Data["paused"].(bool); p {
 			if err := e.exitTopicLocked(ctx, cust, ""); err != nil {

@@ -301,13 +301,15 @@ func cmdCustomer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	tz := fs.String("timezone", "", "IANA time zone, e.g. Asia/Bangkok")
 	var attrs multiFlag
 	fs.Var(&attrs, "attr", "attribute key=value (repeatable)")
+	var unset multiFlag
+	fs.Var(&unset, "unset", "remove a field: email, slack_user_id, locale, timezone or attributes.KEY (repeatable)")
 	erase := fs.Bool("erase", false, "erase the customer (suppress addresses, remove everything else)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return errors.New("usage: herald customer CUSTOMER [--email E] [--slack U…] [--locale L] [--timezone Z] [--attr k=v …]")
+		return errors.New("usage: herald customer CUSTOMER [--email E] [--slack U…] [--locale L] [--timezone Z] [--attr k=v …] [--unset FIELD …] [--erase]")
 	}
 	c, err := newClient(*cfgPath)
 	if err != nil {
@@ -337,14 +339,29 @@ func cmdCustomer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		attrsPatch[k] = v
 	}
+	for _, f := range unset {
+		switch {
+		case f == "email" || f == "slack_user_id" || f == "locale" || f == "timezone":
+			patch[f] = nil
+		case strings.HasPrefix(f, "attributes.") && len(f) > len("attributes."):
+			attrsPatch[strings.TrimPrefix(f, "attributes.")] = nil
+		default:
+			return fmt.Errorf("--unset %q: want email, slack_user_id, locale, timezone or attributes.KEY", f)
+		}
+	}
 	if len(attrsPatch) > 0 {
 		patch["attributes"] = attrsPatch
 	}
 	cust, err := c.PatchCustomer(ctx, pos[0], patch)
 	if herald.ErrorCode(err) == herald.ENotFound {
 		n := herald.Customer{ID: pos[0], Email: *emailF, SlackUserID: *slackF, Locale: *locale, Timezone: *tz}
-		if len(attrsPatch) > 0 {
-			n.Attributes = attrsPatch
+		for k, v := range attrsPatch {
+			if v != nil {
+				if n.Attributes == nil {
+					n.Attributes = map[string]any{}
+				}
+				n.Attributes[k] = v
+			}
 		}
 		cust, err = c.UpsertCustomer(ctx, n)
 	}

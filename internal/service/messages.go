@@ -74,9 +74,6 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 	if err := redisstore.ValidID(m.CustomerID); err != nil {
 		return "", err
 	}
-	if _, err := s.o.Store.Customer(ctx, m.CustomerID); err != nil {
-		return "", err
-	}
 	r, err := s.routing(ctx)
 	if err != nil {
 		return "", err
@@ -89,6 +86,9 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 	}
 	if s.o.Templates != nil && !s.o.Templates.Has(m.Template) {
 		return "", herald.Errorf(herald.EInvalid, "unknown template %q", m.Template)
+	}
+	if _, err := s.o.Store.Customer(ctx, m.CustomerID); err != nil {
+		return "", err
 	}
 	var opts []asynq.Option
 	if s.o.TaskTimeout > 0 {

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/client"
+	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/heraldhq/herald/preferences"
+)
+
+var consentRef = regexp.MustCompile(`consent entry cns_[0-9a-f]+ at \S+`)
+
+// door is one way into herald: each operation means the same through all.
+type door struct {
+	name string
+	// create makes the customer with an email, a locale and plan=free.
+	create func(t *testing.T, id string)
+	// merge sets plan=pro and keeps every other field.
+	merge func(t *testing.T, id string)
+	// optOut leaves product-updates and turns email off.
+	optOut func(t *testing.T, id string)
+	// dropEmail removes the email address.
+	dropEmail func(t *testing.T, id string)
+	// event sends trial.started with {"plan":"pro"}.
+	event func(t *testing.T, id string)
+	// actors are how the door's changes are signed on the timeline,
+	// longest first.
+	actors []string
+}
+
+// TestEveryDoorWritesTheSame runs each customer and preference operation
+// through the HTTP API, the Go client and the CLI and compares what each
+// left in Redis: profile, preferences, consent log and timeline, with only
+// the actor's name differing.
+func TestEveryDoorWritesTheSame(t *testing.T) {
+	rs := redistest.Start(t)
+	url := rs.URL() + "/0"
+	t.Setenv("HERALD_REDIS_URL", url)
+	d := startDevWith(t, func(c *config.Config) {
+		c.Redis.URL = config.Secret(url)
+	})
+	base := "http://" + d.Main.Addr()
+	call := func(t *testing.T, method, path, ctype, body string, want int) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+DevToken)
+		req.Header.Set("Content-Type", ctype)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, "%s %s: %s", method, path, b)
+	}
+	cl, err := client.New(url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cl.Close() })
+	cl.Actor = "app"
+	ctx := context.Background()
+	cli := func(t *testing.T, args ...string) {
+		t.Helper()
+		_, stderr, err := runCLI(t, args...)
+		require.NoError(t, err, stderr)
+	}
+
+	doors := []door{
+		{
+			name:  "http",
+			actors: []string{"api dev", "dev"},
+			create: func(t *testing.T, id string) {
+				call(t, "PUT", "/v1/customers/"+id, "application/json", `{"email":"ada@example.com","locale":"en","attributes":{"plan":"free"}}`, http.StatusCreated)
+			},
+			merge: func(t *testing.T, id string) {
+				call(t, "PATCH", "/v1/customers/"+id, "application/merge-patch+json", `{"attributes":{"plan":"pro"}}`, http.StatusOK)
+			},
+			optOut: func(t *testing.T, id string) {
+				call(t, "PATCH", "/v1/customers/"+id+"/preferences", "application/json", `{"topics":{"product-updates":false},"channels":{"email":false}}`, http.StatusOK)
+			},
+			dropEmail: func(t *testing.T, id string) {
+				call(t, "PATCH", "/v1/customers/"+id, "application/merge-patch+json", `{"email":null}`, http.StatusOK)
+			},
+			event: func(t *testing.T, id string) {
+				call(t, "POST", "/v1/events", "application/json", `{"customer_id":"`+id+`","name":"trial.started","data":{"plan":"pro"}}`, http.StatusAccepted)
+			},
+		},
+		{
+			name:  "client",
+			actors: []string{"client app", "app"},
+			create: func(t *testing.T, id string) {
+				_, err := cl.UpsertCustomer(ctx, herald.Customer{ID: id, Email: "ada@example.com", Locale: "en", Attributes: map[string]any{"plan": "free"}})
+				require.NoError(t, err)
+			},
+			merge: func(t *testing.T, id string) {
+				_, err := cl.PatchCustomer(ctx, id, map[string]any{"attributes": map[string]any{"plan": "pro"}})
+				require.NoError(t, err)
+			},
+			optOut: func(t *testing.T, id string) {
+				_, err := cl.SetPreferences(ctx, id, preferences.Patch{Topics: map[string]bool{"product-updates": false}, Channels: map[herald.Channel]bool{herald.ChannelEmail: false}})
+				require.NoError(t, err)
+			},
+			dropEmail: func(t *testing.T, id string) {
+				_, err := cl.PatchCustomer(ctx, id, map[string]any{"email": nil})
+				require.NoError(t, err)
+			},
+			event: func(t *testing.T, id string) {
+				_, err := cl.Event(ctx, id, "trial.started", map[string]any{"plan": "pro"})
+				require.NoError(t, err)
+			},
+		},
+		{
+			name:  "cli",
+			actors: []string{"cli"},
+			create: func(t *testing.T, id string) {
+				cli(t, "customer", id, "--email", "ada@example.com", "--locale", "en", "--attr", "plan=free")
+			},
+			merge: func(t *testing.T, id string) {
+				cli(t, "customer", id, "--attr", "plan=pro")
+			},
+			optOut: func(t *testing.T, id string) {
+				cli(t, "customer", "prefs", id, "--set", `{"topics":{"product-updates":false},"channels":{"email":false}}`)
+			},
+			dropEmail: func(t *testing.T, id string) {
+				cli(t, "customer", id, "--unset", "email")
+			},
+			event: func(t *testing.T, id string) {
+				cli(t, "event", id, "trial.started", "--data", `{"plan":"pro"}`)
+			},
+		},
+	}
+
+	st := redisstore.New(rs.Client(), nil)
+	prefs := redisstore.NewPrefs(rs.Client(), nil)
+	type state struct {
+		Customer herald.Customer
+		Prefs    herald.Preferences
+		Consent  []string
+		Timeline []string
+	}
+	snapshot := func(t *testing.T, id string, actors []string) state {
+		t.Helper()
+		var s state
+		var err error
+		s.Customer, err = st.Customer(ctx, id)
+		require.NoError(t, err)
+		s.Customer.ID, s.Customer.CreatedAt, s.Customer.UpdatedAt = "", time.Time{}, time.Time{}
+		s.Prefs, err = prefs.Get(ctx, id)
+		require.NoError(t, err)
+		s.Prefs.UpdatedAt = time.Time{}
+		log, err := prefs.Consent(ctx, id)
+		require.NoError(t, err)
+		for _, e := range log {
+			b, _ := json.Marshal([]any{e.Field, e.From, e.To, e.Source})
+			s.Consent = append(s.Consent, string(b))
+		}
+		sort.Strings(s.Consent)
+		tl, err := st.Timeline(ctx, id, 0)
+		require.NoError(t, err)
+		for _, e := range tl {
+			line := consentRef.ReplaceAllString(e.Summary, "consent entry CONSENT")
+			line = strings.ReplaceAll(line, id, "ID")
+			for _, a := range actors {
+				line = strings.ReplaceAll(line, " "+a, " ACTOR")
+			}
+			s.Timeline = append(s.Timeline, e.Kind+": "+line)
+		}
+		sort.Strings(s.Timeline)
+		return s
+	}
+
+	got := map[string]state{}
+	for _, dr := range doors {
+		id := "door-" + dr.name
+		dr.create(t, id)
+		dr.merge(t, id)
+		c, err := st.Customer(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, "ada@example.com", c.Email, "%s: a merge keeps the fields it does not name", dr.name)
+		require.Equal(t, "pro", c.Attributes["plan"], dr.name)
+		dr.optOut(t, id)
+		dr.dropEmail(t, id)
+		dr.event(t, id)
+		// The event's line is written by the worker.
+		require.Eventually(t, func() bool {
+			tl, _ := st.Timeline(ctx, id, 0)
+			for _, e := range tl {
+				if e.Kind == herald.KindEvent && strings.HasPrefix(e.Summary, "event trial.started") {
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 20*time.Millisecond, dr.name)
+		got[dr.name] = snapshot(t, id, dr.actors)
+	}
+	want := got["http"]
+	require.Contains(t, want.Timeline, "customer: customer created by ACTOR")
+	require.Contains(t, want.Timeline, "customer: profile changed by ACTOR: attributes.plan")
+	require.Contains(t, want.Timeline, "customer: no email address any more (removed by ACTOR): email messages cannot reach the customer")
+	require.Contains(t, want.Timeline, "consent: topics.product-updates changed from unset to false by ACTOR (api)")
+	require.Empty(t, want.Customer.Email)
+	require.False(t, want.Prefs.ChannelOn(herald.ChannelEmail))
+	for name, s := range got {
+		require.Equal(t, want, s, "door %s wrote something else than the HTTP API", name)
+	}
+	// What each door refuses, it refuses the same way.
+	_, err = cl.PatchCustomer(ctx, "door-client", map[string]any{"email": "not an address"})
+	require.Equal(t, herald.EInvalid, herald.ErrorCode(err))
+	call(t, "PATCH", "/v1/customers/door-http", "application/merge-patch+json", `{"email":"not an address"}`, http.StatusUnprocessableEntity)
+	_, stderr, err := runCLI(t, "customer", "door-cli", "--email", "not an address")
+	require.Error(t, err, stderr)
+	require.Contains(t, err.Error(), "email: not an email address")
+	big := `{"blob":"` + strings.Repeat("x", 40<<10) + `"}`
+	call(t, "POST", "/v1/events", "application/json", `{"customer_id":"door-http","name":"trial.started","data":`+big+`}`, http.StatusUnprocessableEntity)
+	_, err = cl.Event(ctx, "door-client", "trial.started", map[string]any{"blob": strings.Repeat("x", 40<<10)})
+	require.ErrorContains(t, err, "the limit is 32768 bytes")
+}
