@@ -92,8 +92,7 @@ func TestAckUpdate(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	_, ok, err := b.st.AckUpdate(b.ctx, "c1", "a1")
-	require.NoError(t, err)
-	require.False(t, ok)
+	missing(t, ok, err)
 
 	require.NoError(t, b.st.SaveAckUpdate(b.ctx, "c1", "a1", []byte(`{"text":"chosen"}`), time.Hour))
 	require.Greater(t, b.pttl(t, redisstore.Key("c1", "ack-update", "a1")), 59*time.Minute)
@@ -104,23 +103,5 @@ func TestAckUpdate(t *testing.T) {
 
 	require.NoError(t, b.st.DeleteAckUpdate(b.ctx, "c1", "a1"))
 	_, ok, err = b.st.AckUpdate(b.ctx, "c1", "a1")
-	require.NoError(t, err)
-	require.False(t, ok)
-}
-
-func TestAcksRedisDown(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	b.down(t)
-	for name, call := range map[string]func() error{
-		"MessageCustomer": func() error { _, err := b.st.MessageCustomer(b.ctx, "m1"); return err },
-		"EmailMessage":    func() error { _, _, err := b.st.EmailMessage(b.ctx, "<a@example.com>"); return err },
-		"MarkAckSeen":     func() error { _, err := b.st.MarkAckSeen(b.ctx, "c1", "a1", time.Hour); return err },
-		"SaveAckUpdate":   func() error { return b.st.SaveAckUpdate(b.ctx, "c1", "a1", []byte("{}"), time.Hour) },
-		"AckUpdate":       func() error { _, _, err := b.st.AckUpdate(b.ctx, "c1", "a1"); return err },
-	} {
-		err := call()
-		require.Error(t, err, name)
-		require.True(t, herald.IsTemporary(err), "%s: got %v", name, err)
-	}
+	missing(t, ok, err)
 }
