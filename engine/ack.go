@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 )
 
 // Acknowledgements: a customer pressing a Slack button, clicking a tracked
@@ -57,25 +55,9 @@ type MessageUpdater interface {
 	Update(ctx context.Context, channel, ts, text string, blocks json.RawMessage) error
 }
 
-// msgIndexKey maps a message ID to its customer; global, since a Slack
-// button carries only the message ID.
-func msgIndexKey(messageID string) string { return "herald:msg:" + messageID }
-
-// emailIndexKey maps an email Message-ID (hashed) to "<customer>|<message>".
-func emailIndexKey(rfcID string) string {
-	return "herald:msgid:" + redisstore.Hash(normMessageID(rfcID))
-}
-
-// normMessageID returns "<local@domain>" for a Message-ID with or without
-// angle brackets ("" if it is none).
-func normMessageID(s string) string {
-	s = strings.TrimSpace(s)
-	s = strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">")
-	if s == "" || strings.ContainsAny(s, "<> \t\r\n") || !strings.Contains(s, "@") {
-		return ""
-	}
-	return "<" + strings.ToLower(s) + ">"
-}
+// The global message indexes: redisstore.MsgIndexKey, redisstore.EmailIndexKey.
+func msgIndexKey(messageID string) string { return redisstore.MsgIndexKey(messageID) }
+func emailIndexKey(rfcID string) string   { return redisstore.EmailIndexKey(rfcID) }
 
 // Sent is what herald remembers of a delivered message.
 type Sent struct {
@@ -95,12 +77,9 @@ type Sent struct {
 // button press names it (ENotFound when unknown or older than its
 // retention).
 func (e *Engine) SentMessage(ctx context.Context, messageID string) (Sent, error) {
-	cust, err := e.opt.Redis.Get(ctx, msgIndexKey(messageID)).Result()
-	if errors.Is(err, redis.Nil) {
-		return Sent{}, herald.Errorf(herald.ENotFound, "no delivered message %q", messageID)
-	}
+	cust, err := e.st.MessageCustomer(ctx, messageID)
 	if err != nil {
-		return Sent{}, herald.Temporary(err, "redis", 0)
+		return Sent{}, err
 	}
 	return e.sent(ctx, cust, messageID)
 }
@@ -108,24 +87,11 @@ func (e *Engine) SentMessage(ctx context.Context, messageID string) (Sent, error
 // SentEmail returns the delivered message behind the first of these email
 // Message-IDs that herald sent (a reply's In-Reply-To and References).
 func (e *Engine) SentEmail(ctx context.Context, rfcIDs ...string) (Sent, error) {
-	for _, id := range rfcIDs {
-		if normMessageID(id) == "" {
-			continue
-		}
-		v, err := e.opt.Redis.Get(ctx, emailIndexKey(id)).Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
-		if err != nil {
-			return Sent{}, herald.Temporary(err, "redis", 0)
-		}
-		cust, msg, ok := strings.Cut(v, "|")
-		if !ok {
-			continue
-		}
-		return e.sent(ctx, cust, msg)
+	cust, msg, err := e.st.EmailMessage(ctx, rfcIDs...)
+	if err != nil {
+		return Sent{}, err
 	}
-	return Sent{}, herald.Errorf(herald.ENotFound, "no email herald sent matches")
+	return e.sent(ctx, cust, msg)
 }
 
 // CheckSlackUser refuses a Slack user who is not the customer: a button
@@ -194,11 +160,6 @@ type SlackUpdate struct {
 	Blocks json.RawMessage `json:"blocks"`
 }
 
-func ackSeenKey(customerID, id string) string { return redisstore.Key(customerID, "ack", id) }
-func ackUpdateKey(customerID, id string) string {
-	return redisstore.Key(customerID, "ack-update", id)
-}
-
 // Acknowledge enqueues an acknowledgement. An ID seen within 24 hours is
 // accepted and not enqueued again. upd, for Slack buttons, is kept in Redis
 // next to the customer's data (task payloads carry no message bodies).
@@ -217,10 +178,9 @@ func (e *Engine) Acknowledge(ctx context.Context, a Ack, upd *SlackUpdate) error
 	if a.At.IsZero() {
 		a.At = e.now().UTC()
 	}
-	seen := ackSeenKey(a.CustomerID, a.ID)
-	first, err := e.opt.Redis.SetNX(ctx, seen, 1, ackTTL).Result()
+	first, err := e.st.MarkAckSeen(ctx, a.CustomerID, a.ID, ackTTL)
 	if err != nil {
-		return herald.Temporary(err, "redis", 0)
+		return err
 	}
 	if !first {
 		e.log.Info("acknowledgement already recorded", "customer", a.CustomerID, "message", a.MessageID, "kind", a.Kind)
@@ -228,13 +188,13 @@ func (e *Engine) Acknowledge(ctx context.Context, a Ack, upd *SlackUpdate) error
 	}
 	if upd != nil {
 		b, _ := json.Marshal(upd)
-		if err := e.opt.Redis.Set(ctx, ackUpdateKey(a.CustomerID, a.ID), b, time.Hour).Err(); err != nil {
-			_ = e.opt.Redis.Del(context.WithoutCancel(ctx), seen).Err()
-			return herald.Temporary(err, "redis", 0)
+		if err := e.st.SaveAckUpdate(ctx, a.CustomerID, a.ID, b, time.Hour); err != nil {
+			_ = e.st.ForgetAckSeen(context.WithoutCancel(ctx), a.CustomerID, a.ID)
+			return err
 		}
 	}
 	if err := e.enqueue(ctx, asynq.NewTask(TypeInteraction, wire.Encode(a)), asynq.TaskID("a:"+a.ID), asynq.Queue(wire.QueueDefault)); err != nil {
-		_ = e.opt.Redis.Del(context.WithoutCancel(ctx), seen).Err()
+		_ = e.st.ForgetAckSeen(context.WithoutCancel(ctx), a.CustomerID, a.ID)
 		return err
 	}
 	return nil
@@ -304,8 +264,8 @@ func (e *Engine) handleAck(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 
-	if first, err := e.opt.Redis.SetNX(ctx, ackSeenKey(a.CustomerID, a.ID+":timeline"), 1, ackTTL).Result(); err != nil {
-		return herald.Temporary(err, "redis", 0)
+	if first, err := e.st.MarkAckSeen(ctx, a.CustomerID, a.ID+":timeline", ackTTL); err != nil {
+		return err
 	} else if first {
 		entry := herald.TimelineEntry{
 			Kind: herald.KindAcknowledgement, Channel: a.Channel, Ref: a.MessageID,
@@ -321,7 +281,7 @@ func (e *Engine) handleAck(ctx context.Context, t *asynq.Task) error {
 			entry.Data["label"] = a.Label
 		}
 		if err := e.st.Append(ctx, a.CustomerID, entry); err != nil {
-			_ = e.opt.Redis.Del(ctx, ackSeenKey(a.CustomerID, a.ID+":timeline")).Err()
+			_ = e.st.ForgetAckSeen(ctx, a.CustomerID, a.ID+":timeline")
 			return herald.Temporary(err, "redis", 0)
 		}
 	}
@@ -361,12 +321,12 @@ func (e *Engine) showChoice(ctx context.Context, a Ack, m Sent) error {
 	if e.opt.SlackUpdater == nil {
 		return nil
 	}
-	b, err := e.opt.Redis.Get(ctx, ackUpdateKey(a.CustomerID, a.ID)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil // nothing to show it in
-	}
+	b, ok, err := e.st.AckUpdate(ctx, a.CustomerID, a.ID)
 	if err != nil {
-		return herald.Temporary(err, "redis", 0)
+		return err
+	}
+	if !ok {
+		return nil // nothing to show it in
 	}
 	var upd SlackUpdate
 	if err := json.Unmarshal(b, &upd); err != nil {
@@ -381,7 +341,7 @@ func (e *Engine) showChoice(ctx context.Context, a Ack, m Sent) error {
 	cancel()
 	switch {
 	case err == nil:
-		_ = e.opt.Redis.Del(ctx, ackUpdateKey(a.CustomerID, a.ID)).Err()
+		_ = e.st.DeleteAckUpdate(ctx, a.CustomerID, a.ID)
 		return nil
 	case herald.IsTemporary(err):
 		return err

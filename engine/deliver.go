@@ -358,16 +358,8 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: herald.OutcomeSent, Ref: d.MessageID, Data: ref,
 		Summary: withNote(summary, note),
 	}
-	// What an acknowledgement needs to find the message again: a Slack
-	// button carries only the message ID, an email reply only its
-	// Message-ID. Clicks carry the customer in their signed token.
-	indexes := map[string]string{}
-	switch {
-	case d.Channel == herald.ChannelSlack:
-		indexes[msgIndexKey(d.MessageID)] = d.CustomerID
-	case d.Channel == herald.ChannelEmail && normMessageID(r.ProviderID) != "":
-		indexes[emailIndexKey(r.ProviderID)] = d.CustomerID + "|" + d.MessageID
-	}
+	// What an acknowledgement needs to find the message again.
+	indexes := redisstore.AckIndexes(d.Channel, d.CustomerID, d.MessageID, r.ProviderID)
 	// The provider has the message: from here on, failing the task would
 	// send it again.
 	first, err := cl.Finish(ctx, rec, entry, indexes, sentTTL)

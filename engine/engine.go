@@ -76,6 +76,7 @@ type Engine struct {
 	st        *redisstore.Store
 	prefs     *redisstore.Prefs
 	client    *asynq.Client
+	insp      *asynq.Inspector // shares the Redis client: nothing to close
 	templates atomic.Pointer[templates.Set]
 	workflows atomic.Pointer[workflows.Set]
 	metrics   *Metrics
@@ -137,6 +138,7 @@ func New(opt Options) (*Engine, error) {
 		st:      redisstore.New(opt.Redis, opt.Now),
 		prefs:   redisstore.NewPrefs(opt.Redis, opt.Now),
 		client:  asynq.NewClient(opt.RedisConn),
+		insp:    asynq.NewInspectorFromRedisClient(opt.Redis),
 		metrics: opt.Metrics,
 		log:     opt.Logger,
 		now:     opt.Now,

@@ -16,53 +16,14 @@ import (
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 )
 
-// Journey keys. A customer's journeys share the customer's hash tag; the
-// waiting index is global so the watchdog can find overdue follow-ups.
-const (
-	waitingKey   = "herald:journeys:waiting" // zset "<customer>|<journey>" scored by wake time
-	journeyTTL   = 90 * 24 * time.Hour       // finished journeys stay readable this long
-	watchdogLate = 30 * time.Second          // default: a wake-up this far past due is repaired
-)
+// watchdogLate is the default of Options.WatchdogLate: a wake-up this far
+// past due is repaired.
+const watchdogLate = 30 * time.Second
 
-func journeyKey(customerID, journeyID string) string {
-	return redisstore.Key(customerID, "journey", journeyID)
-}
-
-// journeysKey is one hash per customer: field "a:<workflow>" holds the
-// running journey's ID, "e:<workflow>" marks a workflow ever started (for
-// entry: once). One key rather than two keeps a waiting journey small.
-func journeysKey(customerID string) string { return redisstore.Key(customerID, "journeys") }
-
-// journeyIndex reads which journeys run (workflow → journey ID) and which
-// workflows the customer ever started.
-func (e *Engine) journeyIndex(ctx context.Context, customerID string) (active map[string]string, ever map[string]bool, err error) {
-	all, err := e.opt.Redis.HGetAll(ctx, journeysKey(customerID)).Result()
-	if err != nil {
-		return nil, nil, herald.Temporary(err, "redis", 0)
-	}
-	active, ever = splitIndex(all)
-	return active, ever, nil
-}
-
-func splitIndex(all map[string]string) (active map[string]string, ever map[string]bool) {
-	active, ever = map[string]string{}, map[string]bool{}
-	for k, v := range all {
-		switch {
-		case strings.HasPrefix(k, "a:"):
-			active[k[2:]] = v
-		case strings.HasPrefix(k, "e:"):
-			ever[k[2:]] = true
-		}
-	}
-	return active, ever
-}
-
-func sourceKey(workflowID, version string) string {
-	return "herald:workflow:" + workflowID + ":" + version
-}
+// overdueBatch bounds how many overdue follow-ups one watchdog run repairs.
+const overdueBatch = 1000
 
 // WakeTaskID is the deterministic asynq task ID of a journey's follow-up:
 // one per (journey, step visit), so a step is never scheduled twice.
@@ -105,12 +66,8 @@ func (e *Engine) flushNotes(ctx context.Context, customerID string, n *notes) er
 	if len(n.entries) == 0 {
 		return nil
 	}
-	_, err := e.opt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		e.st.AppendPipe(ctx, p, customerID, n.entries...)
-		return nil
-	})
-	if err != nil {
-		return herald.Temporary(err, "redis", 0)
+	if err := e.st.AppendEntries(ctx, customerID, n.entries...); err != nil {
+		return err
 	}
 	n.entries = nil
 	return nil
@@ -119,14 +76,11 @@ func (e *Engine) flushNotes(ctx context.Context, customerID string, n *notes) er
 // lock serialises journey changes of one customer across workers. A busy
 // lock makes the task wait a moment (not a failure).
 func (e *Engine) lock(ctx context.Context, customerID string) (func(), error) {
-	release, ok, err := e.st.Claim(ctx, customerID, "journeys", e.claimTTL())
-	if err != nil {
-		return nil, herald.Temporary(err, "redis", 0)
+	release, err := e.st.LockCustomer(ctx, customerID, e.claimTTL())
+	if errors.Is(err, redisstore.ErrBusy) {
+		return nil, busy(customerID)
 	}
-	if !ok {
-		return nil, &waitError{reason: "customer " + customerID + " is busy", after: time.Second}
-	}
-	return release, nil
+	return release, err
 }
 
 func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
@@ -146,8 +100,8 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
-	defer jb.release()
-	cust, active, ever := jb.cust, jb.active, jb.ever
+	defer jb.Release()
+	cust, active, ever := jb.Customer, jb.Active, jb.Ever
 	ctx, n := withNotes(ctx)
 	defer func() { _ = e.flushNotes(ctx, cust.ID, n) }()
 
@@ -207,7 +161,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	}
 	for _, w := range set.Triggered(ev.Name) {
 		matched = true
-		if err := e.maybeStart(ctx, cust, jb.prefs, w, ev, active, ever[w.ID]); err != nil {
+		if err := e.maybeStart(ctx, cust, jb.Prefs, w, ev, active, ever[w.ID]); err != nil {
 			return err
 		}
 	}
@@ -218,62 +172,21 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	return e.flushNotes(ctx, cust.ID, n)
 }
 
-// journeyBatch is what a journey handler starts from, read in one round
-// trip together with the customer's journey lock.
-type journeyBatch struct {
-	cust    herald.Customer
-	prefs   herald.Preferences
-	active  map[string]string
-	ever    map[string]bool
-	release func()
+// beginJourneys takes the customer's journey lock and reads what a journey
+// handler starts from, in one round trip.
+func (e *Engine) beginJourneys(ctx context.Context, customerID string) (*redisstore.JourneyBatch, error) {
+	jb, err := e.st.BeginJourneys(ctx, customerID, e.claimTTL())
+	if errors.Is(err, redisstore.ErrBusy) {
+		return nil, busy(customerID)
+	}
+	return jb, err
 }
 
-func (e *Engine) beginJourneys(ctx context.Context, customerID string) (*journeyBatch, error) {
-	token := redisstore.NewID("")
-	lk := redisstore.Key(customerID, "claim", "journeys")
-	var lock *redis.BoolCmd
-	var cust, prefs *redis.StringCmd
-	var idx *redis.MapStringStringCmd
-	_, err := e.opt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		lock = p.SetNX(ctx, lk, token, e.claimTTL())
-		cust = p.Get(ctx, redisstore.Key(customerID, "customer"))
-		prefs = p.Get(ctx, redisstore.PrefsKey(customerID))
-		idx = p.HGetAll(ctx, journeysKey(customerID))
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, herald.Temporary(err, "redis", 0)
-	}
-	jb := &journeyBatch{release: func() {}}
-	if lock.Val() {
-		jb.release = func() { _ = releaseScript.Run(context.WithoutCancel(ctx), e.opt.Redis, []string{lk}, token).Err() }
-	}
-	b, err := cust.Bytes()
-	if errors.Is(err, redis.Nil) {
-		jb.release()
-		return nil, herald.Errorf(herald.ENotFound, "customer %q not found", customerID)
-	}
-	if err == nil {
-		err = json.Unmarshal(b, &jb.cust)
-	}
-	if err != nil {
-		jb.release()
-		return nil, herald.Temporary(err, "redis", 0)
-	}
-	if !lock.Val() {
-		return nil, &waitError{reason: "customer " + customerID + " is busy", after: time.Second}
-	}
-	if b, err := prefs.Bytes(); err == nil {
-		if err := json.Unmarshal(b, &jb.prefs); err != nil {
-			jb.release()
-			return nil, &herald.Error{Code: herald.EInternal, Message: "preferences of " + customerID + " are corrupt", Err: err}
-		}
-	}
-	jb.active, jb.ever = splitIndex(idx.Val())
-	return jb, nil
+// busy makes a task wait a moment for a customer whose journeys another
+// worker is changing (not a failure).
+func busy(customerID string) error {
+	return &waitError{reason: "customer " + customerID + " is busy", after: time.Second}
 }
-
-var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, prefs herald.Preferences, w *workflows.Workflow, ev herald.Event, active map[string]string, ever bool) error {
 	// A customer who left the workflow's topic (or paused everything) does
@@ -302,11 +215,11 @@ func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, prefs herald
 	}
 	// Deterministic: a retried event task starts the same journey, not a second one.
 	jid := "j_" + redisstore.Hash(ev.ID + "\x00" + w.ID)[:20]
-	if _, stored := e.sources.Load(sourceKey(w.ID, w.Version)); !stored {
-		if err := e.opt.Redis.SetNX(ctx, sourceKey(w.ID, w.Version), w.Source, 0).Err(); err != nil {
-			return herald.Temporary(err, "redis", 0)
+	if _, stored := e.sources.Load(w.ID + ":" + w.Version); !stored {
+		if err := e.st.SaveWorkflowSource(ctx, w.ID, w.Version, w.Source); err != nil {
+			return err
 		}
-		e.sources.Store(sourceKey(w.ID, w.Version), true)
+		e.sources.Store(w.ID+":"+w.Version, true)
 	}
 	in := e.input(c, workflows.Input{Kind: workflows.InputStart, Event: ev.Name, Data: ev.Data})
 	s, actions, err := workflows.Start(w, jid, c.ID, in, e.now())
@@ -477,38 +390,19 @@ func newHistory(prev, next workflows.State) []workflows.HistoryEntry {
 	return next.History
 }
 
-// saveJourney writes the state, keeps the running-journey and waiting
-// indexes in step with it and writes the collected timeline lines, in one
-// round trip. The waiting index lives on another Cluster slot, so this is a
-// pipeline, not a transaction: the watchdog reconciles the index with the
-// state if a crash splits them.
+// saveJourney writes the state with its indexes and the collected timeline
+// lines, in one round trip.
 func (e *Engine) saveJourney(ctx context.Context, s workflows.State) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return skip(err)
-	}
-	member := s.CustomerID + "|" + s.JourneyID
 	n, _ := ctx.Value(notesKey{}).(*notes)
-	_, err = e.opt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if s.Status == workflows.StatusActive {
-			p.Set(ctx, journeyKey(s.CustomerID, s.JourneyID), b, 0)
-			p.HSet(ctx, journeysKey(s.CustomerID), "a:"+s.WorkflowID, s.JourneyID, "e:"+s.WorkflowID, "1")
-		} else {
-			p.Set(ctx, journeyKey(s.CustomerID, s.JourneyID), b, journeyTTL)
-			p.HDel(ctx, journeysKey(s.CustomerID), "a:"+s.WorkflowID)
+	var entries []herald.TimelineEntry
+	if n != nil {
+		entries = n.entries
+	}
+	if err := e.st.SaveJourney(ctx, s, entries...); err != nil {
+		if !herald.IsTemporary(err) {
+			return skip(err)
 		}
-		if s.Waiting() {
-			p.ZAdd(ctx, waitingKey, redis.Z{Score: float64(s.WakeAt.Unix()), Member: member})
-		} else {
-			p.ZRem(ctx, waitingKey, member)
-		}
-		if n != nil && len(n.entries) > 0 {
-			e.st.AppendPipe(ctx, p, s.CustomerID, n.entries...)
-		}
-		return nil
-	})
-	if err != nil {
-		return herald.Temporary(err, "redis", 0)
+		return err
 	}
 	if n != nil {
 		n.entries = nil
@@ -549,8 +443,7 @@ func (e *Engine) cancelWake(prev workflows.State) {
 	if prev.JourneyID == "" || !prev.Waiting() {
 		return
 	}
-	insp := asynq.NewInspectorFromRedisClient(e.opt.Redis)
-	if err := insp.DeleteTask(e.wakeQueue(prev.WorkflowID), WakeTaskID(prev.JourneyID, prev.StepSeq)); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+	if err := e.insp.DeleteTask(e.wakeQueue(prev.WorkflowID), WakeTaskID(prev.JourneyID, prev.StepSeq)); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 		e.log.Debug("cancel wake-up", "journey", prev.JourneyID, "err", err)
 	}
 }
@@ -559,17 +452,13 @@ func (e *Engine) cancelWake(prev workflows.State) {
 // rebuilding an old version from its stored source when the file changed
 // since. A nil workflow means the journey cannot go on (logged).
 func (e *Engine) loadJourney(ctx context.Context, customerID, journeyID string) (workflows.State, *workflows.Workflow, error) {
-	var s workflows.State
-	b, err := e.opt.Redis.Get(ctx, journeyKey(customerID, journeyID)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return s, nil, nil
-	}
-	if err != nil {
-		return s, nil, herald.Temporary(err, "redis", 0)
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
+	s, ok, err := e.st.Journey(ctx, customerID, journeyID)
+	if err != nil && !herald.IsTemporary(err) {
 		e.log.Error("journey state unreadable", "journey", journeyID, "err", err)
 		return s, nil, nil
+	}
+	if err != nil || !ok {
+		return s, nil, err
 	}
 	w, err := e.workflowVersion(ctx, s.WorkflowID, s.Version)
 	if err != nil {
@@ -586,13 +475,13 @@ func (e *Engine) workflowVersion(ctx context.Context, id, version string) (*work
 	if w, ok := set.Version(id, version); ok {
 		return w, nil
 	}
-	src, err := e.opt.Redis.Get(ctx, sourceKey(id, version)).Bytes()
-	if errors.Is(err, redis.Nil) {
+	src, ok, err := e.st.WorkflowSource(ctx, id, version)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		e.log.Error("journey's workflow version is gone", "workflow", id, "version", version)
 		return nil, nil
-	}
-	if err != nil {
-		return nil, herald.Temporary(err, "redis", 0)
 	}
 	w, err := workflows.Parse(id+".yaml", src, workflows.LoadOptions{})
 	if err != nil {
@@ -623,8 +512,8 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
-	defer jb.release()
-	cust := jb.cust
+	defer jb.Release()
+	cust := jb.Customer
 	ctx, n := withNotes(ctx)
 	defer func() { _ = e.flushNotes(ctx, cust.ID, n) }()
 	s, w, err := e.loadJourney(ctx, p.CustomerID, p.JourneyID)
@@ -647,31 +536,26 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 // scheduling its wake-up, or archived.
 func (e *Engine) handleWatchdog(ctx context.Context, _ *asynq.Task) error {
 	cutoff := e.now().Add(-e.opt.WatchdogLate)
-	members, err := e.opt.Redis.ZRangeByScore(ctx, waitingKey, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(cutoff.Unix(), 10), Count: 1000}).Result()
+	overdue, err := e.st.Overdue(ctx, cutoff, overdueBatch)
 	if err != nil {
-		return herald.Temporary(err, "redis", 0)
+		return err
 	}
-	insp := asynq.NewInspectorFromRedisClient(e.opt.Redis)
-	for _, m := range members {
-		cust, jid, ok := strings.Cut(m, "|")
-		if !ok {
-			_ = e.opt.Redis.ZRem(ctx, waitingKey, m).Err()
-			continue
-		}
+	for _, o := range overdue {
+		cust, jid := o.CustomerID, o.JourneyID
 		s, w, err := e.loadJourney(ctx, cust, jid)
 		if err != nil {
 			return err
 		}
 		if w == nil || !s.Waiting() {
-			_ = e.opt.Redis.ZRem(ctx, waitingKey, m).Err()
+			_ = e.st.DropWaiting(ctx, cust, jid)
 			continue
 		}
 		id := WakeTaskID(jid, s.StepSeq)
 		q := e.wakeQueue(s.WorkflowID)
-		info, err := insp.GetTaskInfo(q, id)
+		info, err := e.insp.GetTaskInfo(q, id)
 		switch {
 		case err == nil && info.State == asynq.TaskStateArchived:
-			err = insp.RunTask(q, id)
+			err = e.insp.RunTask(q, id)
 		case err == nil:
 			continue // scheduled, pending, active or retrying: alive
 		case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
@@ -691,29 +575,7 @@ func (e *Engine) handleWatchdog(ctx context.Context, _ *asynq.Task) error {
 
 // Journeys returns the customer's journeys, running and recent (export).
 func (e *Engine) Journeys(ctx context.Context, customerID string) ([]workflows.State, error) {
-	out := []workflows.State{}
-	if _, ok := e.opt.Redis.(*redis.ClusterClient); ok {
-		// One slot holds the customer's keys; HGETALL of the active index
-		// is enough to find running journeys on a cluster.
-		active, _, err := e.journeyIndex(ctx, customerID)
-		if err != nil {
-			return nil, err
-		}
-		for _, jid := range active {
-			if s, _, err := e.loadJourney(ctx, customerID, jid); err == nil && s.JourneyID != "" {
-				out = append(out, s)
-			}
-		}
-		return out, nil
-	}
-	it := e.opt.Redis.Scan(ctx, 0, journeyKey(customerID, "*"), 200).Iterator()
-	for it.Next(ctx) {
-		var s workflows.State
-		if b, err := e.opt.Redis.Get(ctx, it.Val()).Bytes(); err == nil && json.Unmarshal(b, &s) == nil {
-			out = append(out, s)
-		}
-	}
-	return out, it.Err()
+	return e.st.Journeys(ctx, customerID)
 }
 
 // exitTopic ends the customer's running journeys of topic ("" = all).
@@ -742,7 +604,7 @@ func (e *Engine) exitTopic(ctx context.Context, customerID, topic string) error 
 }
 
 func (e *Engine) exitTopicLocked(ctx context.Context, c herald.Customer, topic string) error {
-	active, _, err := e.journeyIndex(ctx, c.ID)
+	active, _, err := e.st.JourneyIndex(ctx, c.ID)
 	if err != nil {
 		return err
 	}

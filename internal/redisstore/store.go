@@ -1,8 +1,10 @@
 // Package redisstore holds all of herald's persistence in Redis: customers,
 // preferences and the consent log, send counters and suppressions, the
-// timeline, the delivery ledger and claims, idempotency records, routing and
-// the Slack user cache. Every per-customer key carries the hash tag {c:<id>}
-// so one customer's keys share a Redis Cluster slot and can change together.
+// timeline, the delivery ledger and claims, journeys and their lock,
+// acknowledgements and the message indexes that lead to them, idempotency
+// records, routing and the Slack user cache. Every per-customer key carries
+// the hash tag {c:<id>} so one customer's keys share a Redis Cluster slot and
+// can change together.
 package redisstore
 
 import (

@@ -1,0 +1,287 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/workflows"
+	"github.com/redis/go-redis/v9"
+)
+
+// Journey keys. A customer's journeys share the customer's hash tag; the
+// waiting index is global so the watchdog can find overdue follow-ups.
+const (
+	waitingKey = "herald:journeys:waiting" // zset "<customer>|<journey>" scored by wake time
+	journeyTTL = 90 * 24 * time.Hour       // finished journeys stay readable this long
+	// journeyLock names the claim that serialises one customer's journey
+	// changes across workers.
+	journeyLock = "journeys"
+)
+
+// ErrBusy is returned when another worker holds the customer's journey lock.
+var ErrBusy = errors.New("customer's journeys are locked by another worker")
+
+func journeyKey(customerID, journeyID string) string {
+	return Key(customerID, "journey", journeyID)
+}
+
+// journeysKey is one hash per customer: field "a:<workflow>" holds the
+// running journey's ID, "e:<workflow>" marks a workflow ever started (for
+// entry: once). One key rather than two keeps a waiting journey small.
+func journeysKey(customerID string) string { return Key(customerID, "journeys") }
+
+// sourceKey holds a workflow version's file, so a journey can go on after
+// the file changed.
+func sourceKey(workflowID, version string) string {
+	return "herald:workflow:" + workflowID + ":" + version
+}
+
+// LockCustomer takes the customer's journey lock for ttl at most: journey
+// changes happen under it. It returns ErrBusy when another worker holds it;
+// release gives it back (only if it is still ours).
+func (s *Store) LockCustomer(ctx context.Context, customerID string, ttl time.Duration) (release func(), err error) {
+	release, ok, err := s.Claim(ctx, customerID, journeyLock, ttl)
+	if err != nil {
+		return nil, herald.Temporary(err, "redis", 0)
+	}
+	if !ok {
+		return nil, ErrBusy
+	}
+	return release, nil
+}
+
+// JourneyBatch is what a journey handler starts from: the customer, their
+// preferences and journey index, read under the customer's journey lock.
+type JourneyBatch struct {
+	Customer herald.Customer
+	Prefs    herald.Preferences
+	// Active maps a workflow to its running journey's ID.
+	Active map[string]string
+	// Ever holds the workflows the customer ever started.
+	Ever map[string]bool
+	// Release gives the journey lock back.
+	Release func()
+}
+
+// BeginJourneys takes the customer's journey lock (as LockCustomer does) and
+// reads the customer, their preferences and journey index in the same round
+// trip. Errors: ENotFound for an unknown customer, ErrBusy when another
+// worker holds the lock.
+func (s *Store) BeginJourneys(ctx context.Context, customerID string, ttl time.Duration) (*JourneyBatch, error) {
+	token := NewID("")
+	lk := Key(customerID, "claim", journeyLock)
+	var lock *redis.BoolCmd
+	var cust, prefs *redis.StringCmd
+	var idx *redis.MapStringStringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		lock = p.SetNX(ctx, lk, token, ttl)
+		cust = p.Get(ctx, Key(customerID, "customer"))
+		prefs = p.Get(ctx, PrefsKey(customerID))
+		idx = p.HGetAll(ctx, journeysKey(customerID))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, herald.Temporary(err, "redis", 0)
+	}
+	jb := &JourneyBatch{Release: func() {}}
+	if lock.Val() {
+		jb.Release = func() { _ = releaseScript.Run(context.WithoutCancel(ctx), s.rdb, []string{lk}, token).Err() }
+	}
+	b, err := cust.Bytes()
+	if errors.Is(err, redis.Nil) {
+		jb.Release()
+		return nil, herald.Errorf(herald.ENotFound, "customer %q not found", customerID)
+	}
+	if err == nil {
+		err = json.Unmarshal(b, &jb.Customer)
+	}
+	if err != nil {
+		jb.Release()
+		return nil, herald.Temporary(err, "redis", 0)
+	}
+	if !lock.Val() {
+		return nil, ErrBusy
+	}
+	if b, err := prefs.Bytes(); err == nil {
+		if err := json.Unmarshal(b, &jb.Prefs); err != nil {
+			jb.Release()
+			return nil, &herald.Error{Code: herald.EInternal, Message: "preferences of " + customerID + " are corrupt", Err: err}
+		}
+	}
+	jb.Active, jb.Ever = splitIndex(idx.Val())
+	return jb, nil
+}
+
+// JourneyIndex reads which journeys run (workflow → journey ID) and which
+// workflows the customer ever started.
+func (s *Store) JourneyIndex(ctx context.Context, customerID string) (active map[string]string, ever map[string]bool, err error) {
+	all, err := s.rdb.HGetAll(ctx, journeysKey(customerID)).Result()
+	if err != nil {
+		return nil, nil, herald.Temporary(err, "redis", 0)
+	}
+	active, ever = splitIndex(all)
+	return active, ever, nil
+}
+
+func splitIndex(all map[string]string) (active map[string]string, ever map[string]bool) {
+	active, ever = map[string]string{}, map[string]bool{}
+	for k, v := range all {
+		switch {
+		case strings.HasPrefix(k, "a:"):
+			active[k[2:]] = v
+		case strings.HasPrefix(k, "e:"):
+			ever[k[2:]] = true
+		}
+	}
+	return active, ever
+}
+
+// Journey returns a journey's state; ok is false when there is none. A
+// state that does not decode is a non-temporary error.
+func (s *Store) Journey(ctx context.Context, customerID, journeyID string) (st workflows.State, ok bool, err error) {
+	b, err := s.rdb.Get(ctx, journeyKey(customerID, journeyID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return st, false, nil
+	}
+	if err != nil {
+		return st, false, herald.Temporary(err, "redis", 0)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, false, &herald.Error{Code: herald.EInternal, Message: "journey " + journeyID + " is corrupt", Err: err}
+	}
+	return st, true, nil
+}
+
+// SaveJourney writes the state, keeps the running-journey and waiting
+// indexes in step with it and appends the timeline entries, in one round
+// trip. The waiting index lives on another Cluster slot, so this is a
+// pipeline, not a transaction: the watchdog reconciles the index with the
+// state if a crash splits them.
+func (s *Store) SaveJourney(ctx context.Context, st workflows.State, entries ...herald.TimelineEntry) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return &herald.Error{Code: herald.EInternal, Message: "journey " + st.JourneyID + " does not encode", Err: err}
+	}
+	member := st.CustomerID + "|" + st.JourneyID // as DropWaiting and Overdue read it
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if st.Status == workflows.StatusActive {
+			p.Set(ctx, journeyKey(st.CustomerID, st.JourneyID), b, 0)
+			p.HSet(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID, st.JourneyID, "e:"+st.WorkflowID, "1")
+		} else {
+			p.Set(ctx, journeyKey(st.CustomerID, st.JourneyID), b, journeyTTL)
+			p.HDel(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID)
+		}
+		if st.Waiting() {
+			p.ZAdd(ctx, waitingKey, redis.Z{Score: float64(st.WakeAt.Unix()), Member: member})
+		} else {
+			p.ZRem(ctx, waitingKey, member)
+		}
+		if len(entries) > 0 {
+			s.AppendPipe(ctx, p, st.CustomerID, entries...)
+		}
+		return nil
+	})
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
+// AppendEntries adds timeline entries in one round trip (newest last in
+// entries, so they read newest first); unlike Append, not a transaction.
+func (s *Store) AppendEntries(ctx context.Context, customerID string, entries ...herald.TimelineEntry) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		s.AppendPipe(ctx, p, customerID, entries...)
+		return nil
+	})
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
+// Journeys returns the customer's journeys, running and recent (export).
+func (s *Store) Journeys(ctx context.Context, customerID string) ([]workflows.State, error) {
+	out := []workflows.State{}
+	if _, ok := s.rdb.(*redis.ClusterClient); ok {
+		// One slot holds the customer's keys; HGETALL of the active index
+		// is enough to find running journeys on a cluster.
+		active, _, err := s.JourneyIndex(ctx, customerID)
+		if err != nil {
+			return nil, err
+		}
+		for _, jid := range active {
+			if st, ok, err := s.Journey(ctx, customerID, jid); err == nil && ok && st.JourneyID != "" {
+				out = append(out, st)
+			}
+		}
+		return out, nil
+	}
+	it := s.rdb.Scan(ctx, 0, journeyKey(customerID, "*"), 200).Iterator()
+	for it.Next(ctx) {
+		var st workflows.State
+		if b, err := s.rdb.Get(ctx, it.Val()).Bytes(); err == nil && json.Unmarshal(b, &st) == nil {
+			out = append(out, st)
+		}
+	}
+	return out, it.Err()
+}
+
+// SaveWorkflowSource stores a workflow version's file unless it is there:
+// a version's source never changes.
+func (s *Store) SaveWorkflowSource(ctx context.Context, workflowID, version string, src []byte) error {
+	if err := s.rdb.SetNX(ctx, sourceKey(workflowID, version), src, 0).Err(); err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
+// WorkflowSource returns a stored workflow version's file; ok is false when
+// it is not stored.
+func (s *Store) WorkflowSource(ctx context.Context, workflowID, version string) (src []byte, ok bool, err error) {
+	src, err = s.rdb.Get(ctx, sourceKey(workflowID, version)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, herald.Temporary(err, "redis", 0)
+	}
+	return src, true, nil
+}
+
+// Waiting names a journey in the waiting index.
+type Waiting struct {
+	CustomerID string
+	JourneyID  string
+}
+
+// Overdue returns up to limit journeys of the waiting index due at or
+// before cutoff, earliest first. Entries that name no journey are dropped
+// from the index.
+func (s *Store) Overdue(ctx context.Context, cutoff time.Time, limit int64) ([]Waiting, error) {
+	members, err := s.rdb.ZRangeByScore(ctx, waitingKey, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(cutoff.Unix(), 10), Count: limit}).Result()
+	if err != nil {
+		return nil, herald.Temporary(err, "redis", 0)
+	}
+	out := make([]Waiting, 0, len(members))
+	for _, m := range members {
+		cust, jid, ok := strings.Cut(m, "|")
+		if !ok {
+			_ = s.rdb.ZRem(ctx, waitingKey, m).Err()
+			continue
+		}
+		out = append(out, Waiting{CustomerID: cust, JourneyID: jid})
+	}
+	return out, nil
+}
+
+// DropWaiting removes a journey from the waiting index (one that no longer
+// waits or cannot go on).
+func (s *Store) DropWaiting(ctx context.Context, customerID, journeyID string) error {
+	return s.rdb.ZRem(ctx, waitingKey, customerID+"|"+journeyID).Err()
+}
