@@ -55,9 +55,6 @@ type MessageUpdater interface {
 	Update(ctx context.Context, channel, ts, text string, blocks json.RawMessage) error
 }
 
-// The global message indexes: redisstore.MsgIndexKey, redisstore.EmailIndexKey.
-func msgIndexKey(messageID string) string { return redisstore.MsgIndexKey(messageID) }
-func emailIndexKey(rfcID string) string   { return redisstore.EmailIndexKey(rfcID) }
 
 // Sent is what herald remembers of a delivered message.
 type Sent struct {

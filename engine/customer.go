@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/service"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 )
 
 // Event validates and enqueues an app event (the service's Event). An
@@ -112,7 +109,7 @@ func (e *Engine) erase(ctx context.Context, c herald.Customer, actor preferences
 	if err := e.deleteTasks(ctx, c.ID); err != nil {
 		return err
 	}
-	if err := e.forgetMessages(ctx, c.ID); err != nil {
+	if err := e.st.ForgetMessageIndexes(ctx, c.ID); err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
 	if _, err := e.st.DeleteCustomer(ctx, c.ID, "customer"); err != nil {
@@ -134,7 +131,7 @@ func (e *Engine) erase(ctx context.Context, c herald.Customer, actor preferences
 // index, or whose index write failed). A running task finds the customer
 // gone and ends.
 func (e *Engine) deleteTasks(ctx context.Context, customerID string) error {
-	insp := asynq.NewInspectorFromRedisClient(e.opt.Redis)
+	insp := e.insp
 	refs, err := e.st.CustomerTasks(ctx, customerID)
 	if err != nil {
 		return err
@@ -173,56 +170,6 @@ func (e *Engine) deleteTasks(ctx context.Context, customerID string) error {
 	for _, r := range found {
 		if err := insp.DeleteTask(r.q, r.id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			return herald.Temporary(err, "redis", 0)
-		}
-	}
-	return nil
-}
-
-// forgetMessages drops the global indexes that map the customer's delivered
-// messages (and their email Message-IDs) back to the customer; the ledger
-// records themselves go with the customer's keys.
-func (e *Engine) forgetMessages(ctx context.Context, customerID string) error {
-	prefix := redisstore.LedgerKey(customerID, "")
-	var keys []string
-	collect := func(ctx context.Context, c *redis.Client) error {
-		it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
-		for it.Next(ctx) {
-			keys = append(keys, it.Val())
-		}
-		return it.Err()
-	}
-	var err error
-	switch c := e.opt.Redis.(type) {
-	case *redis.ClusterClient:
-		// One slot holds the customer's keys: scan the master that owns it.
-		var node *redis.Client
-		if node, err = c.MasterForKey(ctx, prefix); err == nil {
-			err = collect(ctx, node)
-		}
-	case *redis.Client:
-		err = collect(ctx, c)
-	}
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		delivery := strings.TrimPrefix(k, prefix)
-		i := strings.LastIndexByte(delivery, ':')
-		if i < 0 {
-			continue
-		}
-		msgID, ch := delivery[:i], herald.Channel(delivery[i+1:])
-		recs, err := e.st.Sent(ctx, customerID, msgID, []herald.Channel{ch})
-		if err != nil {
-			return err
-		}
-		if err := e.opt.Redis.Del(ctx, msgIndexKey(msgID)).Err(); err != nil {
-			return err
-		}
-		if r, ok := recs[herald.ChannelEmail]; ok && r.ProviderID != "" {
-			if err := e.opt.Redis.Del(ctx, emailIndexKey(r.ProviderID)).Err(); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

@@ -125,10 +125,6 @@ func (s *Store) CustomerTasks(ctx context.Context, customerID string) ([]TaskRef
 	return out, nil
 }
 
-// waitingKey is the zset of parked journeys, "<customer>|<journey>" scored
-// by wake time.
-const waitingKey = "herald:journeys:waiting"
-
 // ForgetWaiting removes the customer's journeys from the waiting index.
 func (s *Store) ForgetWaiting(ctx context.Context, customerID string, journeyIDs []string) error {
 	if len(journeyIDs) == 0 {
@@ -148,6 +144,57 @@ func (s *Store) ForgetWaiting(ctx context.Context, customerID string, journeyIDs
 func (s *Store) DeleteProfile(ctx context.Context, customerID string) error {
 	if err := s.rdb.Del(ctx, Key(customerID, "customer")).Err(); err != nil {
 		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
+// ForgetMessageIndexes drops the global indexes that map the customer's
+// delivered messages (and their email Message-IDs) back to the customer;
+// the ledger records themselves go with the customer's keys.
+func (s *Store) ForgetMessageIndexes(ctx context.Context, customerID string) error {
+	prefix := LedgerKey(customerID, "")
+	var keys []string
+	collect := func(ctx context.Context, c *redis.Client) error {
+		it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
+		for it.Next(ctx) {
+			keys = append(keys, it.Val())
+		}
+		return it.Err()
+	}
+	var err error
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		// One slot holds the customer's keys: scan the master that owns it.
+		var node *redis.Client
+		if node, err = c.MasterForKey(ctx, prefix); err == nil {
+			err = collect(ctx, node)
+		}
+	case *redis.Client:
+		err = collect(ctx, c)
+	}
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	for _, k := range keys {
+		delivery := strings.TrimPrefix(k, prefix)
+		i := strings.LastIndexByte(delivery, ':')
+		if i < 0 {
+			continue
+		}
+		msgID, ch := delivery[:i], herald.Channel(delivery[i+1:])
+		recs, err := s.Sent(ctx, customerID, msgID, []herald.Channel{ch})
+		if err != nil {
+			return herald.Temporary(err, "redis", 0)
+		}
+		dels := []string{MsgIndexKey(msgID)}
+		if r, ok := recs[herald.ChannelEmail]; ok && r.ProviderID != "" {
+			dels = append(dels, EmailIndexKey(r.ProviderID))
+		}
+		for _, d := range dels { // each on its own slot
+			if err := s.rdb.Del(ctx, d).Err(); err != nil {
+				return herald.Temporary(err, "redis", 0)
+			}
+		}
 	}
 	return nil
 }
