@@ -55,7 +55,6 @@ type MessageUpdater interface {
 	Update(ctx context.Context, channel, ts, text string, blocks json.RawMessage) error
 }
 
-
 // Sent is what herald remembers of a delivered message.
 type Sent struct {
 	MessageID  string

@@ -77,7 +77,7 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 
 	doors := []door{
 		{
-			name:  "http",
+			name:   "http",
 			actors: []string{"api dev", "dev"},
 			create: func(t *testing.T, id string) {
 				call(t, "PUT", "/v1/customers/"+id, "application/json", `{"email":"ada@example.com","locale":"en","attributes":{"plan":"free"}}`, http.StatusCreated)
@@ -96,7 +96,7 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 			},
 		},
 		{
-			name:  "client",
+			name:   "client",
 			actors: []string{"client app", "app"},
 			create: func(t *testing.T, id string) {
 				_, err := cl.UpsertCustomer(ctx, herald.Customer{ID: id, Email: "ada@example.com", Locale: "en", Attributes: map[string]any{"plan": "free"}})
@@ -120,7 +120,7 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 			},
 		},
 		{
-			name:  "cli",
+			name:   "cli",
 			actors: []string{"cli"},
 			create: func(t *testing.T, id string) {
 				cli(t, "customer", id, "--email", "ada@example.com", "--locale", "en", "--attr", "plan=free")
