@@ -5,11 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -48,4 +52,63 @@ func TestRetryAfterAnUnfinishedRequestSucceeds(t *testing.T) {
 	// A different body under the same key is still a conflict.
 	other := b.do(t, req{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","data":{"plan":"Team"},"channels":["email"],"idempotency_key":"order-9"}`})
 	require.Equal(t, http.StatusConflict, other.status)
+}
+
+// stopOnce kills redis-server just before the first command that matches,
+// so a request dies halfway: after it took its idempotency key.
+type stopOnce struct {
+	match func(redis.Cmder) bool
+	stop  func()
+	done  atomic.Bool
+}
+
+func (h *stopOnce) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *stopOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *stopOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.match(cmd) && h.done.CompareAndSwap(false, true) {
+			h.stop()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// A real outage in the middle of a request: redis-server dies after the
+// request took its idempotency key and before the message was queued. The
+// client gets 503 with Retry-After; once Redis is back (its data on disk,
+// the pending key with it), the same request succeeds within seconds, and
+// the message is queued once.
+func TestIdempotencySurvivesRedisRestartMidRequest(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.do(t, req{method: "PUT", path: "/v1/customers/c1", body: `{"email":"ada@example.com"}`})
+	body := `{"customer_id":"c1","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"channels":["email"],"idempotency_key":"order-10"}`
+	hook := &stopOnce{
+		// The service reads the customer after the key is taken.
+		match: func(c redis.Cmder) bool {
+			return c.Name() == "get" && strings.HasSuffix(fmt.Sprint(c.Args()[1]), "}:customer")
+		},
+		stop: b.rs.Stop,
+	}
+	b.rdb.AddHook(hook)
+	cut := b.do(t, req{method: "POST", path: "/v1/messages", body: body})
+	require.True(t, hook.done.Load(), "the outage hit mid-request")
+	require.Equal(t, http.StatusServiceUnavailable, cut.status, "%s", cut.body)
+	require.NotEmpty(t, cut.header.Get("Retry-After"))
+
+	b.rs.Restart()
+	ok := cut
+	for deadline := time.Now().Add(20 * time.Second); ok.status != http.StatusAccepted && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		ok = b.do(t, req{method: "POST", path: "/v1/messages", body: body})
+		require.NotEqual(t, http.StatusConflict, ok.status, "a retry of the same body is never a conflict: %s", ok.body)
+		if ok.status == http.StatusServiceUnavailable {
+			require.NotEmpty(t, ok.header.Get("Retry-After"))
+		}
+	}
+	require.Equal(t, http.StatusAccepted, ok.status, "%s", ok.body)
+	again := b.do(t, req{method: "POST", path: "/v1/messages", body: body})
+	require.Equal(t, http.StatusAccepted, again.status)
+	require.JSONEq(t, string(ok.body), string(again.body), "the repeat gets the first answer")
 }

@@ -41,6 +41,7 @@ type bundle struct {
 	url  string
 	e    *engine.Engine
 	rdb  *redis.Client
+	rs   *redistest.Server
 	smtp *smtpserver.Server
 	// notReady is what /readyz reports, nil when ready.
 	notReady atomic.Pointer[error]
@@ -60,8 +61,8 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // server. mod adjusts the HTTP config before the server starts.
 func setup(t *testing.T, mod ...func(*httpapi.Config)) *bundle {
 	t.Helper()
-	rs := redistest.Start(t)
-	b := &bundle{rdb: rs.Client()}
+	rs := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	b := &bundle{rdb: rs.Client(), rs: rs}
 	var err error
 	b.smtp, err = smtpserver.Start(smtpserver.Options{})
 	require.NoError(t, err)
