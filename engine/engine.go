@@ -226,7 +226,7 @@ type waitError struct {
 }
 
 func (w *waitError) Error() string {
-	return fmt.Sprintf("waiting %s: %s", w.after.Round(time.Millisecond), w.reason)
+	return fmt.Sprintf(waitPrefix+"%s: %s", w.after.Round(time.Millisecond), w.reason)
 }
 
 // Queue returns the orchestration queue for a topic.
@@ -261,6 +261,9 @@ func (e *Engine) Send(ctx context.Context, m wire.Message) (string, error) {
 	}
 	if err := m.Validate(); err != nil {
 		return "", err
+	}
+	if m.QueuedAt.IsZero() {
+		m.QueuedAt = e.now()
 	}
 	if err := redisstore.ValidID(m.CustomerID); err != nil {
 		return "", err
