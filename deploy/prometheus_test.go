@@ -276,12 +276,12 @@ scrape_configs:
 		var got []string
 		ok := true
 		for expr, want := range map[string]float64{
-			`sum(herald_messages_total{outcome="sent"})`:             nSent,
-			`sum(herald_messages_total{outcome="failed-temporary"})`: nTemp,
-			`sum(herald_backlog_tasks{state="retrying"})`:            nTemp,
-			`sum(herald_backlog_tasks{state="deferred"})`:            nCapped,
-			`sum(herald_backlog_tasks{state="rate_limited"})`:        0,
-			`sum(herald_backlog_tasks{state="follow_up"})`:           nOrders,
+			`sum(herald_messages_total{outcome="sent"})`:                                               nSent,
+			`sum(herald_messages_total{outcome="failed-temporary"})`:                                   nTemp,
+			`sum(herald_backlog_tasks{state="retrying"})`:                                              nTemp,
+			`sum(herald_backlog_tasks{state="deferred"})`:                                              nCapped,
+			`sum(herald_backlog_tasks{state="rate_limited"})`:                                          0,
+			`sum(herald_backlog_tasks{state="follow_up"})`:                                             nOrders,
 			`sum(herald_http_request_duration_seconds_count{route="GET /v1/customers/{id}/timeline"})`: float64(api.count("GET /v1/customers/{id}/timeline")),
 		} {
 			v, err := prom.scalar(expr)
