@@ -3,18 +3,23 @@ package deploy_test
 import (
 	"bufio"
 	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,9 +79,31 @@ func TestConfig(t *testing.T) {
 	require.NotEmpty(t, c.Caps)
 	require.NotEmpty(t, c.Content.PostalAddress)
 
-	stop := serviceDuration(t, "TimeoutStopSec")
-	require.Greater(t, stop, c.Worker.ShutdownTimeout+httpDrain,
+	require.Greater(t, serviceDuration(t, "herald.service", "TimeoutStopSec"), c.Worker.ShutdownTimeout+httpDrain,
 		"systemd must wait for the HTTP drain and worker.shutdown_timeout before SIGKILL")
+	require.Greater(t, serviceDuration(t, "herald-worker@.service", "TimeoutStopSec"), c.Worker.ShutdownTimeout,
+		"systemd must wait for worker.shutdown_timeout before SIGKILL")
+	require.Greater(t, serviceDuration(t, "herald-serve.service", "TimeoutStopSec"), httpDrain,
+		"systemd must wait for the HTTP drain before SIGKILL")
+
+	// Two workers on one host: the sample fixes no metrics address, the
+	// worker unit gives each instance its own.
+	require.Empty(t, c.Worker.MetricsAddr, "one metrics_addr for every worker lets only the first start")
+	env := unit(t, "herald-worker@.service")["Environment"]
+	require.Len(t, env, 1)
+	k, v, _ := strings.Cut(env[0], "=")
+	require.Equal(t, "HERALD_METRICS_ADDR", k)
+	seen := map[string]bool{}
+	for _, inst := range []string{"01", "02", "12", "99"} {
+		addr := strings.ReplaceAll(v, "%i", inst)
+		_, port, err := net.SplitHostPort(addr)
+		require.NoError(t, err, addr)
+		n, err := strconv.Atoi(port)
+		require.NoError(t, err, addr)
+		require.True(t, n > 1024 && n < 65536, "instance %s: port %d", inst, n)
+		require.False(t, seen[addr], "instance %s: %s taken", inst, addr)
+		seen[addr] = true
+	}
 }
 
 func TestConfigHoldsNoSecrets(t *testing.T) {
@@ -92,10 +119,13 @@ func TestConfigHoldsNoSecrets(t *testing.T) {
 	}
 }
 
-// unit parses herald.service: directive → values, in order.
-func unit(t *testing.T) map[string][]string {
+// units are the systemd units deploy/ ships, with the command each runs.
+var units = map[string]string{"herald.service": "run", "herald-serve.service": "serve", "herald-worker@.service": "worker"}
+
+// unit parses a unit file: directive → values, in order.
+func unit(t *testing.T, name string) map[string][]string {
 	t.Helper()
-	f, err := os.Open("herald.service")
+	f, err := os.Open(name)
 	require.NoError(t, err)
 	defer f.Close()
 	out := map[string][]string{}
@@ -113,18 +143,24 @@ func unit(t *testing.T) map[string][]string {
 	return out
 }
 
-func serviceDuration(t *testing.T, key string) time.Duration {
+func serviceDuration(t *testing.T, name, key string) time.Duration {
 	t.Helper()
-	v := unit(t)[key]
+	v := unit(t, name)[key]
 	require.Len(t, v, 1, key)
 	d, err := time.ParseDuration(v[0])
 	require.NoError(t, err, "%s=%s: write it with a unit, e.g. 45s", key, v[0])
 	return d
 }
 
-func TestServiceUnit(t *testing.T) {
+func TestServiceUnits(t *testing.T) {
 	t.Parallel()
-	u := unit(t)
+	for name, cmd := range units {
+		t.Run(name, func(t *testing.T) { checkUnit(t, name, cmd) })
+	}
+}
+
+func checkUnit(t *testing.T, name, cmd string) {
+	u := unit(t, name)
 	want := map[string]string{
 		"DynamicUser":     "yes",
 		"ProtectSystem":   "strict",
@@ -138,21 +174,31 @@ func TestServiceUnit(t *testing.T) {
 	for k, v := range want {
 		require.Equal(t, []string{v}, u[k], k)
 	}
-	require.Len(t, u["ExecStart"], 1)
-	require.Contains(t, u["ExecStart"][0], "--config /etc/herald/herald.yaml")
+	require.Equal(t, []string{"/usr/local/bin/herald " + cmd + " --config /etc/herald/herald.yaml"}, u["ExecStart"])
+	// The same hardening as herald.service, directive for directive.
+	base := unit(t, "herald.service")
+	for k, v := range base {
+		switch k {
+		case "Description", "ExecStart", "TimeoutStopSec", "StateDirectory", "WorkingDirectory":
+			continue
+		}
+		require.Equal(t, v, u[k], "%s: %s as in herald.service", name, k)
+	}
 
 	bin, err := exec.LookPath("systemd-analyze")
 	require.NoError(t, err, "systemd-analyze is needed to verify the unit: apt-get install -y systemd (make test installs it)")
 	// verify insists that ExecStart's binary exists: check a copy that
 	// runs /bin/true instead.
-	b, err := os.ReadFile("herald.service")
+	// A template is verified as an instance of it.
+	b, err := os.ReadFile(name)
 	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "herald.service")
+	file := strings.Replace(name, "@.", "@01.", 1)
+	path := filepath.Join(t.TempDir(), file)
 	require.NoError(t, os.WriteFile(path, []byte(strings.ReplaceAll(string(b), "/usr/local/bin/herald", "/bin/true")), 0o644))
 	out, err := exec.Command(bin, "verify", path).CombinedOutput()
 	require.NoError(t, err, "systemd-analyze verify: %s", out)
 	for _, line := range strings.Split(string(out), "\n") {
-		require.NotContains(t, line, "herald.service", "systemd-analyze verify: %s", out)
+		require.NotContains(t, line, file, "systemd-analyze verify: %s", out)
 	}
 }
 
@@ -184,6 +230,10 @@ func knownMetrics(t *testing.T) (names, labels map[string]bool) {
 			touch(t, v.Type().Field(i).Name, func(lv ...string) error { _, err := c.GetMetricWithLabelValues(lv...); return err })
 		}
 	}
+	// The HTTP metrics, with one request.
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/customers/{id}", func(http.ResponseWriter, *http.Request) {})
+	httpapi.Instrument(reg, mux).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/customers/c1", nil))
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
 	names, labels = map[string]bool{}, map[string]bool{}

@@ -19,6 +19,13 @@ type httpMetrics struct {
 // unmatchedRoute labels requests no route matched (404s and 405s of the mux).
 const unmatchedRoute = "unmatched"
 
+// Instrument registers the HTTP request metrics on reg and measures every
+// request next serves; next should be (or wrap) the ServeMux whose patterns
+// label the requests.
+func Instrument(reg prometheus.Registerer, next http.Handler) http.Handler {
+	return newHTTPMetrics(reg).instrument(next)
+}
+
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	m := &httpMetrics{
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{

@@ -136,7 +136,7 @@ func New(cfg Config) http.Handler {
 		mux.Handle(p, s.rateLimited(h))
 	}
 	if cfg.Registerer != nil {
-		return newHTTPMetrics(cfg.Registerer).instrument(s.requestID(mux))
+		return Instrument(cfg.Registerer, s.requestID(mux))
 	}
 	return s.requestID(mux)
 }
