@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/engine"
 	"github.com/heraldhq/herald/httpapi"
@@ -353,7 +354,8 @@ func TestDashboard(t *testing.T) {
 
 	joined := strings.Join(titles, "\n")
 	for _, want := range []string{"sent per channel", "suppressed by reason", "failed temporarily", "failed permanently", "latency p50 / p99",
-		"by queue and state", "queue latency", "journeys started / finished / exited", "watchdog repairs", "rate-limit waits"} {
+		"by queue and state", "queue latency", "journeys started / finished / exited", "watchdog repairs", "rate-limit waits",
+		"queued → sent p50 / p99 by channel and queue", "backlog by queue and state", "http requests by route and status", "http latency p99 by route"} {
 		require.Contains(t, joined, want, "the dashboard has a %q panel", want)
 	}
 	var unused []string
@@ -366,4 +368,31 @@ func TestDashboard(t *testing.T) {
 	if len(unused) > 0 {
 		t.Logf("metrics not on the dashboard: %v", unused)
 	}
+}
+
+// Every alert rule is in the runbook, with the expression it evaluates.
+func TestRunbookCoversAlerts(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("herald-alerts.yaml")
+	require.NoError(t, err)
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	require.NoError(t, yaml.Unmarshal(b, &rules))
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			require.Contains(t, string(readme), "### "+r.Alert+"\n", "the runbook has a section for %s", r.Alert)
+			require.Contains(t, string(readme), "`"+strings.TrimSpace(r.Expr)+"`", "the runbook shows %s's expression", r.Alert)
+			n++
+		}
+	}
+	require.GreaterOrEqual(t, n, 5)
 }

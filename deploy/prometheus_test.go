@@ -236,7 +236,7 @@ scrape_configs:
 	// asynq's failure count (the dashboard's error rate) holds the
 	// refused messages and nothing for the rate-limit waits.
 	prom.waitFor(t, "asynq counts the permanent failures, not the rate-limit waits", 20*time.Second, func() (bool, string) {
-		failed, err1 := prom.scalar(`sum(herald_queue_failed_total)`)
+		failed, err1 := prom.scalar(`sum(max by (queue) (herald_queue_failed_total))`)
 		waits, err2 := prom.scalar(`sum(herald_rate_limit_waits_total)`)
 		return err1 == nil && err2 == nil && failed == nPerm && waits > 0,
 			fmt.Sprintf("asynq failed %v (want %d), rate-limit waits %v (want > 0)", failed, nPerm, waits)
@@ -278,10 +278,10 @@ scrape_configs:
 		for expr, want := range map[string]float64{
 			`sum(herald_messages_total{outcome="sent"})`:                                               nSent,
 			`sum(herald_messages_total{outcome="failed-temporary"})`:                                   nTemp,
-			`sum(herald_backlog_tasks{state="retrying"})`:                                              nTemp,
-			`sum(herald_backlog_tasks{state="deferred"})`:                                              nCapped,
-			`sum(herald_backlog_tasks{state="rate_limited"})`:                                          0,
-			`sum(herald_backlog_tasks{state="follow_up"})`:                                             nOrders,
+			`sum(max by (queue) (herald_backlog_tasks{state="retrying"}))`:                             nTemp,
+			`sum(max by (queue) (herald_backlog_tasks{state="deferred"}))`:                             nCapped,
+			`sum(max by (queue) (herald_backlog_tasks{state="rate_limited"}))`:                         0,
+			`sum(max by (queue) (herald_backlog_tasks{state="follow_up"}))`:                            nOrders,
 			`sum(herald_http_request_duration_seconds_count{route="GET /v1/customers/{id}/timeline"})`: float64(api.count("GET /v1/customers/{id}/timeline")),
 		} {
 			v, err := prom.scalar(expr)
@@ -293,6 +293,21 @@ scrape_configs:
 		return ok, strings.Join(got, "; ")
 	})
 	elapsed := time.Since(firstSend)
+
+	// Queue figures come from serve alone; Redis reachability from each.
+	for expr, want := range map[string]float64{
+		`max(count by (queue, state) (herald_backlog_tasks))`:     1,
+		`count(herald_queue_tasks{instance!="` + httpAddr + `"})`: 0,
+		`count(herald_redis_up)`:                                  3,
+	} {
+		res, err := prom.query(expr)
+		require.NoError(t, err, expr)
+		got := 0.0
+		if len(res) > 0 {
+			got = res[0].Value
+		}
+		require.Equal(t, want, got, expr)
+	}
 
 	// Every panel, through Prometheus, against the counts.
 	want := expectations{elapsed: elapsed, api: api, insp: insp}
@@ -324,7 +339,7 @@ scrape_configs:
 	// The alert rules load and evaluate without error.
 	prom.checkRules(t)
 	waits, _ := prom.scalar(`sum(herald_rate_limit_waits_total)`)
-	failed, _ := prom.scalar(`sum(herald_queue_failed_total)`)
+	failed, _ := prom.scalar(`sum(max by (queue) (herald_queue_failed_total))`)
 	t.Logf("checked %d panels and the alert rules; %d sent, %d refused for good, %d retrying, %d deferred, %d suppressed, %v rate-limit waits, %v asynq failures, %d API requests; first to last send %s; test took %s",
 		checked, nSent, nPerm, nTemp, nCapped, nOptedOut, waits, failed, api.total(), lastSent.Sub(firstSend).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
