@@ -111,9 +111,9 @@ func (m *Main) Open(ctx context.Context) error {
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	m.Registry.MustRegister(engine.NewRedisCollector(insp))
 	if m.HTTP {
-		// Queue sizes are the same from every process: exported once, by
-		// the processes serving HTTP, so a sum over targets counts each
-		// task once.
+		// Queue figures are cluster-wide: only the processes serving HTTP
+		// read them from Redis, so workers neither repeat them nor add
+		// scrape load (queries take them with max by queue).
 		m.Registry.MustRegister(engine.NewQueueCollector(insp))
 	}
 
