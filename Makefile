@@ -19,7 +19,7 @@ build: ## Build the herald binary into bin/
 	$(GO) build -o $(BIN) ./cmd/herald
 
 .PHONY: deps
-deps: ## Install the test peers (redis-server, postfix for smtp-sink, chromium with Noto CJK and Thai fonts, systemd-analyze) when missing
+deps: ## Install the test peers (redis-server, postfix for smtp-sink, chromium with Noto CJK and Thai fonts, systemd-analyze, prometheus) when missing
 	@need=""; \
 	command -v redis-server >/dev/null || need="$$need redis-server"; \
 	test -x /usr/sbin/smtp-sink || need="$$need postfix"; \
@@ -27,12 +27,14 @@ deps: ## Install the test peers (redis-server, postfix for smtp-sink, chromium w
 	fc-list -q 'Noto Sans CJK JP' 2>/dev/null || need="$$need fontconfig fonts-noto-cjk"; \
 	fc-list -q 'Noto Sans Thai' 2>/dev/null || need="$$need fontconfig fonts-noto-core"; \
 	command -v systemd-analyze >/dev/null || need="$$need systemd"; \
+	command -v prometheus >/dev/null || need="$$need prometheus"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing:$$need"; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
 	  if command -v apt-get >/dev/null; then \
 	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$need >/dev/null && \
+	    { $$sudo service prometheus stop >/dev/null 2>&1 || true; }; \
 	  else \
 	    echo "missing:$$need — install them with your package manager (Debian: apt-get install -y$$need)"; exit 1; \
 	  fi; \

@@ -125,7 +125,7 @@ type Message struct {
 func (c *Client) Send(ctx context.Context, m Message) (string, error) {
 	w := wire.Message{
 		ID: redisstore.KeyedID("m_", c.Actor, m.IdempotencyKey), CustomerID: m.CustomerID, Template: m.Template, Topic: m.Topic,
-		Data: m.Data, Channels: m.Channels, Mode: m.Mode, Actor: c.Actor,
+		Data: m.Data, Channels: m.Channels, Mode: m.Mode, Actor: c.Actor, QueuedAt: time.Now(),
 	}
 	id, err := c.svc.Send(ctx, w)
 	return id, temp(err)

@@ -3,18 +3,24 @@ package deploy_test
 import (
 	"bufio"
 	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,9 +80,31 @@ func TestConfig(t *testing.T) {
 	require.NotEmpty(t, c.Caps)
 	require.NotEmpty(t, c.Content.PostalAddress)
 
-	stop := serviceDuration(t, "TimeoutStopSec")
-	require.Greater(t, stop, c.Worker.ShutdownTimeout+httpDrain,
+	require.Greater(t, serviceDuration(t, "herald.service", "TimeoutStopSec"), c.Worker.ShutdownTimeout+httpDrain,
 		"systemd must wait for the HTTP drain and worker.shutdown_timeout before SIGKILL")
+	require.Greater(t, serviceDuration(t, "herald-worker@.service", "TimeoutStopSec"), c.Worker.ShutdownTimeout,
+		"systemd must wait for worker.shutdown_timeout before SIGKILL")
+	require.Greater(t, serviceDuration(t, "herald-serve.service", "TimeoutStopSec"), httpDrain,
+		"systemd must wait for the HTTP drain before SIGKILL")
+
+	// Two workers on one host: the sample fixes no metrics address, the
+	// worker unit gives each instance its own.
+	require.Empty(t, c.Worker.MetricsAddr, "one metrics_addr for every worker lets only the first start")
+	env := unit(t, "herald-worker@.service")["Environment"]
+	require.Len(t, env, 1)
+	k, v, _ := strings.Cut(env[0], "=")
+	require.Equal(t, "HERALD_METRICS_ADDR", k)
+	seen := map[string]bool{}
+	for _, inst := range []string{"01", "02", "12", "99"} {
+		addr := strings.ReplaceAll(v, "%i", inst)
+		_, port, err := net.SplitHostPort(addr)
+		require.NoError(t, err, addr)
+		n, err := strconv.Atoi(port)
+		require.NoError(t, err, addr)
+		require.True(t, n > 1024 && n < 65536, "instance %s: port %d", inst, n)
+		require.False(t, seen[addr], "instance %s: %s taken", inst, addr)
+		seen[addr] = true
+	}
 }
 
 func TestConfigHoldsNoSecrets(t *testing.T) {
@@ -92,10 +120,13 @@ func TestConfigHoldsNoSecrets(t *testing.T) {
 	}
 }
 
-// unit parses herald.service: directive → values, in order.
-func unit(t *testing.T) map[string][]string {
+// units are the systemd units deploy/ ships, with the command each runs.
+var units = map[string]string{"herald.service": "run", "herald-serve.service": "serve", "herald-worker@.service": "worker"}
+
+// unit parses a unit file: directive → values, in order.
+func unit(t *testing.T, name string) map[string][]string {
 	t.Helper()
-	f, err := os.Open("herald.service")
+	f, err := os.Open(name)
 	require.NoError(t, err)
 	defer f.Close()
 	out := map[string][]string{}
@@ -113,18 +144,24 @@ func unit(t *testing.T) map[string][]string {
 	return out
 }
 
-func serviceDuration(t *testing.T, key string) time.Duration {
+func serviceDuration(t *testing.T, name, key string) time.Duration {
 	t.Helper()
-	v := unit(t)[key]
+	v := unit(t, name)[key]
 	require.Len(t, v, 1, key)
 	d, err := time.ParseDuration(v[0])
 	require.NoError(t, err, "%s=%s: write it with a unit, e.g. 45s", key, v[0])
 	return d
 }
 
-func TestServiceUnit(t *testing.T) {
+func TestServiceUnits(t *testing.T) {
 	t.Parallel()
-	u := unit(t)
+	for name, cmd := range units {
+		t.Run(name, func(t *testing.T) { checkUnit(t, name, cmd) })
+	}
+}
+
+func checkUnit(t *testing.T, name, cmd string) {
+	u := unit(t, name)
 	want := map[string]string{
 		"DynamicUser":     "yes",
 		"ProtectSystem":   "strict",
@@ -138,21 +175,31 @@ func TestServiceUnit(t *testing.T) {
 	for k, v := range want {
 		require.Equal(t, []string{v}, u[k], k)
 	}
-	require.Len(t, u["ExecStart"], 1)
-	require.Contains(t, u["ExecStart"][0], "--config /etc/herald/herald.yaml")
+	require.Equal(t, []string{"/usr/local/bin/herald " + cmd + " --config /etc/herald/herald.yaml"}, u["ExecStart"])
+	// The same hardening as herald.service, directive for directive.
+	base := unit(t, "herald.service")
+	for k, v := range base {
+		switch k {
+		case "Description", "ExecStart", "TimeoutStopSec", "StateDirectory", "WorkingDirectory":
+			continue
+		}
+		require.Equal(t, v, u[k], "%s: %s as in herald.service", name, k)
+	}
 
 	bin, err := exec.LookPath("systemd-analyze")
 	require.NoError(t, err, "systemd-analyze is needed to verify the unit: apt-get install -y systemd (make test installs it)")
 	// verify insists that ExecStart's binary exists: check a copy that
 	// runs /bin/true instead.
-	b, err := os.ReadFile("herald.service")
+	// A template is verified as an instance of it.
+	b, err := os.ReadFile(name)
 	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "herald.service")
+	file := strings.Replace(name, "@.", "@01.", 1)
+	path := filepath.Join(t.TempDir(), file)
 	require.NoError(t, os.WriteFile(path, []byte(strings.ReplaceAll(string(b), "/usr/local/bin/herald", "/bin/true")), 0o644))
 	out, err := exec.Command(bin, "verify", path).CombinedOutput()
 	require.NoError(t, err, "systemd-analyze verify: %s", out)
 	for _, line := range strings.Split(string(out), "\n") {
-		require.NotContains(t, line, "herald.service", "systemd-analyze verify: %s", out)
+		require.NotContains(t, line, file, "systemd-analyze verify: %s", out)
 	}
 }
 
@@ -166,7 +213,7 @@ func knownMetrics(t *testing.T) (names, labels map[string]bool) {
 	rs := redistest.Start(t)
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: rs.Addr})
 	t.Cleanup(func() { _ = insp.Close() })
-	reg.MustRegister(engine.NewQueueCollector(insp))
+	reg.MustRegister(engine.NewQueueCollector(insp), engine.NewRedisCollector(insp))
 	cl := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
 	t.Cleanup(func() { _ = cl.Close() })
 	_, err := cl.Enqueue(asynq.NewTask("herald:test", nil), asynq.Queue("email"))
@@ -184,6 +231,10 @@ func knownMetrics(t *testing.T) (names, labels map[string]bool) {
 			touch(t, v.Type().Field(i).Name, func(lv ...string) error { _, err := c.GetMetricWithLabelValues(lv...); return err })
 		}
 	}
+	// The HTTP metrics, with one request.
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/customers/{id}", func(http.ResponseWriter, *http.Request) {})
+	httpapi.Instrument(reg, mux).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/customers/c1", nil))
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
 	names, labels = map[string]bool{}, map[string]bool{}
@@ -303,7 +354,8 @@ func TestDashboard(t *testing.T) {
 
 	joined := strings.Join(titles, "\n")
 	for _, want := range []string{"sent per channel", "suppressed by reason", "failed temporarily", "failed permanently", "latency p50 / p99",
-		"by queue and state", "queue latency", "journeys started / finished / exited", "watchdog repairs", "rate-limit waits"} {
+		"by queue and state", "queue latency", "journeys started / finished / exited", "watchdog repairs", "rate-limit waits",
+		"queued → sent p50 / p99 by channel and queue", "backlog by queue and state", "http requests by route and status", "http latency p99 by route"} {
 		require.Contains(t, joined, want, "the dashboard has a %q panel", want)
 	}
 	var unused []string
@@ -316,4 +368,31 @@ func TestDashboard(t *testing.T) {
 	if len(unused) > 0 {
 		t.Logf("metrics not on the dashboard: %v", unused)
 	}
+}
+
+// Every alert rule is in the runbook, with the expression it evaluates.
+func TestRunbookCoversAlerts(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("herald-alerts.yaml")
+	require.NoError(t, err)
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	require.NoError(t, yaml.Unmarshal(b, &rules))
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			require.Contains(t, string(readme), "### "+r.Alert+"\n", "the runbook has a section for %s", r.Alert)
+			require.Contains(t, string(readme), "`"+strings.TrimSpace(r.Expr)+"`", "the runbook shows %s's expression", r.Alert)
+			n++
+		}
+	}
+	require.GreaterOrEqual(t, n, 5)
 }

@@ -124,6 +124,7 @@ func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.De
 	if dec.Reason != "" {
 		if !dec.NotBefore.IsZero() && !dec.Drop {
 			cl.Release(ctx)
+			d.QueuedAt = dec.NotBefore // its latency counts from when it is due
 			return e.queueDelivery(ctx, cust, d, dec.NotBefore.Sub(e.now())+time.Second, dec.Reason, note, ref)
 		}
 		if err := e.suppressed(ctx, cust, d.MessageID, d.Topic, d.WorkflowID, d.Channel, dec, ref); err != nil {
@@ -206,9 +207,7 @@ func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.De
 	receipt, err := e.opt.Senders[d.Channel].Send(sendCtx, msg)
 	cancel()
 	release()
-	if herald.ErrorCode(err) != herald.ERateLimited {
-		e.metrics.providerLatency(string(d.Channel), time.Since(start), err)
-	}
+	e.metrics.providerLatency(string(d.Channel), time.Since(start), err)
 	if err == nil {
 		h.success()
 		return e.recordSent(ctx, cl, d, receipt, content.Locale, ref, note)
@@ -278,7 +277,15 @@ func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.De
 		if d.Defers > maxDefers {
 			return skip(herald.Errorf(herald.EInternal, "delivery %s put off %d times; giving up", d.DeliveryID(), maxDefers))
 		}
-		taskID += ":" + strconv.Itoa(d.Defers)
+		// The kind tells the backlog gauges a retry from a wait.
+		kind := kindDefer
+		switch why {
+		case "retry":
+			kind = kindRetry
+		case "":
+			kind = kindWait
+		}
+		taskID += ":" + kind + ":" + strconv.Itoa(d.Defers)
 	}
 	opts := []asynq.Option{asynq.TaskID(taskID), asynq.Queue(e.Queue(d.Topic)), e.taskTimeout()}
 	if after > 0 {
@@ -384,6 +391,7 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 		}
 	}
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeSent, "")
+	e.metrics.delivered(d.Channel, e.Queue(d.Topic), d.QueuedAt, r.SentAt)
 	return nil
 }
 

@@ -238,7 +238,7 @@ type waitError struct {
 }
 
 func (w *waitError) Error() string {
-	return fmt.Sprintf("waiting %s: %s", w.after.Round(time.Millisecond), w.reason)
+	return fmt.Sprintf(waitPrefix+"%s: %s", w.after.Round(time.Millisecond), w.reason)
 }
 
 // Queue returns the orchestration queue for a topic.

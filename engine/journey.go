@@ -261,6 +261,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 			ID: next.JourneyID + "." + a.StepID + "." + strconv.Itoa(a.StepSeq), CustomerID: c.ID,
 			Template: a.Template, Topic: w.Topic, Channels: chans, Mode: a.Mode, Data: next.Data,
 			WorkflowID: w.ID, JourneyID: next.JourneyID, StepID: a.StepID, Actor: "journey",
+			QueuedAt: e.now(),
 		}
 		// The step's task sends the message itself. A message that fails
 		// for good is on the timeline; the journey goes on.

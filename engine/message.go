@@ -75,6 +75,7 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 			MessageID: m.ID, CustomerID: m.CustomerID, Channel: ch,
 			Template: m.Template, Topic: m.Topic, Data: m.Data,
 			WorkflowID: m.WorkflowID, JourneyID: m.JourneyID, StepID: m.StepID, Actor: m.Actor,
+			QueuedAt: m.QueuedAt,
 		}
 		if m.Mode != "all" {
 			d.Fallback = slices.Clone(dec.Channels[i+1:])
@@ -161,7 +162,8 @@ func (e *Engine) deferMessage(ctx context.Context, c herald.Customer, m wire.Mes
 		return skip(herald.Errorf(herald.EInternal, "message %s deferred 100 times (%s); giving up", m.ID, dec.Reason))
 	}
 	at := dec.NotBefore.Add(time.Second) // asynq fires up to 1s early
-	taskID := fmt.Sprintf("m:%s:defer:%d", m.ID, m.Deferrals)
+	m.QueuedAt = dec.NotBefore           // its latency counts from when it is due
+	taskID := fmt.Sprintf("m:%s:%s:%d", m.ID, kindDefer, m.Deferrals)
 	err := e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)),
 		asynq.TaskID(taskID), asynq.Queue(e.Queue(m.Topic)), asynq.ProcessAt(at), e.taskTimeout())
 	if err != nil {

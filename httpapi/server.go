@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/internal/service"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Token is one named API bearer token.
@@ -64,6 +65,8 @@ type Config struct {
 	// Ready reports whether herald can serve (Redis reachable, content loaded).
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
+	// Registerer, when set, gets the HTTP request metrics.
+	Registerer prometheus.Registerer
 }
 
 type server struct {
@@ -131,6 +134,9 @@ func New(cfg Config) http.Handler {
 	}
 	for p, h := range cfg.Extra {
 		mux.Handle(p, s.rateLimited(h))
+	}
+	if cfg.Registerer != nil {
+		return Instrument(cfg.Registerer, s.requestID(mux))
 	}
 	return s.requestID(mux)
 }

@@ -109,7 +109,13 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	m.Registry.MustRegister(engine.NewQueueCollector(insp))
+	m.Registry.MustRegister(engine.NewRedisCollector(insp))
+	if m.HTTP {
+		// Queue figures are cluster-wide: only the processes serving HTTP
+		// read them from Redis, so workers neither repeat them nor add
+		// scrape load (queries take them with max by queue).
+		m.Registry.MustRegister(engine.NewQueueCollector(insp))
+	}
 
 	m.Engine, err = engine.New(engine.Options{
 		Redis: rdb, RedisConn: m.RedisConn, Senders: senders, Templates: tset, Workflows: wset,
@@ -151,8 +157,9 @@ func (m *Main) Open(ctx context.Context) error {
 			"POST /slack/interactions": &ack.Slack{Engine: m.Engine, SigningSecret: c.Slack.SigningSecret.Reveal(), Logger: m.Logger},
 			"GET /r/{token}":           &ack.Click{Engine: m.Engine, Key: []byte(c.SigningKey.Reveal()), Logger: m.Logger},
 		},
-		Ready:  m.ready,
-		Logger: m.Logger,
+		Ready:      m.ready,
+		Logger:     m.Logger,
+		Registerer: m.Registry,
 	})
 	return nil
 }
@@ -322,6 +329,13 @@ func (m *Main) Start(ctx context.Context) error {
 	if err := m.Engine.PublishRouting(ctx); err != nil {
 		return fmt.Errorf("publish routing: %w", err)
 	}
+	if m.Worker && !m.HTTP && c.Worker.MetricsAddr != "" {
+		// Listen first: a clashing address stops the process before it
+		// takes any task.
+		if err := m.serveMetrics(c.Worker.MetricsAddr); err != nil {
+			return err
+		}
+	}
 	if m.Worker {
 		m.server = asynq.NewServerFromRedisClient(m.Redis, asynq.Config{
 			Concurrency:              c.Worker.Concurrency,
@@ -352,11 +366,6 @@ func (m *Main) Start(ctx context.Context) error {
 			return fmt.Errorf("worker: %w", err)
 		}
 		if err := m.startScheduler(); err != nil {
-			return err
-		}
-	}
-	if m.Worker && !m.HTTP && c.Worker.MetricsAddr != "" {
-		if err := m.serveMetrics(c.Worker.MetricsAddr); err != nil {
 			return err
 		}
 	}

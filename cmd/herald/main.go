@@ -160,7 +160,7 @@ func cmdServe(ctx context.Context, role string, args []string, stderr io.Writer)
 	}
 	started := []any{"role", role}
 	if m.HTTP {
-		started = append(started, "http", m.Addr())
+		started = append(started, "http", m.Addr(), "metrics", m.Addr()+"/metrics")
 	}
 	if m.Worker {
 		chans := make([]string, 0, len(herald.Channels))
@@ -170,8 +170,8 @@ func cmdServe(ctx context.Context, role string, args []string, stderr io.Writer)
 			}
 		}
 		started = append(started, "channels", chans, "queues", c.Worker.Queues, "strict_priority", c.Worker.StrictPriority == nil || *c.Worker.StrictPriority)
-		if c.Worker.MetricsAddr != "" && !m.HTTP {
-			started = append(started, "metrics", c.Worker.MetricsAddr)
+		if a := m.MetricsAddr(); a != "" {
+			started = append(started, "metrics", a+"/metrics")
 		}
 	}
 	log.Info("herald started", started...)

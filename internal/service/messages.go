@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -67,6 +68,9 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 	}
 	if err := m.Validate(); err != nil {
 		return "", err
+	}
+	if m.QueuedAt.IsZero() {
+		m.QueuedAt = time.Now().UTC()
 	}
 	if err := CheckData("data", m.Data); err != nil {
 		return "", err

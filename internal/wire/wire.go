@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald"
 )
@@ -52,6 +53,9 @@ type Message struct {
 	StepID     string           `json:"step,omitempty"`
 	Actor      string           `json:"actor,omitempty"` // API token name, "cli", "journey"
 	Deferrals  int              `json:"deferrals,omitempty"`
+	// QueuedAt is when the message was queued (or became due, after a
+	// deferral): the start of its queued-to-sent latency.
+	QueuedAt time.Time `json:"queued_at,omitzero"`
 }
 
 // Erase asks a worker to finish erasing a customer whose addresses are
@@ -78,6 +82,8 @@ type Deliver struct {
 	// Defers counts the times the delivery was put off for a provider rate
 	// limit; it names the next re-scheduled task.
 	Defers int `json:"defers,omitempty"`
+	// QueuedAt is its message's, carried through retries and waits.
+	QueuedAt time.Time `json:"queued_at,omitzero"`
 }
 
 // DeliveryID is the idempotency key of a message on a channel.
