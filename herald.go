@@ -107,6 +107,10 @@ type Event struct {
 	At             time.Time      `json:"at,omitzero"`
 	// Actor names who sent it: an API token's name, "cli", "client".
 	Actor string `json:"actor,omitempty"`
+	// Sealed names the data keys whose values were kept out of the queued
+	// task (secrets, links that act as credentials); the worker reads them
+	// back from Redis.
+	Sealed []string `json:"sealed,omitempty"`
 }
 
 // Content is a template rendered for one customer: the same words for every

@@ -137,9 +137,18 @@ func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.De
 		return nil
 	}
 
+	data, err := e.svc.Unseal(ctx, cust.ID, d.MessageID, d.Data, d.Sealed)
+	if herald.ErrorCode(err) == herald.ENotFound {
+		e.recordFailure(ctx, cust, d, herald.OutcomeFailedPermanent, err, ref, "")
+		return skip(&logged{err})
+	}
+	if err != nil {
+		cl.Release(ctx)
+		return err
+	}
 	links := e.links(cust, d.Topic)
 	content, err := e.Templates().RenderChannel(d.Template, cust.Locale, templates.Data{
-		Customer: cust, Data: d.Data, MessageID: d.MessageID, Now: e.now(), Track: e.tracker(cust, d),
+		Customer: cust, Data: data, MessageID: d.MessageID, Now: e.now(), Track: e.tracker(cust, d),
 		Links: templates.Links{Preferences: links.preferences, Unsubscribe: links.unsubscribe},
 	}, d.Channel)
 	if err != nil {
@@ -287,6 +296,13 @@ func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.De
 		}
 		taskID += ":" + kind + ":" + strconv.Itoa(d.Defers)
 	}
+	// Secrets in the data (a journey's send carries its event's data) stay
+	// out of the payload the dashboard and its archive show.
+	data, sealed, err := e.svc.Seal(ctx, d.CustomerID, d.MessageID, d.Data, d.Sealed)
+	if err != nil {
+		return err
+	}
+	d.Data, d.Sealed = data, sealed
 	opts := []asynq.Option{asynq.TaskID(taskID), asynq.Queue(e.Queue(d.Topic)), e.taskTimeout()}
 	if after > 0 {
 		opts = append(opts, asynq.ProcessIn(after))

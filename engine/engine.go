@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,9 @@ type Options struct {
 	Metrics            *Metrics      // nil: a private registry
 	Logger             *slog.Logger
 	Now                func() time.Time
+	// SecretKeys matches data keys whose values are sealed out of task
+	// payloads (nil: service.DefaultSecretKeys).
+	SecretKeys *regexp.Regexp
 	// WatchdogLate is how far past due a journey follow-up must be before
 	// the watchdog re-arms it; default 30s.
 	WatchdogLate time.Duration
@@ -154,7 +158,7 @@ func New(opt Options) (*Engine, error) {
 	e.route = e.buildRouting()
 	e.svc = service.New(service.Options{
 		Store: e.st, Prefs: e.prefs, Tasks: e.client, Catalog: catalog{e}, Journeys: journeys{e}, Templates: templateCheck{e},
-		TaskTimeout: e.opt.DeliveryTimeout + SendReserve + time.Second,
+		TaskTimeout: e.opt.DeliveryTimeout + SendReserve + time.Second, SecretKeys: opt.SecretKeys,
 	})
 	return e, nil
 }

@@ -117,6 +117,13 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if ev.Name != wire.EventPreferencesChanged {
 		e.note(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: summary, Ref: ev.ID, Data: boundedData(ev.Data)})
 	}
+	// The timeline got the sealed form; the journey sees the values.
+	if ev.Data, err = e.svc.Unseal(ctx, cust.ID, ev.ID, ev.Data, ev.Sealed); err != nil {
+		if herald.ErrorCode(err) == herald.ENotFound {
+			return skip(err)
+		}
+		return err
+	}
 	if ev.Name == wire.EventPreferencesChanged {
 		if p, _ := ev.Data["paused"].(bool); p {
 			if err := e.exitTopicLocked(ctx, cust, ""); err != nil {

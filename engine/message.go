@@ -73,7 +73,7 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 	for i, ch := range chans {
 		d := wire.Deliver{
 			MessageID: m.ID, CustomerID: m.CustomerID, Channel: ch,
-			Template: m.Template, Topic: m.Topic, Data: m.Data,
+			Template: m.Template, Topic: m.Topic, Data: m.Data, Sealed: m.Sealed,
 			WorkflowID: m.WorkflowID, JourneyID: m.JourneyID, StepID: m.StepID, Actor: m.Actor,
 			QueuedAt: m.QueuedAt,
 		}
@@ -162,9 +162,14 @@ func (e *Engine) deferMessage(ctx context.Context, c herald.Customer, m wire.Mes
 		return skip(herald.Errorf(herald.EInternal, "message %s deferred 100 times (%s); giving up", m.ID, dec.Reason))
 	}
 	at := dec.NotBefore.Add(time.Second) // asynq fires up to 1s early
-	m.QueuedAt = dec.NotBefore           // its latency counts from when it is due
+	data, sealed, err := e.svc.Seal(ctx, m.CustomerID, m.ID, m.Data, m.Sealed)
+	if err != nil {
+		return err
+	}
+	m.Data, m.Sealed = data, sealed
+	m.QueuedAt = dec.NotBefore // its latency counts from when it is due
 	taskID := fmt.Sprintf("m:%s:%s:%d", m.ID, kindDefer, m.Deferrals)
-	err := e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)),
+	err = e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)),
 		asynq.TaskID(taskID), asynq.Queue(e.Queue(m.Topic)), asynq.ProcessAt(at), e.taskTimeout())
 	if err != nil {
 		return err

@@ -37,6 +37,11 @@ func (s *Service) Event(ctx context.Context, ev herald.Event) (string, error) {
 	if ev.Data == nil {
 		ev.Data = map[string]any{}
 	}
+	data, sealed, err := s.Seal(ctx, ev.CustomerID, ev.ID, ev.Data, ev.Sealed)
+	if err != nil {
+		return ev.ID, err
+	}
+	ev.Data, ev.Sealed = data, sealed
 	if err := s.enqueue(ctx, ev.CustomerID, wire.QueueDefault, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), "e:"+ev.ID); err != nil {
 		return ev.ID, err
 	}
@@ -94,6 +99,11 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 	if _, err := s.o.Store.Customer(ctx, m.CustomerID); err != nil {
 		return "", err
 	}
+	data, sealed, err := s.Seal(ctx, m.CustomerID, m.ID, m.Data, m.Sealed)
+	if err != nil {
+		return "", err
+	}
+	m.Data, m.Sealed = data, sealed
 	var opts []asynq.Option
 	if s.o.TaskTimeout > 0 {
 		opts = append(opts, asynq.Timeout(s.o.TaskTimeout))

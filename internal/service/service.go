@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -65,6 +66,9 @@ type Options struct {
 	Templates Templates // nil: the worker checks
 	// TaskTimeout bounds a message task (0: asynq's default).
 	TaskTimeout time.Duration
+	// SecretKeys matches data keys whose values are sealed out of task
+	// payloads (nil: DefaultSecretKeys).
+	SecretKeys *regexp.Regexp
 }
 
 // Service is the write path.

@@ -48,6 +48,7 @@ type Message struct {
 	Channels   []herald.Channel `json:"channels,omitempty"` // candidates in order; empty = all
 	Mode       string           `json:"mode,omitempty"`     // first (default) or all
 	Data       map[string]any   `json:"data,omitempty"`
+	Sealed     []string         `json:"sealed,omitempty"` // data keys kept out of the payload (service.Seal)
 	WorkflowID string           `json:"workflow,omitempty"`
 	JourneyID  string           `json:"journey,omitempty"`
 	StepID     string           `json:"step,omitempty"`
@@ -74,6 +75,7 @@ type Deliver struct {
 	Template   string           `json:"template"`
 	Topic      string           `json:"topic"`
 	Data       map[string]any   `json:"data,omitempty"`
+	Sealed     []string         `json:"sealed,omitempty"`   // data keys kept out of the payload (service.Seal)
 	Fallback   []herald.Channel `json:"fallback,omitempty"` // next channels if this one fails for good
 	WorkflowID string           `json:"workflow,omitempty"`
 	JourneyID  string           `json:"journey,omitempty"`
