@@ -342,6 +342,17 @@ func (c *Config) fill(lookup func(string) (string, bool)) error {
 	return err
 }
 
+// FileError is a config file that cannot be read or decoded: nothing in
+// it can be checked further.
+type FileError struct {
+	Path string
+	msg  string
+	err  error
+}
+
+func (e *FileError) Error() string { return e.msg }
+func (e *FileError) Unwrap() error { return e.err }
+
 // readFile decodes the YAML file at path into c (nothing when path is empty).
 func (c *Config) readFile(path string) error {
 	if path == "" {
@@ -349,10 +360,10 @@ func (c *Config) readFile(path string) error {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
+		return &FileError{Path: path, msg: "config: " + err.Error(), err: err}
 	}
 	if err := unmarshal(b, c); err != nil {
-		return fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, false))
+		return &FileError{Path: path, msg: fmt.Sprintf("config %s: %s", path, yaml.FormatError(err, false, false)), err: err}
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,9 +40,11 @@ type Main struct {
 	role   string // run, worker or serve, for the shutdown line
 	// Worker and HTTP choose the roles.
 	Worker, HTTP bool
-	// TemplatesFS and WorkflowsFS override the configured folders (dev mode
-	// and tests use the embedded examples).
-	TemplatesFS, WorkflowsFS fs.FS
+	// content overrides the configured folders (herald dev runs the
+	// embedded examples); nil means the folders of Config.Content.
+	content *contentSource
+	// WatchInterval is how often --watch looks for changed files. Default 2s.
+	WatchInterval time.Duration
 	// Tune shortens asynq's polling intervals for prompt follow-ups.
 	TaskCheckInterval, DelayedTaskCheckInterval time.Duration
 	// MonitoringLogin is the secret of a dashboard login link (herald dev).
@@ -98,6 +99,8 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.loaded = true
+	src := m.contentSource()
+	m.Logger.Info("content loaded", "templates", src.describe("templates"), "workflows", src.describe("workflows"))
 
 	senders, err := m.senders()
 	if err != nil {
@@ -176,37 +179,25 @@ func (m *Main) ready(ctx context.Context) error {
 	return nil
 }
 
-// loadContent loads templates, then workflows checked against them.
-func (m *Main) loadContent() (*templates.Set, *workflows.Set, error) {
-	c := m.Config.Content
-	tfs, wfs := m.TemplatesFS, m.WorkflowsFS
-	if tfs == nil {
-		if c.Templates == "" {
-			return nil, nil, errors.New("content.templates: set HERALD_TEMPLATES to the templates folder")
-		}
-		tfs = os.DirFS(c.Templates)
+// contentSource is where this process's templates and workflows come from.
+func (m *Main) contentSource() contentSource {
+	if m.content != nil {
+		return *m.content
 	}
-	if wfs == nil && c.Workflows != "" {
-		wfs = os.DirFS(c.Workflows)
-	}
-	return loadContent(tfs, wfs, m.Config)
+	return folderContent(m.Config)
 }
 
-func loadContent(tfs, wfs fs.FS, c config.Config) (*templates.Set, *workflows.Set, error) {
-	tset, err := templates.Load(tfs, templateOptions(c))
-	if err != nil {
-		return nil, nil, fmt.Errorf("templates:\n%w", err)
+// loadContent loads templates and workflows and runs on them every check
+// herald validate runs (checkContent), for start-up and every reload
+// alike, against the channels this process can send on.
+func (m *Main) loadContent() (*templates.Set, *workflows.Set, error) {
+	src := m.contentSource()
+	if src.templates == nil {
+		return nil, nil, errors.New("content.templates: set HERALD_TEMPLATES to the templates folder")
 	}
-	if wfs == nil {
-		return tset, nil, nil
-	}
-	topics := policy(c).Topics
-	wset, err := workflows.Load(wfs, workflows.LoadOptions{
-		TemplateExists: tset.Has,
-		Topics:         func(t string) bool { _, ok := topics[t]; return ok },
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("workflows:\n%w", err)
+	tset, wset, probs := checkContent(src, m.Config, m.Config.Channels())
+	if len(probs) > 0 {
+		return nil, nil, contentError(probs)
 	}
 	return tset, wset, nil
 }

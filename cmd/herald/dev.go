@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,7 +15,6 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/config"
-	"github.com/heraldhq/herald/examples"
 	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/heraldhq/herald/internal/smtpserver"
 	"github.com/hibiken/asynq"
@@ -106,12 +106,15 @@ func OpenDev(ctx context.Context, c config.Config, outbox string, log *slog.Logg
 	var login [24]byte
 	_, _ = rand.Read(login[:])
 	m.MonitoringLogin = hex.EncodeToString(login[:])
-	if c.Content.Templates == "" {
-		m.TemplatesFS = examples.Templates()
+	switch {
+	case c.Content.Templates == "" && c.Content.Workflows == "":
+		ex := exampleContent()
+		m.content = &ex
 		exampleBrand(&m.Config)
-	}
-	if c.Content.Workflows == "" && c.Content.Templates == "" {
-		m.WorkflowsFS = examples.Workflows()
+	case c.Content.Templates == "":
+		// The examples' templates under the folder's workflows would run
+		// neither the examples nor the content being worked on.
+		return nil, errors.New("content.workflows (HERALD_WORKFLOWS) is set but content.templates (HERALD_TEMPLATES) is not: set both, or neither for the embedded examples")
 	}
 	if err := m.Open(ctx); err != nil {
 		return nil, err
@@ -148,15 +151,12 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := config.Load(*path)
+	c, err := loadConfig(*path, "")
 	if err != nil {
 		return err
 	}
 	if os.Getenv("HERALD_LOG_FORMAT") == "" {
 		c.Log.Format = "text"
-	}
-	if err := c.Validate(); err != nil {
-		return fmt.Errorf("config:\n%w", err)
 	}
 	log := newLogger(c, stderr)
 	slog.SetDefault(log)
@@ -165,11 +165,13 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer d.Close()
+	sig, stop := notifySignals()
+	defer stop()
 	if err := d.Main.Start(ctx); err != nil {
 		return err
 	}
 	d.Banner(stdout)
-	return d.Main.wait(ctx, false)
+	return d.Main.wait(ctx, sig, false)
 }
 
 // DashboardURL is the dashboard's login link: opened in a browser, it
