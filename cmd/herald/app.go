@@ -67,6 +67,8 @@ type Main struct {
 	slack           *slack.Sender // for chat.update after a button press
 	mu              sync.Mutex
 	loaded          bool
+	// stamp is contentStamp as of the content loaded last (or refused).
+	stamp string
 }
 
 // Open connects to Redis, loads and validates content and builds the
@@ -94,6 +96,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("redis: %w (check HERALD_REDIS_URL)", err)
 	}
 
+	m.stamp = m.contentStamp() // before reading: --watch sees any later change
 	tset, wset, err := m.loadContent()
 	if err != nil {
 		return err

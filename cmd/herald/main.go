@@ -211,7 +211,6 @@ func (m *Main) wait(ctx context.Context, sig <-chan os.Signal, watch bool) error
 		defer t.Stop()
 		tick = t.C
 	}
-	stamp := m.contentStamp()
 	for {
 		select {
 		case <-ctx.Done():
@@ -219,7 +218,6 @@ func (m *Main) wait(ctx context.Context, sig <-chan os.Signal, watch bool) error
 		case s := <-sig:
 			if s == syscall.SIGHUP {
 				m.Reload()
-				stamp = m.contentStamp()
 				continue
 			}
 			what := "finishing in-flight tasks"
@@ -232,8 +230,7 @@ func (m *Main) wait(ctx context.Context, sig <-chan os.Signal, watch bool) error
 			m.Logger.Info("shutting down: "+what, "signal", s.String())
 			return m.Close()
 		case <-tick:
-			if s := m.contentStamp(); s != stamp {
-				stamp = s
+			if m.contentStamp() != m.stamp {
 				m.Reload()
 			}
 		}
@@ -243,6 +240,8 @@ func (m *Main) wait(ctx context.Context, sig <-chan os.Signal, watch bool) error
 // Reload loads and validates content again; an invalid change is refused
 // and the running set stays.
 func (m *Main) Reload() bool {
+	// Stamped before reading: a change made while loading is seen next time.
+	m.stamp = m.contentStamp()
 	t, w, err := m.loadContent()
 	if err != nil {
 		m.Logger.Error("reload refused: content is invalid; the running workflows and templates stay", "err", err.Error())

@@ -257,14 +257,3 @@ func TestWorkerServesMetrics(t *testing.T) {
 	require.Contains(t, string(b), "herald_watchdog_repairs_total")
 	require.Contains(t, string(b), "herald_redis_up 1")
 }
-
-// --help on any subcommand prints its flags and is no failure.
-func TestHelpOnEverySubcommand(t *testing.T) {
-	t.Parallel()
-	for _, cmd := range []string{"dev", "run", "worker", "serve", "validate", "preview", "event", "send", "customer"} {
-		var out, errOut bytes.Buffer
-		err := run(context.Background(), []string{cmd, "--help"}, &out, &errOut)
-		require.NoError(t, err, cmd)
-		require.Contains(t, errOut.String()+out.String(), "-config", cmd)
-	}
-}
