@@ -369,8 +369,9 @@ func (m *Main) Start(ctx context.Context) error {
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 		}
+		srv := m.httpSrv // Close may clear the field before Serve starts
 		go func() {
-			if err := m.httpSrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				m.Logger.Error("http server", "err", err)
 			}
 		}()
@@ -397,8 +398,9 @@ func (m *Main) serveMetrics(addr string) error {
 	})
 	m.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	m.metricsListener = l
+	srv := m.metricsSrv // Close may clear the field before Serve starts
 	go func() {
-		if err := m.metricsSrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Logger.Error("metrics server", "err", err)
 		}
 	}()
