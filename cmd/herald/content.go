@@ -62,6 +62,10 @@ func (s contentSource) describe(what string) string {
 		return "none (" + setting + " not set)"
 	case !s.folders:
 		dir = "embedded " + dir
+	default:
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return dir + " (not a folder)"
+		}
 	}
 	if what == "templates" {
 		return fmt.Sprintf("%s (%d templates)", dir, countTemplates(fsys))
