@@ -589,7 +589,7 @@ func (e *Engine) workflowVersion(ctx context.Context, id, version string) (*work
 	if err != nil {
 		return nil, herald.Temporary(err, "redis", 0)
 	}
-	w, err := workflows.Parse(id+".yaml", src, workflows.LoadOptions{})
+	w, err := workflows.Parse(id+".yaml", src, workflows.LoadOptions{Stored: true})
 	if err != nil {
 		e.log.Error("stored workflow version does not parse", "workflow", id, "version", version, "err", err)
 		return nil, nil

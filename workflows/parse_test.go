@@ -524,6 +524,18 @@ func TestParseChannelsOption(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// A version stored with a running journey is parsed again even if it
+// names events the rule, newer than it, refuses: its journeys finish.
+func TestParseStoredKeepsOldEventNames(t *testing.T) {
+	t.Parallel()
+	src := []byte("id: x\ntopic: t\ntrigger: a\nsteps:\n  - id: w\n    wait: {for: 1h, until: Project Created, then: w}\n")
+	_, err := Parse("x.yaml", src, LoadOptions{})
+	require.ErrorContains(t, err, `event name "Project Created"`)
+	w, err := Parse("x.yaml", src, LoadOptions{Stored: true})
+	require.NoError(t, err)
+	require.Equal(t, []string{"Project Created"}, w.Steps[0].Wait.Until)
+}
+
 // A send step whose channels all lack a provider is a problem when the
 // configured channels are known.
 func TestParseConfiguredChannels(t *testing.T) {

@@ -157,6 +157,11 @@ type LoadOptions struct {
 	// a problem, since its messages could never be sent. nil skips the
 	// check.
 	Configured []string
+	// Stored marks the source stored with a running journey: it was
+	// accepted when the journey started, so the event-name rule (newer
+	// than some stored versions) is not applied again and the journey can
+	// finish on its own version.
+	Stored bool
 }
 
 func (o LoadOptions) channels() []string {
@@ -189,7 +194,7 @@ var (
 // Parse parses and validates one workflow file. name is used in problems
 // (and as Workflow.File). The error, if any, is Problems.
 func Parse(name string, src []byte, opts LoadOptions) (*Workflow, error) {
-	d := &decoder{file: name}
+	d := &decoder{file: name, anyEventName: opts.Stored}
 	w := d.workflow(src, opts)
 	if err := d.probs.err(); err != nil {
 		return nil, err
@@ -432,7 +437,7 @@ func (d *decoder) eventName(f field, what, name string) {
 		d.addf(f.line(), "%s has an empty event name", what)
 		return
 	}
-	if err := herald.ValidEventName(name); err != nil {
+	if err := herald.ValidEventName(name); err != nil && !d.anyEventName {
 		d.addf(f.line(), "%s: %s; the API refuses such events, so this one could never arrive", what, herald.ErrorMessage(err))
 	}
 }
