@@ -1,15 +1,14 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/logbuf"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/stretchr/testify/require"
@@ -101,7 +100,7 @@ func TestFrequencyCaps(t *testing.T) {
 // queue nobody serves.
 func TestOnlyConfiguredChannelsAreChosen(t *testing.T) {
 	t.Parallel()
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	b := setupWith(t, 4, "testdata/templates", func(o *engine.Options) {
 		o.Senders = map[herald.Channel]herald.Sender{herald.ChannelEmail: o.Senders[herald.ChannelEmail]}
 		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
@@ -115,22 +114,4 @@ func TestOnlyConfiguredChannelsAreChosen(t *testing.T) {
 	}, "a Slack-only message is recorded as undeliverable, apart from opt-outs")
 	require.Equal(t, 0, b.slack.Count())
 	require.Contains(t, logs.String(), "message not sent: none of its channels is configured", "the operator is told")
-}
-
-// lockedBuffer collects log lines written by worker goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

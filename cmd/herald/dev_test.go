@@ -149,11 +149,7 @@ func TestValidateRefusesOpenDashboard(t *testing.T) {
 func TestWorkerMetricsToken(t *testing.T) {
 	t.Parallel()
 	rs := redistest.Start(t)
-	c, err := config.Load("")
-	require.NoError(t, err)
-	c.Redis.URL = config.Secret(rs.URL())
-	c.SMTP.URL, c.SMTP.From = "smtp://127.0.0.1:2525?tls=none", "a@b.example"
-	c.SigningKey = "0123456789abcdef0123456789abcdef"
+	c := workerConfig(t, rs)
 	c.Content.Templates = "../../examples/templates"
 	c.Worker.MetricsAddr = "127.0.0.1:0"
 	c.HTTP.MetricsToken = "metrics-token-0123456789"

@@ -8,12 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/logbuf"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/stretchr/testify/require"
 )
@@ -218,36 +218,25 @@ func TestValidateConnect(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination the test reads while the process writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// openWorker opens a worker on the given folders, logging into the
-// returned buffer.
-func openWorker(t *testing.T, tdir, wdir string) (*Main, *syncBuffer) {
+// workerConfig is the config of a worker on rs that sends email (to an
+// address it never dials in these tests).
+func workerConfig(t *testing.T, rs *redistest.Server) config.Config {
 	t.Helper()
-	rs := redistest.Start(t)
 	c, err := config.Load("")
 	require.NoError(t, err)
 	c.Redis.URL = config.Secret(rs.URL())
 	c.SMTP.URL, c.SMTP.From = "smtp://127.0.0.1:2525?tls=none", "a@b.example"
 	c.SigningKey = testSigningKey
+	return c
+}
+
+// openWorker opens a worker on the given folders, logging into the
+// returned buffer.
+func openWorker(t *testing.T, tdir, wdir string) (*Main, *logbuf.Buffer) {
+	t.Helper()
+	c := workerConfig(t, redistest.Start(t))
 	c.Content.Templates, c.Content.Workflows = tdir, wdir
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	m := &Main{Config: c, Worker: true, Logger: slog.New(slog.NewTextHandler(logs, nil)), WatchInterval: 20 * time.Millisecond}
 	t.Cleanup(func() { _ = m.Close() })
 	return m, logs
