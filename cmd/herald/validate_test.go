@@ -289,7 +289,14 @@ func TestReloadRunsValidateChecks(t *testing.T) {
 			before := m.Engine.Templates()
 
 			ctx, cancel := context.WithCancel(context.Background())
-			sig := make(chan os.Signal, 1)
+			// A real SIGHUP to this process, through the handler herald
+			// run, worker and serve install; --watch gets no signal.
+			var sig <-chan os.Signal
+			if !watch {
+				var stop func()
+				sig, stop = notifySignals()
+				t.Cleanup(stop)
+			}
 			done := make(chan error, 1)
 			go func() { done <- m.wait(ctx, sig, watch) }()
 			t.Cleanup(func() {
@@ -299,7 +306,7 @@ func TestReloadRunsValidateChecks(t *testing.T) {
 			change := func(body string) {
 				require.NoError(t, os.WriteFile(filepath.Join(tdir, "hello", "en.md"), []byte(body), 0o644))
 				if !watch {
-					sig <- syscall.SIGHUP
+					require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
 				}
 			}
 			logged := func(s string) func() bool { return func() bool { return strings.Contains(logs.String(), s) } }
