@@ -116,8 +116,10 @@ func checkContent(src contentSource, c config.Config, channels []string) (*templ
 			}
 			if st, err := os.Stat(f.dir); err != nil || !st.IsDir() {
 				probs = append(probs, fmt.Sprintf("%s: %s is not a folder", f.field, f.dir))
-				return nil, nil, probs
 			}
+		}
+		if len(probs) > 0 {
+			return nil, nil, probs
 		}
 	}
 	var tset *templates.Set
