@@ -173,6 +173,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	d.Banner(stdout)
+	d.Main.role = "run" // worker and HTTP server, for the shutdown line
 	return d.Main.wait(ctx, sig, false)
 }
 

@@ -187,6 +187,29 @@ func TestValidateChecksWhatRunNeeds(t *testing.T) {
 	})
 }
 
+// run, worker and serve report every config problem at once, each naming
+// its field and variable, before connecting to anything.
+func TestServeReportsEveryConfigProblemAtOnce(t *testing.T) {
+	setVars(t, nil)
+	t.Setenv("HERALD_LOG_LEVEL", "loud")
+	for _, tt := range []struct {
+		role string
+		want []string
+	}{
+		{"worker", []string{"redis.url (HERALD_REDIS_URL): required by herald worker", "HERALD_SLACK_TOKEN): required by herald worker", "signing_key (HERALD_SIGNING_KEY): required", "content.templates (HERALD_TEMPLATES): required", `log.level (HERALD_LOG_LEVEL): "loud"`}},
+		{"serve", []string{"api.tokens (HERALD_API_TOKENS): required by herald serve", `log.level (HERALD_LOG_LEVEL): "loud"`}},
+	} {
+		_, _, err := runCLI(t, tt.role)
+		require.Error(t, err)
+		for _, w := range tt.want {
+			require.ErrorContains(t, err, w, tt.role)
+		}
+		if tt.role == "worker" {
+			require.NotContains(t, err.Error(), "HERALD_API_TOKENS", "a worker serves no API")
+		}
+	}
+}
+
 // validate --connect asks Redis for PING and says when it does not answer.
 // Not parallel: it quiets go-redis's process-wide logger.
 func TestValidateConnect(t *testing.T) {
