@@ -29,6 +29,12 @@ func ParseRole(s string) (Role, error) {
 // HTTP reports whether the role serves the HTTP API.
 func (r Role) HTTP() bool { return r == RoleRun || r == RoleServe }
 
+// Configured reports whether any way to reach Redis is set: a URL, a
+// Sentinel group or a Cluster.
+func (r Redis) Configured() bool {
+	return r.URL != "" || r.SentinelMaster != "" || len(r.SentinelAddrs) > 0 || len(r.ClusterAddrs) > 0
+}
+
 // Channels lists the channels with a provider configured, in herald's
 // order: email with an SMTP relay, slack with a bot token.
 func (c Config) Channels() []string {
@@ -50,7 +56,7 @@ func (c Config) Needs(role Role) error {
 	need := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: required by herald %s: %s", field, role, fmt.Sprintf(format, args...)))
 	}
-	if c.Redis.URL == "" && c.Redis.SentinelMaster == "" && len(c.Redis.SentinelAddrs) == 0 && len(c.Redis.ClusterAddrs) == 0 {
+	if !c.Redis.Configured() {
 		need("redis.url (HERALD_REDIS_URL)", "redis://[user:pass@]host:port/db, or a Sentinel group (HERALD_REDIS_SENTINEL_MASTER and _ADDRS) or a Cluster (HERALD_REDIS_CLUSTER_ADDRS)")
 	}
 	if len(c.Channels()) == 0 {

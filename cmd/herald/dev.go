@@ -56,7 +56,7 @@ func OpenDev(ctx context.Context, c config.Config, outbox string, log *slog.Logg
 			d.Close()
 		}
 	}()
-	if c.Redis.URL == "" && c.Redis.SentinelMaster == "" && len(c.Redis.ClusterAddrs) == 0 {
+	if !c.Redis.Configured() {
 		d.Mini = miniredis.NewMiniRedis()
 		d.Mini.ClockTTL(true) // asynq's locks and heartbeats need TTLs that run out
 		if err := d.Mini.StartAddr("127.0.0.1:0"); err != nil {

@@ -43,16 +43,10 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return rerr
 	}
 	problems := 0
-	var configProbs []error
-	if err != nil {
-		configProbs = append(configProbs, err)
-	}
 	if role != "" {
-		if err := c.Needs(role); err != nil {
-			configProbs = append(configProbs, err)
-		}
+		err = errors.Join(err, c.Needs(role))
 	}
-	if err := errors.Join(configProbs...); err != nil {
+	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(stdout, "%s: %s\n", orDefault(*path, "config"), line)
 			problems++
@@ -83,7 +77,7 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintf(stderr, "config: %s; checked for %s\n", orDefault(*path, "HERALD_* variables"), checked)
 	fmt.Fprintf(stderr, "templates: %s\n", src.describe("templates"))
 	fmt.Fprintf(stderr, "workflows: %s\n", src.describe("workflows"))
-	if r := c.Redis; *connect && (r.URL != "" || r.SentinelMaster != "" || len(r.ClusterAddrs) > 0) {
+	if *connect && c.Redis.Configured() {
 		if err := pingRedis(ctx, c.Redis); err != nil {
 			fmt.Fprintf(stdout, "%s: redis: %v\n", orDefault(*path, "config"), err)
 			problems++
@@ -110,9 +104,7 @@ func validateRole(flag string, connect bool, c config.Config) (config.Role, erro
 		}
 		return "", nil
 	case "":
-		r := c.Redis
-		deployment := r.URL != "" || r.SentinelMaster != "" || len(r.SentinelAddrs) > 0 || len(r.ClusterAddrs) > 0 ||
-			len(c.Channels()) > 0 || c.SigningKey != "" || len(c.API.Tokens) > 0
+		deployment := c.Redis.Configured() || len(c.Channels()) > 0 || c.SigningKey != "" || len(c.API.Tokens) > 0
 		if deployment || connect {
 			return config.RoleRun, nil
 		}
