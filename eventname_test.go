@@ -8,28 +8,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// One rule for event names, the API's: what it refuses, workflows and
+// templates refuse too.
 func TestValidEventName(t *testing.T) {
 	t.Parallel()
-	for _, tt := range []struct {
-		name string
-		ok   bool
-	}{
-		{"trial.started", true},
-		{"payment_failed-2", true},
-		{"0day", true},
-		{strings.Repeat("a", herald.MaxEventNameLen), true},
-		{strings.Repeat("a", herald.MaxEventNameLen+1), false},
-		{"", false},
-		{"Payment.Failed", false},
-		{"Sub Cancelled", false},
-		{".hidden", false},
-		{"-dash", false},
-		{"a/b", false},
-	} {
-		err := herald.ValidEventName(tt.name)
-		require.Equal(t, tt.ok, err == nil, "%q: %v", tt.name, err)
-		if err != nil {
-			require.Equal(t, herald.EInvalid, herald.ErrorCode(err))
-		}
+	valid := []string{"trial.started", "payment_failed-2", "0day", strings.Repeat("a", herald.MaxEventNameLen)}
+	for _, name := range valid {
+		require.NoError(t, herald.ValidEventName(name), name)
+	}
+	refused := []string{"", "Payment.Failed", "Sub Cancelled", ".hidden", "-dash", "a/b", strings.Repeat("a", herald.MaxEventNameLen+1)}
+	for _, name := range refused {
+		err := herald.ValidEventName(name)
+		require.Error(t, err, name)
+		require.Equal(t, herald.EInvalid, herald.ErrorCode(err), name)
 	}
 }
