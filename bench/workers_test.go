@@ -242,6 +242,7 @@ func workerEnv(redisURL, smtpURL string) []string {
 		"HERALD_MAIL_FROM=Lumen <hello@lumen.example>",
 		"HERALD_SIGNING_KEY=bench-signing-key-0123456789abcdef",
 		"HERALD_TEMPLATES="+tpl,
+		"HERALD_LOCALES=en", // the test templates are not all translated
 		"HERALD_WORKER_CONCURRENCY="+strconv.Itoa(concurrency),
 		"HERALD_LOG_LEVEL=warn",
 		"HERALD_LOG_FORMAT=text",

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/mail"
 	"net/netip"
 	"net/url"
 	"os"
@@ -305,7 +306,9 @@ type Log struct {
 }
 
 // Load reads the YAML file at path (none when path is empty) and then the
-// environment (env wins), and fills defaults. It does not validate.
+// environment (env wins), and fills defaults. It does not validate. An
+// unreadable or malformed file returns at once; bad environment variables
+// are returned together, with the Config still filled (see LoadFor).
 func Load(path string) (Config, error) {
 	return load(path, os.LookupEnv)
 }
@@ -324,20 +327,45 @@ func unmarshal(b []byte, v any) (err error) {
 
 func load(path string, lookup func(string) (string, bool)) (Config, error) {
 	var c Config
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return c, fmt.Errorf("config: %w", err)
-		}
-		if err := unmarshal(b, &c); err != nil {
-			return c, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, false))
-		}
-	}
-	if err := c.fromEnv(lookup); err != nil {
+	if err := c.readFile(path); err != nil {
 		return c, err
 	}
+	return c, c.fill(lookup)
+}
+
+// fill reads the environment and fills defaults. A bad variable does not
+// stop the rest: its field is left at its default, so Validate can still
+// name every other problem in the same run.
+func (c *Config) fill(lookup func(string) (string, bool)) error {
+	err := c.fromEnv(lookup)
 	c.defaults()
-	return c, nil
+	return err
+}
+
+// FileError is a config file that cannot be read or decoded: nothing in
+// it can be checked further.
+type FileError struct {
+	Path string
+	msg  string
+	err  error
+}
+
+func (e *FileError) Error() string { return e.msg }
+func (e *FileError) Unwrap() error { return e.err }
+
+// readFile decodes the YAML file at path into c (nothing when path is empty).
+func (c *Config) readFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return &FileError{Path: path, msg: "config: " + err.Error(), err: err}
+	}
+	if err := unmarshal(b, c); err != nil {
+		return &FileError{Path: path, msg: fmt.Sprintf("config %s: %s", path, yaml.FormatError(err, false, false)), err: err}
+	}
+	return nil
 }
 
 func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
@@ -649,6 +677,10 @@ func (c Config) Validate() error {
 		u, err := url.Parse(c.Redis.URL.Reveal())
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") || (u.Scheme != "unix" && u.Host == "") {
 			bad("redis.url (HERALD_REDIS_URL)", "want redis://[user:pass@]host:port[/db] or rediss://…")
+		} else if db := strings.TrimPrefix(u.Path, "/"); u.Scheme != "unix" && db != "" {
+			if n, err := strconv.Atoi(db); err != nil || n < 0 {
+				bad("redis.url (HERALD_REDIS_URL)", "the database after the host must be a number such as /0")
+			}
 		}
 	}
 	if len(c.Redis.SentinelAddrs) > 0 || c.Redis.SentinelMaster != "" {
@@ -687,6 +719,10 @@ func (c Config) Validate() error {
 	}
 	if c.SMTP.From != "" && strings.ContainsAny(c.SMTP.From, "\r\n") {
 		bad("smtp.from (HERALD_MAIL_FROM)", "must not contain line breaks")
+	} else if c.SMTP.From != "" {
+		if _, err := mail.ParseAddress(c.SMTP.From); err != nil {
+			bad("smtp.from (HERALD_MAIL_FROM)", "%q is not an address such as \"Lumen <hello@lumen.example>\" or hello@lumen.example", c.SMTP.From)
+		}
 	}
 	if d := c.SMTP.DKIM; d.Enabled() {
 		if d.Domain == "" {

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -363,4 +364,130 @@ func TestValidateDKIM(t *testing.T) {
 			require.NotContains(t, err.Error(), "hunter2", "never the key file's content")
 		})
 	}
+}
+
+// Each role's needs are named with their field and variable; a complete
+// config needs nothing more.
+func TestNeeds(t *testing.T) {
+	t.Parallel()
+	full := map[string]string{
+		"HERALD_REDIS_URL":   "redis://127.0.0.1:6379/0",
+		"HERALD_SMTP_URL":    "smtp://127.0.0.1:25?tls=none",
+		"HERALD_MAIL_FROM":   "Lumen <hello@lumen.example>",
+		"HERALD_SIGNING_KEY": "0123456789abcdef0123456789abcdef",
+		"HERALD_API_TOKENS":  "web:web-token-0123456789",
+		"HERALD_TEMPLATES":   "/srv/herald/templates",
+	}
+	without := func(keys ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range full {
+			m[k] = v
+		}
+		for _, k := range keys {
+			delete(m, k)
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		role Role
+		want []string // each problem's start, in order; none for a config that is ready
+	}{
+		{"ready to run", full, RoleRun, nil},
+		{"worker needs no API token", without("HERALD_API_TOKENS"), RoleWorker, nil},
+		{"serve needs an API token", without("HERALD_API_TOKENS"), RoleServe, []string{"api.tokens (HERALD_API_TOKENS): required by herald serve"}},
+		{"no redis", without("HERALD_REDIS_URL"), RoleWorker, []string{"redis.url (HERALD_REDIS_URL): required by herald worker"}},
+		{"sentinel is redis", func() map[string]string {
+			m := without("HERALD_REDIS_URL")
+			m["HERALD_REDIS_SENTINEL_MASTER"], m["HERALD_REDIS_SENTINEL_ADDRS"] = "mymaster", "10.0.0.1:26379"
+			return m
+		}(), RoleRun, nil},
+		{"cluster is redis", func() map[string]string {
+			m := without("HERALD_REDIS_URL")
+			m["HERALD_REDIS_CLUSTER_ADDRS"] = "10.0.0.1:7000"
+			return m
+		}(), RoleRun, nil},
+		{"no channel", without("HERALD_SMTP_URL", "HERALD_MAIL_FROM"), RoleRun, []string{"smtp.url (HERALD_SMTP_URL) or slack.token (HERALD_SLACK_TOKEN): required by herald run: at least one channel"}},
+		{"slack is a channel", func() map[string]string {
+			m := without("HERALD_SMTP_URL", "HERALD_MAIL_FROM")
+			m["HERALD_SLACK_TOKEN"] = "xoxb-1"
+			return m
+		}(), RoleRun, nil},
+		{"nothing set", map[string]string{}, RoleRun, []string{
+			"redis.url (HERALD_REDIS_URL): required by herald run",
+			"smtp.url (HERALD_SMTP_URL) or slack.token (HERALD_SLACK_TOKEN): required by herald run",
+			"signing_key (HERALD_SIGNING_KEY): required by herald run",
+			"api.tokens (HERALD_API_TOKENS): required by herald run",
+			"content.templates (HERALD_TEMPLATES): required by herald run",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := load("", env(tc.env))
+			require.NoError(t, err)
+			require.NoError(t, c.Validate())
+			err = c.Needs(tc.role)
+			if tc.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			lines := strings.Split(err.Error(), "\n")
+			require.Len(t, lines, len(tc.want), err.Error())
+			for i, w := range tc.want {
+				require.True(t, strings.HasPrefix(lines[i], w), "line %d: %q, want %q", i, lines[i], w)
+			}
+		})
+	}
+}
+
+// LoadFor reports a bad variable, a bad field and a missing setting in one
+// go, one line each, rather than one per start attempt.
+func TestLoadForReportsEveryProblemAtOnce(t *testing.T) {
+	t.Parallel()
+	c, err := loadFor("", RoleRun, env(map[string]string{
+		"HERALD_WORKER_CONCURRENCY": "lots",
+		"HERALD_REDIS_URL":          "redis://:hunter2@10.0.0.5:6379/zero",
+		"HERALD_SMTP_URL":           "smtp://127.0.0.1:25",
+		"HERALD_MAIL_FROM":          "not an address",
+		"HERALD_LOG_LEVEL":          "loud",
+		"HERALD_TEMPLATES":          "/srv/herald/templates",
+	}))
+	require.Error(t, err)
+	require.Equal(t, 20, c.Worker.Concurrency, "the bad variable's field keeps its default")
+	lines := strings.Split(err.Error(), "\n")
+	for _, want := range []string{
+		`HERALD_WORKER_CONCURRENCY: "lots" is not a whole number`,
+		"redis.url (HERALD_REDIS_URL): the database after the host must be a number such as /0",
+		`smtp.from (HERALD_MAIL_FROM): "not an address" is not an address`,
+		`log.level (HERALD_LOG_LEVEL): "loud"`,
+		"signing_key (HERALD_SIGNING_KEY): required by herald run",
+		"api.tokens (HERALD_API_TOKENS): required by herald run",
+	} {
+		require.True(t, slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, want) }), "missing %q in:\n%s", want, err)
+	}
+	require.Len(t, lines, 6, err.Error())
+	require.NotContains(t, err.Error(), "hunter2")
+
+	// A file that does not parse is reported alone: nothing else can be trusted.
+	path := filepath.Join(t.TempDir(), "herald.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("worker:\n  concurency: 3\n"), 0o600))
+	_, err = loadFor(path, RoleRun, env(map[string]string{"HERALD_LOG_LEVEL": "loud"}))
+	require.ErrorContains(t, err, "concurency")
+	require.NotContains(t, err.Error(), "HERALD_LOG_LEVEL")
+}
+
+func TestParseRole(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"run", "worker", "serve"} {
+		r, err := ParseRole(s)
+		require.NoError(t, err)
+		require.Equal(t, Role(s), r)
+	}
+	_, err := ParseRole("dev")
+	require.ErrorContains(t, err, "want run, worker or serve")
+	require.True(t, RoleRun.HTTP())
+	require.True(t, RoleServe.HTTP())
+	require.False(t, RoleWorker.HTTP())
 }

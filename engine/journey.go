@@ -491,7 +491,7 @@ func (e *Engine) workflowVersion(ctx context.Context, id, version string) (*work
 		e.log.Error("journey's workflow version is gone", "workflow", id, "version", version)
 		return nil, nil
 	}
-	w, err := workflows.Parse(id+".yaml", src, workflows.LoadOptions{})
+	w, err := workflows.Parse(id+".yaml", src, workflows.LoadOptions{Stored: true})
 	if err != nil {
 		e.log.Error("stored workflow version does not parse", "workflow", id, "version", version, "err", err)
 		return nil, nil

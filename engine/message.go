@@ -14,6 +14,11 @@ import (
 	"github.com/hibiken/asynq"
 )
 
+// ReasonChannelNotConfigured is the reason a message is not sent when
+// herald has no provider for any of its channels (Slack without a token,
+// email without an SMTP relay).
+const ReasonChannelNotConfigured = "channel_not_configured"
+
 // handleMessage runs one message: the contact policy picks the channel, and
 // the same task delivers on it (see runMessage).
 func (e *Engine) handleMessage(ctx context.Context, t *asynq.Task) error {
@@ -49,7 +54,11 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 	ref["topic"] = m.Topic
 	candidates := e.available(m.Channels)
 	if len(candidates) == 0 {
-		return e.suppressed(ctx, cust, m.ID, m.Topic, m.WorkflowID, "", preferences.Decision{Reason: "no_channel"}, ref)
+		// Not the customer's choice but a gap in herald's set-up: its own
+		// reason, apart from opt-outs, and a line for the operator.
+		e.log.Warn("message not sent: none of its channels is configured", "message", m.ID, "customer", m.CustomerID,
+			"template", m.Template, "channels", m.Channels, "workflow", m.WorkflowID, "reason", ReasonChannelNotConfigured)
+		return e.suppressed(ctx, cust, m.ID, m.Topic, m.WorkflowID, "", preferences.Decision{Reason: ReasonChannelNotConfigured}, ref)
 	}
 	dec := e.decide(st, m.Topic, candidates)
 	switch {
@@ -241,8 +250,8 @@ func reasonText(r string) string {
 		return "quiet hours"
 	case "unknown_topic":
 		return "unknown topic"
-	case "no_channel":
-		return "none of the message's channels is configured"
+	case ReasonChannelNotConfigured:
+		return "none of the message's channels is configured in herald"
 	case "no_address", "unknown_channel":
 		return "no channel can reach the customer"
 	}

@@ -2,11 +2,13 @@ package engine_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/logbuf"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/stretchr/testify/require"
@@ -98,13 +100,18 @@ func TestFrequencyCaps(t *testing.T) {
 // queue nobody serves.
 func TestOnlyConfiguredChannelsAreChosen(t *testing.T) {
 	t.Parallel()
+	logs := &logbuf.Buffer{}
 	b := setupWith(t, 4, "testdata/templates", func(o *engine.Options) {
 		o.Senders = map[herald.Channel]herald.Sender{herald.ChannelEmail: o.Senders[herald.ChannelEmail]}
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})
 	c := b.customer(t, herald.Customer{Email: "ada@example.com", SlackUserID: "U0ADA"})
 	send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelSlack, herald.ChannelEmail}})
 	eventually(t, func() bool { return b.smtp.Count() == 1 }, "sent by email, the configured channel")
 	send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelSlack}})
-	eventually(t, func() bool { return hasEntry(b.timeline(t, c.ID), "", herald.OutcomeSuppressed, "no_channel") }, "a Slack-only message is recorded as undeliverable")
+	eventually(t, func() bool {
+		return hasEntry(b.timeline(t, c.ID), "", herald.OutcomeSuppressed, engine.ReasonChannelNotConfigured)
+	}, "a Slack-only message is recorded as undeliverable, apart from opt-outs")
 	require.Equal(t, 0, b.slack.Count())
+	require.Contains(t, logs.String(), "message not sent: none of its channels is configured", "the operator is told")
 }

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"regexp"
+	"github.com/heraldhq/herald"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,8 +81,6 @@ const (
 	tBody      = "body"
 	tSlack     = "slack"
 )
-
-var validEvent = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 func actionName(i int, field string) string { return "action." + strconv.Itoa(i) + "." + field }
 
@@ -190,10 +188,11 @@ func (s *Set) parseFile(p, name string, tag language.Tag, src []byte, probs *Pro
 			probs.add(p, line, "action %d: label is required", i+1)
 		case a.Event == "" && a.URL == "":
 			probs.add(p, line, "action %q: give it an event, a url, or both", a.Label)
-		case a.Event != "" && !validEvent.MatchString(a.Event):
-			probs.add(p, line, "action %q: event %q is not an event name (letters, digits, . _ -)", a.Label, a.Event)
 		case len(a.Event) > slackActionIDMax:
 			probs.add(p, line, "action %q: an event name of %d characters; a Slack button carries at most %d", a.Label, len(a.Event), slackActionIDMax)
+		case a.Event != "" && herald.ValidEventName(a.Event) != nil:
+			// The rule the API applies to the event a press sends.
+			probs.add(p, line, "action %q: %s", a.Label, herald.ErrorMessage(herald.ValidEventName(a.Event)))
 		case a.OptOut && a.Event == "":
 			probs.add(p, line, "action %q: an opt_out button needs an event", a.Label)
 		case a.Style != "" && a.Style != "primary" && a.Style != "danger":

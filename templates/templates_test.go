@@ -198,7 +198,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		`nodefault: no en.md`,
 		`nofm/en.md:1: missing front matter`,
 		`act/en.md:4: action "x": give it an event, a url, or both`,
-		`act/en.md:5: action "y": event "bad event"`,
+		`act/en.md:5: action "y": event name "bad event"`,
 		`incl/en.md:4: {{template "x"}}`,
 		`_layout.html:2:`,
 	} {

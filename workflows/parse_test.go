@@ -193,6 +193,22 @@ steps:
 			want: []string{"x.yaml:1: missing id", "x.yaml:1: missing topic", "x.yaml:1: missing trigger"},
 		},
 		{
+			name: "event names the API refuses",
+			src: `id: x
+topic: t
+trigger: Payment.Failed
+exit_on: [ok.done, Sub Cancelled]
+steps:
+  - id: w
+    wait: {for: 1h, until: [project.created, "-late"], then: w}
+`,
+			want: []string{
+				`x.yaml:3: trigger: event name "Payment.Failed": use lower-case letters`,
+				`x.yaml:4: exit_on: event name "Sub Cancelled": use lower-case letters`,
+				`x.yaml:7: step "w": wait.until: event name "-late": use lower-case letters`,
+			},
+		},
+		{
 			name: "empty id",
 			src:  "id: \"\"\ntopic: t\ntrigger: a\nsteps: [{id: s, end: true}]\n",
 			want: []string{"x.yaml:1: missing id"},
@@ -506,6 +522,54 @@ func TestParseChannelsOption(t *testing.T) {
 	require.ErrorContains(t, err, `unknown channel "sms" (known: email, slack)`)
 	_, err = Parse("x.yaml", []byte(src), LoadOptions{Channels: []string{"email", "sms"}})
 	require.NoError(t, err)
+}
+
+// A version stored with a running journey is parsed again even if it
+// names events the rule, newer than it, refuses: its journeys finish.
+func TestParseStoredKeepsOldEventNames(t *testing.T) {
+	t.Parallel()
+	src := []byte("id: x\ntopic: t\ntrigger: a\nsteps:\n  - id: w\n    wait: {for: 1h, until: Project Created, then: w}\n")
+	_, err := Parse("x.yaml", src, LoadOptions{})
+	require.ErrorContains(t, err, `event name "Project Created"`)
+	w, err := Parse("x.yaml", src, LoadOptions{Stored: true})
+	require.NoError(t, err)
+	require.Equal(t, []string{"Project Created"}, w.Steps[0].Wait.Until)
+}
+
+// A send step whose channels all lack a provider is a problem when the
+// configured channels are known.
+func TestParseConfiguredChannels(t *testing.T) {
+	t.Parallel()
+
+	for _, tt := range []struct {
+		name       string
+		channels   string // the step's channels field, "" for none
+		configured []string
+		want       string // the problem, "" for none
+	}{
+		{"slack only, email configured", "[slack]", []string{"email"}, `x.yaml:6: step "s": sends only by slack, which is not configured (configured: email)`},
+		{"both listed, one configured", "[slack, email]", []string{"email"}, ""},
+		{"listed channel configured", "[slack]", []string{"email", "slack"}, ""},
+		{"no channels listed, one configured", "", []string{"slack"}, ""},
+		{"no channels listed, none configured", "", []string{}, `x.yaml:6: step "s": no channel is configured`},
+		{"nothing configured", "[email, slack]", []string{}, `x.yaml:6: step "s": sends only by email or slack, which is not configured (configured: none)`},
+		{"check off", "[slack]", nil, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			send := "{template: a}"
+			if tt.channels != "" {
+				send = "{template: a, channels: " + tt.channels + "}"
+			}
+			src := "id: x\ntopic: t\ntrigger: a\nsteps:\n  - id: s\n    send: " + send + "\n"
+			_, err := Parse("x.yaml", []byte(src), LoadOptions{Configured: tt.configured})
+			if tt.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
 }
 
 func TestLoad(t *testing.T) {

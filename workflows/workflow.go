@@ -152,6 +152,16 @@ type LoadOptions struct {
 	Channels []string
 	// Topics reports whether a topic exists; nil accepts any topic.
 	Topics func(name string) bool
+	// Configured lists the channels herald can send on (those with a
+	// provider set up); a send step none of whose channels is among them is
+	// a problem, since its messages could never be sent. nil skips the
+	// check.
+	Configured []string
+	// Stored marks the source stored with a running journey: it was
+	// accepted when the journey started, so the event-name rule (newer
+	// than some stored versions) is not applied again and the journey can
+	// finish on its own version.
+	Stored bool
 }
 
 func (o LoadOptions) channels() []string {
@@ -184,7 +194,7 @@ var (
 // Parse parses and validates one workflow file. name is used in problems
 // (and as Workflow.File). The error, if any, is Problems.
 func Parse(name string, src []byte, opts LoadOptions) (*Workflow, error) {
-	d := &decoder{file: name}
+	d := &decoder{file: name, anyEventName: opts.Stored}
 	w := d.workflow(src, opts)
 	if err := d.probs.err(); err != nil {
 		return nil, err
@@ -223,10 +233,11 @@ func (d *decoder) workflow(src []byte, opts LoadOptions) *Workflow {
 	if w.Topic != "" && opts.Topics != nil && !opts.Topics(w.Topic) {
 		d.addf(top["topic"].line(), "unknown topic %q", w.Topic)
 	}
+	if w.Trigger != "" {
+		d.eventName(top["trigger"], "trigger", w.Trigger)
+	}
 	for _, e := range w.ExitOn {
-		if e == "" {
-			d.addf(top["exit_on"].line(), "exit_on has an empty event name")
-		}
+		d.eventName(top["exit_on"], "exit_on", e)
 	}
 	switch w.Entry {
 	case "":
@@ -351,6 +362,9 @@ func (d *decoder) send(f field, name string, opts LoadOptions) *Send {
 			d.addf(fields["channels"].line(), "%s: channel %q listed twice", name, c)
 		}
 	}
+	if opts.Configured != nil && out.Template != "" {
+		d.configured(f, fields["channels"], name, out.Channels, opts.Configured)
+	}
 	if m := d.str(fields["mode"], "send.mode"); m != "" {
 		if m != ModeFirst && m != ModeAll {
 			d.addf(fields["mode"].line(), "%s: send.mode must be first or all, not %q", name, m)
@@ -389,11 +403,43 @@ func (d *decoder) wait(f field, name string) *Wait {
 		d.addf(fields["then"].line(), "%s: wait.then needs until (the event that jumps)", name)
 	}
 	for _, e := range out.Until {
-		if e == "" {
-			d.addf(fields["until"].line(), "%s: wait.until has an empty event name", name)
-		}
+		d.eventName(fields["until"], name+": wait.until", e)
 	}
 	return out
+}
+
+// configured reports a send step that can only use channels without a
+// provider: its messages would all end unsent.
+func (d *decoder) configured(send, chans field, name string, listed, configured []string) {
+	for _, c := range listed {
+		if slices.Contains(configured, c) {
+			return
+		}
+	}
+	none := "none"
+	if len(configured) > 0 {
+		none = strings.Join(configured, ", ")
+	}
+	if len(listed) == 0 {
+		if len(configured) == 0 {
+			d.addf(send.line(), "%s: no channel is configured, so its messages could never be sent", name)
+		}
+		return
+	}
+	d.addf(chans.line(), "%s: sends only by %s, which is not configured (configured: %s), so its messages could never be sent",
+		name, strings.Join(listed, " or "), none)
+}
+
+// eventName checks an event the workflow starts on, exits on or waits for
+// against the API's rule: a name the API refuses can never arrive.
+func (d *decoder) eventName(f field, what, name string) {
+	if name == "" {
+		d.addf(f.line(), "%s has an empty event name", what)
+		return
+	}
+	if err := herald.ValidEventName(name); err != nil && !d.anyEventName {
+		d.addf(f.line(), "%s: %s; the API refuses such events, so this one could never arrive", what, herald.ErrorMessage(err))
+	}
 }
 
 func (d *decoder) branch(f field, name string) *Branch {

@@ -20,6 +20,8 @@ type decoder struct {
 	file    string
 	probs   Problems
 	anchors map[string]ast.Node
+	// anyEventName skips the event-name rule (LoadOptions.Stored).
+	anyEventName bool
 }
 
 // field is one key of a mapping with the nodes needed for line numbers.

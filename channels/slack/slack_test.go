@@ -16,6 +16,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/channels/channeltest"
 	"github.com/heraldhq/herald/channels/slack"
+	"github.com/heraldhq/herald/internal/logbuf"
 	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/stretchr/testify/require"
 )
@@ -34,7 +35,7 @@ type bundle struct {
 }
 
 type setupOpts struct {
-	jsonl      *syncBuffer
+	jsonl      *logbuf.Buffer
 	sendToken  string
 	noCache    bool
 	timeout    time.Duration
@@ -403,7 +404,7 @@ func TestUpdate(t *testing.T) {
 
 func TestJSONLOutput(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out logbuf.Buffer
 	b := setup(t, setupOpts{jsonl: &out})
 	ctx := context.Background()
 
@@ -490,21 +491,4 @@ func (c *memCache) lastTTL() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ttl
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
 }

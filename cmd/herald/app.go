@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,9 +40,11 @@ type Main struct {
 	role   string // run, worker or serve, for the shutdown line
 	// Worker and HTTP choose the roles.
 	Worker, HTTP bool
-	// TemplatesFS and WorkflowsFS override the configured folders (dev mode
-	// and tests use the embedded examples).
-	TemplatesFS, WorkflowsFS fs.FS
+	// content overrides the configured folders (herald dev runs the
+	// embedded examples); nil means the folders of Config.Content.
+	content *contentSource
+	// WatchInterval is how often --watch looks for changed files. Default 2s.
+	WatchInterval time.Duration
 	// Tune shortens asynq's polling intervals for prompt follow-ups.
 	TaskCheckInterval, DelayedTaskCheckInterval time.Duration
 	// MonitoringLogin is the secret of a dashboard login link (herald dev).
@@ -66,6 +67,8 @@ type Main struct {
 	slack           *slack.Sender // for chat.update after a button press
 	mu              sync.Mutex
 	loaded          bool
+	// stamp is contentStamp as of the content loaded last (or refused).
+	stamp string
 }
 
 // Open connects to Redis, loads and validates content and builds the
@@ -93,11 +96,14 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("redis: %w (check HERALD_REDIS_URL)", err)
 	}
 
+	m.stamp = m.contentStamp() // before reading: --watch sees any later change
 	tset, wset, err := m.loadContent()
 	if err != nil {
 		return err
 	}
 	m.loaded = true
+	src := m.contentSource()
+	m.Logger.Info("content loaded", "templates", src.describe("templates"), "workflows", src.describe("workflows"))
 
 	senders, err := m.senders()
 	if err != nil {
@@ -182,37 +188,25 @@ func (m *Main) ready(ctx context.Context) error {
 	return nil
 }
 
-// loadContent loads templates, then workflows checked against them.
-func (m *Main) loadContent() (*templates.Set, *workflows.Set, error) {
-	c := m.Config.Content
-	tfs, wfs := m.TemplatesFS, m.WorkflowsFS
-	if tfs == nil {
-		if c.Templates == "" {
-			return nil, nil, errors.New("content.templates: set HERALD_TEMPLATES to the templates folder")
-		}
-		tfs = os.DirFS(c.Templates)
+// contentSource is where this process's templates and workflows come from.
+func (m *Main) contentSource() contentSource {
+	if m.content != nil {
+		return *m.content
 	}
-	if wfs == nil && c.Workflows != "" {
-		wfs = os.DirFS(c.Workflows)
-	}
-	return loadContent(tfs, wfs, m.Config)
+	return folderContent(m.Config)
 }
 
-func loadContent(tfs, wfs fs.FS, c config.Config) (*templates.Set, *workflows.Set, error) {
-	tset, err := templates.Load(tfs, templateOptions(c))
-	if err != nil {
-		return nil, nil, fmt.Errorf("templates:\n%w", err)
+// loadContent loads templates and workflows and runs on them every check
+// herald validate runs (checkContent), for start-up and every reload
+// alike, against the channels this process can send on.
+func (m *Main) loadContent() (*templates.Set, *workflows.Set, error) {
+	src := m.contentSource()
+	if src.templates == nil {
+		return nil, nil, errors.New("content.templates: set HERALD_TEMPLATES to the templates folder")
 	}
-	if wfs == nil {
-		return tset, nil, nil
-	}
-	topics := policy(c).Topics
-	wset, err := workflows.Load(wfs, workflows.LoadOptions{
-		TemplateExists: tset.Has,
-		Topics:         func(t string) bool { _, ok := topics[t]; return ok },
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("workflows:\n%w", err)
+	tset, wset, probs := checkContent(src, m.Config, m.Config.Channels())
+	if len(probs) > 0 {
+		return nil, nil, contentError(probs)
 	}
 	return tset, wset, nil
 }
@@ -383,8 +377,9 @@ func (m *Main) Start(ctx context.Context) error {
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 		}
+		srv := m.httpSrv // Close may clear the field before Serve starts
 		go func() {
-			if err := m.httpSrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				m.Logger.Error("http server", "err", err)
 			}
 		}()
@@ -411,8 +406,9 @@ func (m *Main) serveMetrics(addr string) error {
 	})
 	m.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	m.metricsListener = l
+	srv := m.metricsSrv // Close may clear the field before Serve starts
 	go func() {
-		if err := m.metricsSrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Logger.Error("metrics server", "err", err)
 		}
 	}()

@@ -4,17 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/config"
-	"github.com/heraldhq/herald/examples"
 	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/heraldhq/herald/internal/smtpserver"
 	"github.com/hibiken/asynq"
@@ -54,7 +56,7 @@ func OpenDev(ctx context.Context, c config.Config, outbox string, log *slog.Logg
 			d.Close()
 		}
 	}()
-	if c.Redis.URL == "" && c.Redis.SentinelMaster == "" && len(c.Redis.ClusterAddrs) == 0 {
+	if !c.Redis.Configured() {
 		d.Mini = miniredis.NewMiniRedis()
 		d.Mini.ClockTTL(true) // asynq's locks and heartbeats need TTLs that run out
 		if err := d.Mini.StartAddr("127.0.0.1:0"); err != nil {
@@ -106,12 +108,15 @@ func OpenDev(ctx context.Context, c config.Config, outbox string, log *slog.Logg
 	var login [24]byte
 	_, _ = rand.Read(login[:])
 	m.MonitoringLogin = hex.EncodeToString(login[:])
-	if c.Content.Templates == "" {
-		m.TemplatesFS = examples.Templates()
+	switch {
+	case c.Content.Templates == "" && c.Content.Workflows == "":
+		ex := exampleContent()
+		m.content = &ex
 		exampleBrand(&m.Config)
-	}
-	if c.Content.Workflows == "" && c.Content.Templates == "" {
-		m.WorkflowsFS = examples.Workflows()
+	case c.Content.Templates == "":
+		// The examples' templates under the folder's workflows would run
+		// neither the examples nor the content being worked on.
+		return nil, errors.New("content.workflows (HERALD_WORKFLOWS) is set but content.templates (HERALD_TEMPLATES) is not: set both, or neither for the embedded examples")
 	}
 	if err := m.Open(ctx); err != nil {
 		return nil, err
@@ -148,15 +153,12 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := config.Load(*path)
+	c, err := loadConfig(*path, "")
 	if err != nil {
 		return err
 	}
 	if os.Getenv("HERALD_LOG_FORMAT") == "" {
 		c.Log.Format = "text"
-	}
-	if err := c.Validate(); err != nil {
-		return fmt.Errorf("config:\n%w", err)
 	}
 	log := newLogger(c, stderr)
 	slog.SetDefault(log)
@@ -165,11 +167,14 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer d.Close()
+	sig, stop := notifySignals()
+	defer stop()
 	if err := d.Main.Start(ctx); err != nil {
 		return err
 	}
 	d.Banner(stdout)
-	return d.Main.wait(ctx, false)
+	d.Main.role = "run" // worker and HTTP server, for the shutdown line
+	return d.Main.wait(ctx, sig, false)
 }
 
 // DashboardURL is the dashboard's login link: opened in a browser, it
@@ -178,8 +183,10 @@ func (d *Dev) DashboardURL() string {
 	return "http://" + d.Main.Addr() + "/monitoring/login?token=" + d.Main.MonitoringLogin
 }
 
-// Banner prints where everything is and a curl line to try. It shows the
-// dev token only when herald dev made it up; configured API tokens are
+// Banner prints where everything is, where the content came from and
+// commands to try that work for that content: a template and a workflow
+// trigger it loaded, with the template's sample data. It shows the dev
+// token only when herald dev made it up; configured API tokens are
 // secrets and stay out of terminals and scrollback.
 func (d *Dev) Banner(w io.Writer) {
 	base := "http://" + d.Main.Addr()
@@ -192,30 +199,102 @@ func (d *Dev) Banner(w io.Writer) {
 	if d.Main.Config.HTTP.MetricsToken != "" {
 		metrics = "  (Authorization: Bearer $HERALD_METRICS_TOKEN)"
 	}
+	src := d.Main.contentSource()
 	fmt.Fprintf(w, `
 herald dev is running.
 
-  API            %[1]s/v1/  (%[5]s)
-  Dashboard      %[6]s
+  API            %[1]s/v1/  (%[4]s)
+  Dashboard      %[5]s
                  (opens a browser session; curl takes the bearer token or HERALD_MONITORING_USER/PASSWORD)
-  Metrics        %[1]s/metrics%[7]s
+  Metrics        %[1]s/metrics%[6]s
   Health         %[1]s/healthz  %[1]s/readyz
-  Outbox         %[3]s  (email as .eml, Slack as slack.jsonl)
-  Redis          %[4]s
+  Outbox         %[2]s  (email as .eml, Slack as slack.jsonl)
+  Redis          %[3]s
+  Templates      %[7]s
+  Workflows      %[8]s
 
-A demo customer "demo" (Ada, Europe/Warsaw) is ready. Send her a message:
-
-  curl -sS -X POST %[1]s/v1/messages -H "Authorization: Bearer %[2]s" -H 'Content-Type: application/json' \
-    -d '{"customer_id":"demo","template":"welcome","topic":"onboarding","channels":["email"],"data":{"plan":"Pro","trial_days":14,"dashboard_url":"https://app.lumen.example/"}}'
-
-then look in %[3]s. Start a journey with an event:
-
-  curl -sS -X POST %[1]s/v1/events -H "Authorization: Bearer %[2]s" -H 'Content-Type: application/json' \
-    -d '{"customer_id":"demo","name":"trial.started","data":{"plan":"Pro","trial_days":14,"dashboard_url":"https://app.lumen.example/"}}'
-
-and read her timeline at %[1]s/v1/customers/demo/timeline. Ctrl-C stops.
-`, base, token, abs, redisDesc(d), auth, d.DashboardURL(), metrics)
+`, base, abs, redisDesc(d), auth, d.DashboardURL(), metrics, src.describe("templates"), src.describe("workflows"))
+	try := d.tryThis()
+	curl := "curl -sS -X POST " + base + "%s -H \"Authorization: Bearer " + token + "\" -H 'Content-Type: application/json' \\\n    -d '%s'\n"
+	fmt.Fprintf(w, "A demo customer \"demo\" (Ada, Europe/Warsaw) is ready. Send her %s:\n\n  ", try.template)
+	fmt.Fprintf(w, curl, "/v1/messages", shellQuoted(mustJSON(map[string]any{
+		"customer_id": "demo", "template": try.template, "topic": try.topic, "channels": []string{"email"}, "data": try.data,
+	})))
+	fmt.Fprintf(w, "\nthen look in %s.", abs)
+	if try.event == "" {
+		fmt.Fprint(w, " No workflow is loaded, so events start no journey (set HERALD_WORKFLOWS to a folder).\n")
+	} else {
+		fmt.Fprintf(w, " Start the journey %s with its event:\n\n  ", try.workflow)
+		fmt.Fprintf(w, curl, "/v1/events", shellQuoted(mustJSON(map[string]any{"customer_id": "demo", "name": try.event, "data": try.eventData})))
+		if len(try.others) > 0 {
+			fmt.Fprintf(w, "\nOther journeys start on %s.\n", strings.Join(try.others, ", "))
+		}
+	}
+	fmt.Fprintf(w, "\nRead her timeline at %s/v1/customers/demo/timeline. Ctrl-C stops.\n", base)
 }
+
+// tryThis is what the banner suggests, taken from the loaded content.
+type tryThis struct {
+	template, topic string
+	data            map[string]any
+	workflow, event string
+	eventData       map[string]any
+	others          []string // "event (workflow)" of the other workflows
+}
+
+// tryThis picks the first workflow's trigger and first template (the
+// templates' first, by name, when no workflow is loaded), with the
+// templates' sample data.
+func (d *Dev) tryThis() tryThis {
+	e := d.Main.Engine
+	tset := e.Templates()
+	sample := func(name string) map[string]any {
+		if s, ok := tset.Sample(name, ""); ok && s.Data != nil {
+			return s.Data
+		}
+		return map[string]any{}
+	}
+	var t tryThis
+	if wset := e.Workflows(); wset != nil {
+		for _, wf := range wset.All() {
+			if t.event != "" {
+				t.others = append(t.others, fmt.Sprintf("%s (%s)", wf.Trigger, wf.ID))
+				continue
+			}
+			t.workflow, t.event, t.topic, t.eventData = wf.ID, wf.Trigger, wf.Topic, map[string]any{}
+			if names := wf.Templates(); len(names) > 0 {
+				t.template, t.eventData = names[0], sample(names[0])
+			}
+		}
+	}
+	if t.template == "" {
+		if names := tset.Names(); len(names) > 0 {
+			t.template = names[0]
+		}
+	}
+	if t.topic == "" {
+		// A topic the demo customer is in by default.
+		for _, tp := range d.Main.Config.Topics {
+			if tp.Required || tp.OptIn == nil || *tp.OptIn {
+				t.topic = tp.Name
+				break
+			}
+		}
+	}
+	t.data = sample(t.template)
+	return t
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "{}"
+	}
+	return string(b)
+}
+
+// shellQuoted makes s safe inside the banner's single quotes.
+func shellQuoted(s string) string { return strings.ReplaceAll(s, "'", `'\''`) }
 
 func redisDesc(d *Dev) string {
 	if d.Mini != nil {

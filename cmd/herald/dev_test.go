@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/redistest"
@@ -148,11 +149,7 @@ func TestValidateRefusesOpenDashboard(t *testing.T) {
 func TestWorkerMetricsToken(t *testing.T) {
 	t.Parallel()
 	rs := redistest.Start(t)
-	c, err := config.Load("")
-	require.NoError(t, err)
-	c.Redis.URL = config.Secret(rs.URL())
-	c.SMTP.URL, c.SMTP.From = "smtp://127.0.0.1:2525?tls=none", "a@b.example"
-	c.SigningKey = "0123456789abcdef0123456789abcdef"
+	c := workerConfig(t, rs)
 	c.Content.Templates = "../../examples/templates"
 	c.Worker.MetricsAddr = "127.0.0.1:0"
 	c.HTTP.MetricsToken = "metrics-token-0123456789"
@@ -180,4 +177,94 @@ func TestWorkerMetricsToken(t *testing.T) {
 		require.Equal(t, tt.status, res.StatusCode, "%q: %s", tt.auth, b)
 		require.Equal(t, tt.status == http.StatusOK, strings.Contains(string(b), "herald_redis_up"))
 	}
+}
+
+var bannerCurl = regexp.MustCompile(`curl -sS -X POST (\S+) -H "Authorization: Bearer (\S+)" .*\\\n\s+-d '([^']*)'`)
+
+// herald dev says where its content came from, and the commands it prints
+// work for that content: the message arrives in the outbox and the event
+// starts the journey it names.
+func TestDevBannerCommandsWork(t *testing.T) {
+	t.Parallel()
+	folder := func(t *testing.T) (string, string) {
+		tdir, wdir := contentFolders(t, "---\nsubject: Hi\nsample:\n  data: { plan: Team }\n---\nHello, your {{ .data.plan }} plan.\n",
+			"id: signup-flow\ntopic: onboarding\ntrigger: account.signed-up\nsteps:\n  - id: s\n    send: { template: hello, channels: [email] }\n")
+		return tdir, wdir
+	}
+	for _, tt := range []struct {
+		name    string
+		content func(t *testing.T) (tdir, wdir string)
+		says    []string // in the banner; TDIR and WDIR are the folders
+		journey string
+		never   []string
+	}{
+		{
+			name:    "embedded examples",
+			content: func(*testing.T) (string, string) { return "", "" },
+			says:    []string{"Templates      embedded examples/templates (9 templates)", "Workflows      embedded examples/workflows (3 files)", "Other journeys start on"},
+		},
+		{
+			name:    "folders",
+			content: folder,
+			says:    []string{"Templates      TDIR (1 templates)", "Workflows      WDIR (1 files)", `"template":"hello"`, `"name":"account.signed-up"`, `"plan":"Team"`},
+			journey: "journey signup-flow",
+			never:   []string{"welcome", "trial.started", "Other journeys"},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tdir, wdir := tt.content(t)
+			d := startDevWith(t, func(c *config.Config) { c.Content.Templates, c.Content.Workflows = tdir, wdir })
+			var out bytes.Buffer
+			d.Banner(&out)
+			banner := out.String()
+			for _, s := range tt.says {
+				require.Contains(t, banner, strings.NewReplacer("TDIR", tdir, "WDIR", wdir).Replace(s))
+			}
+			for _, s := range tt.never {
+				require.NotContains(t, banner, s)
+			}
+			cmds := bannerCurl.FindAllStringSubmatch(banner, -1)
+			require.Len(t, cmds, 2, "a message and an event:\n%s", banner)
+			for _, c := range cmds {
+				req, err := http.NewRequest(http.MethodPost, c[1], strings.NewReader(c[3]))
+				require.NoError(t, err)
+				req.Header.Set("Authorization", "Bearer "+c[2])
+				req.Header.Set("Content-Type", "application/json")
+				res, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				body, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				require.Equal(t, http.StatusAccepted, res.StatusCode, "%s: %s", c[1], body)
+			}
+			require.Eventually(t, func() bool { return d.SMTP.Count() >= 1 }, 10*time.Second, 20*time.Millisecond, "the message is sent")
+			if tt.journey == "" {
+				return
+			}
+			require.Eventually(t, func() bool {
+				tl, err := d.Main.Engine.Store().Timeline(context.Background(), "demo", 50)
+				if err != nil {
+					return false
+				}
+				for _, e := range tl {
+					if strings.Contains(e.Summary, tt.journey) {
+						return true
+					}
+				}
+				return false
+			}, 10*time.Second, 20*time.Millisecond, "the event starts the journey")
+		})
+	}
+}
+
+// herald dev with only a workflows folder refuses rather than run the
+// folder's workflows on the examples' templates.
+func TestDevRefusesWorkflowsWithoutTemplates(t *testing.T) {
+	t.Parallel()
+	_, wdir := contentFolders(t, helloTemplate, workflowSrc("a.b", ""))
+	c, err := config.Load("")
+	require.NoError(t, err)
+	c.HTTP.Addr, c.Content.Workflows = "127.0.0.1:0", wdir
+	_, err = OpenDev(context.Background(), c, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.ErrorContains(t, err, "content.workflows (HERALD_WORKFLOWS) is set but content.templates (HERALD_TEMPLATES) is not")
 }

@@ -28,7 +28,9 @@ Usage:
   herald run                 worker and HTTP server in one process
   herald worker [--watch]    the asynq worker
   herald serve               the HTTP server (API, preference centre, dashboard, metrics)
-  herald validate            check workflows and templates (file:line: message); exit 1 on problems
+  herald validate [--role run|worker|serve|content] [--connect]
+                             check the config, what the role needs to start, templates and
+                             workflows (file:line: message); exit 1 on problems
   herald preview --template T [--locale L] [--channel email|slack] [--data file.json] [--html out.html]
   herald event CUSTOMER NAME [--data JSON] [--key IDEMPOTENCY_KEY]
   herald send CUSTOMER TEMPLATE --topic TOPIC [--data JSON] [--channels email,slack] [--key K]
@@ -74,7 +76,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "run", "worker", "serve":
 		return cmdServe(ctx, cmd, args, stderr)
 	case "validate":
-		return cmdValidate(args, stdout, stderr)
+		return cmdValidate(ctx, args, stdout, stderr)
 	case "preview":
 		return cmdPreview(args, stdout, stderr)
 	case "event":
@@ -112,15 +114,15 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func loadConfig(path string) (config.Config, error) {
-	c, err := config.Load(path)
-	if err != nil {
-		return c, err
-	}
-	if err := c.Validate(); err != nil {
+// loadConfig loads the config and reports every problem in it at once,
+// including what role needs to start ("" for none).
+func loadConfig(path string, role config.Role) (config.Config, error) {
+	c, err := config.LoadFor(path, role)
+	var fe *config.FileError
+	if err != nil && !errors.As(err, &fe) {
 		return c, fmt.Errorf("config:\n%w", err)
 	}
-	return c, nil
+	return c, err
 }
 
 func newLogger(c config.Config, w io.Writer) *slog.Logger {
@@ -139,7 +141,7 @@ func cmdServe(ctx context.Context, role string, args []string, stderr io.Writer)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := loadConfig(*path)
+	c, err := loadConfig(*path, config.Role(role))
 	if err != nil {
 		return err
 	}
@@ -154,6 +156,10 @@ func cmdServe(ctx context.Context, role string, args []string, stderr io.Writer)
 		_ = m.Close()
 		return err
 	}
+	// Listen before saying "started": a SIGHUP sent on that line must
+	// reload, not kill the process.
+	sig, stop := notifySignals()
+	defer stop()
 	if err := m.Start(ctx); err != nil {
 		_ = m.Close()
 		return err
@@ -176,7 +182,15 @@ func cmdServe(ctx context.Context, role string, args []string, stderr io.Writer)
 	}
 	log.Info("herald started", started...)
 	m.role = role
-	return m.wait(ctx, *watch)
+	return m.wait(ctx, sig, *watch)
+}
+
+// notifySignals delivers SIGINT, SIGTERM and SIGHUP to the channel it
+// returns until stop is called.
+func notifySignals() (sig <-chan os.Signal, stop func()) {
+	c := make(chan os.Signal, 4)
+	signal.Notify(c, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	return c, func() { signal.Stop(c) }
 }
 
 // redisLogger routes go-redis's log lines into slog.
@@ -188,17 +202,17 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // wait blocks until SIGINT/SIGTERM, reloading content on SIGHUP (and on
 // file changes with watch), then shuts down gracefully.
-func (m *Main) wait(ctx context.Context, watch bool) error {
-	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sig)
+func (m *Main) wait(ctx context.Context, sig <-chan os.Signal, watch bool) error {
 	var tick <-chan time.Time
 	if watch {
-		t := time.NewTicker(2 * time.Second)
+		every := m.WatchInterval
+		if every <= 0 {
+			every = 2 * time.Second
+		}
+		t := time.NewTicker(every)
 		defer t.Stop()
 		tick = t.C
 	}
-	stamp := m.contentStamp()
 	for {
 		select {
 		case <-ctx.Done():
@@ -206,7 +220,6 @@ func (m *Main) wait(ctx context.Context, watch bool) error {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
 				m.Reload()
-				stamp = m.contentStamp()
 				continue
 			}
 			what := "finishing in-flight tasks"
@@ -219,8 +232,7 @@ func (m *Main) wait(ctx context.Context, watch bool) error {
 			m.Logger.Info("shutting down: "+what, "signal", s.String())
 			return m.Close()
 		case <-tick:
-			if s := m.contentStamp(); s != stamp {
-				stamp = s
+			if m.contentStamp() != m.stamp {
 				m.Reload()
 			}
 		}
@@ -230,6 +242,8 @@ func (m *Main) wait(ctx context.Context, watch bool) error {
 // Reload loads and validates content again; an invalid change is refused
 // and the running set stays.
 func (m *Main) Reload() bool {
+	// Stamped before reading: a change made while loading is seen next time.
+	m.stamp = m.contentStamp()
 	t, w, err := m.loadContent()
 	if err != nil {
 		m.Logger.Error("reload refused: content is invalid; the running workflows and templates stay", "err", err.Error())

@@ -159,14 +159,10 @@ func TestWorkerRefusesInvalidContent(t *testing.T) {
 	rs := redistest.Start(t)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("id: bad\ntopic: onboarding\ntrigger: a.b\nsteps:\n  - id: s\n    send: { template: missing-template }\n"), 0o644))
-	c, err := config.Load("")
-	require.NoError(t, err)
-	c.Redis.URL = config.Secret(rs.URL())
-	c.SMTP.URL, c.SMTP.From = "smtp://127.0.0.1:2525?tls=none", "a@b.example"
-	c.SigningKey = "0123456789abcdef0123456789abcdef"
+	c := workerConfig(t, rs)
 	c.Content.Templates, c.Content.Workflows = "../../examples/templates", dir
 	m := &Main{Config: c, Worker: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	err = m.Open(context.Background())
+	err := m.Open(context.Background())
 	_ = m.Close()
 	require.ErrorContains(t, err, "bad.yaml:6")
 	require.ErrorContains(t, err, "missing-template")
@@ -207,11 +203,7 @@ func TestReloadRefusesInvalidContent(t *testing.T) {
 	wf := filepath.Join(dir, "w.yaml")
 	good := "id: w\ntopic: onboarding\ntrigger: a.b\nsteps:\n  - id: s\n    send: { template: welcome }\n"
 	require.NoError(t, os.WriteFile(wf, []byte(good), 0o644))
-	c, err := config.Load("")
-	require.NoError(t, err)
-	c.Redis.URL = config.Secret(rs.URL())
-	c.SMTP.URL, c.SMTP.From = "smtp://127.0.0.1:2525?tls=none", "a@b.example"
-	c.SigningKey = "0123456789abcdef0123456789abcdef"
+	c := workerConfig(t, rs)
 	c.Content.Templates, c.Content.Workflows = "../../examples/templates", dir
 	m := &Main{Config: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	require.NoError(t, m.Open(context.Background()))
@@ -238,11 +230,7 @@ func wireMessage(customer, template, topic string, data map[string]any) wire.Mes
 func TestWorkerServesMetrics(t *testing.T) {
 	t.Parallel()
 	rs := redistest.Start(t)
-	c, err := config.Load("")
-	require.NoError(t, err)
-	c.Redis.URL = config.Secret(rs.URL())
-	c.SMTP.URL, c.SMTP.From = "smtp://127.0.0.1:2525?tls=none", "a@b.example"
-	c.SigningKey = "0123456789abcdef0123456789abcdef"
+	c := workerConfig(t, rs)
 	c.Content.Templates = "../../examples/templates"
 	c.Worker.MetricsAddr = "127.0.0.1:0"
 	m := &Main{Config: c, Worker: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -256,15 +244,4 @@ func TestWorkerServesMetrics(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(b), "herald_watchdog_repairs_total")
 	require.Contains(t, string(b), "herald_redis_up 1")
-}
-
-// --help on any subcommand prints its flags and is no failure.
-func TestHelpOnEverySubcommand(t *testing.T) {
-	t.Parallel()
-	for _, cmd := range []string{"dev", "run", "worker", "serve", "validate", "preview", "event", "send", "customer"} {
-		var out, errOut bytes.Buffer
-		err := run(context.Background(), []string{cmd, "--help"}, &out, &errOut)
-		require.NoError(t, err, cmd)
-		require.Contains(t, errOut.String()+out.String(), "-config", cmd)
-	}
 }

@@ -6,69 +6,83 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/config"
-	"github.com/heraldhq/herald/examples"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
-	"github.com/heraldhq/herald/workflows"
+	"github.com/redis/go-redis/v9"
 )
-
-// contentFS returns the configured folders, or the embedded examples.
-func contentFS(c *config.Config) (tfs, wfs fs.FS, tdir, wdir string) {
-	if c.Content.Templates == "" {
-		exampleBrand(c)
-		return examples.Templates(), examples.Workflows(), "examples/templates", "examples/workflows"
-	}
-	tfs, tdir = os.DirFS(c.Content.Templates), c.Content.Templates
-	if c.Content.Workflows != "" {
-		wfs, wdir = os.DirFS(c.Content.Workflows), c.Content.Workflows
-	}
-	return tfs, wfs, tdir, wdir
-}
 
 // cmdValidate checks the config, every template (rendered with its sample
 // data in every locale, and against content.locales for missing ones) and
-// every workflow, printing file:line: message.
-func cmdValidate(args []string, stdout, stderr io.Writer) error {
+// every workflow, printing file:line: message. Given a role (by default
+// run, when the config describes a deployment), it also checks what that
+// role needs to start and that no workflow can only use channels without
+// a provider; with --connect, that Redis answers. The content checked is
+// exactly what the worker would load, and it says which.
+func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, path := flags("validate", stderr)
+	roleF := fs.String("role", "", "also check what herald run, worker or serve needs to start; content checks templates and workflows only (default: run when the config sets Redis, a channel, a signing key or API tokens; else content)")
+	connect := fs.Bool("connect", false, "also ask Redis for PING, waiting at most "+pingTimeout.String()+" (implies --role run unless one is given)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := config.Load(*path)
-	if err != nil {
+	c, err := config.LoadFor(*path, "")
+	var fe *config.FileError
+	if errors.As(err, &fe) {
 		fmt.Fprintln(stdout, err)
 		return exitError(1)
 	}
+	role, rerr := validateRole(*roleF, *connect, c)
+	if rerr != nil {
+		return rerr
+	}
 	problems := 0
-	if err := c.Validate(); err != nil {
+	if role != "" {
+		err = errors.Join(err, c.Needs(role))
+	}
+	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(stdout, "%s: %s\n", orDefault(*path, "config"), line)
 			problems++
 		}
 	}
-	tfs, wfs, tdir, wdir := contentFS(&c)
-	tset, err := templates.Load(tfs, templateOptions(c))
-	if err != nil {
-		problems += report(stdout, tdir, err)
-	} else {
-		problems += report(stdout, tdir, tset.Check())
-		problems += report(stdout, tdir, tset.CheckLocales(c.Content.Locales))
+	src := folderContent(c)
+	switch {
+	case role == "" && src.none():
+		src = exampleContent()
+		exampleBrand(&c)
+	case role == "" && src.templates == nil:
+		fmt.Fprintf(stdout, "%s: content.templates (HERALD_TEMPLATES): not set, so herald run, worker and serve refuse to start; the workflows are checked without their templates\n", orDefault(*path, "config"))
+		problems++
 	}
-	if wfs != nil {
-		topics := policy(c).Topics
-		opts := workflows.LoadOptions{Topics: func(t string) bool { _, ok := topics[t]; return ok }}
-		if tset != nil {
-			opts.TemplateExists = tset.Has
-		}
-		if _, err := workflows.Load(wfs, opts); err != nil {
-			problems += report(stdout, wdir, err)
+	var channels []string
+	if role != "" {
+		channels = c.Channels()
+	}
+	_, _, probs := checkContent(src, c, channels)
+	for _, p := range probs {
+		fmt.Fprintln(stdout, p)
+	}
+	problems += len(probs)
+	checked := "content only (--role run, worker or serve also checks a deployment's settings)"
+	if role != "" {
+		checked = "herald " + string(role) + " (channels configured: " + orDefault(strings.Join(channels, ", "), "none") + ")"
+	}
+	fmt.Fprintf(stderr, "config: %s; checked for %s\n", orDefault(*path, "HERALD_* variables"), checked)
+	fmt.Fprintf(stderr, "templates: %s\n", src.describe("templates"))
+	fmt.Fprintf(stderr, "workflows: %s\n", src.describe("workflows"))
+	if *connect && c.Redis.Configured() {
+		if err := pingRedis(ctx, c.Redis); err != nil {
+			fmt.Fprintf(stdout, "%s: redis: %v\n", orDefault(*path, "config"), err)
+			problems++
+		} else {
+			fmt.Fprintln(stderr, "redis: answered PING")
 		}
 	}
 	if problems > 0 {
@@ -79,45 +93,67 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// validateRole is the role validate checks for: the one asked for, else
+// run when the config describes a deployment or --connect asks for Redis,
+// else none (content only).
+func validateRole(flag string, connect bool, c config.Config) (config.Role, error) {
+	switch flag {
+	case "content":
+		if connect {
+			return "", errors.New("validate: --connect checks a deployment: drop --role content")
+		}
+		return "", nil
+	case "":
+		deployment := c.Redis.Configured() || len(c.Channels()) > 0 || c.SigningKey != "" || len(c.API.Tokens) > 0
+		if deployment || connect {
+			return config.RoleRun, nil
+		}
+		return "", nil
+	}
+	role, err := config.ParseRole(flag)
+	if err != nil {
+		return "", fmt.Errorf("validate: --%w, or content", err)
+	}
+	return role, nil
+}
+
+// pingTimeout bounds validate --connect: it must not hang on an address
+// that drops packets.
+const pingTimeout = 3 * time.Second
+
+// pingRedis asks the configured Redis for PING. go-redis's own lines about
+// failed dials are dropped: the failure is the answer, reported once.
+func pingRedis(ctx context.Context, r config.Redis) error {
+	redis.SetLogger(quietRedis{})
+	opt, err := redisConn(r)
+	if err != nil {
+		return err
+	}
+	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return errors.New("unsupported connection option")
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("no answer to PING within %s (%v)", pingTimeout, err)
+		}
+		return fmt.Errorf("PING failed: %v", err)
+	}
+	return nil
+}
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 func orDefault(s, d string) string {
 	if s == "" {
 		return d
 	}
 	return s
-}
-
-// report prints each problem with its folder and returns how many.
-func report(w io.Writer, dir string, err error) int {
-	if err == nil {
-		return 0
-	}
-	var tp templates.Problems
-	var wp workflows.Problems
-	lines := []string{}
-	switch {
-	case errors.As(err, &tp):
-		if len(tp) == 0 {
-			return 0
-		}
-		for _, p := range tp {
-			p.File = filepath.Join(dir, p.File)
-			lines = append(lines, p.String())
-		}
-	case errors.As(err, &wp):
-		if len(wp) == 0 {
-			return 0
-		}
-		for _, p := range wp {
-			p.File = filepath.Join(dir, p.File)
-			lines = append(lines, p.String())
-		}
-	default:
-		lines = append(lines, dir+": "+err.Error())
-	}
-	for _, l := range lines {
-		fmt.Fprintln(w, l)
-	}
-	return len(lines)
 }
 
 func cmdPreview(args []string, stdout, stderr io.Writer) error {
@@ -140,10 +176,16 @@ func cmdPreview(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tfs, _, tdir, _ := contentFS(&c)
-	tset, err := templates.Load(tfs, templateOptions(c))
+	src := folderContent(c)
+	if src.templates == nil {
+		src = exampleContent()
+		exampleBrand(&c)
+	}
+	tset, err := templates.Load(src.templates, templateOptions(c))
 	if err != nil {
-		report(stderr, tdir, err)
+		for _, l := range problemLines(src.tdir, err) {
+			fmt.Fprintln(stderr, l)
+		}
 		return exitError(1)
 	}
 	if !tset.Has(*name) {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"regexp"
 	"time"
 
 	"github.com/heraldhq/herald"
@@ -15,15 +14,8 @@ import (
 // EventKeyTTL is how long an event's idempotency key is remembered.
 const EventKeyTTL = 24 * time.Hour
 
-var eventNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,127}$`)
-
-// ValidEventName reports whether name can name an event.
-func ValidEventName(name string) error {
-	if !eventNameRe.MatchString(name) {
-		return herald.Errorf(herald.EInvalid, "event name %q: use lower-case letters, digits, '.', '_' or '-'", clip(name))
-	}
-	return nil
-}
+// ValidEventName reports whether name can name an event (herald.ValidEventName).
+func ValidEventName(name string) error { return herald.ValidEventName(name) }
 
 // NewID returns a random ID with a prefix.
 func NewID(prefix string) string {

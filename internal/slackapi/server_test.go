@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/logbuf"
 	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/slack-go/slack"
 	"github.com/stretchr/testify/require"
@@ -239,7 +240,7 @@ func TestFaults(t *testing.T) {
 
 func TestJSONL(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out logbuf.Buffer
 	b := setup(t, slackapi.Options{JSONL: &out})
 	var seen []slackapi.Post
 	var mu sync.Mutex
@@ -310,21 +311,4 @@ func slackCode(t *testing.T, err error) string {
 	var se slack.SlackErrorResponse
 	require.True(t, errors.As(err, &se), "want a Slack error response, got %v", err)
 	return se.Err
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
 }

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/examples"
+	"github.com/heraldhq/herald/templates"
+	"github.com/heraldhq/herald/workflows"
+)
+
+// contentSource is where a process's templates and workflows come from:
+// the configured folders or the embedded examples. A nil FS means none.
+type contentSource struct {
+	templates, workflows fs.FS
+	// tdir and wdir name them in problems and start-up lines.
+	tdir, wdir string
+	// folders is true when tdir and wdir are folders on disk.
+	folders bool
+}
+
+// folderContent is the content the worker loads: the configured folders
+// and nothing else.
+func folderContent(c config.Config) contentSource {
+	s := contentSource{folders: true}
+	if d := c.Content.Templates; d != "" {
+		s.templates, s.tdir = os.DirFS(d), d
+	}
+	if d := c.Content.Workflows; d != "" {
+		s.workflows, s.wdir = os.DirFS(d), d
+	}
+	return s
+}
+
+// exampleContent is the embedded examples, which only herald dev runs and
+// validate and preview read when no folder is configured.
+func exampleContent() contentSource {
+	return contentSource{
+		templates: examples.Templates(), workflows: examples.Workflows(),
+		tdir: "examples/templates", wdir: "examples/workflows",
+	}
+}
+
+// none reports whether neither templates nor workflows are set.
+func (s contentSource) none() bool { return s.templates == nil && s.workflows == nil }
+
+// describe says where the templates (what "templates") or the workflows
+// come from and how many there are, e.g. "./content/workflows (3 files)".
+func (s contentSource) describe(what string) string {
+	fsys, dir, setting := s.templates, s.tdir, "content.templates / HERALD_TEMPLATES"
+	if what == "workflows" {
+		fsys, dir, setting = s.workflows, s.wdir, "content.workflows / HERALD_WORKFLOWS"
+	}
+	switch {
+	case fsys == nil:
+		return "none (" + setting + " not set)"
+	case !s.folders:
+		dir = "embedded " + dir
+	default:
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return dir + " (not a folder)"
+		}
+	}
+	if what == "templates" {
+		return fmt.Sprintf("%s (%d templates)", dir, countTemplates(fsys))
+	}
+	return fmt.Sprintf("%s (%d files)", dir, countWorkflowFiles(fsys))
+}
+
+// countTemplates counts the template folders templates.Load reads.
+func countTemplates(fsys fs.FS) int {
+	entries, _ := fs.ReadDir(fsys, ".")
+	n := 0
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			n++
+		}
+	}
+	return n
+}
+
+// countWorkflowFiles counts the files workflows.Load reads.
+func countWorkflowFiles(fsys fs.FS) int {
+	n := 0
+	_ = fs.WalkDir(fsys, ".", func(name string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			if ext := strings.ToLower(path.Ext(name)); ext == ".yaml" || ext == ".yml" {
+				n++
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// checkContent loads templates and workflows and runs every check on them:
+// templates parse and render their samples in every locale, no locale of
+// content.locales is missing, workflows parse and name known templates,
+// topics and events, and, when channels is not nil, no send step can only
+// use channels outside it. herald validate prints the problems; start-up,
+// SIGHUP and --watch reloads refuse content that has any. Each problem is
+// one line, its file named under tdir or wdir.
+func checkContent(src contentSource, c config.Config, channels []string) (*templates.Set, *workflows.Set, []string) {
+	var probs []string
+	add := func(dir string, err error) { probs = append(probs, problemLines(dir, err)...) }
+	if src.folders {
+		for _, f := range []struct{ dir, field string }{{src.tdir, "content.templates (HERALD_TEMPLATES)"}, {src.wdir, "content.workflows (HERALD_WORKFLOWS)"}} {
+			if f.dir == "" {
+				continue
+			}
+			if st, err := os.Stat(f.dir); err != nil || !st.IsDir() {
+				probs = append(probs, fmt.Sprintf("%s: %s is not a folder", f.field, f.dir))
+			}
+		}
+		if len(probs) > 0 {
+			return nil, nil, probs
+		}
+	}
+	var tset *templates.Set
+	if src.templates != nil {
+		var err error
+		if tset, err = templates.Load(src.templates, templateOptions(c)); err != nil {
+			add(src.tdir, err)
+		} else {
+			add(src.tdir, tset.Check())
+			add(src.tdir, tset.CheckLocales(c.Content.Locales))
+		}
+	}
+	var wset *workflows.Set
+	if src.workflows != nil {
+		topics := policy(c).Topics
+		opts := workflows.LoadOptions{
+			Topics:     func(t string) bool { _, ok := topics[t]; return ok },
+			Configured: channels,
+		}
+		if tset != nil {
+			opts.TemplateExists = tset.Has
+		}
+		var err error
+		wset, err = workflows.Load(src.workflows, opts)
+		add(src.wdir, err)
+	}
+	if len(probs) > 0 {
+		return nil, nil, probs
+	}
+	return tset, wset, nil
+}
+
+// problemLines formats the problems in err, each file named under dir.
+func problemLines(dir string, err error) []string {
+	if err == nil {
+		return nil
+	}
+	var tp templates.Problems
+	var wp workflows.Problems
+	var lines []string
+	switch {
+	case errors.As(err, &tp):
+		for _, p := range tp {
+			p.File = filepath.Join(dir, p.File)
+			lines = append(lines, p.String())
+		}
+	case errors.As(err, &wp):
+		for _, p := range wp {
+			p.File = filepath.Join(dir, p.File)
+			lines = append(lines, p.String())
+		}
+	default:
+		lines = append(lines, dir+": "+err.Error())
+	}
+	return lines
+}
+
+// contentError is the error of content with problems.
+func contentError(probs []string) error {
+	return fmt.Errorf("%d problem(s) in templates and workflows:\n%s", len(probs), strings.Join(probs, "\n"))
+}
