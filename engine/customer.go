@@ -50,6 +50,7 @@ func (e *Engine) SetPreferences(ctx context.Context, customerID string, p prefer
 			Summary: fmt.Sprintf("%s changed from %v to %v by %s (%s)", c.Field, show(c.From), show(c.To), actorText(c.Actor), c.Source),
 		})
 	}
+	e.emitPreferences(ctx, customerID, entries)
 	for topic, on := range p.Topics {
 		if !on {
 			e.TopicOptOut(ctx, customerID, topic)

@@ -391,6 +391,7 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 		}
 	}
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeSent, "")
+	e.emitMessage(ctx, eventSent, d.CustomerID, d.MessageID, d.Channel, "", ref)
 	return nil
 }
 
@@ -405,6 +406,9 @@ func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.De
 		data[k] = v
 	}
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, o, reason)
+	if o == herald.OutcomeFailedPermanent {
+		e.emitMessage(ctx, eventFailed, c.ID, d.MessageID, d.Channel, reason, ref)
+	}
 	e.log.Warn("delivery failed", "delivery", d.DeliveryID(), "customer", c.ID, "channel", d.Channel, "outcome", o, "reason", reason)
 	if aerr := e.st.Append(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: o, Reason: reason, Ref: d.MessageID, Data: data,

@@ -85,6 +85,8 @@ type Engine struct {
 	// health is each channel's in-process state (in-flight sends, recent
 	// failures); read-only map after New.
 	health map[herald.Channel]*channelHealth
+	// appEvents receives events for the app's webhooks (nil: none).
+	appEvents AppEvents
 }
 
 // New builds an Engine. Call Close when done.

@@ -79,7 +79,10 @@ func (e *Engine) registerJourneys(mux *asynq.ServeMux) {
 // outside such a handler.
 type notesKey struct{}
 
-type notes struct{ entries []herald.TimelineEntry }
+type notes struct {
+	entries []herald.TimelineEntry
+	pipe    []func(redis.Pipeliner) // more writes for the state's pipeline (counters)
+}
 
 func withNotes(ctx context.Context) (context.Context, *notes) {
 	n := &notes{}
@@ -158,6 +161,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		summary += " from " + ev.Actor
 	}
 	e.note(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: summary, Ref: ev.ID, Data: boundedData(ev.Data)})
+	e.emitFromEvent(ctx, ev)
 	if ev.Name == wire.EventPreferencesChanged {
 		if p, _ := ev.Data["paused"].(bool); p {
 			if err := e.exitTopicLocked(ctx, cust, ""); err != nil {
@@ -178,7 +182,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if set == nil {
 		return e.flushNotes(ctx, cust.ID, n)
 	}
-	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, Data: ev.Data})
+	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, EventID: ev.ID, Data: ev.Data})
 	matched := false
 	for _, jid := range active {
 		s, w, err := e.loadJourney(ctx, cust.ID, jid)
@@ -199,6 +203,11 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		if err := e.apply(ctx, cust, w, s, next, actions, "event "+ev.Name); err != nil {
 			return err
 		}
+	}
+	if converted, err := e.reachGoals(ctx, cust, set, ev, in, active); err != nil {
+		return err
+	} else if converted {
+		matched = true
 	}
 	for _, w := range set.Triggered(ev.Name) {
 		matched = true
@@ -303,7 +312,7 @@ func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, prefs herald
 		}
 		e.sources.Store(sourceKey(w.ID, w.Version), true)
 	}
-	in := e.input(c, workflows.Input{Kind: workflows.InputStart, Event: ev.Name, Data: ev.Data})
+	in := e.input(c, workflows.Input{Kind: workflows.InputStart, Event: ev.Name, EventID: ev.ID, Data: ev.Data})
 	s, actions, err := workflows.Start(w, jid, c.ID, in, e.now())
 	if err != nil {
 		e.log.Error("start journey", "workflow", w.ID, "err", err)
@@ -372,6 +381,8 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 			parts = append(parts, fmt.Sprintf("step %s: %s", h.Step, h.Detail))
 		}
 	}
+	parts = append(parts, journeyParts(prev, next, actions)...)
+	e.countJourney(ctx, w, prev, next, actions)
 	for _, a := range actions {
 		switch a.Kind {
 		case workflows.ActionScheduleWake:
@@ -401,6 +412,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 	if err := e.saveJourney(ctx, next); err != nil {
 		return err
 	}
+	e.emitJourney(ctx, w, prev, next, actions)
 	for _, a := range actions {
 		if a.Kind == workflows.ActionScheduleWake {
 			if err := e.scheduleWake(ctx, next, a.At); err != nil {
@@ -500,13 +512,18 @@ func (e *Engine) saveJourney(ctx context.Context, s workflows.State) error {
 		if n != nil && len(n.entries) > 0 {
 			e.st.AppendPipe(ctx, p, s.CustomerID, n.entries...)
 		}
+		if n != nil {
+			for _, f := range n.pipe {
+				f(p)
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
 	if n != nil {
-		n.entries = nil
+		n.entries, n.pipe = nil, nil
 	}
 	return nil
 }

@@ -58,9 +58,6 @@ type Event struct {
 	// Changes lists the preference fields that changed
 	// (preferences.changed), e.g. "topics.product-updates".
 	Changes []string `json:"changes,omitempty"`
-	// Event names the app event behind a click (message.clicked) when the
-	// link or button named one.
-	Event string `json:"event,omitempty"`
 }
 
 // Message references a message; the body and the address stay in herald.

@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/httpapi/centre"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
+	"github.com/heraldhq/herald/webhooks"
 	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
@@ -56,6 +57,7 @@ type Main struct {
 	Handler   http.Handler
 
 	server   *asynq.Server
+	webhooks *webhooks.Service
 	sched    *asynq.Scheduler
 	httpSrv  *http.Server
 	listener net.Listener
@@ -125,6 +127,9 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.closers = append(m.closers, m.Engine.Close)
+	if err := m.openWebhooks(); err != nil {
+		return err
+	}
 
 	tokens := make([]httpapi.Token, 0, len(c.API.Tokens))
 	for _, t := range c.API.Tokens {
@@ -326,17 +331,17 @@ func (m *Main) Start(ctx context.Context) error {
 	if m.Worker {
 		m.server = asynq.NewServerFromRedisClient(m.Redis, asynq.Config{
 			Concurrency:              c.Worker.Concurrency,
-			Queues:                   c.Worker.Queues,
+			Queues:                   m.workerQueues(c.Worker.Queues),
 			StrictPriority:           c.Worker.StrictPriority == nil || *c.Worker.StrictPriority,
-			RetryDelayFunc:           m.Engine.RetryDelay,
-			IsFailure:                m.Engine.IsFailure,
+			RetryDelayFunc:           m.retryDelay,
+			IsFailure:                m.isFailure,
 			ShutdownTimeout:          c.Worker.ShutdownTimeout,
 			TaskCheckInterval:        m.TaskCheckInterval,
 			DelayedTaskCheckInterval: m.DelayedTaskCheckInterval,
 			Logger:                   asynqLogger{m.Logger},
 			ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 				id, _ := asynq.GetTaskID(ctx)
-				if !m.Engine.IsFailure(err) {
+				if !m.isFailure(err) {
 					// Waiting for a busy customer or a quiet window: routine.
 					m.Logger.Debug("task put off", "type", t.Type(), "task_id", id, "reason", herald.ErrorMessage(err))
 					return
@@ -349,7 +354,7 @@ func (m *Main) Start(ctx context.Context) error {
 				m.Logger.Warn("task failed", "type", t.Type(), "task_id", id, "code", herald.ErrorCode(err), "err", herald.ErrorMessage(err))
 			}),
 		})
-		if err := m.server.Start(m.Engine.Mux()); err != nil {
+		if err := m.server.Start(m.workerMux()); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
 		if err := m.startScheduler(); err != nil {

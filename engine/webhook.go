@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"context"
+	"slices"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/preferences"
+	"github.com/heraldhq/herald/webhooks"
+	"github.com/heraldhq/herald/workflows"
+)
+
+// AppEvents receives what happened to messages and journeys, for the app's
+// webhooks (webhooks.Service). Emit runs on the delivery path: it must
+// only enqueue, never wait for an endpoint, and it reports its own
+// failures (a message is not held up by its webhook).
+type AppEvents interface {
+	Emit(ctx context.Context, ev webhooks.Event)
+}
+
+// SetAppEvents routes app events to a; nil stops them. Call it before the
+// worker starts.
+func (e *Engine) SetAppEvents(a AppEvents) { e.appEvents = a }
+
+func (e *Engine) emit(ctx context.Context, ev webhooks.Event) {
+	if e.appEvents == nil {
+		return
+	}
+	if ev.At.IsZero() {
+		ev.At = e.now().UTC()
+	}
+	e.appEvents.Emit(ctx, ev)
+}
+
+// messageRef builds a webhook's message reference from a delivery's
+// timeline data (template, topic, workflow, journey, step).
+func messageRef(messageID string, ch herald.Channel, ref map[string]any) (*webhooks.Message, *webhooks.Journey) {
+	str := func(k string) string { s, _ := ref[k].(string); return s }
+	m := &webhooks.Message{ID: messageID, Channel: string(ch), Template: str("template"), Topic: str("topic")}
+	if str("journey") == "" {
+		return m, nil
+	}
+	return m, &webhooks.Journey{ID: str("journey"), Workflow: str("workflow"), Step: str("step")}
+}
+
+// Message events, as the delivery code names them.
+const (
+	eventSent       = webhooks.MessageSent
+	eventFailed     = webhooks.MessageFailed
+	eventSuppressed = webhooks.MessageSuppressed
+)
+
+// emitMessage reports a message sent, failed for good or suppressed.
+func (e *Engine) emitMessage(ctx context.Context, typ, customerID, messageID string, ch herald.Channel, reason string, ref map[string]any) {
+	if e.appEvents == nil {
+		return
+	}
+	m, j := messageRef(messageID, ch, ref)
+	e.emit(ctx, webhooks.Event{
+		ID: webhooks.EventID(typ, messageID, string(ch), reason), Type: typ, CustomerID: customerID,
+		Message: m, Journey: j, Reason: reason,
+	})
+}
+
+// emitFromEvent reports the app events herald raises itself: a click or a
+// reply on a message, preferences changed through the Go client.
+func (e *Engine) emitFromEvent(ctx context.Context, ev herald.Event) {
+	if e.appEvents == nil {
+		return
+	}
+	str := func(k string) string { s, _ := ev.Data[k].(string); return s }
+	switch ev.Name {
+	case EventClicked, EventReplied:
+		ref := map[string]any{"workflow": str("workflow"), "journey": str("journey"), "step": str("step")}
+		m, j := messageRef(str("message"), herald.Channel(str("channel")), ref)
+		e.emit(ctx, webhooks.Event{ID: webhooks.EventID(ev.Name, ev.ID), Type: ev.Name, At: ev.At, CustomerID: ev.CustomerID, Message: m, Journey: j})
+	case wire.EventPreferencesChanged:
+		var changes []string
+		if left, ok := ev.Data["topics_left"].([]any); ok {
+			for _, t := range left {
+				if s, ok := t.(string); ok {
+					changes = append(changes, "topics."+s)
+				}
+			}
+		}
+		if _, ok := ev.Data["paused"]; ok {
+			changes = append(changes, "paused")
+		}
+		e.emit(ctx, webhooks.Event{ID: webhooks.EventID(ev.Name, ev.ID), Type: ev.Name, At: ev.At, CustomerID: ev.CustomerID, Changes: changes})
+	}
+}
+
+// emitPreferences reports preferences changed through the engine (the
+// API, the preference centre, an opt-out button).
+func (e *Engine) emitPreferences(ctx context.Context, customerID string, entries []preferences.ConsentEntry) {
+	if e.appEvents == nil || len(entries) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(entries))
+	var changes []string
+	for _, c := range entries {
+		ids = append(ids, c.ID)
+		if !slices.Contains(changes, c.Field) {
+			changes = append(changes, c.Field)
+		}
+	}
+	e.emit(ctx, webhooks.Event{
+		ID: webhooks.EventID(webhooks.PreferencesChanged, ids...), Type: webhooks.PreferencesChanged,
+		CustomerID: customerID, Changes: changes,
+	})
+}
+
+// emitJourney reports a journey that started, completed or exited.
+func (e *Engine) emitJourney(ctx context.Context, w *workflows.Workflow, prev, next workflows.State, actions []workflows.Action) {
+	if e.appEvents == nil {
+		return
+	}
+	ev := func(typ, reason string) {
+		e.emit(ctx, webhooks.Event{
+			ID: webhooks.EventID(typ, next.JourneyID), Type: typ, CustomerID: next.CustomerID, Reason: reason,
+			Journey: &webhooks.Journey{ID: next.JourneyID, Workflow: w.ID, Step: next.Step},
+		})
+	}
+	if prev.JourneyID == "" {
+		ev(webhooks.JourneyStarted, "")
+	}
+	for _, a := range actions {
+		switch a.Kind {
+		case workflows.ActionFinish:
+			ev(webhooks.JourneyCompleted, a.Reason)
+		case workflows.ActionExit:
+			ev(webhooks.JourneyExited, a.Reason)
+		}
+	}
+}
