@@ -64,6 +64,9 @@ type Options struct {
 	Metrics            *Metrics      // nil: a private registry
 	Logger             *slog.Logger
 	Now                func() time.Time
+	// AppEvents receives what happened to messages and journeys for the
+	// app's webhooks (nil: none).
+	AppEvents AppEvents
 	// WatchdogLate is how far past due a journey follow-up must be before
 	// the watchdog re-arms it; default 30s.
 	WatchdogLate time.Duration
@@ -85,8 +88,6 @@ type Engine struct {
 	// health is each channel's in-process state (in-flight sends, recent
 	// failures); read-only map after New.
 	health map[herald.Channel]*channelHealth
-	// appEvents receives events for the app's webhooks (nil: none).
-	appEvents AppEvents
 }
 
 // New builds an Engine. Call Close when done.

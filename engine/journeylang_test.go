@@ -2,9 +2,11 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/heraldhq/herald/engine"
 	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/templates"
+	"github.com/heraldhq/herald/webhooks"
 	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
@@ -289,4 +292,68 @@ func TestDigestSurvivesWorkerStop(t *testing.T) {
 		require.Zero(t, info.Scheduled+info.Retry+info.Pending+info.Active, "queue %s still holds tasks", q)
 	}
 	require.Equal(t, 2, b.smtp.Count(), "exactly one digest per window")
+}
+
+// appEvents records what the engine emits for webhooks.
+type appEvents struct {
+	mu     sync.Mutex
+	events []webhooks.Event
+}
+
+func (a *appEvents) Emit(_ context.Context, ev webhooks.Event) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = append(a.events, ev)
+}
+
+func (a *appEvents) types(customerID string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, ev := range a.events {
+		if ev.CustomerID == customerID {
+			out = append(out, ev.Type)
+		}
+	}
+	return out
+}
+
+// A journey tells the app it started, what happened to its message and
+// that it completed; the events carry references, never the address.
+func TestJourneyEmitsAppEvents(t *testing.T) {
+	t.Parallel()
+	rec := &appEvents{}
+	b, wset := setupJourneyLang(t, func(o *engine.Options) { o.AppEvents = rec })
+	w, _ := wset.Get("pricing")
+	step, _ := w.Step("choose")
+	id := "e0"
+	for i := 0; w.Assign(id, step).Then != "variant-a"; i++ {
+		id = fmt.Sprintf("e%d", i)
+	}
+	b.customer(t, herald.Customer{ID: id, Email: "secret-address@example.com"})
+	eventFor(t, b, id, "trial.started", map[string]any{"variant": "a"})
+	want := []string{webhooks.JourneyStarted, webhooks.MessageSent, webhooks.JourneyCompleted}
+	eventually(t, func() bool { return len(rec.types(id)) == 3 }, "three events")
+	require.ElementsMatch(t, want, rec.types(id))
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	ids := map[string]bool{}
+	for _, ev := range rec.events {
+		b, err := json.Marshal(ev)
+		require.NoError(t, err)
+		require.NotContains(t, string(b), "secret-address", "no address in app events")
+		require.NotContains(t, string(b), "Offer a", "no message body in app events")
+		require.False(t, ids[ev.ID], "event IDs are unique")
+		ids[ev.ID] = true
+		require.False(t, ev.At.IsZero())
+		switch ev.Type {
+		case webhooks.MessageSent:
+			require.Equal(t, "offer", ev.Message.Template)
+			require.Equal(t, "email", ev.Message.Channel)
+			require.Equal(t, "pricing", ev.Journey.Workflow)
+			require.Equal(t, "variant-a", ev.Journey.Step)
+		case webhooks.JourneyCompleted:
+			require.Equal(t, workflows.ReasonEnd, ev.Reason)
+		}
+	}
 }

@@ -19,18 +19,14 @@ type AppEvents interface {
 	Emit(ctx context.Context, ev webhooks.Event)
 }
 
-// SetAppEvents routes app events to a; nil stops them. Call it before the
-// worker starts.
-func (e *Engine) SetAppEvents(a AppEvents) { e.appEvents = a }
-
 func (e *Engine) emit(ctx context.Context, ev webhooks.Event) {
-	if e.appEvents == nil {
+	if e.opt.AppEvents == nil {
 		return
 	}
 	if ev.At.IsZero() {
 		ev.At = e.now().UTC()
 	}
-	e.appEvents.Emit(ctx, ev)
+	e.opt.AppEvents.Emit(ctx, ev)
 }
 
 // messageRef builds a webhook's message reference from a delivery's
@@ -53,7 +49,7 @@ const (
 
 // emitMessage reports a message sent, failed for good or suppressed.
 func (e *Engine) emitMessage(ctx context.Context, typ, customerID, messageID string, ch herald.Channel, reason string, ref map[string]any) {
-	if e.appEvents == nil {
+	if e.opt.AppEvents == nil {
 		return
 	}
 	m, j := messageRef(messageID, ch, ref)
@@ -66,7 +62,7 @@ func (e *Engine) emitMessage(ctx context.Context, typ, customerID, messageID str
 // emitFromEvent reports the app events herald raises itself: a click or a
 // reply on a message, preferences changed through the Go client.
 func (e *Engine) emitFromEvent(ctx context.Context, ev herald.Event) {
-	if e.appEvents == nil {
+	if e.opt.AppEvents == nil {
 		return
 	}
 	str := func(k string) string { s, _ := ev.Data[k].(string); return s }
@@ -94,7 +90,7 @@ func (e *Engine) emitFromEvent(ctx context.Context, ev herald.Event) {
 // emitPreferences reports preferences changed through the engine (the
 // API, the preference centre, an opt-out button).
 func (e *Engine) emitPreferences(ctx context.Context, customerID string, entries []preferences.ConsentEntry) {
-	if e.appEvents == nil || len(entries) == 0 {
+	if e.opt.AppEvents == nil || len(entries) == 0 {
 		return
 	}
 	ids := make([]string, 0, len(entries))
@@ -113,7 +109,7 @@ func (e *Engine) emitPreferences(ctx context.Context, customerID string, entries
 
 // emitJourney reports a journey that started, completed or exited.
 func (e *Engine) emitJourney(ctx context.Context, w *workflows.Workflow, prev, next workflows.State, actions []workflows.Action) {
-	if e.appEvents == nil {
+	if e.opt.AppEvents == nil {
 		return
 	}
 	ev := func(typ, reason string) {

@@ -112,6 +112,9 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	m.Registry.MustRegister(engine.NewQueueCollector(insp))
+	if err := m.openWebhooks(); err != nil {
+		return err
+	}
 
 	m.Engine, err = engine.New(engine.Options{
 		Redis: rdb, RedisConn: m.RedisConn, Senders: senders, Templates: tset, Workflows: wset,
@@ -122,14 +125,12 @@ func (m *Main) Open(ctx context.Context) error {
 		ChannelConcurrency: max(1, c.Worker.Concurrency*3/4), RateLimits: rateLimits(rdb, c.RateLimits),
 		RetryBase: c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
 		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger, SlackUpdater: m.slackUpdater(),
+		AppEvents: m.appEvents(),
 	})
 	if err != nil {
 		return err
 	}
 	m.closers = append(m.closers, m.Engine.Close)
-	if err := m.openWebhooks(); err != nil {
-		return err
-	}
 
 	tokens := make([]httpapi.Token, 0, len(c.API.Tokens))
 	for _, t := range c.API.Tokens {

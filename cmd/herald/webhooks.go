@@ -4,13 +4,14 @@ import (
 	"maps"
 	"time"
 
+	"github.com/heraldhq/herald/engine"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/webhooks"
 	"github.com/hibiken/asynq"
 )
 
-// openWebhooks builds the webhook service from the config and routes the
-// engine's app events to it; nothing when no webhook is configured.
+// openWebhooks builds the webhook service from the config; nothing when
+// no webhook is configured.
 func (m *Main) openWebhooks() error {
 	if len(m.Config.Webhooks) == 0 {
 		return nil
@@ -27,8 +28,16 @@ func (m *Main) openWebhooks() error {
 	}
 	m.webhooks = svc
 	m.closers = append(m.closers, svc.Close)
-	m.Engine.SetAppEvents(svc)
 	return nil
+}
+
+// appEvents is where the engine sends app events: the webhook service, or
+// none (a nil interface, not a nil *Service).
+func (m *Main) appEvents() engine.AppEvents {
+	if m.webhooks == nil {
+		return nil
+	}
+	return m.webhooks
 }
 
 // workerMux is the engine's task handlers plus webhook delivery.
