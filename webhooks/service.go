@@ -242,16 +242,19 @@ func (s *Service) handle(ctx context.Context, t *asynq.Task) error {
 	defer release()
 	for {
 		body, ok, err := s.st.WebhookHead(ctx, cust, ep.Name)
-		if err != nil || !ok {
+		if err != nil {
 			return err
+		}
+		if !ok {
+			return s.expired(ctx, ep, p.Event)
 		}
 		var head Event
 		if err := json.Unmarshal(body, &head); err != nil || s.opt.Now().Sub(head.At) > s.opt.Window {
 			// Undecodable, or retried for the whole window: it leaves the
-			// outbox so later events can go; its task is archived.
+			// outbox so later events can go, and its task fails for good.
 			s.delivered.WithLabelValues(ep.Name, "expired").Inc()
 			s.opt.Logger.Warn("webhook event given up", "endpoint", ep.Name, "event", head.ID, "type", head.Type, "customer", cust, "at", head.At)
-			if err := s.st.PopWebhook(ctx, cust, ep.Name, body); err != nil {
+			if err := s.st.ExpireWebhook(ctx, cust, ep.Name, head.ID, body); err != nil {
 				return err
 			}
 			continue
@@ -269,6 +272,16 @@ func (s *Service) handle(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 	}
+}
+
+// expired fails the task of an event that was given up on (by this task
+// or another), so asynq archives it and the dashboard shows it.
+func (s *Service) expired(ctx context.Context, ep Endpoint, ev Event) error {
+	dead, err := s.st.WebhookExpired(ctx, ev.CustomerID, ep.Name, ev.ID)
+	if err != nil || !dead {
+		return err
+	}
+	return fmt.Errorf("webhooks: %s event %s to %s given up after %s of failures: %w", ev.Type, ev.ID, ep.Name, s.opt.Window, asynq.SkipRetry)
 }
 
 // post sends one event; gone reports a 410.

@@ -260,3 +260,34 @@ func TestRetriesSpanTheWindow(t *testing.T) {
 	_, ok := svc.RetryDelay(0, nil, asynq.NewTask("herald:message", nil))
 	require.False(t, ok, "other tasks keep their backoff")
 }
+
+// An event its endpoint refused for the whole retry window is given up:
+// its task is archived (the dashboard shows it, with the event), and
+// later events of the customer go through.
+func TestGivenUpEventIsArchived(t *testing.T) {
+	t.Parallel()
+	rcv, hs := newReceiver(t)
+	rcv.fail.Store(1 << 40) // down until told otherwise
+	r := start(t, hs.URL, webhooks.JourneyStarted)
+	ctx := context.Background()
+	r.svc.Emit(ctx, webhooks.Event{ID: "evt_lost", Type: webhooks.JourneyStarted, CustomerID: "c1", At: time.Now().Add(-24*time.Hour + time.Second)}) // a second of its window left
+	eventually(t, func() bool {
+		info, err := r.insp.GetQueueInfo(wire.QueueWebhooks)
+		return err == nil && info.Archived == 1
+	}, "the given-up event's task is archived")
+	archived, err := r.insp.ListArchivedTasks(wire.QueueWebhooks)
+	require.NoError(t, err)
+	require.Contains(t, string(archived[0].Payload), `"id":"evt_lost"`)
+	require.Contains(t, archived[0].LastErr, "given up after 24h0m0s of failures")
+
+	rcv.fail.Store(0)
+	r.svc.Emit(ctx, webhooks.Event{ID: "evt_next", Type: webhooks.JourneyStarted, CustomerID: "c1"})
+	eventually(t, func() bool {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		return rcv.byID["evt_next"] == 1
+	}, "the next event is delivered")
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	require.Zero(t, rcv.byID["evt_lost"])
+}

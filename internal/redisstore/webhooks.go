@@ -79,6 +79,39 @@ func (s *Store) PopWebhook(ctx context.Context, customerID, endpoint string, bod
 	return nil
 }
 
+func webhookDeadKey(customerID, endpoint, eventID string) string {
+	return Key(customerID, "webhook-dead", endpoint, eventID)
+}
+
+var expireWebhookScript = redis.NewScript(`
+if redis.call("LINDEX", KEYS[1], 0) == ARGV[1] then
+  redis.call("LPOP", KEYS[1])
+  redis.call("SET", KEYS[2], "1", "EX", ARGV[2])
+  return 1
+end
+return 0`)
+
+// ExpireWebhook removes body (event eventID) from the head of the outbox,
+// given up on, and remembers that for the event's own task to fail with.
+func (s *Store) ExpireWebhook(ctx context.Context, customerID, endpoint, eventID string, body []byte) error {
+	err := expireWebhookScript.Run(ctx, s.rdb,
+		[]string{webhookOutboxKey(customerID, endpoint), webhookDeadKey(customerID, endpoint, eventID)},
+		body, int(WebhookOutboxTTL/time.Second)).Err()
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
+// WebhookExpired reports whether an event was given up on.
+func (s *Store) WebhookExpired(ctx context.Context, customerID, endpoint, eventID string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, webhookDeadKey(customerID, endpoint, eventID)).Result()
+	if err != nil {
+		return false, herald.Temporary(err, "redis", 0)
+	}
+	return n == 1, nil
+}
+
 // DropWebhooks empties the customer's outbox for endpoint and returns how
 // many events it held.
 func (s *Store) DropWebhooks(ctx context.Context, customerID, endpoint string) (int64, error) {
