@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
 	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
 	"github.com/heraldhq/herald/webhooks"
 	"github.com/heraldhq/herald/workflows"
@@ -335,8 +336,14 @@ func TestJourneyEmitsAppEvents(t *testing.T) {
 	want := []string{webhooks.JourneyStarted, webhooks.MessageSent, webhooks.JourneyCompleted}
 	eventually(t, func() bool { return len(rec.types(id)) == 3 }, "three events")
 	require.ElementsMatch(t, want, rec.types(id))
+
+	_, err := b.e.SetPreferences(context.Background(), id, preferences.Patch{Topics: map[string]bool{"onboarding": false}},
+		preferences.Actor{Kind: "customer"}, "preference_page")
+	require.NoError(t, err)
+	require.Contains(t, rec.types(id), webhooks.PreferencesChanged)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
+	require.Equal(t, []string{"topics.onboarding"}, rec.events[len(rec.events)-1].Changes)
 	ids := map[string]bool{}
 	for _, ev := range rec.events {
 		b, err := json.Marshal(ev)
