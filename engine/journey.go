@@ -184,6 +184,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	}
 	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, EventID: ev.ID, Data: ev.Data})
 	matched := false
+	moved := map[string]bool{} // workflows whose running journey took the event
 	for _, jid := range active {
 		s, w, err := e.loadJourney(ctx, cust.ID, jid)
 		if err != nil {
@@ -198,7 +199,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 			continue
 		}
 		if len(actions) > 0 || next.StepSeq != s.StepSeq || next.Status != s.Status {
-			matched = true
+			matched, moved[w.ID] = true, true
 		}
 		if err := e.apply(ctx, cust, w, s, next, actions, "event "+ev.Name); err != nil {
 			return err
@@ -210,6 +211,9 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		matched = true
 	}
 	for _, w := range set.Triggered(ev.Name) {
+		if moved[w.ID] {
+			continue // its running journey took the event (a digest collecting its trigger)
+		}
 		matched = true
 		if err := e.maybeStart(ctx, cust, jb.prefs, w, ev, active, ever[w.ID]); err != nil {
 			return err
@@ -340,6 +344,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 	if len(actions) == 0 && prev.StepSeq == next.StepSeq && prev.Status == next.Status {
 		return nil
 	}
+	e.emitJourneyStart(ctx, w, prev, next)
 	for _, a := range actions {
 		if a.Kind != workflows.ActionSend {
 			continue
@@ -412,7 +417,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 	if err := e.saveJourney(ctx, next); err != nil {
 		return err
 	}
-	e.emitJourney(ctx, w, prev, next, actions)
+	e.emitJourneyEnd(ctx, w, next, actions)
 	for _, a := range actions {
 		if a.Kind == workflows.ActionScheduleWake {
 			if err := e.scheduleWake(ctx, next, a.At); err != nil {

@@ -293,6 +293,10 @@ func TestDigestSurvivesWorkerStop(t *testing.T) {
 		require.Zero(t, info.Scheduled+info.Retry+info.Pending+info.Active, "queue %s still holds tasks", q)
 	}
 	require.Equal(t, 2, b.smtp.Count(), "exactly one digest per window")
+	for _, e := range b.timeline(t, "c1") {
+		require.NotContains(t, e.Summary, "not started", "a collected comment is not a refused start")
+		require.NotContains(t, e.Summary, "matched no workflow")
+	}
 }
 
 // appEvents records what the engine emits for webhooks.
@@ -335,7 +339,7 @@ func TestJourneyEmitsAppEvents(t *testing.T) {
 	eventFor(t, b, id, "trial.started", map[string]any{"variant": "a"})
 	want := []string{webhooks.JourneyStarted, webhooks.MessageSent, webhooks.JourneyCompleted}
 	eventually(t, func() bool { return len(rec.types(id)) == 3 }, "three events")
-	require.ElementsMatch(t, want, rec.types(id))
+	require.Equal(t, want, rec.types(id), "in the order they happened")
 
 	_, err := b.e.SetPreferences(context.Background(), id, preferences.Patch{Topics: map[string]bool{"onboarding": false}},
 		preferences.Actor{Kind: "customer"}, "preference_page")

@@ -107,26 +107,33 @@ func (e *Engine) emitPreferences(ctx context.Context, customerID string, entries
 	})
 }
 
-// emitJourney reports a journey that started, completed or exited.
-func (e *Engine) emitJourney(ctx context.Context, w *workflows.Workflow, prev, next workflows.State, actions []workflows.Action) {
+func (e *Engine) emitJourneyEvent(ctx context.Context, typ, reason, workflowID string, s workflows.State) {
+	e.emit(ctx, webhooks.Event{
+		ID: webhooks.EventID(typ, s.JourneyID), Type: typ, CustomerID: s.CustomerID, Reason: reason,
+		Journey: &webhooks.Journey{ID: s.JourneyID, Workflow: workflowID, Step: s.Step},
+	})
+}
+
+// emitJourneyStart reports a journey that starts, before its first
+// message goes out.
+func (e *Engine) emitJourneyStart(ctx context.Context, w *workflows.Workflow, prev, next workflows.State) {
+	if e.opt.AppEvents != nil && prev.JourneyID == "" {
+		e.emitJourneyEvent(ctx, webhooks.JourneyStarted, "", w.ID, next)
+	}
+}
+
+// emitJourneyEnd reports a journey that completed or exited, once its
+// state is saved.
+func (e *Engine) emitJourneyEnd(ctx context.Context, w *workflows.Workflow, next workflows.State, actions []workflows.Action) {
 	if e.opt.AppEvents == nil {
 		return
-	}
-	ev := func(typ, reason string) {
-		e.emit(ctx, webhooks.Event{
-			ID: webhooks.EventID(typ, next.JourneyID), Type: typ, CustomerID: next.CustomerID, Reason: reason,
-			Journey: &webhooks.Journey{ID: next.JourneyID, Workflow: w.ID, Step: next.Step},
-		})
-	}
-	if prev.JourneyID == "" {
-		ev(webhooks.JourneyStarted, "")
 	}
 	for _, a := range actions {
 		switch a.Kind {
 		case workflows.ActionFinish:
-			ev(webhooks.JourneyCompleted, a.Reason)
+			e.emitJourneyEvent(ctx, webhooks.JourneyCompleted, a.Reason, w.ID, next)
 		case workflows.ActionExit:
-			ev(webhooks.JourneyExited, a.Reason)
+			e.emitJourneyEvent(ctx, webhooks.JourneyExited, a.Reason, w.ID, next)
 		}
 	}
 }
