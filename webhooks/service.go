@@ -216,8 +216,11 @@ func (s *Service) RetryDelay(n int, err error, t *asynq.Task) (d time.Duration, 
 // until it is empty; the task's own event is in it or already delivered.
 func (s *Service) handle(ctx context.Context, t *asynq.Task) error {
 	var p task
-	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		return fmt.Errorf("webhooks: malformed task: %v: %w", err, asynq.SkipRetry)
+	if err := wire.Decode(t.Payload(), &p); err != nil {
+		return fmt.Errorf("webhooks: %w: %w", err, asynq.SkipRetry)
+	}
+	if err := wire.Check("endpoint", p.Endpoint, "event.id", p.Event.ID, "event.customer_id", p.Event.CustomerID); err != nil {
+		return fmt.Errorf("webhooks: %w: %w", err, asynq.SkipRetry)
 	}
 	ep, ok := s.endpoints[p.Endpoint]
 	if !ok {
