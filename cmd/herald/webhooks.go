@@ -1,7 +1,6 @@
 package main
 
 import (
-	"maps"
 	"time"
 
 	"github.com/heraldhq/herald/engine"
@@ -49,8 +48,10 @@ func (m *Main) workerMux() *asynq.ServeMux {
 	return mux
 }
 
-// workerQueues adds the webhooks queue, at the lowest weight, when
-// webhooks are configured and the queue list does not name it.
+// workerQueues adds the webhooks queue below every other one when webhooks
+// are configured and the queue list does not name it: the other weights
+// are doubled (same order, same ratios) and webhooks gets 1, so under
+// strict priority no message queue ties with it.
 func (m *Main) workerQueues(qs map[string]int) map[string]int {
 	if m.webhooks == nil {
 		return qs
@@ -58,7 +59,10 @@ func (m *Main) workerQueues(qs map[string]int) map[string]int {
 	if _, ok := qs[wire.QueueWebhooks]; ok {
 		return qs
 	}
-	out := maps.Clone(qs)
+	out := make(map[string]int, len(qs)+1)
+	for q, w := range qs {
+		out[q] = 2 * w
+	}
 	out[wire.QueueWebhooks] = 1
 	return out
 }
