@@ -75,3 +75,15 @@ func TestValidateRefusesBadWebhooks(t *testing.T) {
 	require.Contains(t, out, `webhooks[0].events: unknown event type "message.opened"`)
 	require.Contains(t, out, `webhooks[0].secret_env: HERALD_WEBHOOK_UNSET_FOR_TEST is not set`)
 }
+
+// With webhooks on, the worker listens on their queue, below every other.
+func TestWebhooksQueueIsLowest(t *testing.T) {
+	t.Parallel()
+	m := &Main{}
+	qs := map[string]int{"critical": 6, "default": 4, "bulk": 2, "email": 1}
+	require.Equal(t, qs, m.workerQueues(qs), "no webhooks, no queue")
+	m.webhooks = &webhooks.Service{}
+	require.Equal(t, map[string]int{"critical": 12, "default": 8, "bulk": 4, "email": 2, "webhooks": 1}, m.workerQueues(qs))
+	named := map[string]int{"critical": 6, "webhooks": 3}
+	require.Equal(t, named, m.workerQueues(named), "a queue list that names it is kept")
+}
