@@ -1,5 +1,7 @@
 package engine
 
+import "github.com/heraldhq/herald/workflows"
+
 // Digests are journey state, not asynq task groups.
 //
 // A digest step (workflows.Digest) keeps the events it collects in the
@@ -26,3 +28,11 @@ package engine
 //     deleting its aggregation set leaves the set to be reclaimed into the
 //     group after two minutes (rdb.ReclaimStaleAggregationSets) and
 //     aggregated again: a second digest of the same events.
+
+// collecting reports whether journey s has a digest window open for event:
+// the event belongs to that journey even when it is a repeat the digest
+// already holds, so it does not also try to start the workflow.
+func collecting(w *workflows.Workflow, s workflows.State, event string) bool {
+	step, ok := w.Step(s.Step)
+	return ok && s.Digest != nil && step.Digest != nil && step.Digest.Event == event
+}

@@ -198,7 +198,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 			e.log.Error("advance journey", "journey", jid, "err", err)
 			continue
 		}
-		if len(actions) > 0 || next.StepSeq != s.StepSeq || next.Status != s.Status {
+		if len(actions) > 0 || next.StepSeq != s.StepSeq || next.Status != s.Status || collecting(w, s, ev.Name) {
 			matched, moved[w.ID] = true, true
 		}
 		if err := e.apply(ctx, cust, w, s, next, actions, "event "+ev.Name); err != nil {

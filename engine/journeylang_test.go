@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
 	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
 	"github.com/heraldhq/herald/webhooks"
@@ -237,8 +238,13 @@ func TestDigestSurvivesWorkerStop(t *testing.T) {
 		return srv
 	}
 	b.customer(t, herald.Customer{ID: "c1", Email: "ada@example.com"})
+	sent := map[int]herald.Event{}
 	comment := func(i int) {
-		eventFor(t, b, "c1", "comment.created", map[string]any{"author": fmt.Sprintf("author-%d", i)})
+		ev := herald.Event{CustomerID: "c1", Name: "comment.created", Data: map[string]any{"author": fmt.Sprintf("author-%d", i)}}
+		id, err := b.e.Event(context.Background(), ev, "test")
+		require.NoError(t, err)
+		ev.ID = id
+		sent[i] = ev
 	}
 	collected := func(n int) func() bool {
 		return func() bool {
@@ -263,6 +269,22 @@ func TestDigestSurvivesWorkerStop(t *testing.T) {
 	comment(6)
 	comment(7)
 	eventually(t, collected(7), "seven comments collected")
+	// A worker that died after saving the journey but before acknowledging
+	// the task: asynq runs the same event again.
+	client := asynq.NewClient(b.conn)
+	defer client.Close()
+	_, err := client.Enqueue(asynq.NewTask(wire.TypeEvent, wire.Encode(sent[3])), asynq.TaskID("e:"+sent[3].ID+":again"))
+	require.NoError(t, err)
+	eventually(t, func() bool {
+		n := 0
+		for _, e := range b.timeline(t, "c1") {
+			if e.Ref == sent[3].ID && e.Kind == herald.KindEvent {
+				n++
+			}
+		}
+		return n == 2
+	}, "the repeated event was handled")
+	require.True(t, collected(7)(), "a repeated event is collected once")
 	require.Equal(t, 0, b.smtp.Count(), "nothing is sent while the window is open")
 
 	clock.Add(3 * time.Second) // the 2s window closes
