@@ -244,6 +244,11 @@ func (s *Service) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	defer release()
 	for {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < s.opt.Timeout+5*time.Second {
+			// A long outbox: carry on in a new attempt rather than be cut
+			// off in the middle of a POST.
+			return &busyError{"the outbox of " + cust + " holds more events than one attempt posts"}
+		}
 		body, ok, err := s.st.WebhookHead(ctx, cust, ep.Name)
 		if err != nil {
 			return err
