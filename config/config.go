@@ -65,6 +65,8 @@ type Config struct {
 	TokenTTL time.Duration `yaml:"token_ttl"`
 	// ClickTracking rewrites {{ track }} links through /r/{token}. Default off.
 	ClickTracking bool `yaml:"click_tracking"`
+	// Webhooks are app endpoints told what happened to messages and journeys.
+	Webhooks []Webhook `yaml:"webhooks"`
 }
 
 // Redis says where Redis is: one URL, a Sentinel group, or a Cluster.
@@ -876,6 +878,7 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("content.locales[%d] (HERALD_LOCALES)", i), "%q is not a BCP 47 locale (want one such as en, ja, pt-BR or zh-Hant)", l)
 		}
 	}
+	validateWebhooks(c.Webhooks, bad)
 	return errors.Join(errs...)
 }
 

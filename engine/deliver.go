@@ -408,6 +408,7 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	}
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeSent, "")
 	e.metrics.delivered(d.Channel, e.Queue(d.Topic), d.QueuedAt, r.SentAt)
+	e.emitMessage(ctx, eventSent, d.CustomerID, d.MessageID, d.Channel, "", ref)
 	return nil
 }
 
@@ -422,6 +423,9 @@ func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.De
 		data[k] = v
 	}
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, o, reason)
+	if o == herald.OutcomeFailedPermanent {
+		e.emitMessage(ctx, eventFailed, c.ID, d.MessageID, d.Channel, reason, ref)
+	}
 	e.log.Warn("delivery failed", "delivery", d.DeliveryID(), "customer", c.ID, "channel", d.Channel, "outcome", o, "reason", reason)
 	if aerr := e.st.Append(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: o, Reason: reason, Ref: d.MessageID, Data: data,

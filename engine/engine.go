@@ -69,6 +69,9 @@ type Options struct {
 	// SecretKeys matches data keys whose values are sealed out of task
 	// payloads (nil: service.DefaultSecretKeys).
 	SecretKeys *regexp.Regexp
+	// AppEvents receives what happened to messages and journeys for the
+	// app's webhooks (nil: none).
+	AppEvents AppEvents
 	// WatchdogLate is how far past due a journey follow-up must be before
 	// the watchdog re-arms it; default 30s.
 	WatchdogLate time.Duration
@@ -159,6 +162,7 @@ func New(opt Options) (*Engine, error) {
 	e.svc = service.New(service.Options{
 		Store: e.st, Prefs: e.prefs, Tasks: e.client, Catalog: catalog{e}, Journeys: journeys{e}, Templates: templateCheck{e},
 		TaskTimeout: e.opt.DeliveryTimeout + SendReserve + time.Second, SecretKeys: opt.SecretKeys,
+		PreferencesChanged: e.emitPreferences,
 	})
 	return e, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // watchdogLate is the default of Options.WatchdogLate: a wake-up this far
@@ -40,7 +41,10 @@ func (e *Engine) registerJourneys(mux *asynq.ServeMux) {
 // outside such a handler.
 type notesKey struct{}
 
-type notes struct{ entries []herald.TimelineEntry }
+type notes struct {
+	entries []herald.TimelineEntry
+	pipe    []func(redis.Pipeliner) // more writes for the state's pipeline (counters)
+}
 
 func withNotes(ctx context.Context) (context.Context, *notes) {
 	n := &notes{}
@@ -124,6 +128,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
+	e.emitFromEvent(ctx, ev)
 	if ev.Name == wire.EventPreferencesChanged {
 		if p, _ := ev.Data["paused"].(bool); p {
 			if err := e.exitTopicLocked(ctx, cust, ""); err != nil {
@@ -144,8 +149,9 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if set == nil {
 		return e.flushNotes(ctx, cust.ID, n)
 	}
-	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, Data: ev.Data})
+	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, EventID: ev.ID, Data: ev.Data})
 	matched := false
+	moved := map[string]bool{} // workflows whose running journey took the event
 	for _, jid := range active {
 		s, w, err := e.loadJourney(ctx, cust.ID, jid)
 		if err != nil {
@@ -159,14 +165,22 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 			e.log.Error("advance journey", "journey", jid, "err", err)
 			continue
 		}
-		if len(actions) > 0 || next.StepSeq != s.StepSeq || next.Status != s.Status {
-			matched = true
+		if len(actions) > 0 || next.StepSeq != s.StepSeq || next.Status != s.Status || collecting(w, s, ev.Name) {
+			matched, moved[w.ID] = true, true
 		}
 		if err := e.apply(ctx, cust, w, s, next, actions, "event "+ev.Name); err != nil {
 			return err
 		}
 	}
+	if converted, err := e.reachGoals(ctx, cust, set, ev, in, active); err != nil {
+		return err
+	} else if converted {
+		matched = true
+	}
 	for _, w := range set.Triggered(ev.Name) {
+		if moved[w.ID] {
+			continue // its running journey took the event (a digest collecting its trigger)
+		}
 		matched = true
 		if err := e.maybeStart(ctx, cust, jb.Prefs, w, ev, active, ever[w.ID]); err != nil {
 			return err
@@ -228,7 +242,7 @@ func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, prefs herald
 		}
 		e.sources.Store(w.ID+":"+w.Version, true)
 	}
-	in := e.input(c, workflows.Input{Kind: workflows.InputStart, Event: ev.Name, Data: ev.Data})
+	in := e.input(c, workflows.Input{Kind: workflows.InputStart, Event: ev.Name, EventID: ev.ID, Data: ev.Data})
 	s, actions, err := workflows.Start(w, jid, c.ID, in, e.now())
 	if err != nil {
 		e.log.Error("start journey", "workflow", w.ID, "err", err)
@@ -256,6 +270,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 	if len(actions) == 0 && prev.StepSeq == next.StepSeq && prev.Status == next.Status {
 		return nil
 	}
+	e.emitJourneyStart(ctx, w, prev, next)
 	for _, a := range actions {
 		if a.Kind != workflows.ActionSend {
 			continue
@@ -298,6 +313,8 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 			parts = append(parts, fmt.Sprintf("step %s: %s", h.Step, h.Detail))
 		}
 	}
+	parts = append(parts, journeyParts(prev, next, actions)...)
+	e.countJourney(ctx, w, prev, next, actions)
 	for _, a := range actions {
 		switch a.Kind {
 		case workflows.ActionScheduleWake:
@@ -327,6 +344,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 	if err := e.saveJourney(ctx, next); err != nil {
 		return err
 	}
+	e.emitJourneyEnd(ctx, w, next, actions)
 	for _, a := range actions {
 		if a.Kind == workflows.ActionScheduleWake {
 			if err := e.scheduleWake(ctx, next, a.At); err != nil {
@@ -403,17 +421,18 @@ func newHistory(prev, next workflows.State) []workflows.HistoryEntry {
 func (e *Engine) saveJourney(ctx context.Context, s workflows.State) error {
 	n, _ := ctx.Value(notesKey{}).(*notes)
 	var entries []herald.TimelineEntry
+	var extra []func(redis.Pipeliner)
 	if n != nil {
-		entries = n.entries
+		entries, extra = n.entries, n.pipe
 	}
-	if err := e.st.SaveJourney(ctx, s, entries...); err != nil {
+	if err := e.st.SaveJourneyWith(ctx, s, entries, extra); err != nil {
 		if !herald.IsTemporary(err) {
 			return skip(err)
 		}
 		return err
 	}
 	if n != nil {
-		n.entries = nil
+		n.entries, n.pipe = nil, nil
 	}
 	return nil
 }

@@ -231,6 +231,7 @@ func (e *Engine) suppressed(ctx context.Context, c herald.Customer, msgID, topic
 		}
 	}
 	e.metrics.message(string(ch), topic, workflow, herald.OutcomeSuppressed, dec.Reason)
+	e.emitMessage(ctx, eventSuppressed, c.ID, msgID, ch, dec.Reason, ref)
 	return e.st.Append(ctx, c.ID, entry)
 }
 

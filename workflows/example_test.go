@@ -81,3 +81,48 @@ steps:
 	// broken.yaml:5: step "hello": unknown channel "fax" (known: email, slack)
 	// broken.yaml:7: step "wait": bad duration "2 days": use s, m, h, d, w as in 30m, 48h, 7d or 1h30m
 }
+
+// A split sends each customer down one arm, the same one every time; a
+// digest collects an event for a window and hands the next send what it
+// collected.
+func Example_splitAndDigest() {
+	src := `
+id: comment-digest
+topic: product-updates
+trigger: comment.created
+steps:
+  - id: test
+    split: [{ weight: 90, then: collect }, { weight: 10, then: holdout }]
+  - id: collect
+    digest: { event: comment.created, for: 1h, max: 20, then: send-digest }
+  - id: holdout
+    end: true
+  - id: send-digest
+    send: { template: comment-digest }
+`
+	w, err := workflows.Parse("comment-digest.yaml", []byte(src), workflows.LoadOptions{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	step, _ := w.Step("test")
+	fmt.Println("customer-1 is in arm", w.Assign("customer-1", step).Then)
+
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	comment := func(id, author string) workflows.Input {
+		return workflows.Input{Kind: workflows.InputEvent, Event: "comment.created", EventID: id, Data: map[string]any{"author": author}}
+	}
+	first := comment("e1", "Grace")
+	first.Kind = workflows.InputStart
+	s, _, _ := workflows.Start(w, "journey-1", "customer-1", first, now)
+	s, _, _ = workflows.Advance(w, s, comment("e2", "Linus"), now.Add(10*time.Minute))
+	s, _, _ = workflows.Advance(w, s, comment("e2", "Linus"), now.Add(11*time.Minute)) // a retried task: collected once
+	fmt.Println("collected:", len(s.Digest.Events))
+
+	s, acts, _ := workflows.Advance(w, s, workflows.Input{Kind: workflows.InputWake, WakeSeq: s.StepSeq}, s.WakeAt)
+	fmt.Println(acts[0].Kind, acts[0].Template, s.Data["digest"])
+	// Output:
+	// customer-1 is in arm collect
+	// collected: 2
+	// send comment-digest map[count:2 events:[map[author:Grace] map[author:Linus]]]
+}

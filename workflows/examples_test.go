@@ -17,6 +17,7 @@ func TestExampleWorkflows(t *testing.T) {
 		"welcome", "nudge", "congrats",
 		"cart-reminder", "cart-last-chance",
 		"we-miss-you", "winback-offer", "feedback-request",
+		"upgrade-offer", "comment-digest",
 	}
 	set, err := Load(os.DirFS("../examples/workflows"), LoadOptions{
 		TemplateExists: func(name string) bool { return slices.Contains(templates, name) },
@@ -37,10 +38,16 @@ func TestExampleWorkflows(t *testing.T) {
 			delay = delay || s.DelayUntilLocal != ""
 		}
 	}
-	require.Equal(t, []string{"abandoned-checkout", "re-engagement", "trial-onboarding"}, ids)
+	require.Equal(t, []string{"abandoned-checkout", "comment-digest", "re-engagement", "trial-onboarding", "upgrade-offer"}, ids)
 	require.ElementsMatch(t, templates, used)
-	require.Equal(t, map[string]bool{KindSend: true, KindWait: true, KindBranch: true, KindEnd: true}, kinds)
+	require.Equal(t, map[string]bool{KindSend: true, KindWait: true, KindBranch: true, KindEnd: true, KindSplit: true, KindDigest: true}, kinds)
 	require.True(t, delay)
+
+	offer, _ := set.Get("upgrade-offer")
+	require.NotNil(t, offer.Goal, "the split example has a goal")
+	holdout, ok := offer.Step("holdout")
+	require.True(t, ok, "and a holdout")
+	require.Equal(t, KindEnd, holdout.Kind)
 
 	trial, _ := set.Get("trial-onboarding")
 	require.Equal(t, "trial-onboarding.yaml", trial.File, "files are named after their workflow")

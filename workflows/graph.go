@@ -27,6 +27,14 @@ func (s *Step) jumps() []jump {
 		if s.Branch.Default != "" {
 			out = append(out, jump{s.Branch.Default, s.Branch.defaultLine})
 		}
+	case s.Split != nil:
+		for _, a := range s.Split.Arms {
+			if a.Then != "" {
+				out = append(out, jump{a.Then, a.thenLine})
+			}
+		}
+	case s.Digest != nil && s.Digest.Then != "":
+		out = append(out, jump{s.Digest.Then, s.Digest.thenLine})
 	}
 	return out
 }
@@ -40,6 +48,10 @@ func (s *Step) continues() bool {
 		return false
 	case KindBranch:
 		return s.Branch == nil || s.Branch.Default == ""
+	case KindSplit:
+		return false
+	case KindDigest:
+		return s.Digest == nil || s.Digest.Then == ""
 	}
 	return true
 }
@@ -59,6 +71,10 @@ func (w *Workflow) successors(i int) []int {
 	}
 	return out
 }
+
+// pauses reports whether a journey stops at step s until a wake-up: a wait,
+// or a digest collecting its window. A loop through one cannot spin.
+func (s *Step) pauses() bool { return s.Kind == KindWait || s.Kind == KindDigest }
 
 func stepName(s *Step, i int) string {
 	if s.ID != "" {
@@ -119,7 +135,7 @@ func (w *Workflow) loopsWithoutWait() [][]int {
 	next := func(i int) []int {
 		var out []int
 		for _, k := range w.successors(i) {
-			if w.Steps[k].Kind != KindWait {
+			if !w.Steps[k].pauses() {
 				out = append(out, k)
 			}
 		}
@@ -166,7 +182,7 @@ func (w *Workflow) loopsWithoutWait() [][]int {
 		}
 	}
 	for i := range n {
-		if w.Steps[i].Kind != KindWait && index[i] < 0 {
+		if !w.Steps[i].pauses() && index[i] < 0 {
 			connect(i)
 		}
 	}

@@ -31,6 +31,8 @@ const (
 const (
 	WaitKindWait  = "wait"  // a wait step
 	WaitKindDelay = "delay" // a send held by delay_until_local
+	// WaitKindDigest is a digest step collecting events until its window closes.
+	WaitKindDigest = "digest"
 )
 
 // Action kinds.
@@ -40,6 +42,14 @@ const (
 	ActionCancelWake   = "cancel_wake"
 	ActionFinish       = "finish"
 	ActionExit         = "exit"
+	// ActionSplit: the journey entered Arm of the split at StepID; counted
+	// per arm.
+	ActionSplit = "split"
+	// ActionDigest: a digest step collected one more event.
+	ActionDigest = "digest"
+	// ActionConvert: the journey reached its workflow's goal (Reason is
+	// the goal event); it happens once per journey.
+	ActionConvert = "convert"
 )
 
 // Finish reasons.
@@ -76,6 +86,26 @@ type State struct {
 	UpdatedAt time.Time      `json:"updated_at"`
 	Data      map[string]any `json:"data,omitempty"`
 	History   []HistoryEntry `json:"history,omitempty"`
+	// Arms holds the arm (the step it leads to) taken at each split step.
+	Arms map[string]string `json:"arms,omitempty"`
+	// Digest holds the events a digest step has collected in its window.
+	Digest *DigestBuffer `json:"digest,omitempty"`
+	// ConvertedAt is when the journey reached its workflow's goal.
+	ConvertedAt time.Time `json:"converted_at,omitzero"`
+}
+
+// DigestBuffer is what a digest step collected, oldest first. Event IDs
+// make a retried event task collect its event once.
+type DigestBuffer struct {
+	Step   string        `json:"step"`
+	Events []DigestEvent `json:"events"`
+}
+
+// DigestEvent is one collected event.
+type DigestEvent struct {
+	ID   string         `json:"id,omitempty"`
+	At   time.Time      `json:"at"`
+	Data map[string]any `json:"data,omitempty"`
 }
 
 // Waiting reports whether the journey is paused until a wake-up.
@@ -86,8 +116,8 @@ type HistoryEntry struct {
 	At   time.Time `json:"at"`
 	Step string    `json:"step,omitempty"`
 	Seq  int       `json:"seq,omitempty"`
-	// Kind is start, send, delay, wait, timeout, event, branch, end, finish
-	// or exit.
+	// Kind is start, send, delay, wait, timeout, event, branch, split,
+	// digest, goal, end, finish or exit.
 	Kind   string `json:"kind"`
 	Detail string `json:"detail,omitempty"`
 }
@@ -96,7 +126,9 @@ type HistoryEntry struct {
 type Input struct {
 	Kind  string // InputStart, InputEvent or InputWake
 	Event string
-	Data  map[string]any
+	// EventID identifies the event, so a digest collects it once.
+	EventID string
+	Data    map[string]any
 	// WakeSeq is, for a wake-up, the StepSeq it was scheduled for.
 	WakeSeq int
 	// Customer holds what branch conditions see as customer.*: the shell
@@ -118,8 +150,10 @@ type Action struct {
 	// At is when a schedule_wake must fire.
 	At time.Time
 	// Reason is the event name for exit, ReasonEnd or ReasonCompleted for
-	// finish.
+	// finish, the goal event for convert.
 	Reason string
+	// Arm is the arm a split action entered.
+	Arm string
 }
 
 // CanEnter applies a workflow's entry rule: active says whether a journey
@@ -171,7 +205,21 @@ func Advance(w *Workflow, s State, in Input, now time.Time) (State, []Action, er
 	if s.WorkflowID != w.ID || s.Version != w.Version {
 		return s, nil, herald.Errorf(herald.EInvalid, "journey %s is on %s@%s, not %s@%s", s.JourneyID, s.WorkflowID, s.Version, w.ID, w.Version)
 	}
+	r := &runner{w: w, s: s, in: in, now: now}
+	r.s.Data = maps.Clone(s.Data)
+	r.s.History = slices.Clone(s.History)
+	if r.goal() && r.s.Status != StatusActive {
+		return r.s, r.actions, nil
+	}
 	if s.Status != StatusActive {
+		return s, nil, nil
+	}
+	// unchanged is what an input that does nothing returns: the state as
+	// it came, unless the goal was reached on the way.
+	unchanged := func() (State, []Action, error) {
+		if len(r.actions) > 0 {
+			return r.s, r.actions, nil
+		}
 		return s, nil, nil
 	}
 	idx, ok := w.index[s.Step]
@@ -179,10 +227,6 @@ func Advance(w *Workflow, s State, in Input, now time.Time) (State, []Action, er
 		return s, nil, herald.Errorf(herald.EInternal, "journey %s is at step %q, which %s@%s does not have", s.JourneyID, s.Step, w.ID, w.Version)
 	}
 	step := w.Steps[idx]
-
-	r := &runner{w: w, s: s, in: in, now: now}
-	r.s.Data = maps.Clone(s.Data)
-	r.s.History = slices.Clone(s.History)
 
 	switch in.Kind {
 	case InputEvent:
@@ -202,12 +246,24 @@ func Advance(w *Workflow, s State, in Input, now time.Time) (State, []Action, er
 				return s, nil, err
 			}
 			return r.s, r.actions, nil
+		case r.s.WaitKind == WaitKindDigest && step.Digest != nil && in.Event == step.Digest.Event:
+			if !r.collect(step) {
+				return unchanged()
+			}
+			if len(r.s.Digest.Events) < step.Digest.Max {
+				return r.s, r.actions, nil
+			}
+			r.cancelWake()
+			if err := r.closeDigest(step, idx, "full"); err != nil {
+				return s, nil, err
+			}
+			return r.s, r.actions, nil
 		}
-		return s, nil, nil
+		return unchanged()
 
 	case InputWake:
 		if s.WakeAt.IsZero() || in.WakeSeq != s.StepSeq {
-			return s, nil, nil // stale: the journey has moved on since it was scheduled
+			return unchanged() // stale: the journey has moved on since it was scheduled
 		}
 		if now.Before(s.WakeAt) {
 			return s, []Action{{Kind: ActionScheduleWake, StepID: s.Step, StepSeq: s.StepSeq, At: s.WakeAt}}, nil
@@ -215,6 +271,12 @@ func Advance(w *Workflow, s State, in Input, now time.Time) (State, []Action, er
 		kind := r.s.WaitKind
 		r.s.WakeAt, r.s.WaitKind = time.Time{}, ""
 		r.s.UpdatedAt = now
+		if kind == WaitKindDigest && step.Digest != nil {
+			if err := r.closeDigest(step, idx, "window closed"); err != nil {
+				return s, nil, err
+			}
+			return r.s, r.actions, nil
+		}
 		if kind == WaitKindDelay && step.Send != nil {
 			r.send(step)
 		} else {
@@ -256,6 +318,9 @@ type runner struct {
 	in      Input
 	now     time.Time
 	actions []Action
+	// collected is set once the input event went into a digest, so a
+	// digest entered again in the same call does not take it twice.
+	collected bool
 }
 
 func (r *runner) act(a Action) {
@@ -344,6 +409,23 @@ func (r *runner) run(idx int) error {
 			} else {
 				idx = r.w.index[next]
 			}
+		case KindSplit:
+			arm := r.w.Assign(r.s.CustomerID, step)
+			if r.s.Arms == nil {
+				r.s.Arms = map[string]string{}
+			}
+			r.s.Arms[step.ID] = arm.Then
+			r.record(step.ID, "split", fmt.Sprintf("arm %s (%d%%)", arm.Then, arm.Weight))
+			r.act(Action{Kind: ActionSplit, Arm: arm.Then})
+			idx = r.w.index[arm.Then]
+		case KindDigest:
+			r.openDigest(step)
+			if len(r.s.Digest.Events) >= step.Digest.Max {
+				return r.closeDigest(step, idx, "full")
+			}
+			r.record(step.ID, "digest", fmt.Sprintf("collecting %s for %s (max %d)", step.Digest.Event, cmp.Or(step.Digest.forText, step.Digest.For.String()), step.Digest.Max))
+			r.wake(r.now.Add(step.Digest.For), WaitKindDigest)
+			return nil
 		case KindEnd:
 			r.record(step.ID, "end", "")
 			r.finish(ReasonEnd)
@@ -394,4 +476,79 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// goal counts the journey's conversion when the input is its workflow's
+// goal event within the goal's window, once per journey, running or ended;
+// with exit it ends a running journey. It reports whether it counted.
+func (r *runner) goal() bool {
+	g := r.w.Goal
+	if g == nil || r.in.Kind != InputEvent || r.in.Event != g.Event || !r.s.ConvertedAt.IsZero() ||
+		r.s.StartedAt.IsZero() || r.now.After(r.s.StartedAt.Add(g.Within)) {
+		return false
+	}
+	r.s.ConvertedAt = r.now
+	r.record(r.s.Step, "goal", g.Event)
+	r.act(Action{Kind: ActionConvert, Reason: g.Event})
+	if g.Exit && r.s.Status == StatusActive {
+		r.cancelWake()
+		r.s.Status = StatusExited
+		r.record(r.s.Step, "exit", "goal "+g.Event)
+		r.act(Action{Kind: ActionExit, Reason: "goal " + g.Event})
+	}
+	return true
+}
+
+// openDigest starts a digest window; the event that brought the journey
+// to the step, if it is the digest's event, is the first one collected.
+func (r *runner) openDigest(step *Step) {
+	r.s.Digest = &DigestBuffer{Step: step.ID, Events: []DigestEvent{}}
+	if (r.in.Kind == InputStart || r.in.Kind == InputEvent) && r.in.Event == step.Digest.Event && !r.collected {
+		r.s.Digest.Events = append(r.s.Digest.Events, DigestEvent{ID: r.in.EventID, At: r.now, Data: maps.Clone(r.in.Data)})
+		r.collected = true
+	}
+}
+
+// collect adds the input event to the open digest; false means it is
+// already there (a retried event task).
+func (r *runner) collect(step *Step) bool {
+	if r.s.Digest == nil || r.s.Digest.Step != step.ID {
+		r.s.Digest = &DigestBuffer{Step: step.ID}
+	}
+	if r.in.EventID != "" && slices.ContainsFunc(r.s.Digest.Events, func(e DigestEvent) bool { return e.ID == r.in.EventID }) {
+		return false
+	}
+	buf := *r.s.Digest
+	buf.Events = append(slices.Clone(buf.Events), DigestEvent{ID: r.in.EventID, At: r.now, Data: maps.Clone(r.in.Data)})
+	r.s.Digest = &buf
+	r.collected = true
+	r.s.UpdatedAt = r.now
+	r.act(Action{Kind: ActionDigest})
+	return true
+}
+
+// closeDigest hands the collected events to the steps that follow as
+// data.digest ({count, events} with each event's data, oldest first) and
+// jumps to the digest's then, or the next step.
+func (r *runner) closeDigest(step *Step, idx int, why string) error {
+	var events []DigestEvent
+	if r.s.Digest != nil {
+		events = r.s.Digest.Events
+	}
+	list := make([]any, len(events))
+	for i, ev := range events {
+		d := maps.Clone(ev.Data)
+		if d == nil {
+			d = map[string]any{}
+		}
+		list[i] = d
+	}
+	r.merge(map[string]any{"digest": map[string]any{"count": len(events), "events": list}})
+	r.s.Digest = nil
+	r.record(step.ID, "digest", fmt.Sprintf("%d × %s (%s)", len(events), step.Digest.Event, why))
+	next := idx + 1
+	if step.Digest.Then != "" {
+		next = r.w.index[step.Digest.Then]
+	}
+	return r.run(next)
 }

@@ -176,13 +176,108 @@ steps:
       otherwise: s
 `,
 			want: []string{
-				`x.yaml:4: unknown field "colour" in workflow (known: id, version, topic, trigger, exit_on, entry, steps)`,
-				`x.yaml:7: unknown field "sned" in step (known: id, send, wait, branch, end, delay_until_local)`,
+				`x.yaml:4: unknown field "colour" in workflow (known: id, version, topic, trigger, exit_on, entry, goal, steps)`,
+				`x.yaml:7: unknown field "sned" in step (known: id, send, wait, branch, split, digest, end, delay_until_local)`,
 				`x.yaml:8: unknown field "chanels" in step "s" send (known: template, channels, mode)`,
 				`x.yaml:10: unknown field "untill" in step "w" wait (known: for, until, then)`,
 				`x.yaml:14: unknown field "else" in step "b" branch case 1 (known: if, then)`,
 				`x.yaml:15: unknown field "otherwise" in step "b" branch (known: cases, default)`,
 			},
+		},
+		{
+			name: "split weights and targets",
+			src: `id: x
+topic: t
+trigger: a
+steps:
+  - id: s
+    split:
+      - { weight: 50, then: a }
+      - { weight: 0, then: b }
+      - { weight: 45, then: nowhere }
+      - { weight: "ten", then: a }
+      - { then: b }
+  - id: one
+    split: [{ weight: 100, then: a }]
+  - id: a
+    end: true
+  - id: b
+    end: true
+`,
+			want: []string{
+				`x.yaml:8: step "s": split arm 2: weight must be between 1 and 100, not 0`,
+				`x.yaml:9: step "s": jump to unknown step "nowhere"`,
+				`x.yaml:10: step "s": split arm 4: weight "ten" is not a whole number of percent`,
+				`x.yaml:10: step "s": split arm 4 leads to "a" like an earlier arm: merge them`,
+				`x.yaml:11: step "s": split arm 5 has no weight`,
+				`x.yaml:11: step "s": split arm 5 leads to "b" like an earlier arm: merge them`,
+				`x.yaml:6: step "s": split weights sum to 95, not 100`,
+				`x.yaml:13: step "one": split needs at least two arms`,
+				`x.yaml:12: step "one" is unreachable`,
+			},
+		},
+		{
+			name: "digest fields",
+			src: `id: x
+topic: t
+trigger: a
+steps:
+  - id: d
+    digest: { for: 0s, max: 5000, then: nowhere, every: 1h }
+  - id: e
+    digest: { event: c, max: many }
+  - id: f
+    digest: { event: c, for: soon }
+`,
+			want: []string{
+				`x.yaml:6: step "d": digest needs event`,
+				`x.yaml:6: step "d": digest.for must be longer than zero`,
+				`x.yaml:6: step "d": digest.max must be between 1 and 1000, not 5000`,
+				`x.yaml:6: step "d": jump to unknown step "nowhere"`,
+				`x.yaml:6: unknown field "every" in step "d" digest (known: event, for, max, then)`,
+				`x.yaml:7: step "e" is unreachable`,
+				`x.yaml:9: step "f" is unreachable`,
+				`x.yaml:8: step "e": digest needs for (a duration such as 48h)`,
+				`x.yaml:8: step "e": digest.max "many" is not a whole number`,
+				`x.yaml:10: step "f": bad duration "soon"`,
+			},
+		},
+		{
+			name: "goal fields",
+			src: `id: x
+topic: t
+trigger: a
+goal: { within: forever, exit: maybe, when: now }
+steps:
+  - id: s
+    end: true
+`,
+			want: []string{
+				`x.yaml:4: goal needs event`,
+				`x.yaml:4: bad duration "forever"`,
+				`x.yaml:4: goal.exit must be true or false`,
+				`x.yaml:4: unknown field "when" in goal (known: event, within, exit)`,
+			},
+		},
+		{
+			name: "goal without within",
+			src:  "id: x\ntopic: t\ntrigger: a\ngoal: {event: b}\nsteps: [{id: s, end: true}]\n",
+			want: []string{"x.yaml:4: goal needs within (a duration such as 48h)"},
+		},
+		{
+			name: "loop through a digest is fine, through a split is not",
+			src: `id: x
+topic: t
+trigger: a
+steps:
+  - id: d
+    digest: { event: a, for: 1h }
+  - id: s
+    split: [{ weight: 50, then: d }, { weight: 50, then: t }]
+  - id: t
+    split: [{ weight: 50, then: s }, { weight: 50, then: d }]
+`,
+			want: []string{`x.yaml:7: loop without a wait: "s" → "t" → "s"`},
 		},
 		{
 			name: "missing id trigger topic",
@@ -437,7 +532,7 @@ steps:
     end: false
 `,
 			want: []string{
-				`x.yaml:5: step "none" has no kind: give it one of send, wait, branch, end`,
+				`x.yaml:5: step "none" has no kind: give it one of send, wait, branch, split, digest, end`,
 				`x.yaml:6: step "two" has more than one kind (send, wait): give it exactly one`,
 				`x.yaml:10: step "end-false": end must be true`,
 			},

@@ -34,6 +34,8 @@ const (
 	KindWait   = "wait"
 	KindBranch = "branch"
 	KindEnd    = "end"
+	KindSplit  = "split"
+	KindDigest = "digest"
 )
 
 // Send modes.
@@ -53,6 +55,8 @@ type Workflow struct {
 	// digits of the SHA-256 of Source, so any edit makes a new version.
 	Version string
 	Steps   []*Step
+	// Goal, when set, counts a conversion when the customer does Goal.Event.
+	Goal *Goal
 	// File is the name the workflow was parsed under.
 	File string
 	// Source is the file as read: the shell stores it so a journey can be
@@ -74,6 +78,8 @@ type Step struct {
 	Send   *Send
 	Wait   *Wait
 	Branch *Branch
+	Split  *Split
+	Digest *Digest
 	// DelayUntilLocal ("HH:MM") holds a send until that wall-clock time in
 	// the customer's time zone, at or after the moment the step is reached.
 	DelayUntilLocal string
@@ -183,8 +189,8 @@ var exprEnv = map[string]any{
 }
 
 var (
-	workflowFields = []string{"id", "version", "topic", "trigger", "exit_on", "entry", "steps"}
-	stepFields     = []string{"id", KindSend, KindWait, KindBranch, KindEnd, "delay_until_local"}
+	workflowFields = []string{"id", "version", "topic", "trigger", "exit_on", "entry", "goal", "steps"}
+	stepFields     = []string{"id", KindSend, KindWait, KindBranch, KindSplit, KindDigest, KindEnd, "delay_until_local"}
 	sendFields     = []string{"template", "channels", "mode"}
 	waitFields     = []string{"for", "until", "then"}
 	branchFields   = []string{"cases", "default"}
@@ -246,6 +252,9 @@ func (d *decoder) workflow(src []byte, opts LoadOptions) *Workflow {
 	default:
 		d.addf(top["entry"].line(), "entry must be once or once_active, not %q", w.Entry)
 	}
+	if f := top["goal"]; f.ok() {
+		w.Goal = d.goal(f)
+	}
 	if w.Version == "" {
 		sum := sha256.Sum256(src)
 		w.Version = hex.EncodeToString(sum[:])[:12]
@@ -298,14 +307,14 @@ func (d *decoder) step(item ast.Node, opts LoadOptions) *Step {
 	}
 
 	var kinds []string
-	for _, k := range []string{KindSend, KindWait, KindBranch, KindEnd} {
+	for _, k := range []string{KindSend, KindWait, KindBranch, KindSplit, KindDigest, KindEnd} {
 		if fields[k].ok() {
 			kinds = append(kinds, k)
 		}
 	}
 	switch len(kinds) {
 	case 0:
-		d.addf(s.Line, "%s has no kind: give it one of send, wait, branch, end", name)
+		d.addf(s.Line, "%s has no kind: give it one of send, wait, branch, split, digest, end", name)
 	case 1:
 		s.Kind = kinds[0]
 	default:
@@ -320,6 +329,12 @@ func (d *decoder) step(item ast.Node, opts LoadOptions) *Step {
 	}
 	if f := fields[KindBranch]; f.ok() {
 		s.Branch = d.branch(f, name)
+	}
+	if f := fields[KindSplit]; f.ok() {
+		s.Split = d.split(f, name)
+	}
+	if f := fields[KindDigest]; f.ok() {
+		s.Digest = d.digest(f, name)
 	}
 	if f := fields[KindEnd]; f.ok() {
 		if b, ok := d.resolve(f.value).(*ast.BoolNode); !ok || !b.Value {
@@ -380,19 +395,7 @@ func (d *decoder) wait(f field, name string) *Wait {
 	if !ok {
 		return out
 	}
-	if ff := fields["for"]; !ff.ok() {
-		d.addf(f.line(), "%s: wait needs for (a duration such as 48h)", name)
-	} else {
-		raw := d.str(ff, "wait.for")
-		dur, err := ParseDuration(raw)
-		switch {
-		case err != nil:
-			d.addf(ff.line(), "%s: bad duration %q: use s, m, h, d, w as in 30m, 48h, 7d or 1h30m", name, raw)
-		case dur <= 0:
-			d.addf(ff.line(), "%s: wait.for must be longer than zero", name)
-		}
-		out.For, out.forText = dur, raw
-	}
+	out.For, out.forText = d.duration(fields["for"], f, name, "wait", "for")
 	out.Until = d.strList(fields["until"], "wait.until")
 	out.Then = d.str(fields["then"], "wait.then")
 	out.thenLine = fields["then"].line()

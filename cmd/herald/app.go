@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/httpapi/centre"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
+	"github.com/heraldhq/herald/webhooks"
 	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
@@ -57,6 +58,7 @@ type Main struct {
 	Handler   http.Handler
 
 	server   *asynq.Server
+	webhooks *webhooks.Service
 	sched    *asynq.Scheduler
 	httpSrv  *http.Server
 	listener net.Listener
@@ -122,6 +124,9 @@ func (m *Main) Open(ctx context.Context) error {
 		// scrape load (queries take them with max by queue).
 		m.Registry.MustRegister(engine.NewQueueCollector(insp))
 	}
+	if err := m.openWebhooks(); err != nil {
+		return err
+	}
 
 	m.Engine, err = engine.New(engine.Options{
 		Redis: rdb, RedisConn: m.RedisConn, Senders: senders, Templates: tset, Workflows: wset,
@@ -132,6 +137,7 @@ func (m *Main) Open(ctx context.Context) error {
 		ChannelConcurrency: max(1, c.Worker.Concurrency*3/4), RateLimits: rateLimits(rdb, c.RateLimits),
 		RetryBase: c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
 		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger, SlackUpdater: m.slackUpdater(),
+		AppEvents: m.appEvents(),
 	})
 	if err != nil {
 		return err
@@ -333,17 +339,17 @@ func (m *Main) Start(ctx context.Context) error {
 	if m.Worker {
 		m.server = asynq.NewServerFromRedisClient(m.Redis, asynq.Config{
 			Concurrency:              c.Worker.Concurrency,
-			Queues:                   c.Worker.Queues,
+			Queues:                   m.workerQueues(c.Worker.Queues),
 			StrictPriority:           c.Worker.StrictPriority == nil || *c.Worker.StrictPriority,
-			RetryDelayFunc:           m.Engine.RetryDelay,
-			IsFailure:                m.Engine.IsFailure,
+			RetryDelayFunc:           m.retryDelay,
+			IsFailure:                m.isFailure,
 			ShutdownTimeout:          c.Worker.ShutdownTimeout,
 			TaskCheckInterval:        m.TaskCheckInterval,
 			DelayedTaskCheckInterval: m.DelayedTaskCheckInterval,
 			Logger:                   asynqLogger{m.Logger},
 			ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 				id, _ := asynq.GetTaskID(ctx)
-				if !m.Engine.IsFailure(err) {
+				if !m.isFailure(err) {
 					// Waiting for a busy customer or a quiet window: routine.
 					m.Logger.Debug("task put off", "type", t.Type(), "task_id", id, "reason", herald.ErrorMessage(err))
 					return
@@ -356,7 +362,7 @@ func (m *Main) Start(ctx context.Context) error {
 				m.Logger.Warn("task failed", "type", t.Type(), "task_id", id, "code", herald.ErrorCode(err), "err", herald.ErrorMessage(err))
 			}),
 		})
-		if err := m.server.Start(m.Engine.Mux()); err != nil {
+		if err := m.server.Start(m.workerMux()); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
 		if err := m.startScheduler(); err != nil {

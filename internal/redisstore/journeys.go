@@ -163,6 +163,12 @@ func (s *Store) Journey(ctx context.Context, customerID, journeyID string) (st w
 // pipeline, not a transaction: the watchdog reconciles the index with the
 // state if a crash splits them.
 func (s *Store) SaveJourney(ctx context.Context, st workflows.State, entries ...herald.TimelineEntry) error {
+	return s.SaveJourneyWith(ctx, st, entries, nil)
+}
+
+// SaveJourneyWith is SaveJourney with more writes in the same round trip
+// (the journey's counters: CountJourneyPipe, GoalJourneyPipe).
+func (s *Store) SaveJourneyWith(ctx context.Context, st workflows.State, entries []herald.TimelineEntry, extra []func(redis.Pipeliner)) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return &herald.Error{Code: herald.EInternal, Message: "journey " + st.JourneyID + " does not encode", Err: err}
@@ -183,6 +189,9 @@ func (s *Store) SaveJourney(ctx context.Context, st workflows.State, entries ...
 		}
 		if len(entries) > 0 {
 			s.AppendPipe(ctx, p, st.CustomerID, entries...)
+		}
+		for _, f := range extra {
+			f(p)
 		}
 		return nil
 	})

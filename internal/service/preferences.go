@@ -44,6 +44,9 @@ func (s *Service) SetPreferences(ctx context.Context, customerID string, p prefe
 	if err != nil || len(entries) == 0 {
 		return prefs, err
 	}
+	if s.o.PreferencesChanged != nil {
+		s.o.PreferencesChanged(ctx, customerID, entries)
+	}
 	var left []string
 	for t, on := range p.Topics {
 		if !on {

@@ -66,6 +66,9 @@ type Options struct {
 	Templates Templates // nil: the worker checks
 	// TaskTimeout bounds a message task (0: asynq's default).
 	TaskTimeout time.Duration
+	// PreferencesChanged hears every change a door made, after it is
+	// stored (the worker's app webhooks). Optional.
+	PreferencesChanged func(ctx context.Context, customerID string, entries []preferences.ConsentEntry)
 	// SecretKeys matches data keys whose values are sealed out of task
 	// payloads (nil: DefaultSecretKeys).
 	SecretKeys *regexp.Regexp

@@ -29,6 +29,8 @@ const (
 	QueueCritical = "critical" // required (transactional) topics
 	QueueDefault  = "default"
 	QueueBulk     = "bulk" // marketing
+	// QueueWebhooks carries app webhooks, below every message queue.
+	QueueWebhooks = "webhooks"
 )
 
 // DeliverType is the task type delivering on channel ch.
@@ -37,7 +39,7 @@ func DeliverType(ch herald.Channel) string { return TypeDeliverPref + string(ch)
 // Queues lists the priority queues, highest first. Workers take them in
 // strict order, so a required message (a password reset) never waits behind
 // lifecycle or bulk mail, at any stage: orchestration, delivery, retries.
-var Queues = []string{QueueCritical, QueueDefault, QueueBulk}
+var Queues = []string{QueueCritical, QueueDefault, QueueBulk, QueueWebhooks}
 
 // Message asks for one message to one customer.
 type Message struct {
