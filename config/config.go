@@ -251,6 +251,14 @@ type Worker struct {
 	// follow-ups; one overdue by this much is re-armed. Default 30s
 	// (HERALD_WATCHDOG_INTERVAL).
 	WatchdogInterval time.Duration `yaml:"watchdog_interval"`
+	// SecretKeys are the words that mark a data key as secret (matched
+	// anywhere in the key, any case): such values are sealed out of task
+	// payloads, so the dashboard and its archive never show them. Links
+	// whose query carries a token are sealed whatever their key. Empty:
+	// token, secret, passw, passcode, otp, api_key, auth, session,
+	// signature, credential, cookie, reset, magic, verify, verification,
+	// login_url, invite_url, confirm (HERALD_SECRET_KEYS, comma-separated).
+	SecretKeys []string `yaml:"secret_keys"`
 	// MetricsAddr, when set, makes a worker-only process (`herald worker`)
 	// serve /metrics, /healthz and /readyz there: its message counters live
 	// in that process (HERALD_METRICS_ADDR, e.g. 127.0.0.1:9091).
@@ -417,6 +425,7 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 	str("HERALD_TEMPLATES", &c.Content.Templates)
 	str("HERALD_DEFAULT_LOCALE", &c.Content.DefaultLocale)
 	list("HERALD_LOCALES", &c.Content.Locales)
+	list("HERALD_SECRET_KEYS", &c.Worker.SecretKeys)
 	str("HERALD_MONITORING_USER", &c.Monitoring.Username)
 	secret("HERALD_MONITORING_PASSWORD", &c.Monitoring.Password)
 	secret("HERALD_METRICS_TOKEN", &c.HTTP.MetricsToken)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -137,7 +138,7 @@ func (m *Main) Open(ctx context.Context) error {
 		ChannelConcurrency: max(1, c.Worker.Concurrency*3/4), RateLimits: rateLimits(rdb, c.RateLimits),
 		RetryBase: c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
 		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger, SlackUpdater: m.slackUpdater(),
-		AppEvents: m.appEvents(),
+		AppEvents: m.appEvents(), SecretKeys: secretKeys(c.Worker.SecretKeys),
 	})
 	if err != nil {
 		return err
@@ -489,4 +490,22 @@ func (a asynqLogger) Error(args ...any) {
 func (a asynqLogger) Fatal(args ...any) {
 	a.l.Error(fmt.Sprint(args...), "component", "asynq")
 	os.Exit(1)
+}
+
+// secretKeys builds the matcher of secret data keys from the configured
+// words (nil: the engine's default list).
+func secretKeys(words []string) *regexp.Regexp {
+	if len(words) == 0 {
+		return nil
+	}
+	q := make([]string, 0, len(words))
+	for _, w := range words {
+		if w = strings.TrimSpace(w); w != "" {
+			q = append(q, regexp.QuoteMeta(w))
+		}
+	}
+	if len(q) == 0 {
+		return nil
+	}
+	return regexp.MustCompile(`(?i)(` + strings.Join(q, "|") + `)`)
 }
