@@ -77,6 +77,8 @@ log:
 
 const testTemplate = `---
 subject: "Notice {{ .data.tag }}"
+sample:
+  data: { tag: "n-1" }
 ---
 Hello, this is notice {{ .data.tag }}.
 `

@@ -71,7 +71,10 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	st, err := e.sendState(ctx, d.CustomerID, d.Topic)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
-			return skip(err) // erased while queued
+			// Erased while queued: drop it rather than keep the customer's
+			// data in the archive.
+			e.log.Info("delivery dropped: its customer is gone (erased)", "message", d.MessageID, "customer", d.CustomerID)
+			return nil
 		}
 		return err
 	}

@@ -44,7 +44,11 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 	st, err := e.sendState(ctx, m.CustomerID, m.Topic)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
-			return skip(err)
+			// Every door checks the customer before queueing, so the
+			// customer was erased meanwhile: drop the task rather than keep
+			// their data in the archive.
+			e.log.Info("message dropped: its customer is gone (erased)", "message", m.ID, "customer", m.CustomerID)
+			return nil
 		}
 		return err
 	}

@@ -201,7 +201,7 @@ func TestDevBannerCommandsWork(t *testing.T) {
 		{
 			name:    "embedded examples",
 			content: func(*testing.T) (string, string) { return "", "" },
-			says:    []string{"Templates      embedded examples/templates (9 templates)", "Workflows      embedded examples/workflows (3 files)", "Other journeys start on"},
+			says:    []string{"Templates      embedded examples/templates (11 templates)", "Workflows      embedded examples/workflows (5 files)", "Other journeys start on"},
 		},
 		{
 			name:    "folders",
