@@ -544,6 +544,12 @@ func (in *instance) dot(d Data) map[string]any {
 	m.root["customer"] = m.customer
 	m.root["data"] = data
 	m.root["links"] = m.links
+	// A digest step's collection reads as .digest (count, events) too.
+	if dg, ok := data["digest"]; ok {
+		m.root["digest"] = dg
+	} else {
+		delete(m.root, "digest")
+	}
 	return m.root
 }
 

@@ -69,7 +69,7 @@ func TestExamplesCheckClean(t *testing.T) {
 	t.Parallel()
 	s := loadExamples(t)
 	require.Empty(t, s.Check())
-	want := []string{"cart-last-chance", "cart-reminder", "congrats", "feedback-request", "nudge", "password-reset", "we-miss-you", "welcome", "winback-offer"}
+	want := []string{"cart-last-chance", "cart-reminder", "comment-digest", "congrats", "feedback-request", "nudge", "password-reset", "upgrade-offer", "we-miss-you", "welcome", "winback-offer"}
 	require.Equal(t, want, s.Names())
 	for _, n := range want {
 		require.Equal(t, []string{"en", "ja", "ko", "pl", "th", "zh-Hant"}, s.Locales(n), n)
@@ -519,7 +519,7 @@ func TestGolden(t *testing.T) {
 	for _, e := range entries {
 		require.True(t, seen[e.Name()], "stale golden file %s", e.Name())
 	}
-	require.Len(t, seen, 9*6*3)
+	require.Len(t, seen, 11*6*3) // templates × locales × channels
 }
 
 func BenchmarkRenderEmail(b *testing.B) {
