@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sort"
 	"strings"
@@ -21,7 +22,19 @@ import (
 	"github.com/heraldhq/herald/preferences"
 )
 
-var consentRef = regexp.MustCompile(`consent entry cns_[0-9a-f]+ at \S+`)
+var (
+	consentRef = regexp.MustCompile(`consent entry cns_[0-9a-f]+ at \S+`)
+	inputRe    = regexp.MustCompile(`<input [^>]*name="([^"]+)"[^>]*>`)
+	valueRe    = regexp.MustCompile(`value="([^"]*)"`)
+)
+
+// sourceOf folds where a change came from: the door, not the change.
+func sourceOf(s string) string {
+	if s == preferences.SourcePreferencePage {
+		return preferences.SourceAPI
+	}
+	return s
+}
 
 // door is one way into herald: each operation means the same through all.
 type door struct {
@@ -42,15 +55,16 @@ type door struct {
 }
 
 // TestEveryDoorWritesTheSame runs each customer and preference operation
-// through the HTTP API, the Go client and the CLI and compares what each
-// left in Redis: profile, preferences, consent log and timeline, with only
-// the actor's name differing.
+// through the HTTP API, the Go client and the CLI (and the preference change
+// through the customer's preference page) and compares what each left in
+// Redis: profile, preferences, consent log and timeline, with only the
+// actor's name and the change's source differing.
 func TestEveryDoorWritesTheSame(t *testing.T) {
 	rs := redistest.Start(t)
-	url := rs.URL() + "/0"
-	t.Setenv("HERALD_REDIS_URL", url)
+	redisURL := rs.URL() + "/0"
+	t.Setenv("HERALD_REDIS_URL", redisURL)
 	d := startDevWith(t, func(c *config.Config) {
-		c.Redis.URL = config.Secret(url)
+		c.Redis.URL = config.Secret(redisURL)
 	})
 	base := "http://" + d.Main.Addr()
 	call := func(t *testing.T, method, path, ctype, body string, want int) {
@@ -64,7 +78,7 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, want, resp.StatusCode, "%s %s: %s", method, path, b)
 	}
-	cl, err := client.New(url)
+	cl, err := client.New(redisURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = cl.Close() })
 	cl.Actor = "app"
@@ -142,6 +156,47 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 
 	st := redisstore.New(rs.Client(), nil)
 	prefs := redisstore.NewPrefs(rs.Client(), nil)
+
+	// The preference centre changes preferences only: the customer's own
+	// page, as a browser posts it (every box, the form's check value).
+	centreOptOut := func(t *testing.T, id string) {
+		t.Helper()
+		c, err := st.Customer(ctx, id)
+		require.NoError(t, err)
+		token := preferences.Sign([]byte(d.Main.Config.SigningKey.Reveal()), preferences.Claims{
+			CustomerID: id, Purpose: preferences.PurposePreferences, Expires: time.Now().Add(time.Hour), Epoch: preferences.EpochOf(c),
+		})
+		page := base + "/preferences?token=" + url.QueryEscape(token)
+		resp, err := http.Get(page)
+		require.NoError(t, err)
+		html, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", html)
+		form := url.Values{"token": {token}}
+		for _, m := range inputRe.FindAllStringSubmatch(string(html), -1) {
+			tag, name := m[0], m[1]
+			switch {
+			case strings.Contains(tag, `type="hidden"`):
+				form.Set(name, valueRe.FindStringSubmatch(tag)[1])
+			case strings.Contains(tag, "checked") && !strings.Contains(tag, "disabled") &&
+				name != "topic.product-updates" && name != "channel.email":
+				form.Set(name, "on")
+			}
+		}
+		req, _ := http.NewRequest("POST", page, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", base)
+		resp, err = http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	}
+	http0 := doors[0]
+	doors = append(doors, door{
+		name: "centre", actors: []string{"api dev", "dev"},
+		create: http0.create, merge: http0.merge, optOut: centreOptOut, dropEmail: http0.dropEmail, event: http0.event,
+	})
 	type state struct {
 		Customer herald.Customer
 		Prefs    herald.Preferences
@@ -161,7 +216,7 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 		log, err := prefs.Consent(ctx, id)
 		require.NoError(t, err)
 		for _, e := range log {
-			b, _ := json.Marshal([]any{e.Field, e.From, e.To, e.Source})
+			b, _ := json.Marshal([]any{e.Field, e.From, e.To, sourceOf(e.Source)})
 			s.Consent = append(s.Consent, string(b))
 		}
 		sort.Strings(s.Consent)
@@ -169,6 +224,7 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 		require.NoError(t, err)
 		for _, e := range tl {
 			line := consentRef.ReplaceAllString(e.Summary, "consent entry CONSENT")
+			line = strings.ReplaceAll(line, "by customer ("+preferences.SourcePreferencePage+")", "by ACTOR (api)")
 			line = strings.ReplaceAll(line, id, "ID")
 			for _, a := range actors {
 				line = strings.ReplaceAll(line, " "+a, " ACTOR")
