@@ -86,6 +86,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.Deliver, inline bool, note string) error {
 	cust := st.Customer
 	ref := refData(d.WorkflowID, d.JourneyID, d.StepID)
+	withVersion(ref, d.Version)
 	ref["template"] = d.Template
 	ref["topic"] = d.Topic
 	h := e.health[d.Channel]
@@ -299,7 +300,7 @@ func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.De
 		summary = fmt.Sprintf("message %s by %s deferred until %s (%s)", d.Template, d.Channel, until.In(c.Location()).Format("2006-01-02 15:04 MST"), why)
 		e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeDeferred, why)
 	}
-	return e.st.Append(ctx, c.ID, herald.TimelineEntry{
+	return e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindMessage, Channel: d.Channel, Outcome: outcome, Ref: d.MessageID, Data: ref,
 		Summary: withNote(summary, note),
 	})
@@ -360,7 +361,8 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	// What an acknowledgement needs to find the message again: a Slack
 	// button carries only the message ID, an email reply only its
 	// Message-ID. Clicks carry the customer in their signed token.
-	indexes := map[string]string{}
+	indexes := map[string]string{redisstore.MessageIndexKey(d.MessageID): d.CustomerID}
+	cl.Counts = stepCounts(ref, redisstore.CountSent+":"+string(d.Channel))
 	switch {
 	case d.Channel == herald.ChannelSlack:
 		indexes[msgIndexKey(d.MessageID)] = d.CustomerID
@@ -406,10 +408,14 @@ func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.De
 	}
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, o, reason)
 	e.log.Warn("delivery failed", "delivery", d.DeliveryID(), "customer", c.ID, "channel", d.Channel, "outcome", o, "reason", reason)
-	if aerr := e.st.Append(ctx, c.ID, herald.TimelineEntry{
+	var counts []redisstore.Count
+	if o == herald.OutcomeFailedPermanent {
+		counts = stepCounts(ref, redisstore.CountFailed)
+	}
+	if aerr := e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: o, Reason: reason, Ref: d.MessageID, Data: data,
 		Summary: withNote(fmt.Sprintf("%s by %s failed (%s): %s", d.Template, d.Channel, o, herald.ErrorMessage(err)), next),
-	}); aerr != nil {
+	}, counts...); aerr != nil {
 		e.log.Error("timeline append", "customer", c.ID, "err", aerr)
 	}
 }

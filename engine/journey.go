@@ -342,7 +342,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 		m := wire.Message{
 			ID: next.JourneyID + "." + a.StepID + "." + strconv.Itoa(a.StepSeq), CustomerID: c.ID,
 			Template: a.Template, Topic: w.Topic, Channels: chans, Mode: a.Mode, Data: next.Data,
-			WorkflowID: w.ID, JourneyID: next.JourneyID, StepID: a.StepID, Actor: "journey",
+			WorkflowID: w.ID, JourneyID: next.JourneyID, StepID: a.StepID, Version: w.Version, Actor: "journey",
 		}
 		// The step's task sends the message itself. A message that fails
 		// for good is on the timeline; the journey goes on.
@@ -398,7 +398,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 			e.cancelWake(prev)
 		}
 	}
-	if err := e.saveJourney(ctx, next); err != nil {
+	if err := e.saveJourney(ctx, next, journeyCounts(prev, next, actions)); err != nil {
 		return err
 	}
 	for _, a := range actions {
@@ -477,7 +477,7 @@ func newHistory(prev, next workflows.State) []workflows.HistoryEntry {
 // round trip. The waiting index lives on another Cluster slot, so this is a
 // pipeline, not a transaction: the watchdog reconciles the index with the
 // state if a crash splits them.
-func (e *Engine) saveJourney(ctx context.Context, s workflows.State) error {
+func (e *Engine) saveJourney(ctx context.Context, s workflows.State, counts []redisstore.Count) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return skip(err)
@@ -500,6 +500,7 @@ func (e *Engine) saveJourney(ctx context.Context, s workflows.State) error {
 		if n != nil && len(n.entries) > 0 {
 			e.st.AppendPipe(ctx, p, s.CustomerID, n.entries...)
 		}
+		e.st.CountPipe(ctx, p, e.now(), counts...)
 		return nil
 	})
 	if err != nil {

@@ -1,0 +1,336 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/workflows"
+)
+
+// Workflow statistics are counted as the engine works: a journey's
+// transition adds its counts to the pipeline that saves the journey, a
+// send to the one that writes its ledger record, a suppression or failure
+// to the one that writes its timeline line. No extra round trip on the way
+// of a message.
+
+// withVersion adds the workflow version to a journey message's timeline
+// data, which is also where its counters find their step.
+func withVersion(ref map[string]any, version string) {
+	if version != "" {
+		ref["version"] = version
+	}
+}
+
+// stepCounts is one count of name at the step a message belongs to (none
+// for a message outside a journey).
+func stepCounts(ref map[string]any, name string) []redisstore.Count {
+	wf, _ := ref["workflow"].(string)
+	step, _ := ref["step"].(string)
+	if wf == "" || step == "" {
+		return nil
+	}
+	version, _ := ref["version"].(string)
+	return []redisstore.Count{{Workflow: wf, Version: version, Step: step, Name: name}}
+}
+
+// journeyCounts are the counters one transition of a journey moves: the
+// steps it entered, waits that timed out, how it ended, and the gauges of
+// journeys running and waiting at a step.
+func journeyCounts(prev, next workflows.State, actions []workflows.Action) []redisstore.Count {
+	wf, v := next.WorkflowID, next.Version
+	var out []redisstore.Count
+	add := func(step, name string, n int64, gauge bool) {
+		out = append(out, redisstore.Count{Workflow: wf, Version: v, Step: step, Name: name, N: n, Gauge: gauge})
+	}
+	if prev.JourneyID == "" {
+		add("", redisstore.CountStarted, 1, false)
+		add("", redisstore.GaugeRunning, 1, true)
+	}
+	// A step is entered once per visit (StepSeq); a send held until a local
+	// time and sent on wake-up is the same visit.
+	seen := prev.StepSeq
+	for _, h := range newHistory(prev, next) {
+		switch h.Kind {
+		case "send", "delay", "wait", "branch", "end":
+			if h.Seq > seen {
+				seen = h.Seq
+				add(h.Step, redisstore.CountEntered, 1, false)
+			}
+		case "timeout":
+			add(h.Step, redisstore.CountTimedOut, 1, false)
+		}
+	}
+	for _, a := range actions {
+		switch a.Kind {
+		case workflows.ActionFinish:
+			add("", redisstore.CountCompleted, 1, false)
+			add("", redisstore.GaugeRunning, -1, true)
+		case workflows.ActionExit:
+			add("", redisstore.CountExited, 1, false)
+			add(a.StepID, redisstore.CountExited+":"+exitKind(a.Reason), 1, false)
+			add("", redisstore.GaugeRunning, -1, true)
+		}
+	}
+	if prev.Waiting() && (!next.Waiting() || next.StepSeq != prev.StepSeq) {
+		out = append(out, redisstore.Count{Workflow: wf, Version: prev.Version, Step: prev.Step, Name: redisstore.GaugeWaiting, N: -1, Gauge: true})
+	}
+	if next.Waiting() && (!prev.Waiting() || next.StepSeq != prev.StepSeq) {
+		add(next.Step, redisstore.GaugeWaiting, 1, true)
+	}
+	return out
+}
+
+// exitKind names why a journey left early, for its counter: the exit
+// event, or cancelled, opted out, paused.
+func exitKind(reason string) string {
+	switch {
+	case strings.HasPrefix(reason, cancelledPrefix):
+		return "cancelled"
+	case strings.HasPrefix(reason, "opted out of "):
+		return "opted_out"
+	case reason == "paused all messages":
+		return "paused"
+	}
+	return reason
+}
+
+const cancelledPrefix = "cancelled by "
+
+// StepNumbers are one step's counts over a time range, and how many
+// journeys wait there now.
+type StepNumbers struct {
+	Entered    int64            `json:"entered"`
+	Sent       map[string]int64 `json:"sent"`       // by channel
+	Suppressed map[string]int64 `json:"suppressed"` // by reason
+	Failed     int64            `json:"failed"`
+	TimedOut   int64            `json:"timed_out"`
+	Exited     map[string]int64 `json:"exited"` // by event (or cancelled, opted_out, paused)
+	Waiting    int64            `json:"waiting"`
+}
+
+func newStepNumbers() *StepNumbers {
+	return &StepNumbers{Sent: map[string]int64{}, Suppressed: map[string]int64{}, Exited: map[string]int64{}}
+}
+
+func (n *StepNumbers) add(name string, v int64) {
+	kind, sub, _ := strings.Cut(name, ":")
+	switch kind {
+	case redisstore.CountEntered:
+		n.Entered += v
+	case redisstore.CountSent:
+		n.Sent[sub] += v
+	case redisstore.CountSuppressed:
+		n.Suppressed[sub] += v
+	case redisstore.CountFailed:
+		n.Failed += v
+	case redisstore.CountTimedOut:
+		n.TimedOut += v
+	case redisstore.CountExited:
+		n.Exited[sub] += v
+	case redisstore.GaugeWaiting:
+		n.Waiting += v
+	}
+}
+
+// JourneyNumbers are a workflow's journeys over a time range, and how many
+// run now.
+type JourneyNumbers struct {
+	Started   int64 `json:"started"`
+	Completed int64 `json:"completed"`
+	Exited    int64 `json:"exited"`
+	Running   int64 `json:"running"`
+}
+
+func (j *JourneyNumbers) add(name string, v int64) {
+	switch name {
+	case redisstore.CountStarted:
+		j.Started += v
+	case redisstore.CountCompleted:
+		j.Completed += v
+	case redisstore.CountExited:
+		j.Exited += v
+	case redisstore.GaugeRunning:
+		j.Running += v
+	}
+}
+
+// WorkflowStats are a workflow's numbers from Since to Until, for all its
+// versions together (Steps) and per version.
+type WorkflowStats struct {
+	Workflow string                             `json:"workflow"`
+	Since    time.Time                          `json:"since"`
+	Until    time.Time                          `json:"until"`
+	Journeys JourneyNumbers                     `json:"journeys"`
+	Steps    map[string]*StepNumbers            `json:"steps"`
+	Versions map[string]map[string]*StepNumbers `json:"versions"`
+}
+
+// Stats returns a workflow's numbers since a moment (hourly buckets: the
+// hour since falls in is included whole).
+func (e *Engine) Stats(ctx context.Context, workflowID string, since time.Time) (WorkflowStats, error) {
+	until := e.now()
+	out := WorkflowStats{Workflow: workflowID, Since: since.UTC().Truncate(redisstore.StatsBucket), Until: until.UTC(),
+		Steps: map[string]*StepNumbers{}, Versions: map[string]map[string]*StepNumbers{}}
+	if w, ok := e.workflowByID(workflowID); ok {
+		for _, s := range w.Steps {
+			out.Steps[s.ID] = newStepNumbers()
+		}
+	}
+	counts, gauges, err := e.st.Stats(ctx, workflowID, since, until)
+	if err != nil {
+		return out, err
+	}
+	for _, c := range []redisstore.Counters{counts, gauges} {
+		for version, steps := range c {
+			for step, names := range steps {
+				for name, v := range names {
+					if step == "" {
+						out.Journeys.add(name, v)
+						continue
+					}
+					if out.Steps[step] == nil {
+						out.Steps[step] = newStepNumbers()
+					}
+					out.Steps[step].add(name, v)
+					if out.Versions[version] == nil {
+						out.Versions[version] = map[string]*StepNumbers{}
+					}
+					if out.Versions[version][step] == nil {
+						out.Versions[version][step] = newStepNumbers()
+					}
+					out.Versions[version][step].add(name, v)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// workflowByID returns the current version of a loaded workflow.
+func (e *Engine) workflowByID(id string) (*workflows.Workflow, bool) {
+	set := e.Workflows()
+	if set == nil {
+		return nil, false
+	}
+	return set.Get(id)
+}
+
+// Workflow returns the current version of a workflow, or ENotFound.
+func (e *Engine) Workflow(id string) (*workflows.Workflow, error) {
+	w, ok := e.workflowByID(id)
+	if !ok {
+		return nil, herald.Errorf(herald.ENotFound, "workflow %q not found", id)
+	}
+	return w, nil
+}
+
+// WorkflowList returns the current workflows, ordered by ID.
+func (e *Engine) WorkflowList() []*workflows.Workflow {
+	if set := e.Workflows(); set != nil {
+		return set.All()
+	}
+	return nil
+}
+
+// JourneyView is a journey as support reads it.
+type JourneyView struct {
+	ID         string    `json:"id"`
+	Workflow   string    `json:"workflow"`
+	Version    string    `json:"version"`
+	Status     string    `json:"status"` // active, finished, exited
+	Step       string    `json:"step"`
+	NextWakeUp time.Time `json:"next_wake_up,omitzero"`
+	WaitKind   string    `json:"wait_kind,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	// Ended says how a journey that is no longer active ended.
+	Ended   string                   `json:"ended,omitempty"`
+	History []workflows.HistoryEntry `json:"history,omitempty"`
+}
+
+func viewJourney(s workflows.State) JourneyView {
+	v := JourneyView{ID: s.JourneyID, Workflow: s.WorkflowID, Version: s.Version, Status: s.Status, Step: s.Step,
+		NextWakeUp: s.WakeAt, WaitKind: s.WaitKind, StartedAt: s.StartedAt, UpdatedAt: s.UpdatedAt, History: s.History}
+	if s.Status != workflows.StatusActive && len(s.History) > 0 {
+		last := s.History[len(s.History)-1]
+		v.Ended = strings.TrimSpace(last.Kind + " " + last.Detail)
+	}
+	return v
+}
+
+// CustomerJourneys returns a customer's journeys, running first, then the
+// most recently changed (finished journeys stay readable 90 days).
+func (e *Engine) CustomerJourneys(ctx context.Context, customerID string) ([]JourneyView, error) {
+	if _, err := e.st.Customer(ctx, customerID); err != nil {
+		return nil, err
+	}
+	states, err := e.Journeys(ctx, customerID)
+	if err != nil {
+		return nil, herald.Temporary(err, "redis", 0)
+	}
+	out := make([]JourneyView, 0, len(states))
+	for _, s := range states {
+		out = append(out, viewJourney(s))
+	}
+	slices.SortFunc(out, func(a, b JourneyView) int {
+		if (a.Status == workflows.StatusActive) != (b.Status == workflows.StatusActive) {
+			if a.Status == workflows.StatusActive {
+				return -1
+			}
+			return 1
+		}
+		return b.UpdatedAt.Compare(a.UpdatedAt)
+	})
+	return out, nil
+}
+
+// CancelJourney ends a running journey on behalf of who: its pending
+// wake-up is removed and the customer's timeline says who stopped it. A
+// journey that has already ended is an EConflict, an unknown one ENotFound.
+func (e *Engine) CancelJourney(ctx context.Context, customerID, journeyID, who string) (JourneyView, error) {
+	c, err := e.st.Customer(ctx, customerID)
+	if err != nil {
+		return JourneyView{}, err
+	}
+	var unlock func()
+	for i := 0; ; i++ {
+		unlock, err = e.lock(ctx, customerID)
+		if err == nil {
+			break
+		}
+		if i == 50 || ctx.Err() != nil {
+			return JourneyView{}, err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	defer unlock()
+	s, w, err := e.loadJourney(ctx, customerID, journeyID)
+	if err != nil {
+		return JourneyView{}, err
+	}
+	if s.JourneyID == "" {
+		return JourneyView{}, herald.Errorf(herald.ENotFound, "customer %q has no journey %q", customerID, journeyID)
+	}
+	if s.Status != workflows.StatusActive {
+		return viewJourney(s), herald.Errorf(herald.EConflict, "journey %s has already ended (%s)", journeyID, s.Status)
+	}
+	if w == nil {
+		return viewJourney(s), herald.Errorf(herald.EInternal, "journey %s: its workflow version %s is gone", journeyID, s.Version)
+	}
+	ctx, n := withNotes(ctx)
+	next, actions := workflows.Exit(s, cancelledPrefix+who, e.now())
+	if err := e.apply(ctx, c, w, s, next, actions, cancelledPrefix+who); err != nil {
+		return JourneyView{}, err
+	}
+	if err := e.flushNotes(ctx, customerID, n); err != nil {
+		return JourneyView{}, err
+	}
+	return viewJourney(next), nil
+}

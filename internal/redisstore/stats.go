@@ -1,0 +1,197 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/redis/go-redis/v9"
+)
+
+// Workflow statistics are counters the engine increments as it works, in
+// one hash per workflow and hour: field "<version>|<step>|<counter>", the
+// step empty for counters of the workflow as a whole. Hours expire after
+// StatsTTL, so the numbers cost a bounded amount of memory and reading a
+// range costs one HGETALL an hour. What is true now (journeys running,
+// waiting at a step) is a gauge hash per workflow that never expires.
+const (
+	// StatsTTL is how long an hour of counters is kept: a month and a bit,
+	// so a 30-day view is always complete.
+	StatsTTL = 35 * 24 * time.Hour
+	// StatsBucket is the granularity of the counters.
+	StatsBucket = time.Hour
+)
+
+// Counter names. Those with a suffix take ":<channel>", ":<reason>" or
+// ":<event>".
+const (
+	CountStarted    = "started"   // workflow: a journey started
+	CountCompleted  = "completed" // workflow: a journey finished (end step or past the last)
+	CountExited     = "exited"    // workflow: a journey ended early; step: ":<why>"
+	CountEntered    = "entered"   // step: a journey reached it
+	CountSent       = "sent"      // step: ":<channel>"
+	CountSuppressed = "suppressed"
+	CountFailed     = "failed"    // step: a delivery failed for good
+	CountTimedOut   = "timed_out" // step: a wait ran its full time
+	GaugeRunning    = "running"   // workflow: journeys active now
+	GaugeWaiting    = "waiting"   // step: journeys parked here now
+)
+
+// Count is one increment of a workflow counter (or, with Gauge, a change
+// to a gauge).
+type Count struct {
+	Workflow, Version, Step string
+	Name                    string
+	// N is the amount; 0 means 1.
+	N int64
+	// Gauge marks a change to what is true now rather than an event.
+	Gauge bool
+}
+
+func (c Count) field() string { return c.Version + "|" + c.Step + "|" + c.Name }
+
+func (c Count) n() int64 {
+	if c.N == 0 {
+		return 1
+	}
+	return c.N
+}
+
+func statsKey(workflow string, hour time.Time) string {
+	return "herald:stats:{w:" + workflow + "}:" + hour.UTC().Format("2006010215")
+}
+
+func gaugeKey(workflow string) string { return "herald:stats:{w:" + workflow + "}:now" }
+
+// CountPipe queues counts, made at at, on a pipeline the caller already
+// runs: one HINCRBY a count and one EXPIRE an hour's hash.
+func (s *Store) CountPipe(ctx context.Context, p redis.Pipeliner, at time.Time, counts ...Count) {
+	expire := map[string]bool{}
+	for _, c := range counts {
+		if c.Workflow == "" || c.Name == "" {
+			continue
+		}
+		if c.Gauge {
+			p.HIncrBy(ctx, gaugeKey(c.Workflow), c.field(), c.n())
+			continue
+		}
+		k := statsKey(c.Workflow, at)
+		p.HIncrBy(ctx, k, c.field(), c.n())
+		expire[k] = true
+	}
+	for k := range expire {
+		p.Expire(ctx, k, StatsTTL)
+	}
+}
+
+// Count records counts in a round trip of its own.
+func (s *Store) Count(ctx context.Context, at time.Time, counts ...Count) error {
+	if len(counts) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		s.CountPipe(ctx, p, at, counts...)
+		return nil
+	})
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
+// AppendCounted appends a timeline entry about a message (its Ref), indexes
+// the message under its customer so its status can be looked up by ID
+// alone, and records counts, in one round trip (not a transaction: the
+// index and counters live on other Cluster slots).
+func (s *Store) AppendCounted(ctx context.Context, customerID string, e herald.TimelineEntry, counts ...Count) error {
+	if e.At.IsZero() {
+		e.At = s.now().UTC()
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		s.AppendPipe(ctx, p, customerID, e)
+		if e.Ref != "" {
+			p.Set(ctx, MessageIndexKey(e.Ref), customerID, LedgerTTL)
+		}
+		s.CountPipe(ctx, p, e.At, counts...)
+		return nil
+	})
+	return err
+}
+
+// MessageIndexKey names the record of which customer a message is for.
+func MessageIndexKey(messageID string) string { return "herald:msgcust:" + messageID }
+
+// MessageCustomer returns the customer a message was for, from the index
+// its timeline lines keep; false when the message is unknown.
+func (s *Store) MessageCustomer(ctx context.Context, messageID string) (string, bool, error) {
+	v, err := s.rdb.Get(ctx, MessageIndexKey(messageID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, herald.Temporary(err, "redis", 0)
+	}
+	return v, true, nil
+}
+
+// Counters are a workflow's numbers: version → step ("" for the workflow)
+// → counter → value.
+type Counters map[string]map[string]map[string]int64
+
+func (c Counters) add(field string, n int64) {
+	version, rest, ok := strings.Cut(field, "|")
+	if !ok {
+		return
+	}
+	i := strings.LastIndexByte(rest, '|')
+	if i < 0 {
+		return
+	}
+	step, name := rest[:i], rest[i+1:]
+	if c[version] == nil {
+		c[version] = map[string]map[string]int64{}
+	}
+	if c[version][step] == nil {
+		c[version][step] = map[string]int64{}
+	}
+	c[version][step][name] += n
+}
+
+// Stats sums a workflow's counters over the hours from since to until
+// (both included, whole hours) and reads its gauges.
+func (s *Store) Stats(ctx context.Context, workflow string, since, until time.Time) (counts, gauges Counters, err error) {
+	since, until = since.UTC().Truncate(StatsBucket), until.UTC().Truncate(StatsBucket)
+	if until.Sub(since) > StatsTTL {
+		since = until.Add(-StatsTTL)
+	}
+	var hours []*redis.MapStringStringCmd
+	var now *redis.MapStringStringCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for h := since; !h.After(until); h = h.Add(StatsBucket) {
+			hours = append(hours, p.HGetAll(ctx, statsKey(workflow, h)))
+		}
+		now = p.HGetAll(ctx, gaugeKey(workflow))
+		return nil
+	})
+	if err != nil {
+		return nil, nil, herald.Temporary(err, "redis", 0)
+	}
+	counts, gauges = Counters{}, Counters{}
+	for _, h := range hours {
+		for f, v := range h.Val() {
+			counts.add(f, parseInt(v))
+		}
+	}
+	for f, v := range now.Val() {
+		gauges.add(f, parseInt(v))
+	}
+	return counts, gauges, nil
+}
+
+func parseInt(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
