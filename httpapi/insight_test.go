@@ -191,6 +191,7 @@ func TestJourneysMessagesAndCancel(t *testing.T) {
 	r = b.do(t, req{method: http.MethodDelete, path: "/v1/customers/c1/journeys/j_nope"})
 	code, msg = r.apiError(t)
 	require.Equal(t, http.StatusNotFound, r.status)
+	require.Equal(t, "not_found", code)
 	require.Contains(t, msg, "j_nope")
 	r = b.do(t, req{path: "/v1/customers/nobody/journeys"})
 	require.Equal(t, http.StatusNotFound, r.status)
