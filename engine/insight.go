@@ -100,114 +100,24 @@ func exitKind(reason string) string {
 
 const cancelledPrefix = "cancelled by "
 
-// StepNumbers are one step's counts over a time range, and how many
-// journeys wait there now.
-type StepNumbers struct {
-	Entered    int64            `json:"entered"`
-	Sent       map[string]int64 `json:"sent"`       // by channel
-	Suppressed map[string]int64 `json:"suppressed"` // by reason
-	Failed     int64            `json:"failed"`
-	TimedOut   int64            `json:"timed_out"`
-	Exited     map[string]int64 `json:"exited"` // by event (or cancelled, opted_out, paused)
-	Waiting    int64            `json:"waiting"`
-}
-
-func newStepNumbers() *StepNumbers {
-	return &StepNumbers{Sent: map[string]int64{}, Suppressed: map[string]int64{}, Exited: map[string]int64{}}
-}
-
-func (n *StepNumbers) add(name string, v int64) {
-	kind, sub, _ := strings.Cut(name, ":")
-	switch kind {
-	case redisstore.CountEntered:
-		n.Entered += v
-	case redisstore.CountSent:
-		n.Sent[sub] += v
-	case redisstore.CountSuppressed:
-		n.Suppressed[sub] += v
-	case redisstore.CountFailed:
-		n.Failed += v
-	case redisstore.CountTimedOut:
-		n.TimedOut += v
-	case redisstore.CountExited:
-		n.Exited[sub] += v
-	case redisstore.GaugeWaiting:
-		n.Waiting += v
-	}
-}
-
-// JourneyNumbers are a workflow's journeys over a time range, and how many
-// run now.
-type JourneyNumbers struct {
-	Started   int64 `json:"started"`
-	Completed int64 `json:"completed"`
-	Exited    int64 `json:"exited"`
-	Running   int64 `json:"running"`
-}
-
-func (j *JourneyNumbers) add(name string, v int64) {
-	switch name {
-	case redisstore.CountStarted:
-		j.Started += v
-	case redisstore.CountCompleted:
-		j.Completed += v
-	case redisstore.CountExited:
-		j.Exited += v
-	case redisstore.GaugeRunning:
-		j.Running += v
-	}
-}
-
-// WorkflowStats are a workflow's numbers from Since to Until, for all its
-// versions together (Steps) and per version.
-type WorkflowStats struct {
-	Workflow string                             `json:"workflow"`
-	Since    time.Time                          `json:"since"`
-	Until    time.Time                          `json:"until"`
-	Journeys JourneyNumbers                     `json:"journeys"`
-	Steps    map[string]*StepNumbers            `json:"steps"`
-	Versions map[string]map[string]*StepNumbers `json:"versions"`
-}
+// The numbers' shapes: the same for the API, the pages, the CLI and the
+// Go client.
+type (
+	StepNumbers    = redisstore.StepNumbers
+	JourneyNumbers = redisstore.JourneyNumbers
+	WorkflowStats  = redisstore.WorkflowStats
+)
 
 // Stats returns a workflow's numbers since a moment (hourly buckets: the
 // hour since falls in is included whole).
 func (e *Engine) Stats(ctx context.Context, workflowID string, since time.Time) (WorkflowStats, error) {
-	until := e.now()
-	out := WorkflowStats{Workflow: workflowID, Since: since.UTC().Truncate(redisstore.StatsBucket), Until: until.UTC(),
-		Steps: map[string]*StepNumbers{}, Versions: map[string]map[string]*StepNumbers{}}
+	var steps []string
 	if w, ok := e.workflowByID(workflowID); ok {
 		for _, s := range w.Steps {
-			out.Steps[s.ID] = newStepNumbers()
+			steps = append(steps, s.ID)
 		}
 	}
-	counts, gauges, err := e.st.Stats(ctx, workflowID, since, until)
-	if err != nil {
-		return out, err
-	}
-	for _, c := range []redisstore.Counters{counts, gauges} {
-		for version, steps := range c {
-			for step, names := range steps {
-				for name, v := range names {
-					if step == "" {
-						out.Journeys.add(name, v)
-						continue
-					}
-					if out.Steps[step] == nil {
-						out.Steps[step] = newStepNumbers()
-					}
-					out.Steps[step].add(name, v)
-					if out.Versions[version] == nil {
-						out.Versions[version] = map[string]*StepNumbers{}
-					}
-					if out.Versions[version][step] == nil {
-						out.Versions[version][step] = newStepNumbers()
-					}
-					out.Versions[version][step].add(name, v)
-				}
-			}
-		}
-	}
-	return out, nil
+	return e.st.WorkflowStats(ctx, workflowID, steps, since, e.now())
 }
 
 // workflowByID returns the current version of a loaded workflow.

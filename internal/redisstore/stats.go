@@ -3,6 +3,8 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,9 +69,11 @@ func statsKey(workflow string, hour time.Time) string {
 func gaugeKey(workflow string) string { return "herald:stats:{w:" + workflow + "}:now" }
 
 // CountPipe queues counts, made at at, on a pipeline the caller already
-// runs: one HINCRBY a count and one EXPIRE an hour's hash.
+// runs: one HINCRBY a count, and an EXPIRE the first time this process
+// writes a workflow's hour (whoever creates the hash sets its expiry; the
+// others only repeat it).
 func (s *Store) CountPipe(ctx context.Context, p redis.Pipeliner, at time.Time, counts ...Count) {
-	expire := map[string]bool{}
+	var expire []string
 	for _, c := range counts {
 		if c.Workflow == "" || c.Name == "" {
 			continue
@@ -80,9 +84,13 @@ func (s *Store) CountPipe(ctx context.Context, p redis.Pipeliner, at time.Time, 
 		}
 		k := statsKey(c.Workflow, at)
 		p.HIncrBy(ctx, k, c.field(), c.n())
-		expire[k] = true
+		// Now and then again, so an hour whose first write was lost with
+		// its pipeline still gets its expiry.
+		if prev, _ := s.expiring.Swap(c.Workflow, k); (prev != k || rand.IntN(64) == 0) && !slices.Contains(expire, k) {
+			expire = append(expire, k)
+		}
 	}
-	for k := range expire {
+	for _, k := range expire {
 		p.Expire(ctx, k, StatsTTL)
 	}
 }
@@ -194,4 +202,112 @@ func (s *Store) Stats(ctx context.Context, workflow string, since, until time.Ti
 func parseInt(s string) int64 {
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return n
+}
+
+// StepNumbers are one step's counts over a time range, and how many
+// journeys wait there now.
+type StepNumbers struct {
+	Entered    int64            `json:"entered"`
+	Sent       map[string]int64 `json:"sent"`       // by channel
+	Suppressed map[string]int64 `json:"suppressed"` // by reason
+	Failed     int64            `json:"failed"`
+	TimedOut   int64            `json:"timed_out"`
+	Exited     map[string]int64 `json:"exited"` // by event (or cancelled, opted_out, paused)
+	Waiting    int64            `json:"waiting"`
+}
+
+func newStepNumbers() *StepNumbers {
+	return &StepNumbers{Sent: map[string]int64{}, Suppressed: map[string]int64{}, Exited: map[string]int64{}}
+}
+
+func (n *StepNumbers) add(name string, v int64) {
+	kind, sub, _ := strings.Cut(name, ":")
+	switch kind {
+	case CountEntered:
+		n.Entered += v
+	case CountSent:
+		n.Sent[sub] += v
+	case CountSuppressed:
+		n.Suppressed[sub] += v
+	case CountFailed:
+		n.Failed += v
+	case CountTimedOut:
+		n.TimedOut += v
+	case CountExited:
+		n.Exited[sub] += v
+	case GaugeWaiting:
+		n.Waiting += v
+	}
+}
+
+// JourneyNumbers are a workflow's journeys over a time range, and how many
+// run now.
+type JourneyNumbers struct {
+	Started   int64 `json:"started"`
+	Completed int64 `json:"completed"`
+	Exited    int64 `json:"exited"`
+	Running   int64 `json:"running"`
+}
+
+func (j *JourneyNumbers) add(name string, v int64) {
+	switch name {
+	case CountStarted:
+		j.Started += v
+	case CountCompleted:
+		j.Completed += v
+	case CountExited:
+		j.Exited += v
+	case GaugeRunning:
+		j.Running += v
+	}
+}
+
+// WorkflowStats are a workflow's numbers from Since to Until, for all its
+// versions together (Steps) and per version.
+type WorkflowStats struct {
+	Workflow string                             `json:"workflow"`
+	Since    time.Time                          `json:"since"`
+	Until    time.Time                          `json:"until"`
+	Journeys JourneyNumbers                     `json:"journeys"`
+	Steps    map[string]*StepNumbers            `json:"steps"`
+	Versions map[string]map[string]*StepNumbers `json:"versions"`
+}
+
+// WorkflowStats sums a workflow's counters from since to until (whole
+// hours) with its gauges, for all versions together and per version. steps
+// lists the steps to show even when nothing reached them yet.
+func (s *Store) WorkflowStats(ctx context.Context, workflowID string, steps []string, since, until time.Time) (WorkflowStats, error) {
+	out := WorkflowStats{Workflow: workflowID, Since: since.UTC().Truncate(StatsBucket), Until: until.UTC(),
+		Steps: map[string]*StepNumbers{}, Versions: map[string]map[string]*StepNumbers{}}
+	for _, id := range steps {
+		out.Steps[id] = newStepNumbers()
+	}
+	counts, gauges, err := s.Stats(ctx, workflowID, since, until)
+	if err != nil {
+		return out, err
+	}
+	for _, c := range []Counters{counts, gauges} {
+		for version, steps := range c {
+			for step, names := range steps {
+				for name, v := range names {
+					if step == "" {
+						out.Journeys.add(name, v)
+						continue
+					}
+					if out.Steps[step] == nil {
+						out.Steps[step] = newStepNumbers()
+					}
+					out.Steps[step].add(name, v)
+					if out.Versions[version] == nil {
+						out.Versions[version] = map[string]*StepNumbers{}
+					}
+					if out.Versions[version][step] == nil {
+						out.Versions[version][step] = newStepNumbers()
+					}
+					out.Versions[version][step].add(name, v)
+				}
+			}
+		}
+	}
+	return out, nil
 }
