@@ -2,13 +2,14 @@ package engine
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/workflows"
+	"github.com/hibiken/asynq"
 )
 
 // Workflow statistics are counted as the engine works: a journey's
@@ -147,30 +148,7 @@ func (e *Engine) WorkflowList() []*workflows.Workflow {
 }
 
 // JourneyView is a journey as support reads it.
-type JourneyView struct {
-	ID         string    `json:"id"`
-	Workflow   string    `json:"workflow"`
-	Version    string    `json:"version"`
-	Status     string    `json:"status"` // active, finished, exited
-	Step       string    `json:"step"`
-	NextWakeUp time.Time `json:"next_wake_up,omitzero"`
-	WaitKind   string    `json:"wait_kind,omitempty"`
-	StartedAt  time.Time `json:"started_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
-	// Ended says how a journey that is no longer active ended.
-	Ended   string                   `json:"ended,omitempty"`
-	History []workflows.HistoryEntry `json:"history,omitempty"`
-}
-
-func viewJourney(s workflows.State) JourneyView {
-	v := JourneyView{ID: s.JourneyID, Workflow: s.WorkflowID, Version: s.Version, Status: s.Status, Step: s.Step,
-		NextWakeUp: s.WakeAt, WaitKind: s.WaitKind, StartedAt: s.StartedAt, UpdatedAt: s.UpdatedAt, History: s.History}
-	if s.Status != workflows.StatusActive && len(s.History) > 0 {
-		last := s.History[len(s.History)-1]
-		v.Ended = strings.TrimSpace(last.Kind + " " + last.Detail)
-	}
-	return v
-}
+type JourneyView = workflows.JourneyView
 
 // CustomerJourneys returns a customer's journeys, running first, then the
 // most recently changed (finished journeys stay readable 90 days).
@@ -182,20 +160,7 @@ func (e *Engine) CustomerJourneys(ctx context.Context, customerID string) ([]Jou
 	if err != nil {
 		return nil, herald.Temporary(err, "redis", 0)
 	}
-	out := make([]JourneyView, 0, len(states))
-	for _, s := range states {
-		out = append(out, viewJourney(s))
-	}
-	slices.SortFunc(out, func(a, b JourneyView) int {
-		if (a.Status == workflows.StatusActive) != (b.Status == workflows.StatusActive) {
-			if a.Status == workflows.StatusActive {
-				return -1
-			}
-			return 1
-		}
-		return b.UpdatedAt.Compare(a.UpdatedAt)
-	})
-	return out, nil
+	return workflows.Views(states), nil
 }
 
 // CancelJourney ends a running journey on behalf of who: its pending
@@ -229,10 +194,10 @@ func (e *Engine) CancelJourney(ctx context.Context, customerID, journeyID, who s
 		return JourneyView{}, herald.Errorf(herald.ENotFound, "customer %q has no journey %q", customerID, journeyID)
 	}
 	if s.Status != workflows.StatusActive {
-		return viewJourney(s), herald.Errorf(herald.EConflict, "journey %s has already ended (%s)", journeyID, s.Status)
+		return s.View(), herald.Errorf(herald.EConflict, "journey %s has already ended (%s)", journeyID, s.Status)
 	}
 	if w == nil {
-		return viewJourney(s), herald.Errorf(herald.EInternal, "journey %s: its workflow version %s is gone", journeyID, s.Version)
+		return s.View(), herald.Errorf(herald.EInternal, "journey %s: its workflow version %s is gone", journeyID, s.Version)
 	}
 	ctx, n := withNotes(ctx)
 	next, actions := workflows.Exit(s, cancelledPrefix+who, e.now())
@@ -242,5 +207,25 @@ func (e *Engine) CancelJourney(ctx context.Context, customerID, journeyID, who s
 	if err := e.flushNotes(ctx, customerID, n); err != nil {
 		return JourneyView{}, err
 	}
-	return viewJourney(next), nil
+	return next.View(), nil
+}
+
+// handleCancelJourney cancels a journey on behalf of a door without an
+// engine of its own (the Go client). One that has already ended or is gone
+// is no failure: there is nothing left to cancel.
+func (e *Engine) handleCancelJourney(ctx context.Context, t *asynq.Task) error {
+	var p wire.CancelJourney
+	if err := wire.Decode(t.Payload(), &p); err != nil {
+		return skip(err)
+	}
+	if err := wire.Check("customer_id", p.CustomerID, "journey", p.JourneyID, "by", p.By); err != nil {
+		return skip(err)
+	}
+	_, err := e.CancelJourney(ctx, p.CustomerID, p.JourneyID, p.By)
+	switch herald.ErrorCode(err) {
+	case herald.ENotFound, herald.EConflict:
+		e.log.Info("journey not cancelled", "journey", p.JourneyID, "customer", p.CustomerID, "why", herald.ErrorMessage(err))
+		return nil
+	}
+	return err
 }

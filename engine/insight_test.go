@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/engine"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/workflows"
@@ -222,4 +223,55 @@ func TestNumbersAgree(t *testing.T) {
 	}
 	require.EqualValues(t, b.smtp.Count(), sentEmail, "every email the SMTP server received is counted once")
 	t.Logf("journeys %+v; emails %d, Slack posts %d", st.Journeys, b.smtp.Count(), b.slack.Count())
+}
+
+// The Go client reads what the engine did (journeys, message fate,
+// numbers) and cancels a journey through the workers.
+func TestClientInsight(t *testing.T) {
+	t.Parallel()
+	b := setupInsight(t, 4)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	c, err := client.New("redis://" + b.conn.Addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	c.Actor = "support-desk"
+
+	_, err = b.e.Event(ctx, herald.Event{CustomerID: "c1", Name: "insight.started"}, "test")
+	require.NoError(t, err)
+	var j client.Journey
+	eventually(t, func() bool {
+		js, err := c.Journeys(ctx, "c1")
+		require.NoError(t, err)
+		if len(js) == 1 && js[0].Step == "wait" {
+			j = js[0]
+			return true
+		}
+		return false
+	}, "the journey waits")
+	require.False(t, j.NextWakeUp.IsZero())
+
+	m, err := c.Message(ctx, j.ID+".hello.1")
+	require.NoError(t, err)
+	require.Equal(t, "c1", m.CustomerID)
+	require.Equal(t, "sent", m.Channels["slack"].Status, "ada@example.com is a Slack user")
+	require.Equal(t, b.slack.Posts()[0].Channel+":"+b.slack.Posts()[0].TS, m.Channels["slack"].ProviderID)
+
+	st, err := c.WorkflowStats(ctx, "insight", time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, st.Steps["hello"].Sent["slack"])
+	require.EqualValues(t, 1, st.Steps["wait"].Waiting)
+
+	require.NoError(t, c.CancelJourney(ctx, "c1", j.ID))
+	eventually(t, func() bool {
+		js, err := c.Journeys(ctx, "c1")
+		require.NoError(t, err)
+		return js[0].Status == workflows.StatusExited
+	}, "the workers cancel it")
+	tl := b.timeline(t, "c1")
+	require.Contains(t, tl[0].Summary, "cancelled by support-desk")
+	require.Equal(t, herald.EConflict, herald.ErrorCode(c.CancelJourney(ctx, "c1", j.ID)))
+	require.Equal(t, herald.ENotFound, herald.ErrorCode(c.CancelJourney(ctx, "c1", "j_nope")))
+	_, err = c.Message(ctx, "m_nope")
+	require.Equal(t, herald.ENotFound, herald.ErrorCode(err))
 }

@@ -28,13 +28,13 @@ const (
 )
 
 func journeyKey(customerID, journeyID string) string {
-	return redisstore.Key(customerID, "journey", journeyID)
+	return redisstore.JourneyKey(customerID, journeyID)
 }
 
 // journeysKey is one hash per customer: field "a:<workflow>" holds the
 // running journey's ID, "e:<workflow>" marks a workflow ever started (for
 // entry: once). One key rather than two keeps a waiting journey small.
-func journeysKey(customerID string) string { return redisstore.Key(customerID, "journeys") }
+func journeysKey(customerID string) string { return redisstore.JourneyIndexKey(customerID) }
 
 // journeyIndex reads which journeys run (workflow → journey ID) and which
 // workflows the customer ever started.
@@ -72,6 +72,7 @@ func (e *Engine) registerJourneys(mux *asynq.ServeMux) {
 	mux.HandleFunc(wire.TypeEvent, e.handleEvent)
 	mux.HandleFunc(wire.TypeWake, e.handleWake)
 	mux.HandleFunc(wire.TypeWatchdog, e.handleWatchdog)
+	mux.HandleFunc(wire.TypeCancelJourney, e.handleCancelJourney)
 }
 
 // A journey handler collects its timeline lines and writes them with the
@@ -687,29 +688,8 @@ func (e *Engine) handleWatchdog(ctx context.Context, _ *asynq.Task) error {
 
 // Journeys returns the customer's journeys, running and recent (export).
 func (e *Engine) Journeys(ctx context.Context, customerID string) ([]workflows.State, error) {
-	out := []workflows.State{}
-	if _, ok := e.opt.Redis.(*redis.ClusterClient); ok {
-		// One slot holds the customer's keys; HGETALL of the active index
-		// is enough to find running journeys on a cluster.
-		active, _, err := e.journeyIndex(ctx, customerID)
-		if err != nil {
-			return nil, err
-		}
-		for _, jid := range active {
-			if s, _, err := e.loadJourney(ctx, customerID, jid); err == nil && s.JourneyID != "" {
-				out = append(out, s)
-			}
-		}
-		return out, nil
-	}
-	it := e.opt.Redis.Scan(ctx, 0, journeyKey(customerID, "*"), 200).Iterator()
-	for it.Next(ctx) {
-		var s workflows.State
-		if b, err := e.opt.Redis.Get(ctx, it.Val()).Bytes(); err == nil && json.Unmarshal(b, &s) == nil {
-			out = append(out, s)
-		}
-	}
-	return out, it.Err()
+	raw, err := e.st.JourneyStates(ctx, customerID)
+	return workflows.DecodeStates(raw), err
 }
 
 // exitTopic ends the customer's running journeys of topic ("" = all).
