@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,8 +13,8 @@ import (
 )
 
 // Workflow statistics are counters the engine increments as it works, in
-// one hash per workflow and hour: field "<version>|<step>|<counter>", the
-// step empty for counters of the workflow as a whole. Hours expire after
+// one hash per workflow and hour (fields: see Count.record), the step
+// empty for counters of the workflow as a whole. Hours expire after
 // StatsTTL, so the numbers cost a bounded amount of memory and reading a
 // range costs one HGETALL an hour. What is true now (journeys running,
 // waiting at a step) is a gauge hash per workflow that never expires.
@@ -53,13 +52,22 @@ type Count struct {
 	Gauge bool
 }
 
-func (c Count) field() string { return c.Version + "|" + c.Step + "|" + c.Name }
+// A hash field holds every count of one call (a journey's transition, a
+// delivery's outcome) as records "version US step US name US amount" joined
+// by RS, and the field's value counts how often that happened: one HINCRBY
+// a transition, however many steps it moved through. The set of fields
+// stays as small as the number of distinct paths through the workflow.
+const (
+	unitSep   = "\x1f"
+	recordSep = "\x1e"
+)
 
-func (c Count) n() int64 {
-	if c.N == 0 {
-		return 1
+func (c Count) record() string {
+	n := c.N
+	if n == 0 {
+		n = 1
 	}
-	return c.N
+	return c.Version + unitSep + c.Step + unitSep + c.Name + unitSep + strconv.FormatInt(n, 10)
 }
 
 func statsKey(workflow string, hour time.Time) string {
@@ -69,29 +77,36 @@ func statsKey(workflow string, hour time.Time) string {
 func gaugeKey(workflow string) string { return "herald:stats:{w:" + workflow + "}:now" }
 
 // CountPipe queues counts, made at at, on a pipeline the caller already
-// runs: one HINCRBY a count, and an EXPIRE the first time this process
-// writes a workflow's hour (whoever creates the hash sets its expiry; the
-// others only repeat it).
+// runs: per workflow one HINCRBY for the counts and one for the gauges, and
+// an EXPIRE the first time this process writes a workflow's hour (whoever
+// creates the hash sets its expiry; the others only repeat it).
 func (s *Store) CountPipe(ctx context.Context, p redis.Pipeliner, at time.Time, counts ...Count) {
-	var expire []string
+	type group struct{ key, workflow string }
+	fields := map[group][]string{}
+	var order []group
 	for _, c := range counts {
 		if c.Workflow == "" || c.Name == "" {
 			continue
 		}
+		g := group{statsKey(c.Workflow, at), c.Workflow}
 		if c.Gauge {
-			p.HIncrBy(ctx, gaugeKey(c.Workflow), c.field(), c.n())
+			g.key = gaugeKey(c.Workflow)
+		}
+		if _, ok := fields[g]; !ok {
+			order = append(order, g)
+		}
+		fields[g] = append(fields[g], c.record())
+	}
+	for _, g := range order {
+		p.HIncrBy(ctx, g.key, strings.Join(fields[g], recordSep), 1)
+		if g.key == gaugeKey(g.workflow) {
 			continue
 		}
-		k := statsKey(c.Workflow, at)
-		p.HIncrBy(ctx, k, c.field(), c.n())
 		// Now and then again, so an hour whose first write was lost with
 		// its pipeline still gets its expiry.
-		if prev, _ := s.expiring.Swap(c.Workflow, k); (prev != k || rand.IntN(64) == 0) && !slices.Contains(expire, k) {
-			expire = append(expire, k)
+		if prev, _ := s.expiring.Swap(g.workflow, g.key); prev != g.key || rand.IntN(64) == 0 {
+			p.Expire(ctx, g.key, StatsTTL)
 		}
-	}
-	for _, k := range expire {
-		p.Expire(ctx, k, StatsTTL)
 	}
 }
 
@@ -149,23 +164,26 @@ func (s *Store) MessageCustomer(ctx context.Context, messageID string) (string, 
 // → counter → value.
 type Counters map[string]map[string]map[string]int64
 
+// add adds a field's records, times n, the field's value.
 func (c Counters) add(field string, n int64) {
-	version, rest, ok := strings.Cut(field, "|")
-	if !ok {
-		return
+	for _, rec := range strings.Split(field, recordSep) {
+		parts := strings.Split(rec, unitSep)
+		if len(parts) != 4 {
+			continue
+		}
+		version, step, name := parts[0], parts[1], parts[2]
+		amount, err := strconv.ParseInt(parts[3], 10, 64)
+		if err != nil {
+			continue
+		}
+		if c[version] == nil {
+			c[version] = map[string]map[string]int64{}
+		}
+		if c[version][step] == nil {
+			c[version][step] = map[string]int64{}
+		}
+		c[version][step][name] += amount * n
 	}
-	i := strings.LastIndexByte(rest, '|')
-	if i < 0 {
-		return
-	}
-	step, name := rest[:i], rest[i+1:]
-	if c[version] == nil {
-		c[version] = map[string]map[string]int64{}
-	}
-	if c[version][step] == nil {
-		c[version][step] = map[string]int64{}
-	}
-	c[version][step][name] += n
 }
 
 // Stats sums a workflow's counters over the hours from since to until
