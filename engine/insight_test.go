@@ -11,6 +11,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/workflows"
 	"github.com/stretchr/testify/require"
@@ -274,4 +275,46 @@ func TestClientInsight(t *testing.T) {
 	require.Equal(t, herald.ENotFound, herald.ErrorCode(c.CancelJourney(ctx, "c1", "j_nope")))
 	_, err = c.Message(ctx, "m_nope")
 	require.Equal(t, herald.ENotFound, herald.ErrorCode(err))
+}
+
+// A message's fate per channel: a Slack failure with its error and attempt
+// count next to the email sent on fallback, and a message held back by
+// quiet hours with the time it is deferred until.
+func TestMessageStatusOutcomes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{ID: "c1", Email: "grace@example.com"}) // not a Slack user
+	id := send(t, b, wire.Message{CustomerID: "c1", Channels: []herald.Channel{herald.ChannelSlack, herald.ChannelEmail}})
+	eventually(t, func() bool { return b.smtp.Count() == 1 }, "sent by email after Slack failed")
+	var m engine.MessageStatus
+	eventually(t, func() bool {
+		var err error
+		m, err = b.e.Message(ctx, id)
+		require.NoError(t, err)
+		return m.Channels["email"] != nil && m.Channels["email"].Status == "sent"
+	}, "the email is recorded")
+	require.Equal(t, "failed", m.Channels["slack"].Status)
+	require.Contains(t, m.Channels["slack"].Error, "users_not_found")
+	require.Equal(t, 1, m.Channels["slack"].Attempts)
+	require.Equal(t, b.smtp.Messages()[0].MessageID, m.Channels["email"].ProviderID)
+
+	b.customer(t, herald.Customer{ID: "c2", Email: "ada@example.com"})
+	now := time.Now().UTC()
+	_, err := b.e.SetPreferences(ctx, "c2", preferences.Patch{QuietHours: &herald.QuietHours{
+		Start: now.Add(-time.Hour).Format("15:04"), End: now.Add(2 * time.Hour).Format("15:04"),
+	}}, preferences.Actor{Kind: "customer"}, "preference_page")
+	require.NoError(t, err)
+	id = send(t, b, wire.Message{CustomerID: "c2", Channels: []herald.Channel{herald.ChannelEmail}})
+	eventually(t, func() bool {
+		var err error
+		m, err = b.e.Message(ctx, id)
+		require.NoError(t, err)
+		return m.Channels["message"] != nil && m.Channels["message"].Status == "deferred"
+	}, "deferred by quiet hours")
+	until, err := time.Parse(time.RFC3339, m.Channels["message"].DeferredUntil)
+	require.NoError(t, err)
+	require.True(t, until.After(now.Add(time.Hour)), "deferred until the quiet hours end: %v", until)
+	require.Equal(t, "quiet_hours", m.Channels["message"].Reason)
+	require.Equal(t, "c2", m.CustomerID)
 }

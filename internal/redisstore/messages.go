@@ -18,7 +18,9 @@ type MessageStatus struct {
 	Workflow   string `json:"workflow,omitempty"`
 	Journey    string `json:"journey,omitempty"`
 	Step       string `json:"step,omitempty"`
-	// Task is the message's own task while it is still in a queue.
+	// Task is the message's own task while it waits in a queue to run the
+	// first time (a deferral's later task is not looked up: the channel
+	// status says until when).
 	Task *TaskStatus `json:"task,omitempty"`
 	// Channels holds each channel's outcome; "message" is what happened to
 	// the message before a channel was chosen (deferred, suppressed).
