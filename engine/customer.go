@@ -93,6 +93,9 @@ func (e *Engine) Erase(ctx context.Context, customerID string, actor preferences
 	if err := e.forgetMessages(ctx, customerID); err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
+	if err := e.forgetMessageLookups(ctx, customerID); err != nil {
+		return err
+	}
 	if _, err := e.st.DeleteCustomer(ctx, customerID); err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
@@ -141,7 +144,7 @@ func (e *Engine) forgetMessages(ctx context.Context, customerID string) error {
 		if err != nil {
 			return err
 		}
-		if err := e.opt.Redis.Del(ctx, msgIndexKey(msgID)).Err(); err != nil {
+		if err := e.opt.Redis.Del(ctx, msgIndexKey(msgID), redisstore.MessageIndexKey(msgID)).Err(); err != nil {
 			return err
 		}
 		if r, ok := recs[herald.ChannelEmail]; ok && r.ProviderID != "" {

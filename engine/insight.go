@@ -229,3 +229,20 @@ func (e *Engine) handleCancelJourney(ctx context.Context, t *asynq.Task) error {
 	}
 	return err
 }
+
+// forgetMessageLookups drops the index that finds the customer of each
+// message on their timeline (suppressed, deferred, failed and sent ones),
+// before the timeline itself goes with the customer's keys.
+func (e *Engine) forgetMessageLookups(ctx context.Context, customerID string) error {
+	tl, err := e.st.Timeline(ctx, customerID, 0)
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	var refs []string
+	for _, t := range tl {
+		if t.Ref != "" && (t.Kind == herald.KindMessage || t.Kind == herald.KindDelivery) {
+			refs = append(refs, t.Ref)
+		}
+	}
+	return e.st.ForgetMessageIndex(ctx, refs...)
+}

@@ -318,3 +318,35 @@ func TestMessageStatusOutcomes(t *testing.T) {
 	require.Equal(t, "quiet_hours", m.Channels["message"].Reason)
 	require.Equal(t, "c2", m.CustomerID)
 }
+
+// Erasing a customer leaves no message lookup pointing at them, for sent
+// and suppressed messages alike.
+func TestEraseForgetsMessageLookups(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	sent := send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}})
+	eventually(t, func() bool { return b.smtp.Count() == 1 }, "sent")
+	_, err := b.e.SetPreferences(ctx, "c1", preferences.Patch{Topics: map[string]bool{"onboarding": false}}, preferences.Actor{Kind: "customer"}, "preference_page")
+	require.NoError(t, err)
+	suppressed := send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}})
+	for _, id := range []string{sent, suppressed} {
+		eventually(t, func() bool {
+			m, err := b.e.Message(ctx, id)
+			return err == nil && m.Task == nil && len(m.Channels) == 1
+		}, "the message has run")
+	}
+	keys, err := b.rdb.Keys(ctx, "herald:msgcust:*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 2)
+
+	require.NoError(t, b.e.Erase(ctx, "c1", preferences.Actor{Kind: "api", Name: "test"}))
+	for _, id := range []string{sent, suppressed} {
+		_, err := b.e.Message(ctx, id)
+		require.Equal(t, herald.ENotFound, herald.ErrorCode(err), id)
+	}
+	keys, err = b.rdb.Keys(ctx, "herald:msgcust:*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys)
+}

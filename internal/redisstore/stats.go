@@ -147,6 +147,24 @@ func (s *Store) AppendCounted(ctx context.Context, customerID string, e herald.T
 // MessageIndexKey names the record of which customer a message is for.
 func MessageIndexKey(messageID string) string { return "herald:msgcust:" + messageID }
 
+// ForgetMessageIndex drops the customer index of the given messages
+// (erasure).
+func (s *Store) ForgetMessageIndex(ctx context.Context, messageIDs ...string) error {
+	if len(messageIDs) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range messageIDs {
+			p.Del(ctx, MessageIndexKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
 // MessageCustomer returns the customer a message was for, from the index
 // its timeline lines keep; false when the message is unknown.
 func (s *Store) MessageCustomer(ctx context.Context, messageID string) (string, bool, error) {
