@@ -93,7 +93,7 @@ func (e *Engine) Erase(ctx context.Context, customerID string, actor preferences
 	if err := e.forgetMessages(ctx, customerID); err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
-	if err := e.forgetMessageLookups(ctx, customerID); err != nil {
+	if err := e.forgetInsight(ctx, customerID); err != nil {
 		return err
 	}
 	if _, err := e.st.DeleteCustomer(ctx, customerID); err != nil {

@@ -230,10 +230,24 @@ func (e *Engine) handleCancelJourney(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
-// forgetMessageLookups drops the index that finds the customer of each
-// message on their timeline (suppressed, deferred, failed and sent ones),
-// before the timeline itself goes with the customer's keys.
-func (e *Engine) forgetMessageLookups(ctx context.Context, customerID string) error {
+// forgetInsight runs before a customer's keys are erased: their running
+// journeys leave the running and waiting numbers (counted as exited,
+// erased), and the index that finds the customer of each message on their
+// timeline (suppressed, deferred, failed and sent ones) goes.
+func (e *Engine) forgetInsight(ctx context.Context, customerID string) error {
+	raw, err := e.st.JourneyStates(ctx, customerID)
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	var counts []redisstore.Count
+	for _, s := range workflows.DecodeStates(raw) {
+		if next, actions := workflows.Exit(s, "erased", e.now()); len(actions) > 0 {
+			counts = append(counts, journeyCounts(s, next, actions)...)
+		}
+	}
+	if err := e.st.Count(ctx, e.now(), counts...); err != nil {
+		return err
+	}
 	tl, err := e.st.Timeline(ctx, customerID, 0)
 	if err != nil {
 		return herald.Temporary(err, "redis", 0)

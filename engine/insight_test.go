@@ -350,3 +350,25 @@ func TestEraseForgetsMessageLookups(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, keys)
 }
+
+// An erased customer's running journey leaves the running and waiting
+// numbers.
+func TestEraseLeavesTheNumbers(t *testing.T) {
+	t.Parallel()
+	b := setupInsight(t, 4)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{Email: "grace@example.com", SlackUserID: "U0GRACE"})
+	_, err := b.e.Event(ctx, herald.Event{CustomerID: "c1", Name: "insight.started"}, "test")
+	require.NoError(t, err)
+	eventually(t, func() bool {
+		st, err := b.e.Stats(ctx, "insight", time.Now().Add(-time.Hour))
+		require.NoError(t, err)
+		return st.Steps["wait"].Waiting == 1
+	}, "the journey waits")
+	require.NoError(t, b.e.Erase(ctx, "c1", preferences.Actor{Kind: "api", Name: "test"}))
+	st, err := b.e.Stats(ctx, "insight", time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, engine.JourneyNumbers{Started: 1, Exited: 1}, st.Journeys)
+	require.EqualValues(t, 0, st.Steps["wait"].Waiting)
+	require.EqualValues(t, 1, st.Steps["wait"].Exited["erased"])
+}
