@@ -56,3 +56,13 @@ func TestInsightCommands(t *testing.T) {
 	_, _, err = runCLI(t, "message", "m_nothing")
 	require.ErrorContains(t, err, `message "m_nothing" not found`)
 }
+
+// --help on the insight commands prints their flags and is no failure.
+func TestInsightHelp(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"graph", "--help"}, {"workflows", "--help"}, {"stats", "--help"}, {"journeys", "--help"}, {"message", "--help"}, {"send", "--test-to", "x", "--help"}} {
+		_, errOut, err := runCLI(t, args...)
+		require.NoError(t, err, args)
+		require.Contains(t, errOut, "-config", args)
+	}
+}
