@@ -277,6 +277,20 @@ func TestClientInsight(t *testing.T) {
 	require.Equal(t, herald.ENotFound, herald.ErrorCode(err))
 }
 
+// messageReaches waits until a message's status on key (a channel or
+// "message") is status, and returns the message.
+func messageReaches(t *testing.T, b *bundle, id, key, status string) engine.MessageStatus {
+	t.Helper()
+	var m engine.MessageStatus
+	eventually(t, func() bool {
+		var err error
+		m, err = b.e.Message(context.Background(), id)
+		require.NoError(t, err)
+		return m.Channels[key] != nil && m.Channels[key].Status == status
+	}, id+" "+key+" "+status)
+	return m
+}
+
 // A message's fate per channel: a Slack failure with its error and attempt
 // count next to the email sent on fallback, and a message held back by
 // quiet hours with the time it is deferred until.
@@ -287,13 +301,7 @@ func TestMessageStatusOutcomes(t *testing.T) {
 	b.customer(t, herald.Customer{ID: "c1", Email: "grace@example.com"}) // not a Slack user
 	id := send(t, b, wire.Message{CustomerID: "c1", Channels: []herald.Channel{herald.ChannelSlack, herald.ChannelEmail}})
 	eventually(t, func() bool { return b.smtp.Count() == 1 }, "sent by email after Slack failed")
-	var m engine.MessageStatus
-	eventually(t, func() bool {
-		var err error
-		m, err = b.e.Message(ctx, id)
-		require.NoError(t, err)
-		return m.Channels["email"] != nil && m.Channels["email"].Status == "sent"
-	}, "the email is recorded")
+	m := messageReaches(t, b, id, "email", "sent")
 	require.Equal(t, "failed", m.Channels["slack"].Status)
 	require.Contains(t, m.Channels["slack"].Error, "users_not_found")
 	require.Equal(t, 1, m.Channels["slack"].Attempts)
@@ -306,12 +314,7 @@ func TestMessageStatusOutcomes(t *testing.T) {
 	}}, preferences.Actor{Kind: "customer"}, "preference_page")
 	require.NoError(t, err)
 	id = send(t, b, wire.Message{CustomerID: "c2", Channels: []herald.Channel{herald.ChannelEmail}})
-	eventually(t, func() bool {
-		var err error
-		m, err = b.e.Message(ctx, id)
-		require.NoError(t, err)
-		return m.Channels["message"] != nil && m.Channels["message"].Status == "deferred"
-	}, "deferred by quiet hours")
+	m = messageReaches(t, b, id, "message", "deferred")
 	until, err := time.Parse(time.RFC3339, m.Channels["message"].DeferredUntil)
 	require.NoError(t, err)
 	require.True(t, until.After(now.Add(time.Hour)), "deferred until the quiet hours end: %v", until)
