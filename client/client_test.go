@@ -295,3 +295,21 @@ func TestSendFollowsPublishedRouting(t *testing.T) {
 		require.Equal(t, 7, info.MaxRetry, topic)
 	}
 }
+
+// A message that has not run yet is found in its queue.
+func TestMessageQueued(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, "c1")
+	id, err := b.c.Send(context.Background(), client.Message{CustomerID: "c1", Template: "receipt", Topic: "billing"})
+	require.NoError(t, err)
+	m, err := b.c.Message(context.Background(), id)
+	require.NoError(t, err)
+	require.Equal(t, "c1", m.CustomerID)
+	require.Equal(t, "receipt", m.Template)
+	require.NotNil(t, m.Task)
+	require.Equal(t, "pending", m.Task.State)
+	require.Empty(t, m.Channels, "nothing delivered yet")
+	_, err = b.c.Message(context.Background(), "bad id")
+	require.Equal(t, herald.EInvalid, herald.ErrorCode(err))
+}

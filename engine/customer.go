@@ -109,6 +109,11 @@ func (e *Engine) erase(ctx context.Context, c herald.Customer, actor preferences
 	if err := e.deleteTasks(ctx, c.ID); err != nil {
 		return err
 	}
+	// The workflow numbers count the running journeys as exited (erased),
+	// and the message lookups that point at the customer go.
+	if err := e.forgetInsight(ctx, c.ID); err != nil {
+		return err
+	}
 	if err := e.st.ForgetMessageIndexes(ctx, c.ID); err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}

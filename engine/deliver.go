@@ -89,6 +89,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.Deliver, inline bool, note string) error {
 	cust := st.Customer
 	ref := refData(d.WorkflowID, d.JourneyID, d.StepID)
+	withVersion(ref, d.Version)
 	ref["template"] = d.Template
 	ref["topic"] = d.Topic
 	h := e.health[d.Channel]
@@ -326,7 +327,7 @@ func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.De
 		summary = fmt.Sprintf("message %s by %s deferred until %s (%s)", d.Template, d.Channel, until.In(c.Location()).Format("2006-01-02 15:04 MST"), why)
 		e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeDeferred, why)
 	}
-	return e.st.Append(ctx, c.ID, herald.TimelineEntry{
+	return e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindMessage, Channel: d.Channel, Outcome: outcome, Ref: d.MessageID, Data: ref,
 		Summary: withNote(summary, note),
 	})
@@ -384,8 +385,12 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: herald.OutcomeSent, Ref: d.MessageID, Data: ref,
 		Summary: withNote(summary, note),
 	}
-	// What an acknowledgement needs to find the message again.
+	// What an acknowledgement needs to find the message again (a Slack
+	// button carries only the message ID, an email reply only its
+	// Message-ID), and what GET /v1/messages/{id} needs to find it.
 	indexes := redisstore.AckIndexes(d.Channel, d.CustomerID, d.MessageID, r.ProviderID)
+	indexes[redisstore.MessageIndexKey(d.MessageID)] = d.CustomerID
+	cl.Counts = stepCounts(ref, redisstore.CountSent+":"+string(d.Channel))
 	// The provider has the message: from here on, failing the task would
 	// send it again.
 	first, err := cl.Finish(ctx, rec, entry, indexes, sentTTL)
@@ -430,10 +435,14 @@ func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.De
 		e.emitMessage(ctx, eventFailed, c.ID, d.MessageID, d.Channel, reason, ref)
 	}
 	e.log.Warn("delivery failed", "delivery", d.DeliveryID(), "customer", c.ID, "channel", d.Channel, "outcome", o, "reason", reason)
-	if aerr := e.st.Append(ctx, c.ID, herald.TimelineEntry{
+	var counts []redisstore.Count
+	if o == herald.OutcomeFailedPermanent {
+		counts = stepCounts(ref, redisstore.CountFailed)
+	}
+	if aerr := e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: o, Reason: reason, Ref: d.MessageID, Data: data,
 		Summary: withNote(fmt.Sprintf("%s by %s failed (%s): %s", d.Template, d.Channel, o, herald.ErrorMessage(err)), next),
-	}); aerr != nil {
+	}, counts...); aerr != nil {
 		e.log.Error("timeline append", "customer", c.ID, "err", aerr)
 	}
 }

@@ -34,6 +34,7 @@ func (e *Engine) registerJourneys(mux *asynq.ServeMux) {
 	mux.HandleFunc(wire.TypeEvent, e.handleEvent)
 	mux.HandleFunc(wire.TypeWake, e.handleWake)
 	mux.HandleFunc(wire.TypeWatchdog, e.handleWatchdog)
+	mux.HandleFunc(wire.TypeCancelJourney, e.handleCancelJourney)
 }
 
 // A journey handler collects its timeline lines and writes them with the
@@ -282,7 +283,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 		m := wire.Message{
 			ID: next.JourneyID + "." + a.StepID + "." + strconv.Itoa(a.StepSeq), CustomerID: c.ID,
 			Template: a.Template, Topic: w.Topic, Channels: chans, Mode: a.Mode, Data: next.Data,
-			WorkflowID: w.ID, JourneyID: next.JourneyID, StepID: a.StepID, Actor: "journey",
+			WorkflowID: w.ID, JourneyID: next.JourneyID, StepID: a.StepID, Version: w.Version, Actor: "journey",
 			QueuedAt: e.now(),
 		}
 		// The step's task sends the message itself. A message that fails
@@ -341,7 +342,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 			e.cancelWake(prev)
 		}
 	}
-	if err := e.saveJourney(ctx, next); err != nil {
+	if err := e.saveJourney(ctx, next, journeyCounts(prev, next, actions)); err != nil {
 		return err
 	}
 	e.emitJourneyEnd(ctx, w, next, actions)
@@ -416,14 +417,21 @@ func newHistory(prev, next workflows.State) []workflows.HistoryEntry {
 	return next.History
 }
 
-// saveJourney writes the state with its indexes and the collected timeline
-// lines, in one round trip.
-func (e *Engine) saveJourney(ctx context.Context, s workflows.State) error {
+// saveJourney writes the state, keeps the running-journey and waiting
+// indexes in step with it and writes the collected timeline lines, in one
+// round trip. The waiting index lives on another Cluster slot, so this is a
+// pipeline, not a transaction: the watchdog reconciles the index with the
+// state if a crash splits them.
+func (e *Engine) saveJourney(ctx context.Context, s workflows.State, counts []redisstore.Count) error {
 	n, _ := ctx.Value(notesKey{}).(*notes)
 	var entries []herald.TimelineEntry
 	var extra []func(redis.Pipeliner)
 	if n != nil {
 		entries, extra = n.entries, n.pipe
+	}
+	if len(counts) > 0 {
+		now := e.now()
+		extra = append(extra, func(p redis.Pipeliner) { e.st.CountPipe(ctx, p, now, counts...) })
 	}
 	if err := e.st.SaveJourneyWith(ctx, s, entries, extra); err != nil {
 		if !herald.IsTemporary(err) {

@@ -54,6 +54,7 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 	}
 	cust := st.Customer
 	ref := refData(m.WorkflowID, m.JourneyID, m.StepID)
+	withVersion(ref, m.Version)
 	ref["template"] = m.Template
 	ref["topic"] = m.Topic
 	candidates := e.available(m.Channels)
@@ -87,7 +88,7 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 		d := wire.Deliver{
 			MessageID: m.ID, CustomerID: m.CustomerID, Channel: ch,
 			Template: m.Template, Topic: m.Topic, Data: m.Data, Sealed: m.Sealed,
-			WorkflowID: m.WorkflowID, JourneyID: m.JourneyID, StepID: m.StepID, Actor: m.Actor,
+			WorkflowID: m.WorkflowID, JourneyID: m.JourneyID, StepID: m.StepID, Version: m.Version, Actor: m.Actor,
 			QueuedAt: m.QueuedAt,
 		}
 		if m.Mode != "all" {
@@ -190,7 +191,7 @@ func (e *Engine) deferMessage(ctx context.Context, c herald.Customer, m wire.Mes
 	e.st.IndexTask(ctx, c.ID, e.Queue(m.Topic), taskID)
 	e.metrics.message("", m.Topic, m.WorkflowID, herald.OutcomeDeferred, dec.Reason)
 	ref["until"] = dec.NotBefore.UTC().Format(time.RFC3339)
-	return e.st.Append(ctx, c.ID, herald.TimelineEntry{
+	return e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindMessage, Outcome: herald.OutcomeDeferred, Reason: dec.Reason, Ref: m.ID,
 		Summary: fmt.Sprintf("message %s deferred until %s (%s)", m.Template, dec.NotBefore.In(c.Location()).Format("2006-01-02 15:04 MST"), dec.Reason),
 		Data:    ref,
@@ -236,7 +237,7 @@ func (e *Engine) suppressed(ctx context.Context, c herald.Customer, msgID, topic
 	}
 	e.metrics.message(string(ch), topic, workflow, herald.OutcomeSuppressed, dec.Reason)
 	e.emitMessage(ctx, eventSuppressed, c.ID, msgID, ch, dec.Reason, ref)
-	return e.st.Append(ctx, c.ID, entry)
+	return e.st.AppendCounted(ctx, c.ID, entry, stepCounts(ref, redisstore.CountSuppressed+":"+dec.Reason)...)
 }
 
 func reasonText(r string) string {

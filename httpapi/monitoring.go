@@ -122,7 +122,7 @@ func (s *server) monitoringLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: monitoringCookie, Value: s.session, Path: "/monitoring/",
+		Name: monitoringCookie, Value: s.session, Path: "/", // the dashboard and the workflow pages
 		HttpOnly: true, SameSite: http.SameSiteLaxMode,
 		Secure: r.TLS != nil || strings.HasPrefix(s.cfg.PublicURL, "https://"),
 	})

@@ -115,6 +115,14 @@ func New(cfg Config) http.Handler {
 	api("POST /v1/events", s.postEvent)
 	api("POST /v1/messages", s.postMessage)
 	api("POST /v1/inbound/email", s.inboundEmail)
+	api("GET /v1/workflows", s.listWorkflows)
+	api("GET /v1/workflows/{id}", s.getWorkflow)
+	api("GET /v1/workflows/{id}/stats", s.workflowStats)
+	api("GET /v1/customers/{id}/journeys", s.customerJourneys)
+	api("DELETE /v1/customers/{id}/journeys/{journey}", s.cancelJourney)
+	api("GET /v1/messages/{id}", s.getMessage)
+	api("POST /v1/test-sends", s.postTestSend)
+	api("GET /v1/test-sends", s.listTestSends)
 	mux.Handle("/v1/", s.auth(func(w http.ResponseWriter, r *http.Request, _ string) error {
 		return errStatus(http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	}))
@@ -128,6 +136,7 @@ func New(cfg Config) http.Handler {
 	if cfg.Monitoring != nil {
 		mux.Handle("/monitoring/", s.monitoring(cfg.Monitoring))
 	}
+	mux.Handle("/workflows/", s.monitoring(s.workflowPages()))
 	if cfg.Centre != nil {
 		mux.Handle("/preferences", s.rateLimited(cfg.Centre))
 		mux.Handle("/unsubscribe", s.rateLimited(cfg.Centre))

@@ -36,6 +36,10 @@ Usage:
   herald send CUSTOMER TEMPLATE --topic TOPIC [--data JSON] [--channels email,slack] [--key K]
   herald customer CUSTOMER [--email E] [--slack U…] [--locale L] [--timezone Z] [--attr k=v …]
   herald customer prefs CUSTOMER [--set JSON]
+  herald send --test-to ADDRESS --template T [--locale L] [--data f.json] [--channel email|slack]
+  herald graph WORKFLOW [--format mermaid|dot|svg]
+  herald workflows · herald stats WORKFLOW [--since 7d]
+  herald journeys CUSTOMER · herald journeys cancel CUSTOMER JOURNEY · herald message ID
 
 Every command reads --config FILE (or HERALD_CONFIG) and HERALD_* variables.
 `
@@ -85,6 +89,16 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdSend(ctx, args, stdout, stderr)
 	case "customer":
 		return cmdCustomer(ctx, args, stdout, stderr)
+	case "graph":
+		return cmdGraph(args, stdout, stderr)
+	case "workflows":
+		return cmdWorkflows(ctx, args, stdout, stderr)
+	case "stats":
+		return cmdStats(ctx, args, stdout, stderr)
+	case "journeys":
+		return cmdJourneys(ctx, args, stdout, stderr)
+	case "message":
+		return cmdMessage(ctx, args, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)

@@ -296,6 +296,9 @@ func cmdEvent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if hasFlag(args, "test-to") {
+		return cmdTestSend(ctx, args, stdout, stderr)
+	}
 	fs, cfgPath := flags("send", stderr)
 	topic := fs.String("topic", "", "topic (required)")
 	data := fs.String("data", "", "template data as a JSON object")

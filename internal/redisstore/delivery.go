@@ -107,6 +107,8 @@ type Claim struct {
 	Sent bool
 	// Suppressed is true when the address asked about is suppressed.
 	Suppressed bool
+	// Counts are workflow counters Finish records with the send.
+	Counts []Count
 }
 
 // ClaimDelivery takes the delivery's ledger key as a claim that expires after
@@ -169,6 +171,7 @@ func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEnt
 		for k, v := range indexes {
 			p.Set(ctx, k, v, indexTTL)
 		}
+		c.s.CountPipe(ctx, p, e.At, c.Counts...)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {

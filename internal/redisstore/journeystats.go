@@ -22,7 +22,7 @@ import (
 // Counters are written in the pipeline that saves the journey state, and
 // the state says what was counted (its arm, its conversion time), so a
 // retried task finds the state moved on and counts nothing twice.
-func statsKey(workflowID string) string { return "herald:stats:workflow:" + workflowID }
+func conversionsKey(workflowID string) string { return "herald:stats:workflow:" + workflowID }
 
 // JourneyCounts is what a journey transition adds to its workflow's
 // counters.
@@ -41,7 +41,7 @@ func (c JourneyCounts) Empty() bool { return !c.Started && len(c.Arms) == 0 && !
 
 // CountJourneyPipe queues the counter increments on a pipeline.
 func CountJourneyPipe(ctx context.Context, p redis.Pipeliner, workflowID string, c JourneyCounts) {
-	key := statsKey(workflowID)
+	key := conversionsKey(workflowID)
 	if c.Started {
 		p.HIncrBy(ctx, key, "started", 1)
 	}
@@ -74,7 +74,7 @@ type ArmCounts struct {
 // WorkflowCounts reads a workflow's journey numbers: journeys started,
 // conversions, and per split arm journeys entered and converted.
 func (s *Store) WorkflowCounts(ctx context.Context, workflowID string) (WorkflowCounts, error) {
-	h, err := s.rdb.HGetAll(ctx, statsKey(workflowID)).Result()
+	h, err := s.rdb.HGetAll(ctx, conversionsKey(workflowID)).Result()
 	if err != nil {
 		return WorkflowCounts{}, herald.Temporary(err, "redis", 0)
 	}

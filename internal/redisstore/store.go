@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +65,9 @@ func Hash(s string) string {
 type Store struct {
 	rdb redis.UniversalClient
 	now func() time.Time
+	// expiring remembers, per workflow, the statistics hour whose expiry
+	// this process has set (see CountPipe).
+	expiring sync.Map
 }
 
 // New returns a Store on rdb; now is the clock (time.Now when nil).

@@ -54,7 +54,8 @@ type Message struct {
 	WorkflowID string           `json:"workflow,omitempty"`
 	JourneyID  string           `json:"journey,omitempty"`
 	StepID     string           `json:"step,omitempty"`
-	Actor      string           `json:"actor,omitempty"` // API token name, "cli", "journey"
+	Version    string           `json:"version,omitempty"` // the workflow's
+	Actor      string           `json:"actor,omitempty"`   // API token name, "cli", "journey"
 	Deferrals  int              `json:"deferrals,omitempty"`
 	// QueuedAt is when the message was queued (or became due, after a
 	// deferral): the start of its queued-to-sent latency.
@@ -82,6 +83,7 @@ type Deliver struct {
 	WorkflowID string           `json:"workflow,omitempty"`
 	JourneyID  string           `json:"journey,omitempty"`
 	StepID     string           `json:"step,omitempty"`
+	Version    string           `json:"version,omitempty"` // the workflow's
 	Actor      string           `json:"actor,omitempty"`
 	// Defers counts the times the delivery was put off for a provider rate
 	// limit; it names the next re-scheduled task.

@@ -1,0 +1,18 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/hibiken/asynq"
+)
+
+// MessageStatus is what became of one message, per channel.
+type MessageStatus = redisstore.MessageStatus
+
+// Message looks a message up by ID: its queued task if it has not run yet,
+// then its timeline lines and ledger records. An unknown ID is ENotFound.
+func (e *Engine) Message(ctx context.Context, id string) (MessageStatus, error) {
+	return e.st.LookUpMessage(ctx, id, wire.FindMessage(asynq.NewInspectorFromRedisClient(e.opt.Redis), id))
+}
