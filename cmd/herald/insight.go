@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
-	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/engine"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -23,12 +22,18 @@ import (
 // services the API calls.
 
 func openEngine(ctx context.Context, path string, stderr io.Writer) (*Main, error) {
-	c, err := loadConfig(path, config.RoleWorker)
+	c, err := loadConfig(path, "")
 	if err != nil {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m := &Main{Config: c, Logger: log}
+	// The worker's folders; with none configured (an author trying a
+	// template), the embedded examples, as preview does.
+	if folderContent(c).none() {
+		ex := exampleContent()
+		m.content = &ex
+	}
 	if err := m.Open(ctx); err != nil {
 		_ = m.Close()
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/heraldhq/herald/internal/smtpserver"
 	"github.com/stretchr/testify/require"
 )
@@ -21,6 +22,13 @@ func TestInsightCommands(t *testing.T) {
 	t.Setenv("HERALD_SMTP_URL", smtp.URL())
 	t.Setenv("HERALD_MAIL_FROM", "Lumen <hello@lumen.example>")
 	t.Setenv("HERALD_SIGNING_KEY", "0123456789abcdef0123456789abcdef")
+	// The embedded examples send by Slack too: a worker refuses content
+	// whose steps it could never send.
+	sl, err := slackapi.Start(slackapi.Options{Token: "xoxb-test"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sl.Close() })
+	t.Setenv("HERALD_SLACK_TOKEN", "xoxb-test")
+	t.Setenv("HERALD_SLACK_API_URL", sl.URL())
 
 	out, _, err := runCLI(t, "send", "--test-to", "ada@example.com", "--template", "welcome", "--locale", "ja")
 	require.NoError(t, err)

@@ -158,6 +158,9 @@ func (c *Claim) Release(ctx context.Context) {
 // indexTTL), in one round trip. first is false when the key no longer held
 // our claim: the claim had run out and another worker may have sent too.
 func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEntry, indexes map[string]string, indexTTL time.Duration) (first bool, err error) {
+	if e.At.IsZero() {
+		e.At = c.s.now().UTC()
+	}
 	rb, _ := json.Marshal(rec)
 	eb := c.s.encodeEntry(e)
 	tl := Key(c.customerID, "timeline")
