@@ -114,7 +114,11 @@ func (s *server) workflowStats(w http.ResponseWriter, r *http.Request, _ string)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"version": wf.Version, "stats": st})
+	conv, err := s.e.WorkflowCounts(r.Context(), wf.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"version": wf.Version, "stats": st, "conversions": conv})
 	return nil
 }
 

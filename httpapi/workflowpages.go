@@ -83,21 +83,38 @@ func (s *server) workflowPage(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
+	conv, err := s.e.WorkflowCounts(r.Context(), wf.ID)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
 	notes := map[string][]string{}
 	var rows []stepRow
 	for _, step := range wf.Steps {
 		n := st.Steps[step.ID]
 		lines := stepLines(step, n)
+		for _, a := range conv.Arms {
+			if a.Step == step.ID {
+				line := fmt.Sprintf("arm %s: entered %d", a.Arm, a.Entered)
+				if wf.Goal != nil {
+					line += fmt.Sprintf(" · converted %d", a.Converted)
+				}
+				lines = append(lines, line)
+			}
+		}
 		notes[step.ID] = lines
 		rows = append(rows, stepRow{ID: step.ID, Kind: step.Kind, N: n, Lines: lines})
 	}
 	j := st.Journeys
 	notes["(start)"] = []string{fmt.Sprintf("started %d · running now %d", j.Started, j.Running)}
+	if wf.Goal != nil {
+		notes["(start)"] = append(notes["(start)"], fmt.Sprintf("goal %s: converted %d of %d (all time)", wf.Goal.Event, conv.Converted, conv.Started))
+	}
 	notes["(complete)"] = []string{fmt.Sprintf("completed %d", j.Completed)}
 	notes["(exit)"] = []string{fmt.Sprintf("exited %d", j.Exited)}
 	svg := wf.Diagram().SVG(workflows.SVGOptions{Notes: notes})
 	s.renderPage(w, http.StatusOK, "workflow", map[string]any{
-		"Title": wf.ID, "W": wf, "Stats": st, "Range": rng.Key, "Ranges": pageRanges,
+		"Title": wf.ID, "W": wf, "Stats": st, "Range": rng.Key, "Ranges": pageRanges, "Conv": conv,
 		"Diagram": template.HTML(svg), "Rows": rows, //nolint:gosec // drawn by workflows.SVG, every text escaped there
 	})
 }
@@ -200,6 +217,10 @@ code { background: #edf2f7; padding: 1px 4px; border-radius: 3px; }
 <p>Version <code>{{.W.Version}}</code> · topic {{.W.Topic}} · starts on <code>{{.W.Trigger}}</code>{{if .W.ExitOn}} · exits on <code>{{join .W.ExitOn ", "}}</code>{{end}}</p>
 <nav class="ranges" aria-label="Time range">{{$cur := .Range}}{{range .Ranges}}<a href="?range={{.Key}}"{{if eq .Key $cur}} aria-current="page"{{end}}>{{.Label}}</a>{{end}}</nav>
 <p class="summary" id="journeys"><span>started <b class="started">{{.Stats.Journeys.Started}}</b></span><span>completed <b class="completed">{{.Stats.Journeys.Completed}}</b></span><span>exited <b class="exited">{{.Stats.Journeys.Exited}}</b></span><span>running now <b class="running">{{.Stats.Journeys.Running}}</b></span></p>
+{{if .W.Goal}}<p class="summary" id="goal"><span>goal <code>{{.W.Goal.Event}}</code>: converted <b class="converted">{{.Conv.Converted}}</b> of <b>{{.Conv.Started}}</b> journeys (all time)</span></p>{{end}}
+{{if .Conv.Arms}}<table id="arms"><thead><tr><th>Split</th><th>Arm</th><th class="n">Entered</th>{{if .W.Goal}}<th class="n">Converted</th>{{end}}</tr></thead>
+<tbody>{{$goal := .W.Goal}}{{range .Conv.Arms}}<tr><td>{{.Step}}</td><td>{{.Arm}}</td><td class="n">{{.Entered}}</td>{{if $goal}}<td class="n converted">{{.Converted}}</td>{{end}}</tr>
+{{end}}</tbody></table>{{end}}
 <div class="diagram">{{.Diagram}}</div>
 <h2>Steps</h2>
 <table id="steps">

@@ -58,17 +58,18 @@ func CountJourneyPipe(ctx context.Context, p redis.Pipeliner, workflowID string,
 
 // WorkflowCounts is a workflow's journey numbers.
 type WorkflowCounts struct {
-	Started   int64
-	Converted int64
+	Started   int64 `json:"started"`
+	Converted int64 `json:"converted"`
 	// Arms lists every arm that journeys entered, by step then arm.
-	Arms []ArmCounts
+	Arms []ArmCounts `json:"arms"`
 }
 
 // ArmCounts is one arm of a split step.
 type ArmCounts struct {
-	Step, Arm string
-	Entered   int64
-	Converted int64
+	Step      string `json:"step"`
+	Arm       string `json:"arm"`
+	Entered   int64  `json:"entered"`
+	Converted int64  `json:"converted"`
 }
 
 // WorkflowCounts reads a workflow's journey numbers: journeys started,
