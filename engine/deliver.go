@@ -66,6 +66,9 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	if _, ok := e.opt.Senders[d.Channel]; !ok {
 		return skip(herald.Errorf(herald.EInvalid, "no sender configured for channel %s", d.Channel))
 	}
+	if e.broadcastSkip(ctx, d.MessageID, d.CustomerID, false) {
+		return nil
+	}
 	ctx, cancel := e.taskBudget(ctx)
 	defer cancel()
 	st, err := e.sendState(ctx, d.CustomerID, d.Topic)
@@ -298,6 +301,7 @@ func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.De
 		ref["until"] = until.UTC().Format(time.RFC3339)
 		summary = fmt.Sprintf("message %s by %s deferred until %s (%s)", d.Template, d.Channel, until.In(c.Location()).Format("2006-01-02 15:04 MST"), why)
 		e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeDeferred, why)
+		e.tallyOutcome(ctx, d.MessageID, d.Channel, herald.OutcomeDeferred, why)
 	}
 	return e.st.Append(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindMessage, Channel: d.Channel, Outcome: outcome, Ref: d.MessageID, Data: ref,
@@ -391,6 +395,7 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 		}
 	}
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeSent, "")
+	e.tallyOutcome(ctx, d.MessageID, d.Channel, herald.OutcomeSent, "")
 	return nil
 }
 
@@ -405,6 +410,7 @@ func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.De
 		data[k] = v
 	}
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, o, reason)
+	e.tallyOutcome(ctx, d.MessageID, d.Channel, o, reason)
 	e.log.Warn("delivery failed", "delivery", d.DeliveryID(), "customer", c.ID, "channel", d.Channel, "outcome", o, "reason", reason)
 	if aerr := e.st.Append(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: o, Reason: reason, Ref: d.MessageID, Data: data,

@@ -64,6 +64,9 @@ type Options struct {
 	Metrics            *Metrics      // nil: a private registry
 	Logger             *slog.Logger
 	Now                func() time.Time
+	// DefaultZone is the time zone of customers without one, for
+	// broadcasts at a local hour (nil: UTC).
+	DefaultZone *time.Location
 	// WatchdogLate is how far past due a journey follow-up must be before
 	// the watchdog re-arms it; default 30s.
 	WatchdogLate time.Duration
@@ -85,6 +88,9 @@ type Engine struct {
 	// health is each channel's in-process state (in-flight sends, recent
 	// failures); read-only map after New.
 	health map[herald.Channel]*channelHealth
+	// fanOutFault, set by tests, runs after each message a broadcast's
+	// fan-out queues (to stop a worker mid-walk).
+	fanOutFault func(ctx context.Context, queued int64)
 }
 
 // New builds an Engine. Call Close when done.
@@ -192,6 +198,8 @@ func (e *Engine) Mux() *asynq.ServeMux {
 		mux.HandleFunc(wire.DeliverType(ch), e.handleDeliver)
 	}
 	e.registerJourneys(mux)
+	mux.HandleFunc(TypeBroadcast, e.handleBroadcast)
+	mux.HandleFunc(TypeBroadcastJourney, e.handleBroadcastJourney)
 	return mux
 }
 

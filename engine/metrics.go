@@ -15,6 +15,7 @@ type Metrics struct {
 	Journeys        *prometheus.CounterVec
 	WatchdogRepairs prometheus.Counter
 	RateLimitWaits  *prometheus.CounterVec
+	Broadcasts      *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them on reg (nil: not
@@ -42,15 +43,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "herald_rate_limit_waits_total",
 			Help: "Deliveries re-scheduled because a shared provider rate limit was reached.",
 		}, []string{"channel"}),
+		Broadcasts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_broadcast_messages_total",
+			Help: "Broadcast messages by outcome: queued by the fan-out, sent, suppressed, deferred, failed, cancelled.",
+		}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Messages, m.ProviderLatency, m.Journeys, m.WatchdogRepairs, m.RateLimitWaits)
+		reg.MustRegister(m.Messages, m.ProviderLatency, m.Journeys, m.WatchdogRepairs, m.RateLimitWaits, m.Broadcasts)
 	}
 	return m
 }
 
 func (m *Metrics) message(channel, topic, workflow string, o herald.Outcome, reason string) {
 	m.Messages.WithLabelValues(channel, topic, workflow, string(o), reason).Inc()
+}
+
+func (m *Metrics) broadcast(outcome string, n int) {
+	m.Broadcasts.WithLabelValues(outcome).Add(float64(n))
 }
 
 func (m *Metrics) providerLatency(channel string, d time.Duration, err error) {

@@ -51,6 +51,9 @@ type Message struct {
 	StepID     string           `json:"step,omitempty"`
 	Actor      string           `json:"actor,omitempty"` // API token name, "cli", "journey"
 	Deferrals  int              `json:"deferrals,omitempty"`
+	// Once is set on a message a resumed broadcast fan-out queued again:
+	// it runs only if the customer's timeline shows no earlier run of it.
+	Once bool `json:"once,omitempty"`
 }
 
 // Deliver hands one message to one channel.
