@@ -112,6 +112,11 @@ func New(cfg Config) http.Handler {
 	api("POST /v1/events", s.postEvent)
 	api("POST /v1/messages", s.postMessage)
 	api("POST /v1/inbound/email", s.inboundEmail)
+	api("GET /v1/customers", s.listCustomers)
+	api("POST /v1/broadcasts", s.postBroadcast)
+	api("GET /v1/broadcasts", s.listBroadcasts)
+	api("GET /v1/broadcasts/{id}", s.getBroadcast)
+	api("POST /v1/broadcasts/{id}/cancel", s.cancelBroadcast)
 	mux.Handle("/v1/", s.auth(func(w http.ResponseWriter, r *http.Request, _ string) error {
 		return errStatus(http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	}))
