@@ -23,12 +23,8 @@ import (
 
 // Broadcast task types, as they read in the dashboard.
 const (
-	// TypeBroadcast walks a broadcast's frozen audience and queues one
-	// message (or journey start) per customer.
-	TypeBroadcast = "herald:broadcast"
-	// TypeBroadcastJourney starts a workflow's journey for one customer of
-	// a broadcast.
-	TypeBroadcastJourney = "herald:broadcast:journey"
+	TypeBroadcast        = wire.TypeBroadcast
+	TypeBroadcastJourney = wire.TypeBroadcastJourney
 )
 
 // MaxBroadcastIDs bounds an audience given as customer IDs.
@@ -39,70 +35,15 @@ const MaxBroadcastIDs = 100_000
 const broadcastPage = 500
 
 // enqueueWorkers is how many messages of a page are queued at once.
-const enqueueWorkers = 16
+const enqueueWorkers = 64
 
-// Broadcast asks for one message (a template on a topic) or one journey
-// (a workflow) for every customer of an audience, at a time or at a local
-// hour of each customer.
-type Broadcast struct {
-	ID       string           `json:"id"`
-	Template string           `json:"template,omitempty"`
-	Workflow string           `json:"workflow,omitempty"`
-	Topic    string           `json:"topic,omitempty"`
-	Data     map[string]any   `json:"data,omitempty"`
-	Audience Audience         `json:"audience"`
-	Channels []herald.Channel `json:"channels,omitempty"`
-	Mode     string           `json:"mode,omitempty"`
-	// SendAt is when sending starts (zero or past: now).
-	SendAt *time.Time `json:"send_at,omitempty"`
-	// LocalTime is "HH:MM" (the next such time in each customer's zone) or
-	// "YYYY-MM-DD HH:MM" (that date and time in each customer's zone).
-	LocalTime string `json:"local_time,omitempty"`
-	// DryRun answers the audience's size and a sample, creating nothing.
-	DryRun bool `json:"dry_run,omitempty"`
-}
-
-// Audience selects customers: a filter in the workflow expression language
-// over customer.*, a list of IDs, or both (the IDs that match the filter).
-type Audience struct {
-	Filter      string   `json:"filter,omitempty"`
-	CustomerIDs []string `json:"customer_ids,omitempty"`
-}
-
-// BroadcastInfo is a broadcast and its progress.
-type BroadcastInfo struct {
-	Broadcast
-	Status     string     `json:"status"`
-	CreatedAt  time.Time  `json:"created_at,omitzero"`
-	StartedAt  time.Time  `json:"started_at,omitzero"`
-	FinishedAt time.Time  `json:"finished_at,omitzero"`
-	Actor      string     `json:"actor,omitempty"`
-	Notes      []string   `json:"notes,omitempty"`
-	Counts     Counts     `json:"counts"`
-	Sample     []string   `json:"sample,omitempty"` // dry run: ten customer IDs
-	StartAt    *time.Time `json:"start_at,omitempty"`
-}
-
-// Counts are a broadcast's numbers. A customer may add to more than one
-// (suppressed on email, then sent on Slack; deferred, then sent).
-type Counts struct {
-	Matched    int64            `json:"matched"`
-	Queued     int64            `json:"queued"`
-	Sent       map[string]int64 `json:"sent"`
-	Suppressed map[string]int64 `json:"suppressed"`
-	Deferred   int64            `json:"deferred"`
-	Failed     int64            `json:"failed"`
-	Skipped    int64            `json:"skipped"` // erased after the audience was fixed
-	Cancelled  int64            `json:"cancelled"`
-}
-
-// stored is what the broadcast record keeps of its request.
-type stored struct {
-	Broadcast Broadcast `json:"b"`
-	Actor     string    `json:"actor,omitempty"`
-	Notes     []string  `json:"notes,omitempty"`
-	StartAt   time.Time `json:"start"`
-}
+// The broadcast's request, progress and counts (see wire).
+type (
+	Broadcast     = wire.Broadcast
+	Audience      = wire.Audience
+	BroadcastInfo = wire.BroadcastInfo
+	Counts        = wire.Counts
+)
 
 var localTimeRe = regexp.MustCompile(`^(?:(\d{4}-\d{2}-\d{2})[T ])?([01]\d|2[0-3]):([0-5]\d)$`)
 
@@ -266,11 +207,11 @@ func (e *Engine) CreateBroadcast(ctx context.Context, b Broadcast, actor string)
 		return BroadcastInfo{}, false, err
 	}
 	if b.DryRun {
-		info := BroadcastInfo{Broadcast: b, Status: "dry_run", Notes: notes, Counts: Counts{Matched: int64(len(ids))}}
+		info := BroadcastInfo{Broadcast: b, Status: "dry_run", Notes: notes, Counts: Counts{Matched: int64(len(ids)), Sent: map[string]int64{}, Suppressed: map[string]int64{}}}
 		info.Sample = ids[:min(10, len(ids))]
 		return info, false, nil
 	}
-	st := stored{Broadcast: b, Actor: actor, StartAt: now}
+	st := redisstore.BroadcastRequest{Broadcast: b, Actor: actor, StartAt: now}
 	switch {
 	case b.SendAt != nil && b.SendAt.After(now):
 		st.StartAt = b.SendAt.UTC()
@@ -302,7 +243,7 @@ func (e *Engine) CreateBroadcast(ctx context.Context, b Broadcast, actor string)
 		return e.repeat(ctx, rec, fp)
 	}
 	e.log.Info("broadcast created", "broadcast", b.ID, "matched", len(ids), "start", st.StartAt, "by", actor)
-	return infoOf(rec), true, nil
+	return rec.Info(), true, nil
 }
 
 // repeat answers a POST of a broadcast that exists: the same request gets
@@ -312,7 +253,7 @@ func (e *Engine) repeat(ctx context.Context, rec redisstore.BroadcastRecord, fp 
 	if rec.Fingerprint != fp {
 		return BroadcastInfo{}, false, herald.Errorf(herald.EConflict, "broadcast %q exists with another request; choose another id", rec.ID)
 	}
-	info := infoOf(rec)
+	info := rec.Info()
 	if err := e.st.ListBroadcast(ctx, rec.ID, rec.CreatedAt); err != nil {
 		return info, false, err
 	}
@@ -421,82 +362,23 @@ func (e *Engine) evaluate(ctx context.Context, aud *workflows.Audience, ids []st
 
 // Broadcast returns a broadcast and its counts.
 func (e *Engine) Broadcast(ctx context.Context, id string) (BroadcastInfo, error) {
-	if err := redisstore.ValidBroadcastID(id); err != nil {
-		return BroadcastInfo{}, err
-	}
-	rec, ok, err := e.st.Broadcast(ctx, id)
-	if err != nil {
-		return BroadcastInfo{}, err
-	}
-	if !ok {
-		return BroadcastInfo{}, herald.Errorf(herald.ENotFound, "broadcast %q not found", id)
-	}
-	return infoOf(rec), nil
+	return e.st.BroadcastInfo(ctx, id)
 }
 
 // Broadcasts lists broadcasts, newest first.
 func (e *Engine) Broadcasts(ctx context.Context, offset, limit int) ([]BroadcastInfo, error) {
-	recs, err := e.st.Broadcasts(ctx, offset, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]BroadcastInfo, len(recs))
-	for i, r := range recs {
-		out[i] = infoOf(r)
-	}
-	return out, nil
+	return e.st.BroadcastInfos(ctx, offset, limit)
 }
 
 // CancelBroadcast stops every send of the broadcast not yet made: the
 // fan-out stops, and messages already queued (or waiting for a customer's
 // local hour or quiet hours) do nothing when they come up.
 func (e *Engine) CancelBroadcast(ctx context.Context, id string) (BroadcastInfo, error) {
-	if err := redisstore.ValidBroadcastID(id); err != nil {
-		return BroadcastInfo{}, err
+	info, err := e.st.Cancel(ctx, id)
+	if err == nil {
+		e.log.Info("broadcast cancelled", "broadcast", id, "status", info.Status)
 	}
-	st, err := e.st.CancelBroadcast(ctx, id)
-	if err != nil {
-		return BroadcastInfo{}, err
-	}
-	if st == "" {
-		return BroadcastInfo{}, herald.Errorf(herald.ENotFound, "broadcast %q not found", id)
-	}
-	e.log.Info("broadcast cancelled", "broadcast", id)
-	return e.Broadcast(ctx, id)
-}
-
-func infoOf(r redisstore.BroadcastRecord) BroadcastInfo {
-	var st stored
-	_ = json.Unmarshal(r.Spec, &st)
-	info := BroadcastInfo{
-		Broadcast: st.Broadcast, Status: r.Status, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
-		Actor: st.Actor, Notes: st.Notes,
-		Counts: Counts{Matched: r.Total, Sent: map[string]int64{}, Suppressed: map[string]int64{}},
-	}
-	info.ID = r.ID
-	if !st.StartAt.IsZero() {
-		t := st.StartAt
-		info.StartAt = &t
-	}
-	for k, v := range r.Counts {
-		switch {
-		case k == "queued":
-			info.Counts.Queued = v
-		case k == "deferred":
-			info.Counts.Deferred = v
-		case k == "failed":
-			info.Counts.Failed = v
-		case k == "skipped":
-			info.Counts.Skipped = v
-		case k == "cancelled":
-			info.Counts.Cancelled = v
-		case strings.HasPrefix(k, "sent:"):
-			info.Counts.Sent[strings.TrimPrefix(k, "sent:")] = v
-		case strings.HasPrefix(k, "suppressed:"):
-			info.Counts.Suppressed[strings.TrimPrefix(k, "suppressed:")] = v
-		}
-	}
-	return info
+	return info, err
 }
 
 // BroadcastMessageID is the message ID of a broadcast's message to one
@@ -541,7 +423,7 @@ func (e *Engine) handleBroadcast(ctx context.Context, t *asynq.Task) error {
 	if err != nil || status != redisstore.BroadcastRunning {
 		return err
 	}
-	var st stored
+	var st redisstore.BroadcastRequest
 	if err := json.Unmarshal(rec.Spec, &st); err != nil {
 		return skip(fmt.Errorf("broadcast %s: corrupt record: %w", p.ID, err))
 	}
@@ -587,7 +469,7 @@ func (e *Engine) handleBroadcast(ctx context.Context, t *asynq.Task) error {
 
 // queuePage queues one message (or journey start) per customer, several at
 // once.
-func (e *Engine) queuePage(ctx context.Context, st stored, lt localTime, profiles []redisstore.Profile, once bool, run *atomic.Int64) error {
+func (e *Engine) queuePage(ctx context.Context, st redisstore.BroadcastRequest, lt localTime, profiles []redisstore.Profile, once bool, run *atomic.Int64) error {
 	b := st.Broadcast
 	now := e.now()
 	jobs := make(chan redisstore.Profile)
@@ -700,7 +582,7 @@ func (e *Engine) handleBroadcastJourney(ctx context.Context, t *asynq.Task) erro
 	defer func() { _ = e.flushNotes(ctx, p.CustomerID, n) }()
 	var data map[string]any
 	if rec, ok, err := e.st.Broadcast(ctx, p.Broadcast); err == nil && ok {
-		var st stored
+		var st redisstore.BroadcastRequest
 		if json.Unmarshal(rec.Spec, &st) == nil {
 			data = st.Broadcast.Data
 		}
@@ -764,6 +646,29 @@ func (e *Engine) tallyOutcome(ctx context.Context, msgID string, ch herald.Chann
 	case herald.OutcomeFailedPermanent:
 		e.tally(ctx, msgID, "failed")
 	}
+}
+
+// handleBroadcastCreate creates a broadcast asked for through Redis (the Go
+// client, the CLI) and leaves the answer where the asker waits for it.
+func (e *Engine) handleBroadcastCreate(ctx context.Context, t *asynq.Task) error {
+	var p wire.CreateBroadcast
+	if err := wire.Decode(t.Payload(), &p); err != nil {
+		return skip(err)
+	}
+	if err := wire.Check("request", p.Request); err != nil {
+		return skip(err)
+	}
+	info, created, err := e.CreateBroadcast(ctx, p.Broadcast, p.Actor)
+	if herald.IsTemporary(err) {
+		return err // asynq retries; the asker keeps waiting
+	}
+	ans := wire.BroadcastAnswer{Created: created}
+	if err != nil {
+		ans.Code, ans.Message = herald.ErrorCode(err), herald.ErrorMessage(err)
+	} else {
+		ans.Info = &info
+	}
+	return e.st.SetBroadcastAnswer(ctx, p.Request, wire.Encode(ans))
 }
 
 // CustomerPage is one page of a customer listing.

@@ -200,6 +200,7 @@ func (e *Engine) Mux() *asynq.ServeMux {
 	e.registerJourneys(mux)
 	mux.HandleFunc(TypeBroadcast, e.handleBroadcast)
 	mux.HandleFunc(TypeBroadcastJourney, e.handleBroadcastJourney)
+	mux.HandleFunc(wire.TypeBroadcastCreate, e.handleBroadcastCreate)
 	return mux
 }
 

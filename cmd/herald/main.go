@@ -34,6 +34,7 @@ Usage:
   herald send CUSTOMER TEMPLATE --topic TOPIC [--data JSON] [--channels email,slack] [--key K]
   herald customer CUSTOMER [--email E] [--slack U…] [--locale L] [--timezone Z] [--attr k=v …]
   herald customer prefs CUSTOMER [--set JSON]
+  herald broadcast create FILE [--dry-run] · list · show ID [--watch] · cancel ID
 
 Every command reads --config FILE (or HERALD_CONFIG) and HERALD_* variables.
 `
@@ -83,6 +84,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdSend(ctx, args, stdout, stderr)
 	case "customer":
 		return cmdCustomer(ctx, args, stdout, stderr)
+	case "broadcast":
+		return cmdBroadcast(ctx, args, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/wire"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -65,6 +66,49 @@ type BroadcastRecord struct {
 	// Counts are the counters: queued, sent:<channel>, suppressed:<reason>,
 	// deferred, failed, skipped (erased), cancelled.
 	Counts map[string]int64
+}
+
+// BroadcastRequest is what a broadcast record keeps of its request.
+type BroadcastRequest struct {
+	Broadcast wire.Broadcast `json:"b"`
+	Actor     string         `json:"actor,omitempty"`
+	Notes     []string       `json:"notes,omitempty"`
+	StartAt   time.Time      `json:"start"`
+}
+
+// Info is the broadcast as the API shows it.
+func (r BroadcastRecord) Info() wire.BroadcastInfo {
+	var st BroadcastRequest
+	_ = json.Unmarshal(r.Spec, &st)
+	info := wire.BroadcastInfo{
+		Broadcast: st.Broadcast, Status: r.Status, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		Actor: st.Actor, Notes: st.Notes,
+		Counts: wire.Counts{Matched: r.Total, Sent: map[string]int64{}, Suppressed: map[string]int64{}},
+	}
+	info.ID = r.ID
+	if !st.StartAt.IsZero() {
+		t := st.StartAt
+		info.StartAt = &t
+	}
+	for k, v := range r.Counts {
+		switch {
+		case k == "queued":
+			info.Counts.Queued = v
+		case k == "deferred":
+			info.Counts.Deferred = v
+		case k == "failed":
+			info.Counts.Failed = v
+		case k == "skipped":
+			info.Counts.Skipped = v
+		case k == "cancelled":
+			info.Counts.Cancelled = v
+		case strings.HasPrefix(k, "sent:"):
+			info.Counts.Sent[strings.TrimPrefix(k, "sent:")] = v
+		case strings.HasPrefix(k, "suppressed:"):
+			info.Counts.Suppressed[strings.TrimPrefix(k, "suppressed:")] = v
+		}
+	}
+	return info
 }
 
 func parseBroadcast(id string, h map[string]string) (BroadcastRecord, bool) {
@@ -265,12 +309,13 @@ func (s *Store) FinishBroadcast(ctx context.Context, id string) error {
 	return tempErr(finishScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta"), broadcastKey(id, "audience")}, s.now().UnixMilli()).Err())
 }
 
-// cancelScript cancels a scheduled or running broadcast and drops the part
-// of its audience not yet queued. KEYS: meta, audience. ARGV: ms. Returns
-// the status after.
+// cancelScript cancels a broadcast and drops the part of its audience not
+// yet queued. A done broadcast may still have messages waiting (for a
+// customer's local hour, for quiet hours): cancelling it stops those.
+// KEYS: meta, audience. ARGV: ms. Returns the status after.
 var cancelScript = redis.NewScript(`
 local st = redis.call("HGET", KEYS[1], "status")
-if st == "scheduled" or st == "running" then
+if st == "scheduled" or st == "running" or st == "done" then
   local left = redis.call("HGET", KEYS[1], "total") - redis.call("HGET", KEYS[1], "cursor")
   redis.call("HSET", KEYS[1], "status", "cancelled", "finished_at", ARGV[1])
   if left > 0 then redis.call("HINCRBY", KEYS[1], "cancelled", left) end
@@ -279,7 +324,7 @@ if st == "scheduled" or st == "running" then
 end
 return st`)
 
-// CancelBroadcast cancels a broadcast not yet done; it returns the status
+// CancelBroadcast cancels a broadcast; it returns the status
 // after ("" when there is none). The count "cancelled" starts with the
 // recipients the fan-out had not reached; queued messages add theirs as
 // they are stopped.
@@ -341,4 +386,69 @@ func (s *Store) BroadcastGate(ctx context.Context, id, customerID, msgID string,
 		}
 	}
 	return st.Val(), ran, nil
+}
+
+// BroadcastAnswerTTL is how long a worker's answer to a broadcast request
+// from the Go client waits to be read.
+const BroadcastAnswerTTL = 10 * time.Minute
+
+func answerKey(request string) string { return "herald:broadcast:answer:" + request }
+
+// SetBroadcastAnswer stores the answer to a broadcast request.
+func (s *Store) SetBroadcastAnswer(ctx context.Context, request string, answer []byte) error {
+	return tempErr(s.rdb.Set(ctx, answerKey(request), answer, BroadcastAnswerTTL).Err())
+}
+
+// BroadcastAnswer reads the answer to a broadcast request (ok false while
+// there is none).
+func (s *Store) BroadcastAnswer(ctx context.Context, request string) ([]byte, bool, error) {
+	b, err := s.rdb.Get(ctx, answerKey(request)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	return b, err == nil, tempErr(err)
+}
+
+// BroadcastInfo reads a broadcast as the API shows it (ENotFound when there
+// is none).
+func (s *Store) BroadcastInfo(ctx context.Context, id string) (wire.BroadcastInfo, error) {
+	if err := ValidBroadcastID(id); err != nil {
+		return wire.BroadcastInfo{}, err
+	}
+	rec, ok, err := s.Broadcast(ctx, id)
+	if err != nil {
+		return wire.BroadcastInfo{}, err
+	}
+	if !ok {
+		return wire.BroadcastInfo{}, herald.Errorf(herald.ENotFound, "broadcast %q not found", id)
+	}
+	return rec.Info(), nil
+}
+
+// BroadcastInfos lists broadcasts as the API shows them, newest first.
+func (s *Store) BroadcastInfos(ctx context.Context, offset, limit int) ([]wire.BroadcastInfo, error) {
+	recs, err := s.Broadcasts(ctx, offset, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wire.BroadcastInfo, len(recs))
+	for i, r := range recs {
+		out[i] = r.Info()
+	}
+	return out, nil
+}
+
+// Cancel cancels a broadcast (see CancelBroadcast) and reads it after.
+func (s *Store) Cancel(ctx context.Context, id string) (wire.BroadcastInfo, error) {
+	if err := ValidBroadcastID(id); err != nil {
+		return wire.BroadcastInfo{}, err
+	}
+	st, err := s.CancelBroadcast(ctx, id)
+	if err != nil {
+		return wire.BroadcastInfo{}, err
+	}
+	if st == "" {
+		return wire.BroadcastInfo{}, herald.Errorf(herald.ENotFound, "broadcast %q not found", id)
+	}
+	return s.BroadcastInfo(ctx, id)
 }
