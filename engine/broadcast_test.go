@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -207,4 +208,92 @@ func TestBroadcastExactlyOnceThroughAWorkerStop(t *testing.T) {
 	require.NoError(t, err)
 	require.Less(t, bytes, int64(2048), "counts, not a record per recipient")
 	t.Logf("bookkeeping of a finished 2,000-customer broadcast: %d bytes", bytes)
+}
+
+// TestBroadcastAtLocalTime schedules each customer's message at 09:00 in
+// the customer's zone (the default zone for a customer without one); a
+// cancel then stops every one of them.
+func TestBroadcastAtLocalTime(t *testing.T) {
+	t.Parallel()
+	warsaw, err := time.LoadLocation("Europe/Warsaw")
+	require.NoError(t, err)
+	b := setupWith(t, 4, "testdata/templates", func(o *engine.Options) { o.DefaultZone = warsaw })
+	ctx := context.Background()
+	zones := map[string]string{"tokyo": "Asia/Tokyo", "newyork": "America/New_York", "nozone": ""}
+	for id, z := range zones {
+		b.customer(t, herald.Customer{ID: id, Email: id + "@example.com", Timezone: z})
+	}
+	before := time.Now()
+	info, created, err := b.e.CreateBroadcast(ctx, engine.Broadcast{
+		ID: "morning", Template: "hello", Topic: "product-updates", Data: map[string]any{"plan": "Pro"},
+		Audience: engine.Audience{CustomerIDs: []string{"tokyo", "newyork", "nozone"}}, LocalTime: "09:00",
+	}, "test")
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Equal(t, int64(3), info.Counts.Matched)
+	eventually(t, func() bool {
+		got, err := b.e.Broadcast(ctx, "morning")
+		return err == nil && got.Status == "done" && got.Counts.Queued == 3
+	}, "the fan-out queues all three")
+	tasks, err := b.insp.ListScheduledTasks("bulk")
+	require.NoError(t, err)
+	require.Len(t, tasks, 3)
+	for _, task := range tasks {
+		id := strings.TrimPrefix(task.ID, "m:b_morning_")
+		loc := warsaw
+		if zones[id] != "" {
+			loc, err = time.LoadLocation(zones[id])
+			require.NoError(t, err)
+		}
+		at := task.NextProcessAt.In(loc)
+		require.Equal(t, "09:00", at.Format("15:04"), "%s: %s", id, at)
+		require.True(t, at.After(before) && at.Before(before.Add(24*time.Hour)), "%s: the next 09:00, %s", id, at)
+	}
+	require.Zero(t, b.smtp.Count())
+
+	got, err := b.e.CancelBroadcast(ctx, "morning")
+	require.NoError(t, err)
+	require.Equal(t, "cancelled", got.Status)
+	_, err = b.insp.RunAllScheduledTasks("bulk")
+	require.NoError(t, err)
+	eventually(t, func() bool {
+		got, err := b.e.Broadcast(ctx, "morning")
+		return err == nil && got.Counts.Cancelled == 3
+	}, "each waiting message stops when it comes up")
+	require.Zero(t, b.smtp.Count(), "a cancelled broadcast sends nothing more")
+}
+
+// TestBroadcastStartsJourneys starts a workflow's journey for each
+// customer of the audience, once, except for a customer who left the
+// workflow's topic.
+func TestBroadcastStartsJourneys(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{ID: "c1", Email: "c1@example.com"})
+	b.customer(t, herald.Customer{ID: "c2", Email: "c2@example.com"})
+	_, err := b.e.SetPreferences(ctx, "c2", preferences.Patch{Topics: map[string]bool{"onboarding": false}}, preferences.Actor{Kind: "api", Name: "test"}, "api")
+	require.NoError(t, err)
+	req := engine.Broadcast{ID: "onboard-all", Workflow: "onboard", Data: map[string]any{"plan": "Pro"}, Audience: engine.Audience{Filter: "true"}}
+	_, created, err := b.e.CreateBroadcast(ctx, req, "test")
+	require.NoError(t, err)
+	require.True(t, created)
+	eventually(t, func() bool { return b.smtp.Count() == 1 }, "c1's journey sends its first step")
+	js, err := b.e.Journeys(ctx, "c1")
+	require.NoError(t, err)
+	require.Len(t, js, 1)
+	require.Equal(t, "onboard", js[0].WorkflowID)
+	js, err = b.e.Journeys(ctx, "c2")
+	require.NoError(t, err)
+	require.Empty(t, js, "c2 left the workflow's topic")
+
+	_, created, err = b.e.CreateBroadcast(ctx, req, "test")
+	require.NoError(t, err)
+	require.False(t, created, "the same broadcast again")
+	req.Data = map[string]any{"plan": "Team"}
+	_, _, err = b.e.CreateBroadcast(ctx, req, "test")
+	require.Equal(t, herald.EConflict, herald.ErrorCode(err))
+	js, err = b.e.Journeys(ctx, "c1")
+	require.NoError(t, err)
+	require.Len(t, js, 1, "one journey per customer")
 }
