@@ -259,6 +259,9 @@ type Content struct {
 	Workflows     string `yaml:"workflows"`      // HERALD_WORKFLOWS (folder)
 	Templates     string `yaml:"templates"`      // HERALD_TEMPLATES (folder)
 	DefaultLocale string `yaml:"default_locale"` // default en
+	// DefaultTimezone is the IANA zone of customers without one, for
+	// broadcasts at a local hour (HERALD_DEFAULT_TIMEZONE; default UTC).
+	DefaultTimezone string `yaml:"default_timezone"`
 	BrandName     string `yaml:"brand_name"`     // default herald
 	PostalAddress string `yaml:"postal_address"`
 
@@ -386,6 +389,7 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 	str("HERALD_WORKFLOWS", &c.Content.Workflows)
 	str("HERALD_TEMPLATES", &c.Content.Templates)
 	str("HERALD_DEFAULT_LOCALE", &c.Content.DefaultLocale)
+	str("HERALD_DEFAULT_TIMEZONE", &c.Content.DefaultTimezone)
 	list("HERALD_LOCALES", &c.Content.Locales)
 	str("HERALD_MONITORING_USER", &c.Monitoring.Username)
 	secret("HERALD_MONITORING_PASSWORD", &c.Monitoring.Password)
@@ -834,6 +838,11 @@ func (c Config) Validate() error {
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format (HERALD_LOG_FORMAT)", "%q: want json or text", c.Log.Format)
+	}
+	if z := c.Content.DefaultTimezone; z != "" {
+		if _, err := time.LoadLocation(z); err != nil {
+			bad("content.default_timezone (HERALD_DEFAULT_TIMEZONE)", "%q: want an IANA zone such as Europe/Warsaw", z)
+		}
 	}
 	for i, l := range c.Content.Locales {
 		if _, err := language.Parse(l); err != nil {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 
@@ -84,24 +85,20 @@ func broadcastID(r *http.Request) (string, error) {
 }
 
 func (s *server) getBroadcast(w http.ResponseWriter, r *http.Request, _ string) error {
-	id, err := broadcastID(r)
-	if err != nil {
-		return err
-	}
-	info, err := s.e.Broadcast(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, info)
-	return nil
+	return s.onBroadcast(w, r, s.e.Broadcast)
 }
 
 func (s *server) cancelBroadcast(w http.ResponseWriter, r *http.Request, _ string) error {
+	return s.onBroadcast(w, r, s.e.CancelBroadcast)
+}
+
+// onBroadcast answers with what do returns for the broadcast in the path.
+func (s *server) onBroadcast(w http.ResponseWriter, r *http.Request, do func(context.Context, string) (engine.BroadcastInfo, error)) error {
 	id, err := broadcastID(r)
 	if err != nil {
 		return err
 	}
-	info, err := s.e.CancelBroadcast(r.Context(), id)
+	info, err := do(r.Context(), id)
 	if err != nil {
 		return err
 	}

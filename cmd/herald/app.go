@@ -120,6 +120,7 @@ func (m *Main) Open(ctx context.Context) error {
 		ChannelConcurrency: max(1, c.Worker.Concurrency*3/4), RateLimits: rateLimits(rdb, c.RateLimits),
 		RetryBase: c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
 		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger, SlackUpdater: m.slackUpdater(),
+		DefaultZone: defaultZone(c.Content.DefaultTimezone),
 	})
 	if err != nil {
 		return err

@@ -192,3 +192,16 @@ func bar(n, of int64, width int) string {
 	}
 	return "[" + strings.Repeat("#", full) + strings.Repeat("-", width-full) + "]"
 }
+
+// defaultZone is the configured zone of customers without one (validated
+// with the config; nil: UTC).
+func defaultZone(name string) *time.Location {
+	if name == "" {
+		return nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil
+	}
+	return loc
+}
