@@ -262,8 +262,8 @@ type Content struct {
 	// DefaultTimezone is the IANA zone of customers without one, for
 	// broadcasts at a local hour (HERALD_DEFAULT_TIMEZONE; default UTC).
 	DefaultTimezone string `yaml:"default_timezone"`
-	BrandName     string `yaml:"brand_name"`     // default herald
-	PostalAddress string `yaml:"postal_address"`
+	BrandName       string `yaml:"brand_name"` // default herald
+	PostalAddress   string `yaml:"postal_address"`
 
 	// Locales are the locales every template should have (HERALD_LOCALES,
 	// comma separated); `herald validate` lists each template's missing
