@@ -259,16 +259,17 @@ type Content struct {
 	Workflows     string `yaml:"workflows"`      // HERALD_WORKFLOWS (folder)
 	Templates     string `yaml:"templates"`      // HERALD_TEMPLATES (folder)
 	DefaultLocale string `yaml:"default_locale"` // default en
-	// DefaultTimezone is the IANA zone of customers without one, for
-	// broadcasts at a local hour (HERALD_DEFAULT_TIMEZONE; default UTC).
-	DefaultTimezone string `yaml:"default_timezone"`
-	BrandName       string `yaml:"brand_name"` // default herald
-	PostalAddress   string `yaml:"postal_address"`
+	BrandName     string `yaml:"brand_name"`     // default herald
+	PostalAddress string `yaml:"postal_address"`
 
 	// Locales are the locales every template should have (HERALD_LOCALES,
 	// comma separated); `herald validate` lists each template's missing
 	// ones. Empty: every locale some template has.
 	Locales []string `yaml:"locales"`
+
+	// DefaultTimezone is the IANA zone of customers without one, for
+	// broadcasts at a local hour (HERALD_DEFAULT_TIMEZONE; default UTC).
+	DefaultTimezone string `yaml:"default_timezone"`
 }
 
 // Topic declares a topic customers can opt in or out of.
