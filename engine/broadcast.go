@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
+	"github.com/heraldhq/herald/templates"
 	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
 )
@@ -90,9 +91,23 @@ func (lt localTime) at(loc *time.Location, created, now time.Time) time.Time {
 	return t
 }
 
-// validate checks a broadcast's request against the content and the
-// topics, saying every problem at once.
+// BroadcastContent is what a broadcast is checked against.
+type BroadcastContent struct {
+	Templates *templates.Set
+	Workflows *workflows.Set // nil: none
+	Topics    map[string]herald.Topic
+}
+
+// validateBroadcast checks a broadcast's request against the engine's
+// content and topics.
 func (e *Engine) validateBroadcast(b Broadcast) (*workflows.Audience, error) {
+	return CheckBroadcast(b, BroadcastContent{Templates: e.Templates(), Workflows: e.Workflows(), Topics: e.opt.Policy.Topics})
+}
+
+// CheckBroadcast checks a broadcast's request against content and topics
+// (what `herald validate` and the workers do), saying every problem at
+// once, and returns its compiled filter.
+func CheckBroadcast(b Broadcast, c BroadcastContent) (*workflows.Audience, error) {
 	var probs []string
 	if err := redisstore.ValidBroadcastID(b.ID); err != nil {
 		probs = append(probs, herald.ErrorMessage(err))
@@ -103,7 +118,7 @@ func (e *Engine) validateBroadcast(b Broadcast) (*workflows.Audience, error) {
 	case b.Template != "" && b.Workflow != "":
 		probs = append(probs, "template and workflow: give one, not both")
 	case b.Template != "":
-		if !e.Templates().Has(b.Template) {
+		if c.Templates == nil || !c.Templates.Has(b.Template) {
 			probs = append(probs, fmt.Sprintf("template: unknown template %q", b.Template))
 		}
 		if b.Topic == "" {
@@ -111,8 +126,8 @@ func (e *Engine) validateBroadcast(b Broadcast) (*workflows.Audience, error) {
 		}
 	case b.Workflow != "":
 		var w *workflows.Workflow
-		if set := e.Workflows(); set != nil {
-			w, _ = set.Get(b.Workflow)
+		if c.Workflows != nil {
+			w, _ = c.Workflows.Get(b.Workflow)
 		}
 		switch {
 		case w == nil:
@@ -125,7 +140,7 @@ func (e *Engine) validateBroadcast(b Broadcast) (*workflows.Audience, error) {
 		}
 	}
 	if b.Topic != "" {
-		if _, ok := e.opt.Policy.Topics[b.Topic]; !ok {
+		if _, ok := c.Topics[b.Topic]; !ok {
 			probs = append(probs, fmt.Sprintf("topic: unknown topic %q", b.Topic))
 		}
 	}

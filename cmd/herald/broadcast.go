@@ -14,7 +14,11 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/client"
+	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/templates"
+	"github.com/heraldhq/herald/workflows"
 )
 
 const broadcastUsage = `usage:
@@ -204,4 +208,22 @@ func defaultZone(name string) *time.Location {
 		return nil
 	}
 	return loc
+}
+
+// checkBroadcasts checks broadcast files against the content `herald
+// validate` loaded, printing "file: message" for each problem; it returns
+// how many.
+func checkBroadcasts(w io.Writer, files []string, tset *templates.Set, wset *workflows.Set, topics map[string]herald.Topic) int {
+	problems := 0
+	for _, f := range files {
+		b, err := readBroadcast(f)
+		if err == nil {
+			_, err = engine.CheckBroadcast(b, engine.BroadcastContent{Templates: tset, Workflows: wset, Topics: topics})
+		}
+		if err != nil {
+			fmt.Fprintf(w, "%s: %s\n", f, strings.TrimPrefix(herald.ErrorMessage(err), f+": "))
+			problems++
+		}
+	}
+	return problems
 }

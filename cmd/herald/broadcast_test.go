@@ -64,3 +64,23 @@ channels: [email]
 	_, _, err = runCLI(t, "broadcast", "create", bad)
 	require.ErrorContains(t, err, `unknown field "templat"`)
 }
+
+// TestValidateBroadcastFiles: `herald validate FILE…` checks broadcast files
+// beside the content.
+func TestValidateBroadcastFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(good, []byte("id: spring\nworkflow: re-engagement\naudience: { filter: 'customer.plan == \"pro\"' }\nlocal_time: \"09:00\"\n"), 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte("id: spring\ntemplate: nope\ntopic: onboarding\naudience: { filter: 'customer.plan ==' }\nlocal_time: 9am\n"), 0o600))
+
+	_, stderr, err := runCLI(t, "validate", good)
+	require.NoError(t, err, stderr)
+	out, _, err := runCLI(t, "validate", good, bad)
+	require.Error(t, err)
+	require.NotContains(t, out, "good.yaml")
+	require.Contains(t, out, bad+`: template: unknown template "nope"`)
+	require.Contains(t, out, "audience.filter: unexpected token EOF (column")
+	require.Contains(t, out, `local_time "9am": want HH:MM`)
+}

@@ -28,7 +28,7 @@ Usage:
   herald run                 worker and HTTP server in one process
   herald worker [--watch]    the asynq worker
   herald serve               the HTTP server (API, preference centre, dashboard, metrics)
-  herald validate            check workflows and templates (file:line: message); exit 1 on problems
+  herald validate [BROADCAST_FILE …]   check workflows, templates and broadcast files; exit 1 on problems
   herald preview --template T [--locale L] [--channel email|slack] [--data file.json] [--html out.html]
   herald event CUSTOMER NAME [--data JSON] [--key IDEMPOTENCY_KEY]
   herald send CUSTOMER TEMPLATE --topic TOPIC [--data JSON] [--channels email,slack] [--key K]

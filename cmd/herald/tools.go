@@ -38,7 +38,8 @@ func contentFS(c *config.Config) (tfs, wfs fs.FS, tdir, wdir string) {
 // every workflow, printing file:line: message.
 func cmdValidate(args []string, stdout, stderr io.Writer) error {
 	fs, path := flags("validate", stderr)
-	if _, err := parse(fs, args); err != nil {
+	files, err := parse(fs, args)
+	if err != nil {
 		return err
 	}
 	c, err := config.Load(*path)
@@ -54,6 +55,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	tfs, wfs, tdir, wdir := contentFS(&c)
+	var wset *workflows.Set
 	tset, err := templates.Load(tfs, templateOptions(c))
 	if err != nil {
 		problems += report(stdout, tdir, err)
@@ -67,10 +69,11 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 		if tset != nil {
 			opts.TemplateExists = tset.Has
 		}
-		if _, err := workflows.Load(wfs, opts); err != nil {
+		if wset, err = workflows.Load(wfs, opts); err != nil {
 			problems += report(stdout, wdir, err)
 		}
 	}
+	problems += checkBroadcasts(stdout, files, tset, wset, policy(c).Topics)
 	if problems > 0 {
 		fmt.Fprintf(stderr, "%d problem(s)\n", problems)
 		return exitError(1)
