@@ -8,6 +8,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/service"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
@@ -83,7 +84,7 @@ func (c *Client) CancelJourney(ctx context.Context, customerID, journeyID string
 // the provider's ID, suppressed with the reason and consent entry, failed
 // with the error and attempt count, per channel.
 func (c *Client) Message(ctx context.Context, id string) (MessageStatus, error) {
-	return c.svc.Store().LookUpMessage(ctx, id, wire.FindMessage(asynq.NewInspectorFromRedisClient(c.rdb), id))
+	return c.svc.Store().LookUpMessage(ctx, id, service.FindMessage(asynq.NewInspectorFromRedisClient(c.rdb), id))
 }
 
 // TestSends returns the newest lines of the test-send log (test sends are

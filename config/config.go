@@ -277,6 +277,10 @@ type Content struct {
 	// comma separated); `herald validate` lists each template's missing
 	// ones. Empty: every locale some template has.
 	Locales []string `yaml:"locales"`
+
+	// DefaultTimezone is the IANA zone of customers without one, for
+	// broadcasts at a local hour (HERALD_DEFAULT_TIMEZONE; default UTC).
+	DefaultTimezone string `yaml:"default_timezone"`
 }
 
 // Topic declares a topic customers can opt in or out of.
@@ -424,6 +428,7 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 	str("HERALD_WORKFLOWS", &c.Content.Workflows)
 	str("HERALD_TEMPLATES", &c.Content.Templates)
 	str("HERALD_DEFAULT_LOCALE", &c.Content.DefaultLocale)
+	str("HERALD_DEFAULT_TIMEZONE", &c.Content.DefaultTimezone)
 	list("HERALD_LOCALES", &c.Content.Locales)
 	list("HERALD_SECRET_KEYS", &c.Worker.SecretKeys)
 	str("HERALD_MONITORING_USER", &c.Monitoring.Username)
@@ -881,6 +886,11 @@ func (c Config) Validate() error {
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format (HERALD_LOG_FORMAT)", "%q: want json or text", c.Log.Format)
+	}
+	if z := c.Content.DefaultTimezone; z != "" {
+		if _, err := time.LoadLocation(z); err != nil {
+			bad("content.default_timezone (HERALD_DEFAULT_TIMEZONE)", "%q: want an IANA zone such as Europe/Warsaw", z)
+		}
 	}
 	for i, l := range c.Content.Locales {
 		if _, err := language.Parse(l); err != nil {

@@ -66,6 +66,9 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	if _, ok := e.opt.Senders[d.Channel]; !ok {
 		return skip(herald.Errorf(herald.EInvalid, "no sender configured for channel %s", d.Channel))
 	}
+	if e.broadcastSkip(ctx, d.MessageID, d.CustomerID, false) {
+		return nil
+	}
 	ctx, cancel := e.taskBudget(ctx)
 	defer cancel()
 	st, err := e.sendState(ctx, d.CustomerID, d.Topic)
@@ -326,6 +329,7 @@ func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.De
 		ref["until"] = until.UTC().Format(time.RFC3339)
 		summary = fmt.Sprintf("message %s by %s deferred until %s (%s)", d.Template, d.Channel, until.In(c.Location()).Format("2006-01-02 15:04 MST"), why)
 		e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeDeferred, why)
+		e.tallyOutcome(ctx, d.MessageID, d.Channel, herald.OutcomeDeferred, why)
 	}
 	return e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindMessage, Channel: d.Channel, Outcome: outcome, Ref: d.MessageID, Data: ref,
@@ -417,6 +421,7 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeSent, "")
 	e.metrics.delivered(d.Channel, e.Queue(d.Topic), d.QueuedAt, r.SentAt)
 	e.emitMessage(ctx, eventSent, d.CustomerID, d.MessageID, d.Channel, "", ref)
+	e.tallyOutcome(ctx, d.MessageID, d.Channel, herald.OutcomeSent, "")
 	return nil
 }
 
@@ -434,6 +439,7 @@ func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.De
 	if o == herald.OutcomeFailedPermanent {
 		e.emitMessage(ctx, eventFailed, c.ID, d.MessageID, d.Channel, reason, ref)
 	}
+	e.tallyOutcome(ctx, d.MessageID, d.Channel, o, reason)
 	e.log.Warn("delivery failed", "delivery", d.DeliveryID(), "customer", c.ID, "channel", d.Channel, "outcome", o, "reason", reason)
 	var counts []redisstore.Count
 	if o == herald.OutcomeFailedPermanent {

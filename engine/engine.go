@@ -72,6 +72,9 @@ type Options struct {
 	// AppEvents receives what happened to messages and journeys for the
 	// app's webhooks (nil: none).
 	AppEvents AppEvents
+	// DefaultZone is the time zone of customers without one, for
+	// broadcasts at a local hour (nil: UTC).
+	DefaultZone *time.Location
 	// WatchdogLate is how far past due a journey follow-up must be before
 	// the watchdog re-arms it; default 30s.
 	WatchdogLate time.Duration
@@ -97,6 +100,9 @@ type Engine struct {
 	// svc is the write path every door uses.
 	svc   *service.Service
 	route redisstore.Routing
+	// fanOutFault, set by tests, runs after each message a broadcast's
+	// fan-out queues (to stop a worker mid-walk).
+	fanOutFault func(ctx context.Context, queued int64)
 }
 
 // New builds an Engine. Call Close when done.
@@ -212,6 +218,9 @@ func (e *Engine) Mux() *asynq.ServeMux {
 		mux.HandleFunc(wire.DeliverType(ch), e.handleDeliver)
 	}
 	e.registerJourneys(mux)
+	mux.HandleFunc(TypeBroadcast, e.handleBroadcast)
+	mux.HandleFunc(TypeBroadcastJourney, e.handleBroadcastJourney)
+	mux.HandleFunc(wire.TypeBroadcastCreate, e.handleBroadcastCreate)
 	return mux
 }
 

@@ -29,6 +29,9 @@ func (e *Engine) handleMessage(ctx context.Context, t *asynq.Task) error {
 	if err := m.Validate(); err != nil {
 		return skip(err)
 	}
+	if e.broadcastSkip(ctx, m.ID, m.CustomerID, m.Once) {
+		return nil
+	}
 	ctx, cancel := e.taskBudget(ctx)
 	defer cancel()
 	return e.runMessage(ctx, m)
@@ -190,6 +193,7 @@ func (e *Engine) deferMessage(ctx context.Context, c herald.Customer, m wire.Mes
 	}
 	e.st.IndexTask(ctx, c.ID, e.Queue(m.Topic), taskID)
 	e.metrics.message("", m.Topic, m.WorkflowID, herald.OutcomeDeferred, dec.Reason)
+	e.tallyOutcome(ctx, m.ID, "", herald.OutcomeDeferred, dec.Reason)
 	ref["until"] = dec.NotBefore.UTC().Format(time.RFC3339)
 	return e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindMessage, Outcome: herald.OutcomeDeferred, Reason: dec.Reason, Ref: m.ID,
@@ -237,6 +241,7 @@ func (e *Engine) suppressed(ctx context.Context, c herald.Customer, msgID, topic
 	}
 	e.metrics.message(string(ch), topic, workflow, herald.OutcomeSuppressed, dec.Reason)
 	e.emitMessage(ctx, eventSuppressed, c.ID, msgID, ch, dec.Reason, ref)
+	e.tallyOutcome(ctx, msgID, ch, herald.OutcomeSuppressed, dec.Reason)
 	return e.st.AppendCounted(ctx, c.ID, entry, stepCounts(ref, redisstore.CountSuppressed+":"+dec.Reason)...)
 }
 

@@ -23,6 +23,7 @@ type Metrics struct {
 	// deferred by the contact policy, from when it became due) to the
 	// provider accepting it, by channel and priority queue.
 	DeliveryLatency *prometheus.HistogramVec
+	Broadcasts      *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them on reg (nil: not
@@ -55,15 +56,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from a message being queued (or due, when the contact policy deferred it) to the provider accepting it, by channel and priority queue; retries and rate-limit waits included.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600},
 		}, []string{"channel", "queue"}),
+		Broadcasts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_broadcast_messages_total",
+			Help: "Broadcast messages by outcome: queued by the fan-out, sent, suppressed, deferred, failed, cancelled.",
+		}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Messages, m.ProviderLatency, m.Journeys, m.WatchdogRepairs, m.RateLimitWaits, m.DeliveryLatency)
+		reg.MustRegister(m.Messages, m.ProviderLatency, m.Journeys, m.WatchdogRepairs, m.RateLimitWaits, m.DeliveryLatency, m.Broadcasts)
 	}
 	return m
 }
 
 func (m *Metrics) message(channel, topic, workflow string, o herald.Outcome, reason string) {
 	m.Messages.WithLabelValues(channel, topic, workflow, string(o), reason).Inc()
+}
+
+func (m *Metrics) broadcast(outcome string, n int) {
+	m.Broadcasts.WithLabelValues(outcome).Add(float64(n))
 }
 
 // providerLatency records one provider call. A refusal for the provider's

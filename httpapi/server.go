@@ -123,6 +123,11 @@ func New(cfg Config) http.Handler {
 	api("GET /v1/messages/{id}", s.getMessage)
 	api("POST /v1/test-sends", s.postTestSend)
 	api("GET /v1/test-sends", s.listTestSends)
+	api("GET /v1/customers", s.listCustomers)
+	api("POST /v1/broadcasts", s.postBroadcast)
+	api("GET /v1/broadcasts", s.listBroadcasts)
+	api("GET /v1/broadcasts/{id}", s.getBroadcast)
+	api("POST /v1/broadcasts/{id}/cancel", s.cancelBroadcast)
 	mux.Handle("/v1/", s.auth(func(w http.ResponseWriter, r *http.Request, _ string) error {
 		return errStatus(http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	}))

@@ -139,6 +139,7 @@ func (m *Main) Open(ctx context.Context) error {
 		RetryBase: c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
 		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger, SlackUpdater: m.slackUpdater(),
 		AppEvents: m.appEvents(), SecretKeys: secretKeys(c.Worker.SecretKeys),
+		DefaultZone: defaultZone(c.Content.DefaultTimezone),
 	})
 	if err != nil {
 		return err

@@ -28,9 +28,9 @@ Usage:
   herald run                 worker and HTTP server in one process
   herald worker [--watch]    the asynq worker
   herald serve               the HTTP server (API, preference centre, dashboard, metrics)
-  herald validate [--role run|worker|serve|content] [--connect]
+  herald validate [--role run|worker|serve|content] [--connect] [BROADCAST_FILE …]
                              check the config, what the role needs to start, templates and
-                             workflows (file:line: message); exit 1 on problems
+                             workflows and broadcast files (file:line: message); exit 1 on problems
   herald preview --template T [--locale L] [--channel email|slack] [--data file.json] [--html out.html]
   herald event CUSTOMER NAME [--data JSON] [--key IDEMPOTENCY_KEY]
   herald send CUSTOMER TEMPLATE --topic TOPIC [--data JSON] [--channels email,slack] [--key K]
@@ -40,6 +40,7 @@ Usage:
   herald graph WORKFLOW [--format mermaid|dot|svg]
   herald workflows · herald stats WORKFLOW [--since 7d]
   herald journeys CUSTOMER · herald journeys cancel CUSTOMER JOURNEY · herald message ID
+  herald broadcast create FILE [--dry-run] · list · show ID [--watch] · cancel ID
 
 Every command reads --config FILE (or HERALD_CONFIG) and HERALD_* variables.
 `
@@ -99,6 +100,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdJourneys(ctx, args, stdout, stderr)
 	case "message":
 		return cmdMessage(ctx, args, stdout, stderr)
+	case "broadcast":
+		return cmdBroadcast(ctx, args, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)

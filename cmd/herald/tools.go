@@ -29,7 +29,8 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs, path := flags("validate", stderr)
 	roleF := fs.String("role", "", "also check what herald run, worker or serve needs to start; content checks templates and workflows only (default: run when the config sets Redis, a channel, a signing key or API tokens; else content)")
 	connect := fs.Bool("connect", false, "also ask Redis for PING, waiting at most "+pingTimeout.String()+" (implies --role run unless one is given)")
-	if _, err := parse(fs, args); err != nil {
+	files, err := parse(fs, args)
+	if err != nil {
 		return err
 	}
 	c, err := config.LoadFor(*path, "")
@@ -65,7 +66,7 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if role != "" {
 		channels = c.Channels()
 	}
-	_, _, probs := checkContent(src, c, channels)
+	tset, wset, probs := checkContent(src, c, channels)
 	for _, p := range probs {
 		fmt.Fprintln(stdout, p)
 	}
@@ -85,6 +86,7 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			fmt.Fprintln(stderr, "redis: answered PING")
 		}
 	}
+	problems += checkBroadcasts(stdout, files, tset, wset, policy(c).Topics)
 	if problems > 0 {
 		fmt.Fprintf(stderr, "%d problem(s)\n", problems)
 		return exitError(1)

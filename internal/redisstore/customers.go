@@ -77,6 +77,11 @@ func (s *Store) WriteCustomer(ctx context.Context, id string, change func(old he
 			}
 			return herald.Customer{}, false, herald.Temporary(err, "redis", 0)
 		}
+		// Outside the transaction: the index is in another Cluster slot.
+		// Every write re-adds the ID, so one lost here is back with the next.
+		if err := s.indexCustomer(ctx, id); err != nil {
+			return out, created, herald.Temporary(err, "redis", 0)
+		}
 		return out, created, nil
 	}
 	return herald.Customer{}, false, herald.Errorf(herald.ETemporary, "customer %s: too many concurrent changes, try again", id)

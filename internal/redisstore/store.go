@@ -121,6 +121,11 @@ func (s *Store) UpsertCustomer(ctx context.Context, c herald.Customer) (herald.C
 	if err != nil {
 		return c, false, fmt.Errorf("store customer: %w", err)
 	}
+	// Outside the transaction: the index is in another Cluster slot. Every
+	// upsert re-adds the ID, so one lost here is back with the next.
+	if err := s.indexCustomer(ctx, c.ID); err != nil {
+		return c, created, fmt.Errorf("index customer: %w", err)
+	}
 	return c, created, nil
 }
 
@@ -382,6 +387,9 @@ func (s *Store) DeleteCustomer(ctx context.Context, customerID string, keep ...s
 		err = scan(ctx, c)
 	default:
 		err = fmt.Errorf("store: unsupported client %T", s.rdb)
+	}
+	if err == nil {
+		err = s.rdb.ZRem(ctx, CustomersKey, customerID).Err()
 	}
 	return int(n.Load()), err
 }

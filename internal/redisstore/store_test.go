@@ -253,6 +253,9 @@ func TestCustomer(t *testing.T) {
 	require.NoError(t, err)
 	_, err = b.st.Customer(b.ctx, "a")
 	require.Equal(t, herald.ENotFound, herald.ErrorCode(err))
+	indexed, err := b.st.CustomerIDs(b.ctx, "", 10)
+	require.NoError(t, err)
+	require.NotContains(t, indexed, "a", "an erased customer leaves the index")
 
 	b.down(t)
 	_, err = b.st.Customer(b.ctx, "ab")
@@ -537,7 +540,7 @@ func TestDeleteCustomer(t *testing.T) {
 	}
 	before, err := b.rdb.Keys(b.ctx, "*").Result()
 	require.NoError(t, err)
-	require.Len(t, before, perCustomer*len(ids)+len(global))
+	require.Len(t, before, perCustomer*len(ids)+len(global)+1) // + the customer index
 
 	n, err := b.st.DeleteCustomer(b.ctx, "a")
 	require.NoError(t, err)

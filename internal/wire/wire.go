@@ -57,6 +57,9 @@ type Message struct {
 	Version    string           `json:"version,omitempty"` // the workflow's
 	Actor      string           `json:"actor,omitempty"`   // API token name, "cli", "journey"
 	Deferrals  int              `json:"deferrals,omitempty"`
+	// Once is set on a message a resumed broadcast fan-out queued again:
+	// it runs only if the customer's timeline shows no earlier run of it.
+	Once bool `json:"once,omitempty"`
 	// QueuedAt is when the message was queued (or became due, after a
 	// deferral): the start of its queued-to-sent latency.
 	QueuedAt time.Time `json:"queued_at,omitzero"`

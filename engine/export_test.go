@@ -1,0 +1,7 @@
+package engine
+
+import "context"
+
+// SetFanOutFault makes f run after each message a broadcast's fan-out
+// queues; tests use it to stop a worker mid-walk.
+func (e *Engine) SetFanOutFault(f func(ctx context.Context, queued int64)) { e.fanOutFault = f }

@@ -1,0 +1,454 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/redis/go-redis/v9"
+)
+
+// A broadcast's keys share the hash tag {b:<id>}, so creating, advancing and
+// finishing it are single-slot transactions in Redis Cluster too:
+//
+//	herald:{b:<id>}:meta      hash: spec, fingerprint, status, times, the
+//	                          fan-out cursor, and the counts
+//	herald:{b:<id>}:audience  list of the frozen audience's customer IDs,
+//	                          deleted when the fan-out ends
+//	herald:broadcasts         sorted set of broadcast IDs by creation time
+//
+// Once a broadcast is done, what it keeps is the meta hash: counters, not a
+// record per recipient.
+const broadcastsKey = "herald:broadcasts"
+
+// Broadcast statuses.
+const (
+	BroadcastScheduled = "scheduled"
+	BroadcastRunning   = "running"
+	BroadcastDone      = "done"
+	BroadcastCancelled = "cancelled"
+)
+
+var broadcastIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$`)
+
+// ValidBroadcastID reports whether id may name a broadcast: 1–64 letters,
+// digits, . and -, so it reads unambiguously inside a message ID.
+func ValidBroadcastID(id string) error {
+	if !broadcastIDRe.MatchString(id) {
+		return herald.Errorf(herald.EInvalid, "broadcast id %q: use 1-64 letters, digits, . or - (starting with a letter or digit)", clip(id))
+	}
+	return nil
+}
+
+func broadcastKey(id, part string) string { return "herald:{b:" + id + "}:" + part }
+
+// BroadcastRecord is a broadcast as stored.
+type BroadcastRecord struct {
+	ID          string
+	Spec        json.RawMessage
+	Fingerprint string
+	Status      string
+	CreatedAt   time.Time
+	StartedAt   time.Time
+	FinishedAt  time.Time
+	// Total is the size of the frozen audience; Cursor how much of it the
+	// fan-out has walked.
+	Total, Cursor int64
+	// Inflight is the start of a page the fan-out began queueing and did
+	// not finish (-1: none): a resumed fan-out checks it first.
+	Inflight int64
+	// Counts are the counters: queued, sent:<channel>, suppressed:<reason>,
+	// deferred, failed, skipped (erased), cancelled.
+	Counts map[string]int64
+}
+
+// BroadcastRequest is what a broadcast record keeps of its request.
+type BroadcastRequest struct {
+	Broadcast wire.Broadcast `json:"b"`
+	Actor     string         `json:"actor,omitempty"`
+	Notes     []string       `json:"notes,omitempty"`
+	StartAt   time.Time      `json:"start"`
+}
+
+// Info is the broadcast as the API shows it.
+func (r BroadcastRecord) Info() wire.BroadcastInfo {
+	var st BroadcastRequest
+	_ = json.Unmarshal(r.Spec, &st)
+	info := wire.BroadcastInfo{
+		Broadcast: st.Broadcast, Status: r.Status, CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		Actor: st.Actor, Notes: st.Notes,
+		Counts: wire.Counts{Matched: r.Total, Sent: map[string]int64{}, Suppressed: map[string]int64{}},
+	}
+	info.ID = r.ID
+	if !st.StartAt.IsZero() {
+		t := st.StartAt
+		info.StartAt = &t
+	}
+	for k, v := range r.Counts {
+		switch {
+		case k == "queued":
+			info.Counts.Queued = v
+		case k == "deferred":
+			info.Counts.Deferred = v
+		case k == "failed":
+			info.Counts.Failed = v
+		case k == "skipped":
+			info.Counts.Skipped = v
+		case k == "cancelled":
+			info.Counts.Cancelled = v
+		case strings.HasPrefix(k, "sent:"):
+			info.Counts.Sent[strings.TrimPrefix(k, "sent:")] = v
+		case strings.HasPrefix(k, "suppressed:"):
+			info.Counts.Suppressed[strings.TrimPrefix(k, "suppressed:")] = v
+		}
+	}
+	return info
+}
+
+func parseBroadcast(id string, h map[string]string) (BroadcastRecord, bool) {
+	if len(h) == 0 || h["status"] == "" {
+		return BroadcastRecord{}, false
+	}
+	r := BroadcastRecord{ID: id, Spec: json.RawMessage(h["spec"]), Fingerprint: h["fp"], Status: h["status"], Inflight: -1, Counts: map[string]int64{}}
+	num := func(k string) int64 { n, _ := strconv.ParseInt(h[k], 10, 64); return n }
+	at := func(k string) time.Time {
+		if h[k] == "" {
+			return time.Time{}
+		}
+		return time.UnixMilli(num(k)).UTC()
+	}
+	r.CreatedAt, r.StartedAt, r.FinishedAt = at("created_at"), at("started_at"), at("finished_at")
+	r.Total, r.Cursor = num("total"), num("cursor")
+	if v, ok := h["inflight"]; ok && v != "" {
+		r.Inflight = num("inflight")
+	}
+	for k, v := range h {
+		if k == "queued" || k == "deferred" || k == "failed" || k == "skipped" || k == "cancelled" ||
+			strings.HasPrefix(k, "sent:") || strings.HasPrefix(k, "suppressed:") {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			r.Counts[k] = n
+		}
+	}
+	return r, true
+}
+
+// createScript creates a broadcast unless one exists under the ID: it moves
+// the audience written under a temporary key into place and writes the
+// record in one step, so a broadcast is there whole or not at all.
+// KEYS: meta, tmp audience, audience. ARGV: fp, spec, status, created ms,
+// total. Returns 1 when created, 0 when the ID was taken.
+var createScript = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 1 then
+  redis.call("DEL", KEYS[2])
+  return 0
+end
+if redis.call("EXISTS", KEYS[2]) == 1 then
+  redis.call("RENAME", KEYS[2], KEYS[3])
+end
+redis.call("HSET", KEYS[1], "fp", ARGV[1], "spec", ARGV[2], "status", ARGV[3], "created_at", ARGV[4], "total", ARGV[5], "cursor", 0)
+if ARGV[3] == "done" then
+  redis.call("HSET", KEYS[1], "finished_at", ARGV[4])
+end
+return 1`)
+
+// CreateBroadcast stores a new broadcast with its frozen audience, or
+// returns the one already under the ID (created false): the caller compares
+// fingerprints.
+func (s *Store) CreateBroadcast(ctx context.Context, id, fingerprint string, spec []byte, status string, audience []string) (BroadcastRecord, bool, error) {
+	if r, ok, err := s.Broadcast(ctx, id); err != nil || ok {
+		return r, false, err
+	}
+	now := s.now().UTC()
+	tmp := broadcastKey(id, "audience:"+NewID(""))
+	for start := 0; start < len(audience); start += 10000 {
+		chunk := audience[start:min(start+10000, len(audience))]
+		vals := make([]any, len(chunk))
+		for i, v := range chunk {
+			vals[i] = v
+		}
+		_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.RPush(ctx, tmp, vals...)
+			p.Expire(ctx, tmp, time.Hour) // an abandoned creation cleans up after itself
+			return nil
+		})
+		if err != nil {
+			return BroadcastRecord{}, false, tempErr(err)
+		}
+	}
+	n, err := createScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta"), tmp, broadcastKey(id, "audience")},
+		fingerprint, string(spec), status, now.UnixMilli(), len(audience)).Int()
+	if err != nil {
+		return BroadcastRecord{}, false, tempErr(err)
+	}
+	if err := s.ListBroadcast(ctx, id, now); err != nil {
+		return BroadcastRecord{}, false, err
+	}
+	r, _, err := s.Broadcast(ctx, id)
+	if err == nil && n == 1 {
+		// The audience list has no TTL once in place.
+		err = tempErr(s.rdb.Persist(ctx, broadcastKey(id, "audience")).Err())
+	}
+	return r, n == 1, err
+}
+
+// ListBroadcast adds the broadcast to the listing (idempotent).
+func (s *Store) ListBroadcast(ctx context.Context, id string, created time.Time) error {
+	return tempErr(s.rdb.ZAddNX(ctx, broadcastsKey, redis.Z{Score: float64(created.UnixMilli()), Member: id}).Err())
+}
+
+// Broadcast reads a broadcast; ok is false when there is none.
+func (s *Store) Broadcast(ctx context.Context, id string) (BroadcastRecord, bool, error) {
+	h, err := s.rdb.HGetAll(ctx, broadcastKey(id, "meta")).Result()
+	if err != nil {
+		return BroadcastRecord{}, false, tempErr(err)
+	}
+	r, ok := parseBroadcast(id, h)
+	return r, ok, nil
+}
+
+// Broadcasts lists up to n broadcasts, newest first, starting after the
+// first `skip`.
+func (s *Store) Broadcasts(ctx context.Context, skip, n int) ([]BroadcastRecord, error) {
+	ids, err := s.rdb.ZRevRange(ctx, broadcastsKey, int64(skip), int64(skip+n-1)).Result()
+	if err != nil {
+		return nil, tempErr(err)
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, broadcastKey(id, "meta"))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, tempErr(err)
+	}
+	out := make([]BroadcastRecord, 0, len(ids))
+	for i, c := range cmds {
+		if r, ok := parseBroadcast(ids[i], c.Val()); ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// BroadcastStatus reads only the status ("" when there is no broadcast).
+func (s *Store) BroadcastStatus(ctx context.Context, id string) (string, error) {
+	st, err := s.rdb.HGet(ctx, broadcastKey(id, "meta"), "status").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return st, tempErr(err)
+}
+
+// startScript moves a scheduled broadcast to running. KEYS: meta. ARGV: ms.
+var startScript = redis.NewScript(`
+if redis.call("HGET", KEYS[1], "status") == "scheduled" then
+  redis.call("HSET", KEYS[1], "status", "running", "started_at", ARGV[1])
+end
+return redis.call("HGET", KEYS[1], "status")`)
+
+// StartBroadcast marks a scheduled broadcast running and returns its status
+// after ("" when there is none).
+func (s *Store) StartBroadcast(ctx context.Context, id string) (string, error) {
+	st, err := startScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta")}, s.now().UnixMilli()).Text()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return st, tempErr(err)
+}
+
+// AudiencePage returns up to n customer IDs of the frozen audience from
+// position start.
+func (s *Store) AudiencePage(ctx context.Context, id string, start int64, n int) ([]string, error) {
+	ids, err := s.rdb.LRange(ctx, broadcastKey(id, "audience"), start, start+int64(n)-1).Result()
+	return ids, tempErr(err)
+}
+
+// BeginPage records that the fan-out starts queueing the page at start.
+func (s *Store) BeginPage(ctx context.Context, id string, start int64) error {
+	return tempErr(s.rdb.HSet(ctx, broadcastKey(id, "meta"), "inflight", start).Err())
+}
+
+// EndPage moves the cursor past a queued page and adds its counts, in one
+// transaction.
+func (s *Store) EndPage(ctx context.Context, id string, cursor int64, counts map[string]int64) error {
+	key := broadcastKey(id, "meta")
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, "cursor", cursor)
+		p.HDel(ctx, key, "inflight")
+		for k, v := range counts {
+			if v != 0 {
+				p.HIncrBy(ctx, key, k, v)
+			}
+		}
+		return nil
+	})
+	return tempErr(err)
+}
+
+// finishScript ends a running broadcast (a cancelled one stays cancelled)
+// and drops its audience list. KEYS: meta, audience. ARGV: ms.
+var finishScript = redis.NewScript(`
+local st = redis.call("HGET", KEYS[1], "status")
+if st == "running" or st == "scheduled" then
+  redis.call("HSET", KEYS[1], "status", "done", "finished_at", ARGV[1])
+end
+redis.call("HDEL", KEYS[1], "inflight")
+redis.call("DEL", KEYS[2])
+return 1`)
+
+// FinishBroadcast marks the fan-out complete.
+func (s *Store) FinishBroadcast(ctx context.Context, id string) error {
+	return tempErr(finishScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta"), broadcastKey(id, "audience")}, s.now().UnixMilli()).Err())
+}
+
+// cancelScript cancels a broadcast and drops the part of its audience not
+// yet queued. A done broadcast may still have messages waiting (for a
+// customer's local hour, for quiet hours): cancelling it stops those.
+// KEYS: meta, audience. ARGV: ms. Returns the status after.
+var cancelScript = redis.NewScript(`
+local st = redis.call("HGET", KEYS[1], "status")
+if st == "scheduled" or st == "running" or st == "done" then
+  local left = redis.call("HGET", KEYS[1], "total") - redis.call("HGET", KEYS[1], "cursor")
+  redis.call("HSET", KEYS[1], "status", "cancelled", "finished_at", ARGV[1])
+  if left > 0 then redis.call("HINCRBY", KEYS[1], "cancelled", left) end
+  redis.call("DEL", KEYS[2])
+  return "cancelled"
+end
+return st`)
+
+// CancelBroadcast cancels a broadcast; it returns the status
+// after ("" when there is none). The count "cancelled" starts with the
+// recipients the fan-out had not reached; queued messages add theirs as
+// they are stopped.
+func (s *Store) CancelBroadcast(ctx context.Context, id string) (string, error) {
+	st, err := cancelScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta"), broadcastKey(id, "audience")}, s.now().UnixMilli()).Text()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return st, tempErr(err)
+}
+
+// CountBroadcast adds one to a broadcast's counter.
+func (s *Store) CountBroadcast(ctx context.Context, id, field string) error {
+	return tempErr(s.rdb.HIncrBy(ctx, broadcastKey(id, "meta"), field, 1).Err())
+}
+
+// BroadcastBytes is the memory Redis reports for a broadcast's keys.
+func (s *Store) BroadcastBytes(ctx context.Context, id string) (int64, error) {
+	var total int64
+	for _, k := range []string{broadcastKey(id, "meta"), broadcastKey(id, "audience")} {
+		n, err := s.rdb.MemoryUsage(ctx, k).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return 0, tempErr(err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// BroadcastGate reads, in one round trip, the broadcast's status and, when
+// once is set, whether the customer's timeline already holds an entry about
+// msgID: a message queued again by a resumed fan-out runs only if its first
+// copy did not. Only the newest entries are read: a first copy ran moments
+// before.
+func (s *Store) BroadcastGate(ctx context.Context, id, customerID, msgID string, once bool) (string, bool, error) {
+	var st *redis.StringCmd
+	var tl *redis.StringSliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		st = p.HGet(ctx, broadcastKey(id, "meta"), "status")
+		if once {
+			tl = p.LRange(ctx, Key(customerID, "timeline"), 0, 49)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", false, tempErr(err)
+	}
+	ran := false
+	if tl != nil {
+		want := `"ref":` + strconv.Quote(msgID)
+		for _, line := range tl.Val() {
+			if strings.Contains(line, want) {
+				ran = true
+				break
+			}
+		}
+	}
+	return st.Val(), ran, nil
+}
+
+// BroadcastAnswerTTL is how long a worker's answer to a broadcast request
+// from the Go client waits to be read.
+const BroadcastAnswerTTL = 10 * time.Minute
+
+func answerKey(request string) string { return "herald:broadcast:answer:" + request }
+
+// SetBroadcastAnswer stores the answer to a broadcast request.
+func (s *Store) SetBroadcastAnswer(ctx context.Context, request string, answer []byte) error {
+	return tempErr(s.rdb.Set(ctx, answerKey(request), answer, BroadcastAnswerTTL).Err())
+}
+
+// BroadcastAnswer reads the answer to a broadcast request (ok false while
+// there is none).
+func (s *Store) BroadcastAnswer(ctx context.Context, request string) ([]byte, bool, error) {
+	b, err := s.rdb.Get(ctx, answerKey(request)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	return b, err == nil, tempErr(err)
+}
+
+// BroadcastInfo reads a broadcast as the API shows it (ENotFound when there
+// is none).
+func (s *Store) BroadcastInfo(ctx context.Context, id string) (wire.BroadcastInfo, error) {
+	if err := ValidBroadcastID(id); err != nil {
+		return wire.BroadcastInfo{}, err
+	}
+	rec, ok, err := s.Broadcast(ctx, id)
+	if err != nil {
+		return wire.BroadcastInfo{}, err
+	}
+	if !ok {
+		return wire.BroadcastInfo{}, herald.Errorf(herald.ENotFound, "broadcast %q not found", id)
+	}
+	return rec.Info(), nil
+}
+
+// BroadcastInfos lists broadcasts as the API shows them, newest first.
+func (s *Store) BroadcastInfos(ctx context.Context, offset, limit int) ([]wire.BroadcastInfo, error) {
+	recs, err := s.Broadcasts(ctx, offset, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wire.BroadcastInfo, len(recs))
+	for i, r := range recs {
+		out[i] = r.Info()
+	}
+	return out, nil
+}
+
+// Cancel cancels a broadcast (see CancelBroadcast) and reads it after.
+func (s *Store) Cancel(ctx context.Context, id string) (wire.BroadcastInfo, error) {
+	if err := ValidBroadcastID(id); err != nil {
+		return wire.BroadcastInfo{}, err
+	}
+	st, err := s.CancelBroadcast(ctx, id)
+	if err != nil {
+		return wire.BroadcastInfo{}, err
+	}
+	if st == "" {
+		return wire.BroadcastInfo{}, herald.Errorf(herald.ENotFound, "broadcast %q not found", id)
+	}
+	return s.BroadcastInfo(ctx, id)
+}

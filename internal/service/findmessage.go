@@ -1,0 +1,30 @@
+package service
+
+import (
+	"encoding/json"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/wire"
+)
+
+// FindMessage looks for a message's own task ("m:<id>") in the queues; nil
+// when it is in none.
+func FindMessage(insp *asynq.Inspector, id string) *redisstore.QueuedTask {
+	for _, q := range wire.Queues {
+		info, err := insp.GetTaskInfo(q, "m:"+id)
+		if err != nil {
+			continue // not in this queue (or the queue does not exist yet)
+		}
+		var m wire.Message
+		if json.Unmarshal(info.Payload, &m) != nil {
+			continue
+		}
+		return &redisstore.QueuedTask{
+			TaskStatus: redisstore.TaskStatus{Queue: q, State: info.State.String(), NextProcessAt: info.NextProcessAt, LastError: info.LastErr},
+			CustomerID: m.CustomerID, Template: m.Template, Topic: m.Topic, Workflow: m.WorkflowID, Journey: m.JourneyID, Step: m.StepID,
+		}
+	}
+	return nil
+}
