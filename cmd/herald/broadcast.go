@@ -26,7 +26,8 @@ const broadcastUsage = `usage:
                                              audience {filter, customer_ids}, channels, send_at or local_time
   herald broadcast list [--limit N]
   herald broadcast show ID [--watch]         --watch redraws progress every second until it is all sent
-  herald broadcast cancel ID`
+  herald broadcast cancel ID
+Each reads --config FILE (or HERALD_CONFIG) and HERALD_* variables to reach herald's Redis.`
 
 func cmdBroadcast(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {

@@ -191,7 +191,7 @@ func (s *Store) ForgetMessageIndexes(ctx context.Context, customerID string) err
 		if err != nil {
 			return herald.Temporary(err, "redis", 0)
 		}
-		dels := []string{MsgIndexKey(msgID), MessageIndexKey(msgID)}
+		dels := []string{MsgIndexKey(msgID)} // MessageIndexKey is the same key
 		if r, ok := recs[herald.ChannelEmail]; ok && r.ProviderID != "" {
 			dels = append(dels, EmailIndexKey(r.ProviderID))
 		}

@@ -144,8 +144,10 @@ func (s *Store) AppendCounted(ctx context.Context, customerID string, e herald.T
 	return err
 }
 
-// MessageIndexKey names the record of which customer a message is for.
-func MessageIndexKey(messageID string) string { return "herald:msgcust:" + messageID }
+// MessageIndexKey names the record of which customer a message is for: the
+// same key a Slack button's acknowledgement reads (MsgIndexKey), so a Slack
+// send writes one index, not two.
+func MessageIndexKey(messageID string) string { return MsgIndexKey(messageID) }
 
 // ForgetMessageIndex drops the customer index of the given messages
 // (erasure).
