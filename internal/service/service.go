@@ -15,7 +15,6 @@ package service
 import (
 	"context"
 	"errors"
-	"fmt"
 	"regexp"
 	"time"
 
@@ -133,10 +132,3 @@ func actorText(a preferences.Actor) string {
 
 // ActorText names an actor the way timeline lines do.
 func ActorText(a preferences.Actor) string { return actorText(a) }
-
-func show(v any) string {
-	if v == nil {
-		return "unset"
-	}
-	return fmt.Sprint(v)
-}
