@@ -67,9 +67,7 @@ func (h *Slack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	rdb := h.Engine.Store().Redis()
-	sum := sha256.Sum256([]byte(r.Header.Get("X-Slack-Signature") + "\x00" + r.Header.Get("X-Slack-Request-Timestamp")))
-	fresh, err := rdb.SetNX(ctx, "herald:slack-replay:"+hex.EncodeToString(sum[:]), 1, ReplayWindow).Result()
+	fresh, err := h.Engine.Store().MarkSlackRequest(ctx, r.Header.Get("X-Slack-Signature"), r.Header.Get("X-Slack-Request-Timestamp"), ReplayWindow)
 	if err != nil {
 		log.Error("slack interaction: replay check", "err", err)
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)

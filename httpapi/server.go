@@ -69,10 +69,20 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// apiStore is what the API reads beside the write path: profiles and
+// timelines, and the idempotency records of its requests.
+type apiStore interface {
+	Customer(ctx context.Context, id string) (herald.Customer, error)
+	Timeline(ctx context.Context, customerID string, limit int) ([]herald.TimelineEntry, error)
+	Remember(ctx context.Context, key string, rec redisstore.Idempotent, ttl time.Duration) (redisstore.Idempotent, bool, error)
+	Settle(ctx context.Context, key string, rec redisstore.Idempotent, ttl time.Duration) error
+	Forget(ctx context.Context, key string) error
+}
+
 type server struct {
 	cfg Config
 	e   *engine.Engine
-	st  *redisstore.Store
+	st  apiStore
 	svc *service.Service
 	log *slog.Logger
 	// session is the dashboard session cookie's value (with MonitoringLogin).

@@ -131,3 +131,13 @@ func (s *Store) AckUpdate(ctx context.Context, customerID, id string) (update []
 func (s *Store) DeleteAckUpdate(ctx context.Context, customerID, id string) error {
 	return s.rdb.Del(ctx, ackUpdateKey(customerID, id)).Err()
 }
+
+// MarkSlackRequest records a Slack request's signature for window; false
+// when it was seen already (a replayed request).
+func (s *Store) MarkSlackRequest(ctx context.Context, signature, timestamp string, window time.Duration) (bool, error) {
+	fresh, err := s.rdb.SetNX(ctx, "herald:slack-replay:"+Hash(signature+"\x00"+timestamp), 1, window).Result()
+	if err != nil {
+		return false, herald.Temporary(err, "redis", 0)
+	}
+	return fresh, nil
+}
