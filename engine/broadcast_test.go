@@ -279,6 +279,8 @@ func TestBroadcastStartsJourneys(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, created)
 	eventually(t, func() bool { return b.smtp.Count() == 1 }, "c1's journey sends its first step")
+	// The step's send goes out inline, just before the journey is saved.
+	eventually(t, func() bool { js, err := b.e.Journeys(ctx, "c1"); return err == nil && len(js) == 1 }, "c1's journey is saved")
 	js, err := b.e.Journeys(ctx, "c1")
 	require.NoError(t, err)
 	require.Len(t, js, 1)

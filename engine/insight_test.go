@@ -340,7 +340,7 @@ func TestEraseForgetsMessageLookups(t *testing.T) {
 			return err == nil && m.Task == nil && len(m.Channels) == 1
 		}, "the message has run")
 	}
-	keys, err := b.rdb.Keys(ctx, "herald:msgcust:*").Result()
+	keys, err := b.rdb.Keys(ctx, "herald:msg:*").Result()
 	require.NoError(t, err)
 	require.Len(t, keys, 2)
 
@@ -349,7 +349,7 @@ func TestEraseForgetsMessageLookups(t *testing.T) {
 		_, err := b.e.Message(ctx, id)
 		require.Equal(t, herald.ENotFound, herald.ErrorCode(err), id)
 	}
-	keys, err = b.rdb.Keys(ctx, "herald:msgcust:*").Result()
+	keys, err = b.rdb.Keys(ctx, "herald:msg:*").Result()
 	require.NoError(t, err)
 	require.Empty(t, keys)
 }
