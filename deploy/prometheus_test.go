@@ -122,7 +122,8 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "workflows"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "templates", "notice", "en.md"), []byte(testTemplate), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "workflows", "orders.yaml"), []byte(testWorkflow), 0o644))
-	httpAddr, m1, m2, promAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	free := freeAddrs(t, 4)
+	httpAddr, m1, m2, promAddr := free[0], free[1], free[2], free[3]
 	cfgPath := filepath.Join(dir, "herald.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, fmt.Appendf(nil, testConfig, httpAddr, httpAddr, smtpPerSec), 0o644))
 	env := []string{}
@@ -613,13 +614,18 @@ func dashboardPanels(t *testing.T) []panel {
 	return out
 }
 
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n distinct free loopback addresses: every listener is
+// held until all are taken, so the kernel cannot hand one port out twice.
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		out = append(out, l.Addr().String())
+	}
+	return out
 }
 
 // waitUntil polls cond until it holds or within passes.
