@@ -34,7 +34,7 @@ Usage:
   herald preview --template T [--locale L] [--channel email|slack] [--data file.json] [--html out.html]
   herald event CUSTOMER NAME [--data JSON] [--key IDEMPOTENCY_KEY]
   herald send CUSTOMER TEMPLATE --topic TOPIC [--data JSON] [--channels email,slack] [--key K]
-  herald customer CUSTOMER [--email E] [--slack U…] [--locale L] [--timezone Z] [--attr k=v …]
+  herald customer CUSTOMER [--email E] [--slack U…] [--locale L] [--timezone Z] [--attr k=v …] [--unset FIELD …] [--erase]
   herald customer prefs CUSTOMER [--set JSON]
   herald send --test-to ADDRESS --template T [--locale L] [--data f.json] [--channel email|slack]
   herald graph WORKFLOW [--format mermaid|dot|svg]
