@@ -31,14 +31,6 @@ func (e *Engine) SetPreferences(ctx context.Context, customerID string, p prefer
 
 func actorText(a preferences.Actor) string { return service.ActorText(a) }
 
-// TopicOptOut ends the customer's running journeys of topic ("" = every
-// topic): a customer who leaves a topic leaves its journeys at once.
-func (e *Engine) TopicOptOut(ctx context.Context, customerID, topic string) {
-	if err := e.exitTopic(ctx, customerID, topic); err != nil {
-		e.log.Error("exit journeys after opt-out", "customer", customerID, "topic", topic, "err", err)
-	}
-}
-
 // Erase is the service's Erase: addresses suppressed first, then
 // everything else under the journey lock.
 func (e *Engine) Erase(ctx context.Context, customerID string, actor preferences.Actor) error {
