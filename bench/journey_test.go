@@ -19,7 +19,6 @@ import (
 	"github.com/heraldhq/herald/internal/smtpserver"
 	"github.com/heraldhq/herald/templates"
 	"github.com/heraldhq/herald/workflows"
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -27,7 +26,7 @@ import (
 type journeyRig struct {
 	e       *engine.Engine
 	smtp    *smtpserver.Server
-	srv     *asynq.Server
+	srv     *engine.Worker
 	release func()
 }
 
@@ -45,7 +44,7 @@ func newJourneyRig(b *testing.B, rdb *redis.Client, addr string) *journeyRig {
 }
 
 func (r *journeyRig) start(b *testing.B, rdb *redis.Client) {
-	r.srv = asynq.NewServerFromRedisClient(rdb, serverConfig(r.e))
+	r.srv = engine.NewWorker(rdb, serverConfig(r.e), 0)
 	require.NoError(b, r.srv.Start(r.e.Mux()))
 }
 

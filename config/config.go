@@ -225,6 +225,11 @@ type Monitoring struct {
 // Worker tunes the asynq server.
 type Worker struct {
 	Concurrency int `yaml:"concurrency"` // default 20
+	// CriticalConcurrency is how many tasks of the critical queue (required
+	// topics) a worker process handles at once, in slots of their own
+	// beside Concurrency: a password reset never waits for a slot held by
+	// lifecycle or bulk work. Default a quarter of Concurrency, at least 2.
+	CriticalConcurrency int `yaml:"critical_concurrency"`
 	// Queues maps queue names to priorities. Default critical 6, default 4,
 	// bulk 2, and email 1, slack 1 (where older versions queued
 	// deliveries). critical, default and bulk are required.
@@ -447,6 +452,7 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 		}
 	}
 	num("HERALD_WORKER_CONCURRENCY", &c.Worker.Concurrency)
+	num("HERALD_WORKER_CRITICAL_CONCURRENCY", &c.Worker.CriticalConcurrency)
 	num("HERALD_SMTP_PER_SECOND", &c.RateLimits.SMTPPerSecond)
 	num("HERALD_SLACK_PER_MINUTE", &c.RateLimits.SlackPerMinute)
 	if _, ok := lookup("HERALD_PUBLIC_RATE_LIMIT"); ok {
@@ -530,6 +536,9 @@ func (c *Config) defaults() {
 	}
 	if c.Worker.Concurrency == 0 {
 		c.Worker.Concurrency = 20
+	}
+	if c.Worker.CriticalConcurrency == 0 && c.Worker.Concurrency > 0 {
+		c.Worker.CriticalConcurrency = max(2, (c.Worker.Concurrency+3)/4) // as engine.CriticalConcurrency
 	}
 	if len(c.Worker.Queues) == 0 {
 		c.Worker.Queues = map[string]int{}
@@ -811,6 +820,9 @@ func (c Config) Validate() error {
 	}
 	if c.Worker.Concurrency < 1 {
 		bad("worker.concurrency", "at least 1")
+	}
+	if c.Worker.CriticalConcurrency < 1 {
+		bad("worker.critical_concurrency (HERALD_WORKER_CRITICAL_CONCURRENCY)", "at least 1")
 	}
 	qs := make([]string, 0, len(c.Worker.Queues))
 	for q := range c.Worker.Queues {

@@ -32,7 +32,7 @@ type bundle struct {
 	smtp  *smtpserver.Server
 	slack *slackapi.Server
 	insp  *asynq.Inspector
-	srv   *asynq.Server
+	srv   *engine.Worker
 }
 
 func topics() map[string]herald.Topic {
@@ -93,12 +93,12 @@ func setupWith(t *testing.T, concurrency int, templateDir string, opts ...func(*
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.e.Close() })
 
-	srv := asynq.NewServerFromRedisClient(b.rdb, asynq.Config{
+	srv := engine.NewWorker(b.rdb, asynq.Config{
 		Concurrency: concurrency, Queues: map[string]int{"critical": 3, "default": 2, "bulk": 1}, StrictPriority: true,
 		RetryDelayFunc: b.e.RetryDelay, IsFailure: b.e.IsFailure,
 		TaskCheckInterval: 50 * time.Millisecond, DelayedTaskCheckInterval: 200 * time.Millisecond,
 		LogLevel: asynq.FatalLevel,
-	})
+	}, 2)
 	require.NoError(t, srv.Start(b.e.Mux()))
 	t.Cleanup(srv.Shutdown)
 	b.srv = srv

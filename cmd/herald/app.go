@@ -58,7 +58,7 @@ type Main struct {
 	Registry  *prometheus.Registry
 	Handler   http.Handler
 
-	server   *asynq.Server
+	server   *engine.Worker
 	webhooks *webhooks.Service
 	sched    *asynq.Scheduler
 	httpSrv  *http.Server
@@ -339,7 +339,7 @@ func (m *Main) Start(ctx context.Context) error {
 		}
 	}
 	if m.Worker {
-		m.server = asynq.NewServerFromRedisClient(m.Redis, asynq.Config{
+		m.server = engine.NewWorker(m.Redis, asynq.Config{
 			Concurrency:              c.Worker.Concurrency,
 			Queues:                   m.workerQueues(c.Worker.Queues),
 			StrictPriority:           c.Worker.StrictPriority == nil || *c.Worker.StrictPriority,
@@ -363,7 +363,7 @@ func (m *Main) Start(ctx context.Context) error {
 				}
 				m.Logger.Warn("task failed", "type", t.Type(), "task_id", id, "code", herald.ErrorCode(err), "err", herald.ErrorMessage(err))
 			}),
-		})
+		}, c.Worker.CriticalConcurrency)
 		if err := m.server.Start(m.workerMux()); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}

@@ -192,7 +192,8 @@ func cmdServe(ctx context.Context, role string, args []string, stderr io.Writer)
 				chans = append(chans, string(ch))
 			}
 		}
-		started = append(started, "channels", chans, "queues", c.Worker.Queues, "strict_priority", c.Worker.StrictPriority == nil || *c.Worker.StrictPriority)
+		started = append(started, "channels", chans, "queues", c.Worker.Queues, "strict_priority", c.Worker.StrictPriority == nil || *c.Worker.StrictPriority,
+			"concurrency", c.Worker.Concurrency, "critical_concurrency", c.Worker.CriticalConcurrency)
 		if a := m.MetricsAddr(); a != "" {
 			started = append(started, "metrics", a+"/metrics")
 		}
