@@ -122,11 +122,14 @@ func (e *Engine) erase(ctx context.Context, c herald.Customer, actor preferences
 	return nil
 }
 
-// deleteTasks deletes every task of the customer that is not running: the
-// ones indexed when they were queued, and any in a queue's scheduled, retry
-// or archived set whose payload names the customer (tasks queued before the
-// index, or whose index write failed). A running task finds the customer
-// gone and ends.
+// deleteTasks deletes every task of the customer that is not running: any
+// in a queue's pending, scheduled, retry or archived set whose payload
+// names the customer, and those in the task index older versions kept. A
+// running task finds the customer gone and ends.
+//
+// Queueing a task writes no index (it would cost a Redis command and a key
+// per message): erasure, which is rare, reads the queues instead, 500
+// tasks a call, so its time grows with the number of waiting tasks.
 func (e *Engine) deleteTasks(ctx context.Context, customerID string) error {
 	insp := e.insp
 	refs, err := e.st.CustomerTasks(ctx, customerID)
@@ -147,7 +150,7 @@ func (e *Engine) deleteTasks(ctx context.Context, customerID string) error {
 	type ref struct{ q, id string }
 	var found []ref
 	for _, q := range queues {
-		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListScheduledTasks, insp.ListRetryTasks, insp.ListArchivedTasks} {
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListPendingTasks, insp.ListScheduledTasks, insp.ListRetryTasks, insp.ListArchivedTasks} {
 			for page := 1; ; page++ {
 				tasks, err := list(q, asynq.PageSize(500), asynq.Page(page))
 				if err != nil {

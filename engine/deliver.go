@@ -317,7 +317,6 @@ func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.De
 	if err := e.enqueue(ctx, asynq.NewTask(wire.DeliverType(d.Channel), wire.Encode(d)), opts...); err != nil {
 		return err
 	}
-	e.st.IndexTask(ctx, d.CustomerID, e.Queue(d.Topic), taskID)
 	if why == "" || why == "retry" {
 		return nil
 	}

@@ -47,8 +47,9 @@ func TestHealthyMessageIsOneTask(t *testing.T) {
 }
 
 // Required topics go before marketing at every stage: with a backlog of
-// 5,000 bulk messages, a receipt overtakes it and reaches the SMTP server
-// behind at most the sends already in flight.
+// 5,000 bulk messages being sent, a receipt does not wait for it. The
+// critical queue has a lane of its own, so the receipt is taken at once
+// while the other lane keeps sending bulk mail beside it.
 func TestRequiredTopicOvertakesBulkBacklog(t *testing.T) {
 	t.Parallel()
 	const concurrency = 4
@@ -88,10 +89,9 @@ func TestRequiredTopicOvertakesBulkBacklog(t *testing.T) {
 	}
 	behind := receiptAt.Load() - before - 1
 	t.Logf("receipt reached SMTP %v after it was queued, behind %d bulk messages", at.Sub(start).Round(time.Millisecond), behind)
-	require.LessOrEqual(t, behind, int64(2*concurrency), "only the sends already in flight go first")
 	info, err := b.insp.GetQueueInfo(wire.QueueBulk)
 	require.NoError(t, err)
-	require.Greater(t, info.Pending, 1000, "the backlog was still there")
+	require.Greater(t, info.Pending, 3000, "the receipt went out while most of the backlog still waited")
 }
 
 // A follow-up runs at its topic's priority, not above everything.

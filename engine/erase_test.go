@@ -22,8 +22,8 @@ import (
 var prefLink = regexp.MustCompile(`/preferences\?token=([A-Za-z0-9._=%-]+)`)
 
 // TestEraseMidJourneyLeavesNothing erases a customer whose journey waits for
-// its follow-up while tasks carrying the customer's data sit scheduled and
-// archived, then searches every Redis key and every task for the customer's
+// its follow-up while tasks carrying the customer's data sit pending,
+// scheduled and archived, then searches every Redis key and every task for the customer's
 // ID, addresses and data. Links mailed before the erasure die, even for a
 // new customer under the same ID.
 func TestEraseMidJourneyLeavesNothing(t *testing.T) {
@@ -39,7 +39,8 @@ func TestEraseMidJourneyLeavesNothing(t *testing.T) {
 	token, err := url.QueryUnescape(string(m[1]))
 	require.NoError(t, err)
 
-	// Tasks the index never saw: one scheduled for later, one archived.
+	// Tasks carrying the customer's data: one scheduled for later, one
+	// archived.
 	cl := asynq.NewClientFromRedisClient(b.rdb)
 	t.Cleanup(func() { _ = cl.Close() })
 	later := wire.Message{ID: "m_later", CustomerID: "c1", Template: "hello", Topic: "onboarding", Data: map[string]any{"reset_url": "https://x.example/zz-data-marker"}}
@@ -49,6 +50,11 @@ func TestEraseMidJourneyLeavesNothing(t *testing.T) {
 	_, err = cl.Enqueue(asynq.NewTask(wire.TypeMessage, wire.Encode(broken)), asynq.Queue(wire.QueueDefault), asynq.TaskID("m:m_broken"), asynq.MaxRetry(0))
 	require.NoError(t, err)
 	eventually(t, func() bool { a, _ := b.insp.ListArchivedTasks(wire.QueueDefault); return len(a) == 1 }, "the broken message is archived")
+	// And one waiting in a paused queue: pending, not yet taken.
+	require.NoError(t, b.insp.PauseQueue(wire.QueueBulk))
+	waiting := wire.Message{ID: "m_waiting", CustomerID: "c1", Template: "hello", Topic: "product-updates", Data: map[string]any{"note": "zz-data-marker"}}
+	_, err = cl.Enqueue(asynq.NewTask(wire.TypeMessage, wire.Encode(waiting)), asynq.Queue(wire.QueueBulk), asynq.TaskID("m:m_waiting"))
+	require.NoError(t, err)
 
 	require.NoError(t, b.e.Erase(ctx, "c1", preferences.Actor{Kind: "api", Name: "test"}))
 	require.Equal(t, herald.ENotFound, herald.ErrorCode(b.e.Erase(ctx, "c1", preferences.Actor{Kind: "api", Name: "test"})), "erasing again: nothing left to erase")

@@ -191,7 +191,6 @@ func (e *Engine) deferMessage(ctx context.Context, c herald.Customer, m wire.Mes
 	if err != nil {
 		return err
 	}
-	e.st.IndexTask(ctx, c.ID, e.Queue(m.Topic), taskID)
 	e.metrics.message("", m.Topic, m.WorkflowID, herald.OutcomeDeferred, dec.Reason)
 	e.tallyOutcome(ctx, m.ID, "", herald.OutcomeDeferred, dec.Reason)
 	ref["until"] = dec.NotBefore.UTC().Format(time.RFC3339)

@@ -87,39 +87,16 @@ func (s *Store) WriteCustomer(ctx context.Context, id string, change func(old he
 	return herald.Customer{}, false, herald.Errorf(herald.ETemporary, "customer %s: too many concurrent changes, try again", id)
 }
 
-// taskIndexCap bounds a customer's task index; older entries name tasks
-// long finished (asynq keeps no completed tasks), so trimming loses nothing
-// erasure needs within any retry budget.
-const taskIndexCap = 1000
-
-// IndexTask records that task id in queue carries the customer's data, so
-// erasure can delete it wherever it waits (pending, scheduled, retry,
-// archive). Best effort: a failed index write leaves a task that erasure's
-// payload scan of the archive still finds.
-func (s *Store) IndexTask(ctx context.Context, customerID, queue, id string) {
-	key := Key(customerID, "tasks")
-	at := float64(s.now().Unix())
-	_ = s.rdb.ZAdd(ctx, key, redis.Z{Score: at, Member: queue + "/" + id}).Err()
-}
-
-// IndexTaskPipe is IndexTask on a pipeline, with the same lazy trim.
-func (s *Store) IndexTaskPipe(ctx context.Context, p redis.Pipeliner, customerID, queue, id string) {
-	p.ZAdd(ctx, Key(customerID, "tasks"), redis.Z{Score: float64(s.now().Unix()), Member: queue + "/" + id})
-}
-
 // TaskRef is a queued task of a customer.
 type TaskRef struct{ Queue, ID string }
 
-// CustomerTasks lists the tasks indexed for the customer, newest first, and
-// trims the index to its cap.
+// CustomerTasks lists the tasks in the customer's task index, which older
+// versions wrote for every task they queued (erasure now finds tasks by
+// their payload; the index is read until the last such customer is erased).
 func (s *Store) CustomerTasks(ctx context.Context, customerID string) ([]TaskRef, error) {
-	key := Key(customerID, "tasks")
-	members, err := s.rdb.ZRevRange(ctx, key, 0, -1).Result()
+	members, err := s.rdb.ZRevRange(ctx, Key(customerID, "tasks"), 0, -1).Result()
 	if err != nil {
 		return nil, herald.Temporary(err, "redis", 0)
-	}
-	if len(members) > taskIndexCap {
-		_ = s.rdb.ZRemRangeByRank(ctx, key, 0, int64(len(members)-taskIndexCap-1)).Err()
 	}
 	out := make([]TaskRef, 0, len(members))
 	for _, m := range members {

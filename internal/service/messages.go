@@ -42,7 +42,7 @@ func (s *Service) Event(ctx context.Context, ev herald.Event) (string, error) {
 		return ev.ID, err
 	}
 	ev.Data, ev.Sealed = data, sealed
-	if err := s.enqueue(ctx, ev.CustomerID, wire.QueueDefault, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), "e:"+ev.ID); err != nil {
+	if err := s.enqueue(ctx, wire.QueueDefault, asynq.NewTask(wire.TypeEvent, wire.Encode(ev)), "e:"+ev.ID); err != nil {
 		return ev.ID, err
 	}
 	redisstore.EventEnqueued(ctx, s.o.Store.Redis(), ev)
@@ -108,12 +108,12 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 	if s.o.TaskTimeout > 0 {
 		opts = append(opts, asynq.Timeout(s.o.TaskTimeout))
 	}
-	return m.ID, s.enqueue(ctx, m.CustomerID, queue, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), "m:"+m.ID, opts...)
+	return m.ID, s.enqueue(ctx, queue, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), "m:"+m.ID, opts...)
 }
 
 // enqueueErase asks the workers to erase the customer (addresses are
 // already suppressed): the task is retried until it is done.
 func (s *Service) enqueueErase(ctx context.Context, c herald.Customer, actor preferences.Actor) error {
 	t := asynq.NewTask(wire.TypeErase, wire.Encode(wire.Erase{CustomerID: c.ID, Actor: actor.Kind, ActorName: actor.Name}))
-	return s.enqueue(ctx, c.ID, wire.QueueCritical, t, "x:"+c.ID+":"+c.CreatedAt.UTC().Format("20060102T150405.000"))
+	return s.enqueue(ctx, wire.QueueCritical, t, "x:"+c.ID+":"+c.CreatedAt.UTC().Format("20060102T150405.000"))
 }

@@ -101,11 +101,9 @@ func (s *Service) routing(ctx context.Context) (redisstore.Routing, error) {
 	return r, nil
 }
 
-// enqueue adds a task for customerID and indexes its ID under the customer,
-// so erasure can find every queued, scheduled, retrying or archived task
-// that carries the customer's data. A repeat of a task still queued (same
-// task ID) is not an error: it is the same work.
-func (s *Service) enqueue(ctx context.Context, customerID, queue string, t *asynq.Task, id string, opts ...asynq.Option) error {
+// enqueue adds a task with ID id to queue. A repeat of a task still queued
+// (same task ID) is not an error: it is the same work.
+func (s *Service) enqueue(ctx context.Context, queue string, t *asynq.Task, id string, opts ...asynq.Option) error {
 	r, err := s.routing(ctx)
 	if err != nil {
 		return err
@@ -118,7 +116,6 @@ func (s *Service) enqueue(ctx context.Context, customerID, queue string, t *asyn
 	if err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
-	s.o.Store.IndexTask(ctx, customerID, queue, id)
 	return nil
 }
 
