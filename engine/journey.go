@@ -98,7 +98,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	}
 	ctx, cancel := e.taskBudget(ctx) // a step may send inline
 	defer cancel()
-	jb, err := e.beginJourneys(ctx, ev.CustomerID)
+	ctx, jb, err := e.beginJourneys(ctx, ev.CustomerID)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			return skip(herald.Errorf(herald.ENotFound, "event %s for unknown customer %q: upsert the customer first", ev.Name, ev.CustomerID))
@@ -196,12 +196,19 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 
 // beginJourneys takes the customer's journey lock and reads what a journey
 // handler starts from, in one round trip.
-func (e *Engine) beginJourneys(ctx context.Context, customerID string) (*redisstore.JourneyBatch, error) {
+// beginJourneys takes the customer's journey lock and reads the customer,
+// their preferences and journeys. The returned context carries the
+// customer and preferences to the handler's inline sends (sendState), which
+// need not read them again.
+func (e *Engine) beginJourneys(ctx context.Context, customerID string) (context.Context, *redisstore.JourneyBatch, error) {
 	jb, err := e.st.BeginJourneys(ctx, customerID, e.claimTTL())
 	if errors.Is(err, redisstore.ErrBusy) {
-		return nil, busy(customerID)
+		return ctx, nil, busy(customerID)
 	}
-	return jb, err
+	if err != nil {
+		return ctx, nil, err
+	}
+	return context.WithValue(ctx, sendStateKey{}, redisstore.SendState{Customer: jb.Customer, Prefs: jb.Prefs}), jb, nil
 }
 
 // busy makes a task wait a moment for a customer whose journeys another
@@ -540,7 +547,7 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 	}
 	ctx, cancel := e.taskBudget(ctx) // the step may send inline
 	defer cancel()
-	jb, err := e.beginJourneys(ctx, p.CustomerID)
+	ctx, jb, err := e.beginJourneys(ctx, p.CustomerID)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			return nil // erased: nothing to follow up

@@ -107,14 +107,24 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 	return failed
 }
 
+// sendStateKey carries the customer and preferences a journey handler read
+// under the customer's journey lock (beginJourneys).
+type sendStateKey struct{}
+
 // sendState reads the customer, their preferences and, when the topic's
-// class is capped, their recent sends: one round trip.
+// class is capped, their recent sends: one round trip. Inside a journey
+// handler the customer and preferences were read a moment ago under the
+// customer's lock, which every preference change's journey exits also take:
+// an uncapped send uses them as they are.
 func (e *Engine) sendState(ctx context.Context, customerID, topic string) (redisstore.SendState, error) {
 	capKey, since := "", time.Time{}
 	if t, ok := e.opt.Policy.Topics[topic]; ok && t.Class != "" {
 		if per := e.capWindow(t.Class); per > 0 {
 			capKey, since = redisstore.SendsKey(customerID, t.Class), e.now().Add(-per)
 		}
+	}
+	if st, ok := ctx.Value(sendStateKey{}).(redisstore.SendState); ok && capKey == "" && st.Customer.ID == customerID {
+		return st, nil
 	}
 	return e.st.LoadSendState(ctx, customerID, redisstore.PrefsKey(customerID), capKey, since)
 }
