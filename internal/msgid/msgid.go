@@ -1,0 +1,159 @@
+// Package msgid makes the Message-ID of an email herald sends carry its
+// customer and message, sealed, so that a reply (In-Reply-To, References)
+// finds its message without an index in Redis.
+//
+// A sealed Message-ID reads <hm1.TOKEN@domain>. TOKEN is the customer ID
+// and the message ID, encrypted and authenticated with a key derived from
+// the signing key, in lowercase base32: the recipient can forward the
+// header but not read the customer ID in it or change it, and a mailer that
+// changes the case of the header still hands back a token that opens.
+//
+// The construction is SIV (RFC 5297, with HMAC-SHA256 as its PRF):
+//
+//	iv    = HMAC-SHA256(macKey, "hm1" || plain)[:16]
+//	token = iv || AES-256-CTR(encKey, iv, plain)
+//	plain = len(customer) || customer || message
+//
+// It is deterministic, as a Message-ID must be: every retry of a delivery
+// carries the same one, so mailbox providers fold a duplicate. Equal
+// plaintexts give equal tokens and nothing else is revealed; the 128-bit iv
+// is also the tag that Open checks.
+package msgid
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base32"
+	"strings"
+)
+
+// Version opens the local part of every sealed Message-ID, so the format
+// can change without old IDs being misread. Unsealed IDs (32 hex digits)
+// never hold a dot.
+const Version = "hm1"
+
+// MaxIDs bounds the customer and message IDs together that a Message-ID
+// may carry: a token of at most 181 characters. A delivery with longer
+// IDs gets an unsealed Message-ID and an index, as before sealing.
+const MaxIDs = 96
+
+const (
+	ivLen = 16
+	// maxLocal bounds what Open decodes (a longer local part cannot be one
+	// of ours).
+	maxLocal = len(Version) + 1 + (ivLen+1+MaxIDs)*8/5 + 1
+	info     = "herald/message-id/" + Version
+)
+
+// b32 is base32 in lowercase without padding: letters and digits only, so
+// the token is a valid dot-atom and survives a change of case.
+var b32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+type key struct {
+	enc cipher.Block
+	mac []byte
+}
+
+// Keys seal Message-IDs with the first signing key and open them with any.
+// The zero value (no key) seals nothing and opens nothing.
+type Keys struct {
+	keys []key
+}
+
+// NewKeys derives the sealing keys from signing keys, current first, then
+// earlier ones kept so that replies to mail sent under them still match.
+// Empty keys are skipped.
+func NewKeys(signing ...[]byte) *Keys {
+	k := &Keys{}
+	for _, s := range signing {
+		if len(s) == 0 {
+			continue
+		}
+		m, err := hkdf.Key(sha256.New, s, nil, info, 64)
+		if err != nil {
+			panic("msgid: " + err.Error()) // only for lengths far beyond 64
+		}
+		block, err := aes.NewCipher(m[:32])
+		if err != nil {
+			panic("msgid: " + err.Error())
+		}
+		k.keys = append(k.keys, key{enc: block, mac: m[32:]})
+	}
+	return k
+}
+
+// Seal returns the local part of the Message-ID that carries customerID
+// and messageID; ok is false when there is no key, an ID is empty or they
+// are longer together than MaxIDs.
+func (k *Keys) Seal(customerID, messageID string) (local string, ok bool) {
+	if k == nil || len(k.keys) == 0 || customerID == "" || messageID == "" || len(customerID)+len(messageID) > MaxIDs {
+		return "", false
+	}
+	plain := make([]byte, 0, 1+len(customerID)+len(messageID))
+	plain = append(plain, byte(len(customerID)))
+	plain = append(plain, customerID...)
+	plain = append(plain, messageID...)
+	kk := k.keys[0]
+	out := make([]byte, ivLen+len(plain))
+	copy(out, kk.iv(plain))
+	cipher.NewCTR(kk.enc, out[:ivLen]).XORKeyStream(out[ivLen:], plain)
+	return Version + "." + b32.EncodeToString(out), true
+}
+
+// Open returns the customer and message a sealed Message-ID carries, with
+// or without angle brackets, in any case; ok is false for any other
+// Message-ID, one altered, or one sealed with a key no longer configured.
+func (k *Keys) Open(rfcID string) (customerID, messageID string, ok bool) {
+	local, ok := sealedLocal(rfcID)
+	if !ok || k == nil {
+		return "", "", false
+	}
+	raw, err := b32.DecodeString(local)
+	if err != nil || len(raw) < ivLen+3 {
+		return "", "", false
+	}
+	iv, sealed := raw[:ivLen], raw[ivLen:]
+	plain := make([]byte, len(sealed))
+	for _, kk := range k.keys {
+		cipher.NewCTR(kk.enc, iv).XORKeyStream(plain, sealed)
+		if !hmac.Equal(iv, kk.iv(plain)) {
+			continue
+		}
+		n := int(plain[0])
+		if n == 0 || 1+n >= len(plain) {
+			return "", "", false
+		}
+		return string(plain[1 : 1+n]), string(plain[1+n:]), true
+	}
+	return "", "", false
+}
+
+// IsSealed reports whether rfcID has the form of a sealed Message-ID
+// (without checking that it opens).
+func IsSealed(rfcID string) bool {
+	_, ok := sealedLocal(rfcID)
+	return ok
+}
+
+// sealedLocal returns the token of a sealed Message-ID, lowercased.
+func sealedLocal(rfcID string) (string, bool) {
+	s := strings.TrimSpace(rfcID)
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">")
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 || at > maxLocal {
+		return "", false
+	}
+	local := strings.ToLower(s[:at])
+	token, ok := strings.CutPrefix(local, Version+".")
+	return token, ok && token != ""
+}
+
+func (kk key) iv(plain []byte) []byte {
+	m := hmac.New(sha256.New, kk.mac)
+	m.Write([]byte(Version))
+	m.Write(plain)
+	return m.Sum(nil)[:ivLen]
+}
