@@ -12,7 +12,12 @@
 //
 //	iv    = HMAC-SHA256(macKey, "hm1" || plain)[:16]
 //	token = iv || AES-256-CTR(encKey, iv, plain)
-//	plain = len(customer) || customer || message
+//	plain = len(customer) || customer || packed message
+//
+// Message IDs are mostly hex digests ("m_5f0c…", "j_8efc….welcome.1"):
+// their first run of 8 or more lowercase hex digits is packed two digits a
+// byte, which keeps the Message-ID (and the ledger and timeline copies of
+// it) a dozen characters shorter.
 //
 // It is deterministic, as a Message-ID must be: every retry of a delivery
 // carries the same one, so mailbox providers fold a duplicate. Equal
@@ -27,6 +32,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/hex"
 	"strings"
 )
 
@@ -36,16 +42,25 @@ import (
 const Version = "hm1"
 
 // MaxIDs bounds the customer and message IDs together that a Message-ID
-// may carry: a token of at most 181 characters. A delivery with longer
+// may carry: a token of at most 183 characters. A delivery with longer
 // IDs gets an unsealed Message-ID and an index, as before sealing.
 const MaxIDs = 96
 
 const (
 	ivLen = 16
 	// maxLocal bounds what Open decodes (a longer local part cannot be one
-	// of ours).
-	maxLocal = len(Version) + 1 + (ivLen+1+MaxIDs)*8/5 + 1
+	// of ours): the IV, the customer's length, the IDs and at most three
+	// bytes of packing.
+	maxLocal = len(Version) + 1 + (ivLen+1+MaxIDs+3)*8/5 + 1
 	info     = "herald/message-id/" + Version
+	// minHexRun is the shortest run of hex digits worth packing.
+	minHexRun = 8
+)
+
+// Message encodings in the plaintext.
+const (
+	rawMessage    = 0 // the ID as it is
+	packedMessage = 1 // len(prefix) prefix len(hex) hex-bytes suffix
 )
 
 // b32 is base32 in lowercase without padding: letters and digits only, so
@@ -92,10 +107,10 @@ func (k *Keys) Seal(customerID, messageID string) (local string, ok bool) {
 	if k == nil || len(k.keys) == 0 || customerID == "" || messageID == "" || len(customerID)+len(messageID) > MaxIDs {
 		return "", false
 	}
-	plain := make([]byte, 0, 1+len(customerID)+len(messageID))
+	plain := make([]byte, 0, 4+len(customerID)+len(messageID))
 	plain = append(plain, byte(len(customerID)))
 	plain = append(plain, customerID...)
-	plain = append(plain, messageID...)
+	plain = pack(plain, messageID)
 	kk := k.keys[0]
 	out := make([]byte, ivLen+len(plain))
 	copy(out, kk.iv(plain))
@@ -112,7 +127,9 @@ func (k *Keys) Open(rfcID string) (customerID, messageID string, ok bool) {
 		return "", "", false
 	}
 	raw, err := b32.DecodeString(local)
-	if err != nil || len(raw) < ivLen+3 {
+	// One spelling only: the bits a last character has beyond the data
+	// must be zero, as Seal writes them.
+	if err != nil || len(raw) < ivLen+3 || b32.EncodeToString(raw) != local {
 		return "", "", false
 	}
 	iv, sealed := raw[:ivLen], raw[ivLen:]
@@ -126,7 +143,11 @@ func (k *Keys) Open(rfcID string) (customerID, messageID string, ok bool) {
 		if n == 0 || 1+n >= len(plain) {
 			return "", "", false
 		}
-		return string(plain[1 : 1+n]), string(plain[1+n:]), true
+		msg, ok := unpack(plain[1+n:])
+		if !ok {
+			return "", "", false
+		}
+		return string(plain[1 : 1+n]), msg, true
 	}
 	return "", "", false
 }
@@ -156,4 +177,60 @@ func (kk key) iv(plain []byte) []byte {
 	m.Write([]byte(Version))
 	m.Write(plain)
 	return m.Sum(nil)[:ivLen]
+}
+
+// pack appends the message ID to b: its first run of minHexRun or more
+// lowercase hex digits (an even number of them) as bytes, or the ID as it
+// is when it has no such run.
+func pack(b []byte, messageID string) []byte {
+	start, n := hexRun(messageID)
+	if n < minHexRun {
+		b = append(b, rawMessage)
+		return append(b, messageID...)
+	}
+	n &^= 1
+	b = append(b, packedMessage, byte(start))
+	b = append(b, messageID[:start]...)
+	b = append(b, byte(n/2))
+	b, _ = hex.AppendDecode(b, []byte(messageID[start:start+n]))
+	return append(b, messageID[start+n:]...)
+}
+
+// unpack reverses pack.
+func unpack(b []byte) (string, bool) {
+	if len(b) < 2 {
+		return "", false
+	}
+	switch b[0] {
+	case rawMessage:
+		return string(b[1:]), true
+	case packedMessage:
+		pl := int(b[1])
+		if 2+pl >= len(b) {
+			return "", false
+		}
+		prefix, rest := b[2:2+pl], b[2+pl:]
+		hl := int(rest[0])
+		if hl == 0 || 1+hl > len(rest) {
+			return "", false
+		}
+		return string(prefix) + hex.EncodeToString(rest[1:1+hl]) + string(rest[1+hl:]), true
+	}
+	return "", false
+}
+
+// hexRun returns where the first run of at least minHexRun lowercase hex
+// digits in s starts and its length (0 when none).
+func hexRun(s string) (start, n int) {
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && ('0' <= s[j] && s[j] <= '9' || 'a' <= s[j] && s[j] <= 'f') {
+			j++
+		}
+		if j-i >= minHexRun {
+			return i, j - i
+		}
+		i = j + 1
+	}
+	return 0, 0
 }

@@ -22,11 +22,18 @@ func TestSealOpensToItsIDs(t *testing.T) {
 		{"ada@example.com", "m_5f0c2a9e41b7d3c8a6e2f190"},
 		{"x", "b_01jd5x_x"},
 		{strings.Repeat("c", 48), strings.Repeat("m", 48)}, // MaxIDs exactly
+		{strings.Repeat("c", 48), strings.Repeat("a", 48)}, // and packed
+		{"c1", "j_8efc178ee398a588b8d1.welcome.1"},
+		{"c1", "m_5f0c2a9e41b7d3c8a6e2f19"},    // an odd run
+		{"c1", "0123456789abcdef"},             // a run alone
+		{"c1", "m_0123456_89abcdef0_deadbeef"}, // the second run is packed
+		{"c1", "m_5F0C2A9E41B7D3C8A6E2F190"},   // upper case stays as it is
+		{"Ada.Lovelace+1@example.com", "t_ab"}, // no run
 	} {
 		local, ok := k.Seal(tc.customer, tc.message)
 		require.True(t, ok, tc)
 		require.True(t, strings.HasPrefix(local, msgid.Version+"."), local)
-		require.LessOrEqual(t, len(local), 4+181)
+		require.LessOrEqual(t, len(local), 4+183)
 		if len(tc.customer) > 4 {
 			require.NotContains(t, local, strings.ToLower(tc.customer), "the customer ID is not readable")
 		}
@@ -50,6 +57,10 @@ func TestSealOpensToItsIDs(t *testing.T) {
 	a, _ := k.Seal("c1", "m1")
 	b, _ := k.Seal("c1", "m2")
 	require.NotEqual(t, a, b)
+	// A digest in the message ID takes half the room.
+	packed, _ := k.Seal("c1", "m_5f0c2a9e41b7d3c8a6e2f190")
+	unpacked, _ := k.Seal("c1", "m_"+strings.Repeat("z", 24))
+	require.LessOrEqual(t, len(packed), len(unpacked)-15, "%s\n%s", packed, unpacked)
 	// The boundary between customer and message is sealed too.
 	c, _ := k.Seal("c1m", "1")
 	require.NotEqual(t, a, c)
@@ -149,7 +160,18 @@ func FuzzOpen(f *testing.F) {
 	local, _ := k.Seal("c1", "m1")
 	f.Add(local + "@lumen.example")
 	f.Add("<93f7ac29619e55c077af4f87caeb4899@lumen.example>")
+	f.Add("c1|j_8efc178ee398a588b8d1.welcome.1")
+	f.Add("c1|m_5f0c2a9e41b7d3c8a6e2f19")
 	f.Fuzz(func(t *testing.T, id string) {
+		// Any IDs that can be sealed open to themselves.
+		if cust, msg, found := strings.Cut(id, "|"); found {
+			if local, ok := k.Seal(cust, msg); ok {
+				c2, m2, ok := k.Open(local + "@x")
+				require.True(t, ok, id)
+				require.Equal(t, [2]string{cust, msg}, [2]string{c2, m2})
+			}
+		}
+
 		cust, msg, ok := k.Open(id)
 		if !ok {
 			return
