@@ -562,8 +562,8 @@ func TestEmailReplyEmitsMessageReplied(t *testing.T) {
 	// The webhook retries the same reply: it counts once.
 	status, _ = b.inbound(t, apiToken, string(body))
 	require.Equal(t, http.StatusAccepted, status)
-	// Matched through References alone, with other casing and no brackets.
-	only, _ := json.Marshal(map[string]any{"message_id": "<reply-2@mail.example.com>", "references": []string{strings.ToUpper(strings.Trim(sent.MessageID, "<>"))}})
+	// Matched through References alone, without brackets.
+	only, _ := json.Marshal(map[string]any{"message_id": "<reply-2@mail.example.com>", "references": []string{strings.Trim(sent.MessageID, "<>")}})
 	status, _ = b.inbound(t, apiToken, string(only))
 	require.Equal(t, http.StatusAccepted, status)
 	eventually(t, func() bool { return len(b.events(t, "message.replied")) == 2 }, "second reply")
@@ -602,7 +602,11 @@ func TestEmailReplyThroughTheIndex(t *testing.T) {
 	status, msg := b.reply(t, "<reply-old@mail.example.com>", sent.MessageID)
 	require.Equal(t, http.StatusAccepted, status)
 	require.Equal(t, long, msg)
-	eventually(t, func() bool { return len(b.events(t, "message.replied")) == 1 }, "message.replied emitted")
+	// The index is keyed on the ID in lower case: any casing finds it.
+	status, msg = b.reply(t, "<reply-old-2@mail.example.com>", strings.ToUpper(sent.MessageID))
+	require.Equal(t, http.StatusAccepted, status)
+	require.Equal(t, long, msg)
+	eventually(t, func() bool { return len(b.events(t, "message.replied")) == 2 }, "message.replied emitted")
 
 	// A sealed one alongside: each reply finds its own message.
 	b.send(t, "m2", "remind", "checkout", herald.ChannelEmail)
@@ -652,9 +656,9 @@ func TestEmailReplyAfterKeyRotation(t *testing.T) {
 	require.Equal(t, herald.ENotFound, herald.ErrorCode(err), "the old key is no longer listed")
 
 	local := strings.Trim(sent, "<>")
-	other := "a"
-	if local[10] == 'a' {
-		other = "b"
+	other := "A"
+	if local[10] == 'A' {
+		other = "B"
 	}
 	altered := "<" + local[:10] + other + local[11:] + ">"
 	_, err = b.e.SentEmail(ctx, altered)

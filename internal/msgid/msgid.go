@@ -4,9 +4,10 @@
 //
 // A sealed Message-ID reads <hm1.TOKEN@domain>. TOKEN is the customer ID
 // and the message ID, encrypted and authenticated with a key derived from
-// the signing key, in lowercase base32: the recipient can forward the
-// header but not read the customer ID in it or change it, and a mailer that
-// changes the case of the header still hands back a token that opens.
+// the signing key, in base64url without padding (letters, digits, '-' and
+// '_': a valid dot-atom): the recipient can forward the header but not read
+// the customer ID in it or change it. Like any msg-id it is compared as it
+// is written, case included.
 //
 // The construction is SIV (RFC 5297, with HMAC-SHA256 as its PRF):
 //
@@ -31,7 +32,7 @@ import (
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base32"
+	"encoding/base64"
 	"encoding/hex"
 	"strings"
 )
@@ -42,7 +43,7 @@ import (
 const Version = "hm1"
 
 // MaxIDs bounds the customer and message IDs together that a Message-ID
-// may carry: a token of at most 183 characters. A delivery with longer
+// may carry: a token of at most 153 characters. A delivery with longer
 // IDs gets an unsealed Message-ID and an index, as before sealing.
 const MaxIDs = 96
 
@@ -51,7 +52,7 @@ const (
 	// maxLocal bounds what Open decodes (a longer local part cannot be one
 	// of ours): the IV, the customer's length, the IDs and at most three
 	// bytes of packing.
-	maxLocal = len(Version) + 1 + (ivLen+1+MaxIDs+3)*8/5 + 1
+	maxLocal = len(Version) + 1 + (ivLen+1+MaxIDs+3)*4/3 + 1
 	info     = "herald/message-id/" + Version
 	// minHexRun is the shortest run of hex digits worth packing.
 	minHexRun = 8
@@ -63,9 +64,9 @@ const (
 	packedMessage = 1 // len(prefix) prefix len(hex) hex-bytes suffix
 )
 
-// b32 is base32 in lowercase without padding: letters and digits only, so
-// the token is a valid dot-atom and survives a change of case.
-var b32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+// b64 is base64url without padding; Strict refuses stray bits in the last
+// character, so a token has one spelling.
+var b64 = base64.RawURLEncoding.Strict()
 
 type key struct {
 	enc cipher.Block
@@ -115,21 +116,19 @@ func (k *Keys) Seal(customerID, messageID string) (local string, ok bool) {
 	out := make([]byte, ivLen+len(plain))
 	copy(out, kk.iv(plain))
 	cipher.NewCTR(kk.enc, out[:ivLen]).XORKeyStream(out[ivLen:], plain)
-	return Version + "." + b32.EncodeToString(out), true
+	return Version + "." + b64.EncodeToString(out), true
 }
 
 // Open returns the customer and message a sealed Message-ID carries, with
-// or without angle brackets, in any case; ok is false for any other
+// or without angle brackets; ok is false for any other
 // Message-ID, one altered, or one sealed with a key no longer configured.
 func (k *Keys) Open(rfcID string) (customerID, messageID string, ok bool) {
 	local, ok := sealedLocal(rfcID)
 	if !ok || k == nil {
 		return "", "", false
 	}
-	raw, err := b32.DecodeString(local)
-	// One spelling only: the bits a last character has beyond the data
-	// must be zero, as Seal writes them.
-	if err != nil || len(raw) < ivLen+3 || b32.EncodeToString(raw) != local {
+	raw, err := b64.DecodeString(local)
+	if err != nil || len(raw) < ivLen+3 {
 		return "", "", false
 	}
 	iv, sealed := raw[:ivLen], raw[ivLen:]
@@ -159,7 +158,7 @@ func IsSealed(rfcID string) bool {
 	return ok
 }
 
-// sealedLocal returns the token of a sealed Message-ID, lowercased.
+// sealedLocal returns the token of a sealed Message-ID.
 func sealedLocal(rfcID string) (string, bool) {
 	s := strings.TrimSpace(rfcID)
 	s = strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">")
@@ -167,8 +166,7 @@ func sealedLocal(rfcID string) (string, bool) {
 	if at < 0 || at > maxLocal {
 		return "", false
 	}
-	local := strings.ToLower(s[:at])
-	token, ok := strings.CutPrefix(local, Version+".")
+	token, ok := strings.CutPrefix(s[:at], Version+".")
 	return token, ok && token != ""
 }
 

@@ -33,9 +33,9 @@ func TestSealOpensToItsIDs(t *testing.T) {
 		local, ok := k.Seal(tc.customer, tc.message)
 		require.True(t, ok, tc)
 		require.True(t, strings.HasPrefix(local, msgid.Version+"."), local)
-		require.LessOrEqual(t, len(local), 4+183)
+		require.LessOrEqual(t, len(local), 4+153)
 		if len(tc.customer) > 4 {
-			require.NotContains(t, local, strings.ToLower(tc.customer), "the customer ID is not readable")
+			require.NotContains(t, local, tc.customer, "the customer ID is not readable")
 		}
 
 		id := "<" + local + "@lumen.example>"
@@ -45,7 +45,7 @@ func TestSealOpensToItsIDs(t *testing.T) {
 		require.Equal(t, strings.Trim(id, "<>"), ids.Address)
 		require.True(t, msgid.IsSealed(id))
 
-		for _, form := range []string{id, strings.Trim(id, "<>"), strings.ToUpper(id), " " + id + " "} {
+		for _, form := range []string{id, strings.Trim(id, "<>"), " " + id + " ", strings.Replace(id, "lumen.example", "LUMEN.example", 1)} {
 			cust, msg, ok := k.Open(form)
 			require.True(t, ok, form)
 			require.Equal(t, tc.customer, cust)
@@ -60,7 +60,7 @@ func TestSealOpensToItsIDs(t *testing.T) {
 	// A digest in the message ID takes half the room.
 	packed, _ := k.Seal("c1", "m_5f0c2a9e41b7d3c8a6e2f190")
 	unpacked, _ := k.Seal("c1", "m_"+strings.Repeat("z", 24))
-	require.LessOrEqual(t, len(packed), len(unpacked)-15, "%s\n%s", packed, unpacked)
+	require.LessOrEqual(t, len(packed), len(unpacked)-13, "%s\n%s", packed, unpacked)
 	// The boundary between customer and message is sealed too.
 	c, _ := k.Seal("c1m", "1")
 	require.NotEqual(t, a, c)
@@ -75,7 +75,7 @@ func TestOpenRefusesAlteredAndForeignIDs(t *testing.T) {
 
 	// Every single-character change of the token fails to open.
 	for i := range token {
-		for _, r := range "a7" {
+		for _, r := range "a7-" {
 			if rune(token[i]) == r {
 				continue
 			}
@@ -90,9 +90,10 @@ func TestOpenRefusesAlteredAndForeignIDs(t *testing.T) {
 		"<" + msgid.Version + ".@lumen.example>",
 		"<" + msgid.Version + "." + token[:20] + "@lumen.example>", // cut short
 		"<" + msgid.Version + "." + token + "aa@lumen.example>",    // lengthened
-		"<" + msgid.Version + "." + token + "!@lumen.example>",     // not base32
-		"<hm2." + token + "@lumen.example>",                        // another version
-		"<" + msgid.Version + "." + token + ">",                    // no domain
+		"<" + msgid.Version + "." + token + "!@lumen.example>",     // not base64url
+		"<" + msgid.Version + "." + strings.ToUpper(token) + "@lumen.example>",
+		"<hm2." + token + "@lumen.example>",     // another version
+		"<" + msgid.Version + "." + token + ">", // no domain
 		"<" + msgid.Version + "." + strings.Repeat("a", 400) + "@lumen.example>",
 	} {
 		_, _, ok := k.Open(bad)
