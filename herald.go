@@ -145,6 +145,10 @@ type Message struct {
 	// PreferencesURL is the customer's signed preference-centre link.
 	PreferencesURL string
 	ReplyTo        string
+	// ReplyToken, when set, is the local part of an email's Message-ID in
+	// place of a digest of ID: a sealed token naming the customer and the
+	// message, so that a reply finds its message without an index.
+	ReplyToken string
 }
 
 // Receipt is what a provider gave back for an accepted message.

@@ -536,8 +536,9 @@ func TestEmailReplyEmitsMessageReplied(t *testing.T) {
 	b := setup(t)
 	b.send(t, "m1", "remind", "checkout", herald.ChannelEmail)
 	sent := b.smtp.Messages()[0]
-	require.NotEmpty(t, sent.MessageID)
+	require.True(t, strings.HasPrefix(sent.MessageID, "<hm1."), "a sealed Message-ID: %s", sent.MessageID)
 	require.Contains(t, string(sent.Data), "Reply-To: <replies@lumen.example>")
+	require.Empty(t, b.rdb.Keys(context.Background(), "herald:msgid:*").Val(), "no reply index for a sealed Message-ID")
 
 	body, _ := json.Marshal(map[string]any{
 		"message_id": "<reply-1@mail.example.com>", "in_reply_to": sent.MessageID,
@@ -561,8 +562,8 @@ func TestEmailReplyEmitsMessageReplied(t *testing.T) {
 	// The webhook retries the same reply: it counts once.
 	status, _ = b.inbound(t, apiToken, string(body))
 	require.Equal(t, http.StatusAccepted, status)
-	// Matched through References alone, with other casing and no brackets.
-	only, _ := json.Marshal(map[string]any{"message_id": "<reply-2@mail.example.com>", "references": []string{strings.ToUpper(strings.Trim(sent.MessageID, "<>"))}})
+	// Matched through References alone, without brackets.
+	only, _ := json.Marshal(map[string]any{"message_id": "<reply-2@mail.example.com>", "references": []string{strings.Trim(sent.MessageID, "<>")}})
 	status, _ = b.inbound(t, apiToken, string(only))
 	require.Equal(t, http.StatusAccepted, status)
 	eventually(t, func() bool { return len(b.events(t, "message.replied")) == 2 }, "second reply")
@@ -574,6 +575,98 @@ func TestEmailReplyEmitsMessageReplied(t *testing.T) {
 	require.Equal(t, "ignored", out["status"])
 	status, _ = b.inbound(t, apiToken, `{"from":"x@example.com"}`)
 	require.Equal(t, http.StatusUnprocessableEntity, status)
+}
+
+// reply posts a reply to rfcID to the inbound-mail webhook and returns the
+// status and the message ID it was matched to.
+func (b *bundle) reply(t *testing.T, replyID, rfcID string) (int, string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"message_id": replyID, "in_reply_to": rfcID, "text": "Thanks."})
+	status, out := b.inbound(t, apiToken, string(body))
+	msg, _ := out["message_id"].(string)
+	return status, msg
+}
+
+// A delivery whose customer and message IDs are too long to seal gets a
+// digest Message-ID and the reply index, as every email did before
+// Message-IDs were sealed: replies to such mail match through the index.
+func TestEmailReplyThroughTheIndex(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	long := "m_" + strings.Repeat("0123456789", 10) // with "c1", past msgid.MaxIDs
+	b.send(t, long, "remind", "checkout", herald.ChannelEmail)
+	sent := b.smtp.Messages()[0]
+	require.Regexp(t, `^<[0-9a-f]{32}@lumen\.example>$`, sent.MessageID)
+	require.Len(t, b.rdb.Keys(context.Background(), "herald:msgid:*").Val(), 1, "the reply index")
+
+	status, msg := b.reply(t, "<reply-old@mail.example.com>", sent.MessageID)
+	require.Equal(t, http.StatusAccepted, status)
+	require.Equal(t, long, msg)
+	// The index is keyed on the ID in lower case: any casing finds it.
+	status, msg = b.reply(t, "<reply-old-2@mail.example.com>", strings.ToUpper(sent.MessageID))
+	require.Equal(t, http.StatusAccepted, status)
+	require.Equal(t, long, msg)
+	eventually(t, func() bool { return len(b.events(t, "message.replied")) == 2 }, "message.replied emitted")
+
+	// A sealed one alongside: each reply finds its own message.
+	b.send(t, "m2", "remind", "checkout", herald.ChannelEmail)
+	sealed := b.smtp.Messages()[1].MessageID
+	require.True(t, strings.HasPrefix(sealed, "<hm1."), sealed)
+	status, msg = b.reply(t, "<reply-new@mail.example.com>", sealed)
+	require.Equal(t, http.StatusAccepted, status)
+	require.Equal(t, "m2", msg)
+	require.Len(t, b.rdb.Keys(context.Background(), "herald:msgid:*").Val(), 1, "still only the long one's")
+
+	// Erasing the customer leaves nothing a reply can match.
+	require.NoError(t, b.e.Erase(context.Background(), "c1", preferences.Actor{Kind: "api", Name: "test"}))
+	require.Empty(t, b.rdb.Keys(context.Background(), "herald:msgid:*").Val())
+	for i, id := range []string{sent.MessageID, sealed} {
+		status, _ := b.reply(t, fmt.Sprintf("<reply-erased-%d@mail.example.com>", i), id)
+		require.Equal(t, http.StatusOK, status, "a reply to an erased customer's mail is ignored")
+	}
+}
+
+// A sealed Message-ID opens with a signing key that has since been
+// replaced, as long as it is still listed among the previous keys; an
+// altered one, or one whose key is gone, matches nothing.
+func TestEmailReplyAfterKeyRotation(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.send(t, "m1", "remind", "checkout", herald.ChannelEmail)
+	sent := b.smtp.Messages()[0].MessageID
+	ctx := context.Background()
+
+	tset, err := templates.Load(os.DirFS("testdata/templates"), templates.Options{})
+	require.NoError(t, err)
+	rotated := func(previous ...[]byte) *engine.Engine {
+		e, err := engine.New(engine.Options{
+			Redis: b.rdb, RedisConn: asynq.RedisClientOpt{Addr: b.rdb.Options().Addr},
+			Templates: tset, SigningKey: []byte("a-new-signing-key-0123456789abcdef"),
+			PreviousSigningKeys: previous,
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = e.Close() })
+		return e
+	}
+	m, err := rotated([]byte(key)).SentEmail(ctx, sent)
+	require.NoError(t, err)
+	require.Equal(t, "c1", m.CustomerID)
+	require.Equal(t, "m1", m.MessageID)
+	_, err = rotated().SentEmail(ctx, sent)
+	require.Equal(t, herald.ENotFound, herald.ErrorCode(err), "the old key is no longer listed")
+
+	local := strings.Trim(sent, "<>")
+	other := "A"
+	if local[10] == 'A' {
+		other = "B"
+	}
+	altered := "<" + local[:10] + other + local[11:] + ">"
+	_, err = b.e.SentEmail(ctx, altered)
+	require.Equal(t, herald.ENotFound, herald.ErrorCode(err), "altered: %s", altered)
+	// In-Reply-To altered, References intact: the intact one matches.
+	m, err = b.e.SentEmail(ctx, altered, sent)
+	require.NoError(t, err)
+	require.Equal(t, "m1", m.MessageID)
 }
 
 // --- journeys: Slack first, email unless acknowledged ---------------------------

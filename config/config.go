@@ -59,8 +59,14 @@ type Config struct {
 	Caps       []Cap      `yaml:"caps"`
 	RateLimits RateLimits `yaml:"rate_limits"`
 	Log        Log        `yaml:"log"`
-	// SigningKey signs preference-centre and unsubscribe links (HMAC-SHA256).
+	// SigningKey signs preference-centre and unsubscribe links (HMAC-SHA256)
+	// and seals the Message-ID of every email.
 	SigningKey Secret `yaml:"-"`
+	// PreviousSigningKeys are signing keys replaced by SigningKey, kept so
+	// that replies to email sent under them still find their message
+	// (HERALD_PREVIOUS_SIGNING_KEYS, comma-separated). Links signed with
+	// them stay invalid.
+	PreviousSigningKeys []Secret `yaml:"-"`
 	// TokenTTL is how long a signed link stays valid. Default 90 days.
 	TokenTTL time.Duration `yaml:"token_ttl"`
 	// ClickTracking rewrites {{ track }} links through /r/{token}. Default off.
@@ -473,6 +479,14 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 	dur("HERALD_WORKER_RETRY_MAX", &c.Worker.RetryMax)
 	dur("HERALD_WATCHDOG_INTERVAL", &c.Worker.WatchdogInterval)
 	str("HERALD_METRICS_ADDR", &c.Worker.MetricsAddr)
+	var previous Secret
+	secret("HERALD_PREVIOUS_SIGNING_KEYS", &previous)
+	if previous != "" {
+		c.PreviousSigningKeys = nil
+		for _, k := range splitList(previous.Reveal()) {
+			c.PreviousSigningKeys = append(c.PreviousSigningKeys, Secret(k))
+		}
+	}
 	var tokens Secret
 	secret("HERALD_API_TOKENS", &tokens)
 	if tokens != "" {
@@ -812,6 +826,11 @@ func (c Config) Validate() error {
 	}
 	if c.SigningKey != "" && len(c.SigningKey) < 32 {
 		bad("signing_key (HERALD_SIGNING_KEY)", "at least 32 characters")
+	}
+	for i, k := range c.PreviousSigningKeys {
+		if len(k) < 32 {
+			bad("previous signing keys (HERALD_PREVIOUS_SIGNING_KEYS)", "key %d: at least 32 characters", i+1)
+		}
 	}
 	if c.Worker.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.Worker.MetricsAddr); err != nil {

@@ -46,12 +46,13 @@ func TestEnvWinsOverFile(t *testing.T) {
 	secretFile := filepath.Join(dir, "key")
 	require.NoError(t, os.WriteFile(secretFile, []byte("0123456789abcdef0123456789abcdef\n"), 0o600))
 	c, err := load(path, env(map[string]string{
-		"HERALD_HTTP_ADDR":           "127.0.0.1:9001",
-		"HERALD_SIGNING_KEY_FILE":    secretFile,
-		"HERALD_API_TOKENS":          "billing:aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb",
-		"HERALD_SMTP_URL":            "smtp://u:hunter2@mail.example.com:587?tls=starttls",
-		"HERALD_MAIL_FROM":           "Lumen <hello@example.com>",
-		"HERALD_REDIS_CLUSTER_ADDRS": "127.0.0.1:7000,127.0.0.1:7001",
+		"HERALD_HTTP_ADDR":             "127.0.0.1:9001",
+		"HERALD_SIGNING_KEY_FILE":      secretFile,
+		"HERALD_API_TOKENS":            "billing:aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb",
+		"HERALD_SMTP_URL":              "smtp://u:hunter2@mail.example.com:587?tls=starttls",
+		"HERALD_MAIL_FROM":             "Lumen <hello@example.com>",
+		"HERALD_REDIS_CLUSTER_ADDRS":   "127.0.0.1:7000,127.0.0.1:7001",
+		"HERALD_PREVIOUS_SIGNING_KEYS": "fedcba9876543210fedcba9876543210, 00112233445566778899aabbccddeeff",
 	}))
 	require.NoError(t, err)
 	require.NoError(t, c.Validate())
@@ -61,11 +62,13 @@ func TestEnvWinsOverFile(t *testing.T) {
 	require.Equal(t, "0123456789abcdef0123456789abcdef", c.SigningKey.Reveal(), "secret read from *_FILE")
 	require.Equal(t, []Token{{"billing", "aaaaaaaaaaaaaaaaaaaa"}, {"token-2", "bbbbbbbbbbbbbbbbbbbb"}}, c.API.Tokens)
 	require.Equal(t, []string{"127.0.0.1:7000", "127.0.0.1:7001"}, c.Redis.ClusterAddrs)
+	require.Equal(t, []Secret{"fedcba9876543210fedcba9876543210", "00112233445566778899aabbccddeeff"}, c.PreviousSigningKeys)
 
 	out := c.Redacted()
 	require.NotContains(t, out, "hunter2")
 	require.NotContains(t, out, "0123456789abcdef")
 	require.NotContains(t, out, "aaaaaaaaaaaaaaaa")
+	require.NotContains(t, out, "fedcba9876543210")
 }
 
 func TestUnknownFieldNamed(t *testing.T) {
@@ -101,6 +104,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"smtp without from", map[string]string{"HERALD_SMTP_URL": "smtp://x:25"}, nil, "HERALD_MAIL_FROM"},
 		{"short token", map[string]string{"HERALD_API_TOKENS": "app:short"}, nil, `token "app"`},
 		{"short signing key", map[string]string{"HERALD_SIGNING_KEY": "abc"}, nil, "HERALD_SIGNING_KEY"},
+		{"short previous signing key", map[string]string{"HERALD_PREVIOUS_SIGNING_KEYS": "0123456789abcdef0123456789abcdef,abc"}, nil, "HERALD_PREVIOUS_SIGNING_KEYS): key 2"},
 		{"http addr", map[string]string{"HERALD_HTTP_ADDR": "nonsense"}, nil, "HERALD_HTTP_ADDR"},
 		{"log level", map[string]string{"HERALD_LOG_LEVEL": "loud"}, nil, "HERALD_LOG_LEVEL"},
 		{"cap max", nil, func(c *Config) { c.Caps = []Cap{{Class: "marketing", Per: time.Hour, Action: "defer"}} }, "caps[0].max"},

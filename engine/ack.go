@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/msgid"
 	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
@@ -82,12 +83,42 @@ func (e *Engine) SentMessage(ctx context.Context, messageID string) (Sent, error
 
 // SentEmail returns the delivered message behind the first of these email
 // Message-IDs that herald sent (a reply's In-Reply-To and References).
+//
+// A Message-ID herald sealed names its customer and message; one from
+// before sealing (or with IDs too long to seal) is found through the reply
+// index. Either way the message's email ledger record must still exist: an
+// erased customer's or an expired message's reply matches nothing.
 func (e *Engine) SentEmail(ctx context.Context, rfcIDs ...string) (Sent, error) {
-	cust, msg, err := e.st.EmailMessage(ctx, rfcIDs...)
-	if err != nil {
-		return Sent{}, err
+	for _, id := range rfcIDs {
+		var cust, msg string
+		if msgid.IsSealed(id) {
+			var ok bool
+			if cust, msg, ok = e.replyIDs.Open(id); !ok {
+				continue // altered, or sealed with a key no longer configured
+			}
+		} else {
+			var err error
+			cust, msg, err = e.st.EmailMessage(ctx, id)
+			if herald.ErrorCode(err) == herald.ENotFound {
+				continue
+			}
+			if err != nil {
+				return Sent{}, err
+			}
+		}
+		s, err := e.sent(ctx, cust, msg)
+		if herald.ErrorCode(err) == herald.ENotFound {
+			continue
+		}
+		if err != nil {
+			return Sent{}, err
+		}
+		if _, ok := s.Providers[herald.ChannelEmail]; !ok {
+			continue
+		}
+		return s, nil
 	}
-	return e.sent(ctx, cust, msg)
+	return Sent{}, herald.Errorf(herald.ENotFound, "no email herald sent matches")
 }
 
 // CheckSlackUser refuses a Slack user who is not the customer: a button

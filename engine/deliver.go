@@ -168,6 +168,11 @@ func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.De
 		ID: id, Channel: d.Channel, Customer: cust, Topic: d.Topic, Template: d.Template,
 		Content: content, PreferencesURL: links.preferences, ReplyTo: e.opt.ReplyTo,
 	}
+	if d.Channel == herald.ChannelEmail {
+		// A reply finds the message from its Message-ID alone; IDs too
+		// long to seal get the reply index instead (AckIndexes).
+		msg.ReplyToken, _ = e.replyIDs.Seal(d.CustomerID, d.MessageID)
+	}
 	if links.unsubscribe != "" && d.Channel == herald.ChannelEmail {
 		msg.Unsubscribe = []string{links.unsubscribe}
 		if e.opt.UnsubscribeMailto != "" {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/msgid"
 	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/service"
 	"github.com/heraldhq/herald/internal/wire"
@@ -33,9 +34,14 @@ type Options struct {
 	Policy    preferences.Policy
 	// PublicURL is where links in messages point (preference centre, unsubscribe).
 	PublicURL string
-	// SigningKey signs those links.
+	// SigningKey signs those links, and seals the customer and message
+	// into the Message-ID of each email, so a reply finds its message.
 	SigningKey []byte
 	TokenTTL   time.Duration // default 90 days
+	// PreviousSigningKeys are signing keys used before SigningKey: they
+	// still open the Message-IDs of email sent under them, so replies to
+	// it match. Links signed with them are refused.
+	PreviousSigningKeys [][]byte
 	// UnsubscribeMailto adds a mailto: target to List-Unsubscribe.
 	UnsubscribeMailto string
 	ReplyTo           string
@@ -100,6 +106,8 @@ type Engine struct {
 	// svc is the write path every door uses.
 	svc   *service.Service
 	route redisstore.Routing
+	// replyIDs seals Message-IDs and opens those of replies.
+	replyIDs *msgid.Keys
 	// fanOutFault, set by tests, runs after each message a broadcast's
 	// fan-out queues (to stop a worker mid-walk).
 	fanOutFault func(ctx context.Context, queued int64)
@@ -157,6 +165,7 @@ func New(opt Options) (*Engine, error) {
 		now:     opt.Now,
 		health:  map[herald.Channel]*channelHealth{},
 	}
+	e.replyIDs = msgid.NewKeys(append([][]byte{opt.SigningKey}, opt.PreviousSigningKeys...)...)
 	for ch := range opt.Senders {
 		e.health[ch] = newChannelHealth(opt.ChannelConcurrency)
 	}

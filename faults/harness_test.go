@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/channels/email"
 	"github.com/heraldhq/herald/client"
+	"github.com/heraldhq/herald/internal/msgid"
 	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/heraldhq/herald/internal/smtpserver"
 	"github.com/heraldhq/herald/internal/wire"
@@ -619,10 +620,12 @@ func (r *rig) requireArchived(ch herald.Channel, messageID string, tl []herald.T
 }
 
 // checkMessageIDs checks that every email of a one-off message carries the
-// Message-ID derived from its delivery key, copies included.
+// Message-ID sealed from its customer and message (or, too long to seal,
+// derived from its delivery key), copies included.
 func (r *rig) checkMessageIDs() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	keys := msgid.NewKeys([]byte(signingKey))
 	bad := 0
 	for tag, mids := range r.msgIDs {
 		a, ok := r.asked[tag]
@@ -630,13 +633,16 @@ func (r *rig) checkMessageIDs() {
 			continue
 		}
 		want := email.MessageID(a.MessageID+":email", mailDomain)
+		if local, ok := keys.Seal(a.Customer, a.MessageID); ok {
+			want = "<" + local + "@" + mailDomain + ">"
+		}
 		for _, m := range mids {
 			if m != want {
 				bad++
 			}
 		}
 	}
-	require.Zero(r.t, bad, "emails whose Message-ID is not derived from the delivery key")
+	require.Zero(r.t, bad, "emails whose Message-ID is not the one of their delivery")
 }
 
 // archivedFailures counts failed-permanent timeline entries of customers

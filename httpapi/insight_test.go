@@ -143,7 +143,7 @@ func TestJourneysMessagesAndCancel(t *testing.T) {
 	require.Equal(t, "hello", m.Step)
 	require.Equal(t, "sent", m.Channels["email"].Status)
 	require.Len(t, b.smtp.Messages(), 1)
-	require.Contains(t, string(b.smtp.Messages()[0].Data), "Message-ID: "+m.Channels["email"].ProviderID)
+	require.Equal(t, b.smtp.Messages()[0].MessageID, m.Channels["email"].ProviderID)
 
 	// A one-off message suppressed by the customer's own choice, with the
 	// consent entry behind it.

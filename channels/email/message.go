@@ -38,6 +38,36 @@ func MessageID(key, domain string) string {
 	return "<" + hex.EncodeToString(sum[:])[:32] + "@" + domain + ">"
 }
 
+// maxReplyToken bounds the local part a ReplyToken may give a Message-ID.
+const maxReplyToken = 200
+
+// messageID is m's Message-ID: its ReplyToken when it has one, else
+// derived from its ID.
+func messageID(m herald.Message, domain string) (string, error) {
+	if m.ReplyToken == "" {
+		return MessageID(m.ID, domain), nil
+	}
+	if len(m.ReplyToken) > maxReplyToken || !dotAtom(m.ReplyToken) {
+		return "", herald.Errorf(herald.EInvalid, "email: reply token is not a short dot-atom")
+	}
+	return "<" + m.ReplyToken + "@" + domain + ">", nil
+}
+
+// dotAtom reports whether s is RFC 5322 dot-atom-text made of letters,
+// digits, '-', '_' and dots (none first, last or doubled).
+func dotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '-' || b == '_' || b == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // build turns m into a go-mail message, or an EInvalid error naming the bad
 // field (never its value: it may be personal data).
 func (s *Sender) build(m herald.Message, now time.Time) (*gomail.Msg, string, error) {
@@ -81,7 +111,10 @@ func (s *Sender) build(m herald.Message, now time.Time) (*gomail.Msg, string, er
 		msg.ReplyToMailAddress(rt)
 	}
 	msg.Subject(m.Content.Subject)
-	id := MessageID(m.ID, s.domain)
+	id, err := messageID(m, s.domain)
+	if err != nil {
+		return nil, "", err
+	}
 	msg.SetMessageIDWithValue(strings.Trim(id, "<>"))
 	msg.SetDateWithValue(now)
 	if m.Topic != "" {

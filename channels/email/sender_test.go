@@ -16,6 +16,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/channels/channeltest"
 	"github.com/heraldhq/herald/channels/email"
+	"github.com/heraldhq/herald/internal/msgid"
 	"github.com/heraldhq/herald/internal/smtpserver"
 	"github.com/stretchr/testify/require"
 )
@@ -197,6 +198,42 @@ func TestMessageID(t *testing.T) {
 	require.NotEqual(t, id, email.MessageID("journey-1:welcome:slack", "herald.test"))
 }
 
+func TestSealedMessageID(t *testing.T) {
+	t.Parallel()
+	b := setup(t, smtpserver.Options{})
+	keys := msgid.NewKeys([]byte("0123456789abcdef0123456789abcdef"))
+	token, ok := keys.Seal("ada@example.com", "m_5f0c2a9e41b7d3c8a6e2f190")
+	require.True(t, ok)
+	longest, ok := keys.Seal(strings.Repeat("c", 48), strings.Repeat("m", msgid.MaxIDs-48))
+	require.True(t, ok)
+
+	m := message(func(m *herald.Message) { m.ReplyToken = token })
+	r, err := b.sender.Send(context.Background(), m)
+	require.NoError(t, err)
+	want := "<" + token + "@" + fromDomain + ">"
+	require.Equal(t, want, r.ProviderID)
+	again, err := b.sender.Send(context.Background(), m)
+	require.NoError(t, err)
+	require.Equal(t, r.ProviderID, again.ProviderID, "a retried delivery carries the same Message-ID")
+
+	msgs := b.srv.Messages()
+	require.Len(t, msgs, 2)
+	require.Equal(t, want, msgs[0].MessageID, "go-mail and the server keep it as it is")
+	p := parse(t, msgs[0].Data)
+	require.Equal(t, want, p.header.Get("Message-Id"))
+	require.NotContains(t, string(msgs[0].Data), "ada@example.com", "the customer ID is sealed")
+	cust, msg, ok := keys.Open(msgs[0].MessageID)
+	require.True(t, ok)
+	require.Equal(t, "ada@example.com", cust)
+	require.Equal(t, "m_5f0c2a9e41b7d3c8a6e2f190", msg)
+
+	// The longest token goes on a folded line of its own, whole.
+	r, err = b.sender.Send(context.Background(), message(func(m *herald.Message) { m.ReplyToken = longest }))
+	require.NoError(t, err)
+	require.Equal(t, "<"+longest+"@"+fromDomain+">", b.srv.Messages()[2].MessageID)
+	require.Contains(t, string(b.srv.Messages()[2].Data), "Message-ID:\r\n "+r.ProviderID+"\r\n")
+}
+
 func TestInvalid(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -214,6 +251,10 @@ func TestInvalid(t *testing.T) {
 		{"ReplyToMalformed", func(m *herald.Message) { m.ReplyTo = "not an address" }},
 		{"NoBody", func(m *herald.Message) { m.Content.Text, m.Content.HTML = "", "" }},
 		{"NoID", func(m *herald.Message) { m.ID = "" }},
+		{"ReplyTokenCRLF", func(m *herald.Message) { m.ReplyToken = "hm1.abc>\r\nBcc: x@evil.test" }},
+		{"ReplyTokenAt", func(m *herald.Message) { m.ReplyToken = "hm1.abc@evil.test" }},
+		{"ReplyTokenDots", func(m *herald.Message) { m.ReplyToken = "hm1..abc" }},
+		{"ReplyTokenTooLong", func(m *herald.Message) { m.ReplyToken = "hm1." + strings.Repeat("a", 300) }},
 		{"UnsubCRLF", func(m *herald.Message) {
 			m.Unsubscribe = []string{"https://herald.test/u?t=1\r\nBcc: x@evil.test"}
 		}},

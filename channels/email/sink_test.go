@@ -5,11 +5,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/channels/email"
+	"github.com/heraldhq/herald/internal/msgid"
 	"github.com/stretchr/testify/require"
 )
 
@@ -92,4 +95,33 @@ func TestSMTPSink(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A sealed Message-ID reaches another server's idea of SMTP as it was
+// written: smtp-sink dumps the message, header and all.
+func TestSMTPSinkKeepsSealedMessageID(t *testing.T) {
+	t.Parallel()
+	// Not under t.TempDir, whose parent only its owner may enter:
+	// smtp-sink may run as nobody.
+	dir, err := os.MkdirTemp("", "herald-sink-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o777))
+	dump := filepath.Join(dir, "dump")
+	s := startSink(t, "-D", dump)
+	token, ok := msgid.NewKeys([]byte("0123456789abcdef0123456789abcdef")).Seal("c1", "m_5f0c2a9e41b7d3c8a6e2f190")
+	require.True(t, ok)
+	r, err := s.Send(context.Background(), message(func(m *herald.Message) { m.ReplyToken = token }))
+	require.NoError(t, err)
+	require.Equal(t, "<"+token+"@"+fromDomain+">", r.ProviderID)
+	var data []byte
+	require.Eventually(t, func() bool {
+		data, err = os.ReadFile(dump)
+		return err == nil && len(data) > 0
+	}, 5*time.Second, 20*time.Millisecond, "smtp-sink dumped the message")
+	// go-mail folds the field before the msg-id when the line would pass
+	// 78 characters (RFC 5322 allows folding white space there); the
+	// msg-id itself is never broken.
+	unfolded := strings.ReplaceAll(string(data), "\n ", " ")
+	require.Contains(t, unfolded, "\nMessage-ID: "+r.ProviderID+"\n")
 }

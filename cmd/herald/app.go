@@ -134,7 +134,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Policy:    policy(c),
 		PublicURL: c.HTTP.PublicURL, SigningKey: []byte(c.SigningKey.Reveal()), TokenTTL: c.TokenTTL,
 		UnsubscribeMailto: c.SMTP.UnsubscribeMailto, ReplyTo: c.SMTP.ReplyTo, ClickTracking: c.ClickTracking,
-		DeliveryTimeout: c.Worker.DeliveryTimeout, MaxRetry: c.Worker.MaxRetry,
+		DeliveryTimeout: c.Worker.DeliveryTimeout, MaxRetry: c.Worker.MaxRetry, PreviousSigningKeys: previousKeys(c.PreviousSigningKeys),
 		ChannelConcurrency: max(1, c.Worker.Concurrency*3/4), RateLimits: rateLimits(rdb, c.RateLimits),
 		RetryBase: c.Worker.RetryBase, RetryMax: c.Worker.RetryMax, WatchdogLate: c.Worker.WatchdogInterval,
 		Metrics: engine.NewMetrics(m.Registry), Logger: m.Logger, SlackUpdater: m.slackUpdater(),
@@ -491,6 +491,15 @@ func (a asynqLogger) Error(args ...any) {
 func (a asynqLogger) Fatal(args ...any) {
 	a.l.Error(fmt.Sprint(args...), "component", "asynq")
 	os.Exit(1)
+}
+
+// previousKeys turns the previous signing keys into the engine's form.
+func previousKeys(keys []config.Secret) [][]byte {
+	var out [][]byte
+	for _, k := range keys {
+		out = append(out, []byte(k.Reveal()))
+	}
+	return out
 }
 
 // secretKeys builds the matcher of secret data keys from the configured

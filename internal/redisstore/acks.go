@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/msgid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -18,7 +19,9 @@ import (
 // button carries only the message ID.
 func MsgIndexKey(messageID string) string { return "herald:msg:" + messageID }
 
-// EmailIndexKey maps an email Message-ID (hashed) to "<customer>|<message>".
+// EmailIndexKey maps an email Message-ID (hashed) to "<customer>|<message>":
+// the reply index of an email whose Message-ID is not sealed (sent before
+// Message-IDs were, or with IDs too long to seal).
 func EmailIndexKey(rfcID string) string {
 	return "herald:msgid:" + Hash(NormMessageID(rfcID))
 }
@@ -37,13 +40,15 @@ func NormMessageID(s string) string {
 // AckIndexes returns the global indexes (key → value, for Claim.Finish) that
 // let an acknowledgement find a delivered message again: a Slack button
 // carries only the message ID, an email reply only its Message-ID
-// (providerID). Clicks carry the customer in their signed token.
+// (providerID). Clicks carry the customer in their signed token, and so
+// does a sealed Message-ID (package msgid): only an email whose IDs were
+// too long to seal gets the reply index.
 func AckIndexes(ch herald.Channel, customerID, messageID, providerID string) map[string]string {
 	indexes := map[string]string{}
 	switch {
 	case ch == herald.ChannelSlack:
 		indexes[MsgIndexKey(messageID)] = customerID
-	case ch == herald.ChannelEmail && NormMessageID(providerID) != "":
+	case ch == herald.ChannelEmail && NormMessageID(providerID) != "" && !msgid.IsSealed(providerID):
 		indexes[EmailIndexKey(providerID)] = customerID + "|" + messageID
 	}
 	return indexes

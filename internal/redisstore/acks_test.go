@@ -33,6 +33,8 @@ func TestAckIndexes(t *testing.T) {
 	require.Equal(t, map[string]string{redisstore.EmailIndexKey("<x@example.com>"): "c1|m1"},
 		redisstore.AckIndexes(herald.ChannelEmail, "c1", "m1", "<x@example.com>"))
 	require.Empty(t, redisstore.AckIndexes(herald.ChannelEmail, "c1", "m1", "provider-id"), "no Message-ID, no reply to match")
+	require.Empty(t, redisstore.AckIndexes(herald.ChannelEmail, "c1", "m1", "<hm1.ye3nrahzdlfd4ttbwvsh7mflyq4wfxfd4bsrxhyotaujxuomn4@example.com>"),
+		"a sealed Message-ID carries what a reply needs: no index")
 }
 
 // The indexes a delivery writes lead an acknowledgement back to it.

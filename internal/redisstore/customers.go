@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/msgid"
 )
 
 // writeAttempts bounds optimistic retries when writers race on one profile.
@@ -169,7 +170,7 @@ func (s *Store) ForgetMessageIndexes(ctx context.Context, customerID string) err
 			return herald.Temporary(err, "redis", 0)
 		}
 		dels := []string{MsgIndexKey(msgID)} // MessageIndexKey is the same key
-		if r, ok := recs[herald.ChannelEmail]; ok && r.ProviderID != "" {
+		if r, ok := recs[herald.ChannelEmail]; ok && r.ProviderID != "" && !msgid.IsSealed(r.ProviderID) {
 			dels = append(dels, EmailIndexKey(r.ProviderID))
 		}
 		for _, d := range dels { // each on its own slot
