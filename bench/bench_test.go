@@ -343,6 +343,7 @@ func heraldMessages(b *testing.B, m meter, addr string, count int, pace float64,
 	srv := asynq.NewServerFromRedisClient(m.rdb, serverConfig(e))
 	before := m.read(b)
 	require.NoError(b, srv.Start(e.Mux()))
+	defer e.StartWaker(context.Background())()
 	failed, firstErr := drive(clients, count, pace, func(i int, at time.Time) error {
 		due[i] = at.UnixNano()
 		id, err := postMessage(hc, ts.URL, i)
