@@ -124,7 +124,7 @@ func (m *Main) Open(ctx context.Context) error {
 		// Queue figures are cluster-wide: only the processes serving HTTP
 		// read them from Redis, so workers neither repeat them nor add
 		// scrape load (queries take them with max by queue).
-		m.Registry.MustRegister(engine.NewQueueCollector(insp))
+		m.Registry.MustRegister(engine.NewQueueCollector(insp), engine.NewFollowUpCollector(rdb, c.Worker.WatchdogInterval))
 	}
 	if err := m.openWebhooks(); err != nil {
 		return err
