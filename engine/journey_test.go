@@ -273,9 +273,15 @@ func TestEarlyWakeUpDoesNotActBeforeDue(t *testing.T) {
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
 	start := time.Now()
 	js := []workflows.State{startWaiting(t, b)}
-	// A copy of the wake-up that fires right now, long before it is due.
+	// A claim whose lease lasts an hour (another worker's clock ran ahead),
+	// then a copy of the wake-up that fires right now, long before it is
+	// due: the copy puts the follow-up back at its time, so the hour's
+	// lease does not hold it up.
+	got, err := redisstore.New(b.rdb, nil).ClaimFollowUps(context.Background(), js[0].WakeAt, time.Now().Add(time.Hour), 10)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
 	cl := asynq.NewClientFromRedisClient(b.rdb)
-	_, err := cl.Enqueue(asynq.NewTask(wire.TypeWake, wire.Encode(wire.Wake{JourneyID: js[0].JourneyID, CustomerID: "c1", WorkflowID: "onboard", Version: js[0].Version, StepID: js[0].Step, StepSeq: js[0].StepSeq})), asynq.Queue("critical"))
+	_, err = cl.Enqueue(asynq.NewTask(wire.TypeWake, wire.Encode(wire.Wake{JourneyID: js[0].JourneyID, CustomerID: "c1", WorkflowID: "onboard", Version: js[0].Version, StepID: js[0].Step, StepSeq: js[0].StepSeq})), asynq.Queue("critical"))
 	require.NoError(t, err)
 	eventually(t, func() bool { return b.smtp.Count() == 2 }, "follow-up sent once due")
 	require.False(t, b.smtp.Messages()[1].At.Before(js[0].WakeAt), "not before its due time (%v < %v, started %v)", b.smtp.Messages()[1].At, js[0].WakeAt, start)
