@@ -154,7 +154,7 @@ func TestWakerRearmsFollowUpOfDeadWorker(t *testing.T) {
 	j := startWaiting(t, b)
 	// The dead worker's claim, as its waker made it when the follow-up
 	// came due.
-	got, err := redisstore.New(b.rdb, nil).ClaimFollowUps(context.Background(), j.WakeAt, j.WakeAt.Add(2*time.Second), 10)
+	got, err := redisstore.New(b.rdb, nil).ClaimFollowUps(context.Background(), j.WakeAt.Add(time.Millisecond), j.WakeAt.Add(2*time.Second), 10)
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	eventually(t, func() bool { return b.smtp.Count() == 2 }, "the follow-up is sent after the lease")
@@ -277,7 +277,7 @@ func TestEarlyWakeUpDoesNotActBeforeDue(t *testing.T) {
 	// then a copy of the wake-up that fires right now, long before it is
 	// due: the copy puts the follow-up back at its time, so the hour's
 	// lease does not hold it up.
-	got, err := redisstore.New(b.rdb, nil).ClaimFollowUps(context.Background(), js[0].WakeAt, time.Now().Add(time.Hour), 10)
+	got, err := redisstore.New(b.rdb, nil).ClaimFollowUps(context.Background(), js[0].WakeAt.Add(time.Millisecond), time.Now().Add(time.Hour), 10)
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	cl := asynq.NewClientFromRedisClient(b.rdb)

@@ -94,7 +94,9 @@ type FollowUp struct {
 // that name no journey are dropped.
 func (s *Store) ClaimFollowUps(ctx context.Context, now, until time.Time, limit int) ([]FollowUp, error) {
 	lease := WaitScore(until)
-	res, err := claimScript.Run(ctx, s.rdb, []string{waitingKey}, scoreArg(WaitScore(now)), scoreArg(lease), limit).StringSlice()
+	// now rounded down: a member (scored rounded up) is due by now.
+	due := float64(now.UnixMilli()) / 1000
+	res, err := claimScript.Run(ctx, s.rdb, []string{waitingKey}, scoreArg(due), scoreArg(lease), limit).StringSlice()
 	if err != nil {
 		return nil, herald.Temporary(err, "redis", 0)
 	}
