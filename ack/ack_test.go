@@ -111,6 +111,7 @@ func setup(t testing.TB) *bundle {
 	})
 	require.NoError(t, worker.Start(b.e.Mux()))
 	t.Cleanup(worker.Shutdown)
+	t.Cleanup(b.e.StartWaker(context.Background()))
 
 	b.srv.Config.Handler = httpapi.New(httpapi.Config{
 		Engine: b.e, Tokens: []httpapi.Token{{Name: "mailhook", Value: apiToken}}, Logger: log,

@@ -344,6 +344,7 @@ func heraldMessages(b *testing.B, m meter, addr string, count int, pace float64,
 	srv := engine.NewWorker(m.rdb, serverConfig(e), 0)
 	before := m.read(b)
 	require.NoError(b, srv.Start(e.Mux()))
+	defer e.StartWaker(context.Background())()
 	failed, firstErr := drive(clients, count, pace, func(i int, at time.Time) error {
 		due[i] = at.UnixNano()
 		id, err := postMessage(hc, ts.URL, i)

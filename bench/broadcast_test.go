@@ -81,6 +81,7 @@ func BenchmarkBroadcast(b *testing.B) {
 			TaskCheckInterval: 20 * time.Millisecond,
 		})
 		require.NoError(b, srv.Start(e.Mux()))
+		stopWaker := e.StartWaker(ctx)
 		var got engine.BroadcastInfo
 		for {
 			got, err = e.Broadcast(ctx, id)
@@ -91,6 +92,7 @@ func BenchmarkBroadcast(b *testing.B) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		total := time.Since(start)
+		stopWaker()
 		srv.Shutdown()
 		require.Equal(b, int64(info.Counts.Matched), got.Counts.Queued)
 		bytes, err := e.Store().BroadcastBytes(ctx, id)

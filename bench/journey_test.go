@@ -24,10 +24,11 @@ import (
 )
 
 type journeyRig struct {
-	e       *engine.Engine
-	smtp    *smtpserver.Server
-	srv     *engine.Worker
-	release func()
+	e         *engine.Engine
+	smtp      *smtpserver.Server
+	srv       *engine.Worker
+	stopWaker func()
+	release   func()
 }
 
 // newJourneyRig builds an engine with bench/testdata/workflows and an
@@ -43,9 +44,17 @@ func newJourneyRig(b *testing.B, rdb *redis.Client, addr string) *journeyRig {
 	return &journeyRig{e: e, smtp: smtp, release: release}
 }
 
+// start runs a worker: the asynq server and the waker.
 func (r *journeyRig) start(b *testing.B, rdb *redis.Client) {
 	r.srv = engine.NewWorker(rdb, serverConfig(r.e), 0)
 	require.NoError(b, r.srv.Start(r.e.Mux()))
+	r.stopWaker = r.e.StartWaker(context.Background())
+}
+
+// stop ends the worker started by start.
+func (r *journeyRig) stop() {
+	r.stopWaker()
+	r.srv.Shutdown()
 }
 
 func (r *journeyRig) close() {
@@ -160,11 +169,11 @@ func runJourneys(b *testing.B, m meter, addr string, count int, pace float64) jo
 	select {
 	case <-done:
 	case <-time.After(5 * time.Minute):
-		r.srv.Shutdown()
+		r.stop()
 		b.Fatalf("only %d of %d messages arrived", got.Load(), 2*count)
 	}
 	elapsed := time.Since(before.at)
-	r.srv.Shutdown()
+	r.stop()
 	c := m.since(b, before, 2*count)
 	return journeyRun{
 		rate:    float64(2*count) / (elapsed - followUpWait).Seconds(),
@@ -231,8 +240,8 @@ type parked struct {
 // parkedJourneys starts HERALD_BENCH_JOURNEYS (default 2,000) journeys of
 // the "parked" workflow, each of which sends its first message and then
 // waits an hour, and divides the growth of Redis's used_memory by their
-// number: everything counts (journey state and indexes, the follow-up task
-// in asynq, ledger, message indexes, timeline lines). The customers'
+// number: everything counts (journey state and indexes, its follow-up in
+// the waiting index, ledger, message indexes, timeline lines). The customers'
 // profiles are written before the first reading: they are not the journey's
 // cost.
 func parkedJourneys(b *testing.B, rdb *redis.Client, addr string) parked {
@@ -268,14 +277,14 @@ func parkedJourneys(b *testing.B, rdb *redis.Client, addr string) parked {
 			deadline = time.Now().Add(time.Minute) // every journey waits: its message is late or lost
 		}
 		if time.Now().After(deadline) {
-			r.srv.Shutdown()
+			r.stop()
 			printErrors()
 			b.Fatalf("after %v %d of %d journeys wait and %d first messages were sent", time.Since(start).Round(time.Second), n, count, sent.Load())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	r.srv.Shutdown() // lets the last handlers schedule their follow-ups
-	r.release()      // closes the engine's own connections, opened during the run
+	r.stop()    // lets the last handlers save their journeys
+	r.release() // closes the engine's own connections, opened during the run
 	usedAfter, clientsAfter := memory(b, rdb)
 	keys := subtractKeys(keyUsage(b, rdb), keysBefore)
 	if os.Getenv("HERALD_BENCH_VERBOSE") != "" {

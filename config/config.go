@@ -258,9 +258,10 @@ type Worker struct {
 	// (HERALD_WORKER_RETRY_BASE, HERALD_WORKER_RETRY_MAX).
 	RetryBase time.Duration `yaml:"retry_base"`
 	RetryMax  time.Duration `yaml:"retry_max"`
-	// WatchdogInterval is how often the watchdog looks for lost journey
-	// follow-ups; one overdue by this much is re-armed. Default 30s
-	// (HERALD_WATCHDOG_INTERVAL).
+	// WatchdogInterval is the lease of a journey follow-up a worker's
+	// waker took: if its wake-up task is lost, or the worker dies before
+	// queueing it, another worker takes it this long after the claim (and
+	// the repair is counted). Default 30s (HERALD_WATCHDOG_INTERVAL).
 	WatchdogInterval time.Duration `yaml:"watchdog_interval"`
 	// SecretKeys are the words that mark a data key as secret (matched
 	// anywhere in the key, any case): such values are sealed out of task

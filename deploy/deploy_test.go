@@ -213,7 +213,7 @@ func knownMetrics(t *testing.T) (names, labels map[string]bool) {
 	rs := redistest.Start(t)
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: rs.Addr})
 	t.Cleanup(func() { _ = insp.Close() })
-	reg.MustRegister(engine.NewQueueCollector(insp), engine.NewRedisCollector(insp))
+	reg.MustRegister(engine.NewQueueCollector(insp), engine.NewRedisCollector(insp), engine.NewFollowUpCollector(rs.Client(), 0))
 	cl := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
 	t.Cleanup(func() { _ = cl.Close() })
 	_, err := cl.Enqueue(asynq.NewTask("herald:test", nil), asynq.Queue("email"))

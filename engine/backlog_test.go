@@ -8,9 +8,12 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -73,4 +76,26 @@ func histCounts(t *testing.T, v *prometheus.HistogramVec, labels ...string) map[
 		}
 	}
 	return out
+}
+
+// The waiting index's size and what in it is overdue by more than a lease.
+func TestFollowUpCollector(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client()
+	now := time.Now()
+	require.NoError(t, rdb.ZAdd(context.Background(), "herald:journeys:waiting",
+		redis.Z{Score: redisstore.WaitScore(now.Add(time.Hour)), Member: "c1|j1"},
+		redis.Z{Score: redisstore.WaitScore(now.Add(-time.Second)), Member: "c2|j2"}, // due: a waker takes it now
+		redis.Z{Score: redisstore.WaitScore(now.Add(-time.Minute)), Member: "c3|j3"}, // overdue by more than 30s
+		redis.Z{Score: float64(now.Add(-2 * time.Hour).Unix()), Member: "c4|j4"},     // an older version's score
+	).Err())
+	c := engine.NewFollowUpCollector(rdb, 30*time.Second)
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP herald_follow_ups_overdue Journey follow-ups due for longer than a lease (worker.watchdog_interval) that no worker has taken: 0 unless no worker runs or the workers are far behind.
+# TYPE herald_follow_ups_overdue gauge
+herald_follow_ups_overdue 2
+# HELP herald_journeys_waiting Journeys waiting for a follow-up at a due time (a wait step, a wait for an event with a timeout, a digest window): the schedule the workers' wakers take them from.
+# TYPE herald_journeys_waiting gauge
+herald_journeys_waiting 4
+`)))
 }

@@ -7,12 +7,12 @@ import "github.com/heraldhq/herald/workflows"
 // A digest step (workflows.Digest) keeps the events it collects in the
 // journey's state, written with the rest of the state under the
 // customer's journey lock; the window's end is the journey's ordinary
-// wake-up task, whose ID is fixed by (journey, step visit), and the digest
-// message's ID is fixed by (journey, step, visit) too. So a worker killed
-// at any point of the window loses nothing and sends nothing twice: a
-// retried event task finds its event ID already collected, a lost wake-up
-// is re-armed by the watchdog, and a retried wake-up re-sends a message
-// the delivery ledger already holds. Events after the window find the
+// follow-up, whose wake-up task's ID is fixed by (journey, step visit), and
+// the digest message's ID is fixed by (journey, step, visit) too. So a
+// worker killed at any point of the window loses nothing and sends nothing
+// twice: a retried event task finds its event ID already collected, a lost
+// wake-up comes back when its claim's lease ends, and a retried wake-up
+// re-sends a message the delivery ledger already holds. Events after the window find the
 // journey past the digest (or ended) and start the next window.
 //
 // asynq's task aggregation (Group, GroupAggregator) was considered and

@@ -81,9 +81,13 @@ type Options struct {
 	// DefaultZone is the time zone of customers without one, for
 	// broadcasts at a local hour (nil: UTC).
 	DefaultZone *time.Location
-	// WatchdogLate is how far past due a journey follow-up must be before
-	// the watchdog re-arms it; default 30s.
+	// WatchdogLate is the lease of a journey follow-up the waker claimed:
+	// a follow-up whose wake-up task was lost, or whose worker died after
+	// the claim, is taken again this long after the claim; default 30s.
 	WatchdogLate time.Duration
+	// WakerTick is how often the waker looks for due follow-ups (see
+	// StartWaker); default 250ms.
+	WakerTick time.Duration
 }
 
 // Engine runs herald's tasks.
@@ -150,6 +154,9 @@ func New(opt Options) (*Engine, error) {
 	}
 	if opt.WatchdogLate <= 0 {
 		opt.WatchdogLate = watchdogLate
+	}
+	if opt.WakerTick <= 0 {
+		opt.WakerTick = wakerTick
 	}
 	if opt.Metrics == nil {
 		opt.Metrics = NewMetrics(nil)

@@ -101,6 +101,7 @@ func setupWith(t *testing.T, concurrency int, templateDir string, opts ...func(*
 	}, 2)
 	require.NoError(t, srv.Start(b.e.Mux()))
 	t.Cleanup(srv.Shutdown)
+	t.Cleanup(b.e.StartWaker(context.Background()))
 	b.srv = srv
 	b.insp = asynq.NewInspectorFromRedisClient(b.rdb)
 	return b

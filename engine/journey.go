@@ -19,12 +19,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// watchdogLate is the default of Options.WatchdogLate: a wake-up this far
-// past due is repaired.
+// watchdogLate is the default of Options.WatchdogLate: the lease of a
+// claimed follow-up, after which another waker may take it again.
 const watchdogLate = 30 * time.Second
-
-// overdueBatch bounds how many overdue follow-ups one watchdog run repairs.
-const overdueBatch = 1000
 
 // WakeTaskID is the deterministic asynq task ID of a journey's follow-up:
 // one per (journey, step visit), so a step is never scheduled twice.
@@ -273,7 +270,7 @@ func (e *Engine) input(c herald.Customer, in workflows.Input) workflows.Input {
 
 // apply carries out a step's actions in crash-safe order: sends first (their
 // message IDs are deterministic, so a retried task re-enqueues nothing new),
-// then the state, then the follow-up (the watchdog re-arms one lost here).
+// then the state, which schedules the follow-up in the waiting index.
 func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Workflow, prev, next workflows.State, actions []workflows.Action, cause string) error {
 	if len(actions) == 0 && prev.StepSeq == next.StepSeq && prev.Status == next.Status {
 		return nil
@@ -353,13 +350,6 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 		return err
 	}
 	e.emitJourneyEnd(ctx, w, next, actions)
-	for _, a := range actions {
-		if a.Kind == workflows.ActionScheduleWake {
-			if err := e.scheduleWake(ctx, next, a.At); err != nil {
-				return err
-			}
-		}
-	}
 	return nil
 }
 
@@ -427,8 +417,9 @@ func newHistory(prev, next workflows.State) []workflows.HistoryEntry {
 // saveJourney writes the state, keeps the running-journey and waiting
 // indexes in step with it and writes the collected timeline lines, in one
 // round trip. The waiting index lives on another Cluster slot, so this is a
-// pipeline, not a transaction: the watchdog reconciles the index with the
-// state if a crash splits them.
+// pipeline, not a transaction: the waker reconciles the index with the
+// state if a crash splits them. A waiting state's score in the index is its
+// follow-up's schedule (see StartWaker).
 func (e *Engine) saveJourney(ctx context.Context, s workflows.State, counts []redisstore.Count) error {
 	n, _ := ctx.Value(notesKey{}).(*notes)
 	var entries []herald.TimelineEntry
@@ -452,21 +443,10 @@ func (e *Engine) saveJourney(ctx context.Context, s workflows.State, counts []re
 	return nil
 }
 
-// ceilSecond rounds up to a whole second: asynq keeps schedule times in
-// whole seconds (truncating), so a wake-up scheduled for a fraction would
-// fire early and have to wait again.
-func ceilSecond(t time.Time) time.Time {
-	if c := t.Truncate(time.Second); !c.Equal(t) {
-		return c.Add(time.Second)
-	}
-	return t
-}
-
-func (e *Engine) scheduleWake(ctx context.Context, s workflows.State, at time.Time) error {
+// wakeTask is the wake-up task of a waiting journey's current visit.
+func wakeTask(s workflows.State) *asynq.Task {
 	p := wire.Wake{JourneyID: s.JourneyID, CustomerID: s.CustomerID, WorkflowID: s.WorkflowID, Version: s.Version, StepID: s.Step, StepSeq: s.StepSeq}
-	return e.enqueue(ctx, asynq.NewTask(wire.TypeWake, wire.Encode(p)),
-		asynq.TaskID(WakeTaskID(s.JourneyID, s.StepSeq)), asynq.Queue(e.wakeQueue(s.WorkflowID)),
-		asynq.ProcessAt(ceilSecond(at)), e.taskTimeout())
+	return asynq.NewTask(wire.TypeWake, wire.Encode(p))
 }
 
 // wakeQueue is the queue of a workflow's follow-ups: its topic's priority.
@@ -479,8 +459,9 @@ func (e *Engine) wakeQueue(workflowID string) string {
 	return wire.QueueDefault
 }
 
-// cancelWake deletes a pending follow-up. Failing is harmless: a wake-up
-// for a step the journey has left is a no-op.
+// cancelWake deletes a queued follow-up (one the waker queued and no
+// worker took yet, or one an older version scheduled). Failing is
+// harmless: a wake-up for a step the journey has left is a no-op.
 func (e *Engine) cancelWake(prev workflows.State) {
 	if prev.JourneyID == "" || !prev.Waiting() {
 		return
@@ -559,60 +540,33 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 	ctx, n := withNotes(ctx)
 	defer func() { _ = e.flushNotes(ctx, cust.ID, n) }()
 	s, w, err := e.loadJourney(ctx, p.CustomerID, p.JourneyID)
-	if err != nil || w == nil {
+	if err != nil {
 		return err
+	}
+	if w == nil {
+		// Gone, unreadable or on a workflow version that is gone (logged):
+		// nothing will wake it.
+		return e.st.DropWaiting(ctx, p.CustomerID, p.JourneyID)
 	}
 	next, actions, err := workflows.Advance(w, s, e.input(cust, workflows.Input{Kind: workflows.InputWake, WakeSeq: p.StepSeq}), e.now())
 	if err != nil {
 		return skip(err)
 	}
 	if len(actions) == 1 && actions[0].Kind == workflows.ActionScheduleWake && next.StepSeq == s.StepSeq && actions[0].At.Equal(s.WakeAt) {
-		// Fired early (asynq rounds to whole seconds): wait the rest.
-		return &waitError{reason: "follow-up not yet due", after: s.WakeAt.Sub(e.now())}
+		// Not due yet (a copy of the task, another worker's clock): the
+		// waiting index, which a claim's lease may have moved, has it at
+		// its time again, and the waker queues it then.
+		return e.st.RestoreWaiting(ctx, s)
 	}
 	return e.apply(ctx, cust, w, s, next, actions, "wake-up")
 }
 
-// handleWatchdog re-arms follow-ups that are overdue and have no live task:
-// deleted by hand, lost when a worker died between saving a journey and
-// scheduling its wake-up, or archived.
+// handleWatchdog serves the periodic task older versions scheduled to
+// find lost follow-ups: the waker's lease does that now, so it is one
+// claim pass.
 func (e *Engine) handleWatchdog(ctx context.Context, _ *asynq.Task) error {
-	cutoff := e.now().Add(-e.opt.WatchdogLate)
-	overdue, err := e.st.Overdue(ctx, cutoff, overdueBatch)
-	if err != nil {
-		return err
-	}
-	for _, o := range overdue {
-		cust, jid := o.CustomerID, o.JourneyID
-		s, w, err := e.loadJourney(ctx, cust, jid)
-		if err != nil {
-			return err
-		}
-		if w == nil || !s.Waiting() {
-			_ = e.st.DropWaiting(ctx, cust, jid)
-			continue
-		}
-		id := WakeTaskID(jid, s.StepSeq)
-		q := e.wakeQueue(s.WorkflowID)
-		info, err := e.insp.GetTaskInfo(q, id)
-		switch {
-		case err == nil && info.State == asynq.TaskStateArchived:
-			err = e.insp.RunTask(q, id)
-		case err == nil:
-			continue // scheduled, pending, active or retrying: alive
-		case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
-			err = e.scheduleWake(ctx, s, e.now())
-		}
-		if err != nil {
-			e.log.Error("watchdog repair failed", "journey", jid, "err", err)
-			continue
-		}
-		e.metrics.WatchdogRepairs.Inc()
-		e.log.Warn("watchdog re-armed a lost follow-up", "journey", jid, "customer", cust, "step", s.Step, "due", s.WakeAt)
-		_ = e.st.Append(ctx, cust, herald.TimelineEntry{Kind: herald.KindJourney, Ref: jid,
-			Summary: fmt.Sprintf("journey %s step %s: follow-up due %s was missing and has been re-armed", s.WorkflowID, s.Step, s.WakeAt.UTC().Format(time.RFC3339))})
-	}
-	return nil
+	_, err := e.wakeDue(ctx)
+	return err
 }
 
 // Journeys returns the customer's journeys, running and recent (export).

@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/workflows"
@@ -45,17 +48,21 @@ func journeys(t *testing.T, b *bundle) []workflows.State {
 	return js
 }
 
+const waitingKey = "herald:journeys:waiting"
+
 // startWaiting starts the onboarding journey for c1 and returns it once it
-// waits and its follow-up task is scheduled (just after the state is saved).
+// waits: its follow-up is scheduled in the waiting index, at its wake time,
+// and nothing is in asynq for it.
 func startWaiting(t *testing.T, b *bundle) workflows.State {
 	t.Helper()
 	event(t, b, "trial.started", trialData)
 	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "waiting")
 	j := journeys(t, b)[0]
-	eventually(t, func() bool {
-		_, err := b.insp.GetTaskInfo(b.e.Queue("onboarding"), engine.WakeTaskID(j.JourneyID, j.StepSeq))
-		return err == nil
-	}, "the follow-up is scheduled under its deterministic ID")
+	score, err := b.rdb.ZScore(context.Background(), waitingKey, "c1|"+j.JourneyID).Result()
+	require.NoError(t, err)
+	require.Equal(t, redisstore.WaitScore(j.WakeAt), score, "scheduled at its wake time")
+	_, err = b.insp.GetTaskInfo(b.e.Queue("onboarding"), engine.WakeTaskID(j.JourneyID, j.StepSeq))
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "no task while it waits")
 	return j
 }
 
@@ -95,8 +102,8 @@ func TestJourneyExitOnCancelsFollowUp(t *testing.T) {
 	js := []workflows.State{startWaiting(t, b)}
 	event(t, b, "subscription.purchased", nil)
 	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Status == workflows.StatusExited }, "exited")
-	_, err := b.insp.GetTaskInfo(b.e.Queue("onboarding"), engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq))
-	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the follow-up is deleted")
+	_, err := b.rdb.ZScore(context.Background(), waitingKey, "c1|"+js[0].JourneyID).Result()
+	require.ErrorIs(t, err, redis.Nil, "the follow-up is unscheduled")
 	time.Sleep(3500 * time.Millisecond)
 	require.Equal(t, 1, b.smtp.Count())
 }
@@ -133,19 +140,131 @@ func TestEntryOnceActive(t *testing.T) {
 	require.Len(t, journeys(t, b), 1)
 }
 
-func TestWatchdogRepairsDeletedWakeUp(t *testing.T) {
+// shortLease makes a claimed follow-up come back two seconds after its
+// claim.
+func shortLease(o *engine.Options) { o.WatchdogLate = 2 * time.Second }
+
+// A worker that claimed a follow-up and died before queueing its task: the
+// follow-up comes back when the claim's lease ends, is sent, and the
+// repair is counted and on the timeline.
+func TestWakerRearmsFollowUpOfDeadWorker(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, 4, "testdata/templates", shortLease)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	j := startWaiting(t, b)
+	// The dead worker's claim, as its waker made it when the follow-up
+	// came due.
+	got, err := redisstore.New(b.rdb, nil).ClaimFollowUps(context.Background(), j.WakeAt.Add(time.Millisecond), j.WakeAt.Add(2*time.Second), 10)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	eventually(t, func() bool { return b.smtp.Count() == 2 }, "the follow-up is sent after the lease")
+	require.False(t, b.smtp.Messages()[1].At.Before(j.WakeAt.Add(2*time.Second)), "not before the lease ended")
+	eventually(t, func() bool { return testutilCounter(b) == 1 }, "the repair is counted")
+	requireRepairLine(t, b, "was lost")
+}
+
+// A follow-up's task deleted by hand before it ran, or archived: the
+// waker queues it again (or runs the archived one) once the lease ends.
+func TestWakerRepairsDeletedOrArchivedWakeUp(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		harm func(insp *asynq.Inspector, q, id string) error
+		line string
+	}{
+		{"deleted", (*asynq.Inspector).DeleteTask, "was lost"},
+		{"archived", (*asynq.Inspector).ArchiveTask, "had failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setupWith(t, 4, "testdata/templates", shortLease)
+			b.customer(t, herald.Customer{Email: "ada@example.com"})
+			j := startWaiting(t, b)
+			eventually(t, func() bool { return b.smtp.Count() == 1 }, "welcome sent")
+			q, id := b.e.Queue("onboarding"), engine.WakeTaskID(j.JourneyID, j.StepSeq)
+			require.NoError(t, b.insp.PauseQueue(q))
+			eventually(t, func() bool {
+				info, err := b.insp.GetTaskInfo(q, id)
+				return err == nil && info.State == asynq.TaskStatePending
+			}, "the waker queues the follow-up when due")
+			require.NoError(t, tc.harm(b.insp, q, id))
+			require.NoError(t, b.insp.UnpauseQueue(q))
+			eventually(t, func() bool { return b.smtp.Count() == 2 }, "the repaired follow-up is sent")
+			eventually(t, func() bool { return testutilCounter(b) == 1 }, "the repair is counted")
+			requireRepairLine(t, b, tc.line)
+			time.Sleep(2500 * time.Millisecond) // past another lease
+			require.Equal(t, 2, b.smtp.Count(), "sent once")
+			require.Equal(t, 1.0, testutilCounter(b), "repaired once")
+		})
+	}
+}
+
+func requireRepairLine(t *testing.T, b *bundle, why string) {
+	t.Helper()
+	for _, e := range b.timeline(t, "c1") {
+		if strings.Contains(e.Summary, "follow-up due") {
+			require.Contains(t, e.Summary, why+" and has been re-armed")
+			return
+		}
+	}
+	t.Fatalf("no repair line on the timeline")
+}
+
+// Three wakers (three workers' worth) claim the same follow-ups: each is
+// sent once.
+func TestWakersShareFollowUps(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for range 2 {
+		t.Cleanup(b.e.StartWaker(context.Background()))
+	}
+	const n = 20
+	for i := range n {
+		id := fmt.Sprintf("c%02d", i)
+		b.customer(t, herald.Customer{ID: id, Email: id + "@example.com"})
+		_, err := b.e.Event(context.Background(), herald.Event{CustomerID: id, Name: "trial.started", Data: trialData}, "test")
+		require.NoError(t, err)
+	}
+	eventually(t, func() bool { return b.smtp.Count() == 2*n }, "every follow-up sent")
+	eventually(t, func() bool {
+		card, err := b.rdb.ZCard(context.Background(), waitingKey).Result()
+		return err == nil && card == 0
+	}, "nothing waits")
+	time.Sleep(time.Second)
+	per := map[string]int{}
+	for _, m := range b.smtp.Messages() {
+		per[m.To[0]]++
+	}
+	require.Len(t, per, n)
+	for to, k := range per {
+		require.Equal(t, 2, k, to)
+	}
+	require.Zero(t, testutilCounter(b), "nothing to repair")
+}
+
+// A wake-up for a visit the journey has left (queued just before an event
+// moved it on) does nothing, and leaves the waiting index to the journey.
+func TestStaleWakeUpDoesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
-	js := []workflows.State{startWaiting(t, b)}
-	require.NoError(t, b.insp.DeleteTask(b.e.Queue("onboarding"), engine.WakeTaskID(js[0].JourneyID, js[0].StepSeq)), "an operator deletes the follow-up by hand")
-	// Make it overdue past the watchdog's grace, then run the watchdog.
-	require.NoError(t, b.rdb.ZAdd(context.Background(), "herald:journeys:waiting", redisZ(time.Now().Add(-time.Minute), "c1|"+js[0].JourneyID)).Err())
+	j := startWaiting(t, b)
+	event(t, b, "project.created", map[string]any{"number": "R-2"})
+	eventually(t, func() bool { return b.smtp.Count() == 2 }, "congrats sent at once")
+	eventually(t, func() bool { js := journeys(t, b); return js[0].Status == workflows.StatusFinished }, "finished")
 	cl := asynq.NewClientFromRedisClient(b.rdb)
-	_, err := cl.Enqueue(asynq.NewTask(wire.TypeWatchdog, nil), asynq.Queue("critical"))
+	t.Cleanup(func() { _ = cl.Close() })
+	_, err := cl.Enqueue(asynq.NewTask(wire.TypeWake, wire.Encode(wire.Wake{JourneyID: j.JourneyID, CustomerID: "c1", WorkflowID: "onboard", Version: j.Version, StepID: j.Step, StepSeq: j.StepSeq})),
+		asynq.Queue(b.e.Queue("onboarding")), asynq.TaskID("stale"))
 	require.NoError(t, err)
-	eventually(t, func() bool { return b.smtp.Count() == 2 }, "the repaired follow-up is sent")
-	eventually(t, func() bool { return testutilCounter(b) == 1 }, "the repair is counted")
+	eventually(t, func() bool {
+		_, err := b.insp.GetTaskInfo(b.e.Queue("onboarding"), "stale")
+		return errors.Is(err, asynq.ErrTaskNotFound)
+	}, "the stale wake-up ran")
+	require.Equal(t, 2, b.smtp.Count())
+	card, err := b.rdb.ZCard(context.Background(), waitingKey).Result()
+	require.NoError(t, err)
+	require.Zero(t, card)
 }
 
 func TestEarlyWakeUpDoesNotActBeforeDue(t *testing.T) {
@@ -154,14 +273,21 @@ func TestEarlyWakeUpDoesNotActBeforeDue(t *testing.T) {
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
 	start := time.Now()
 	js := []workflows.State{startWaiting(t, b)}
-	// A copy of the wake-up that fires right now, long before it is due.
+	// A claim whose lease lasts an hour (another worker's clock ran ahead),
+	// then a copy of the wake-up that fires right now, long before it is
+	// due: the copy puts the follow-up back at its time, so the hour's
+	// lease does not hold it up.
+	got, err := redisstore.New(b.rdb, nil).ClaimFollowUps(context.Background(), js[0].WakeAt.Add(time.Millisecond), time.Now().Add(time.Hour), 10)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
 	cl := asynq.NewClientFromRedisClient(b.rdb)
-	_, err := cl.Enqueue(asynq.NewTask(wire.TypeWake, wire.Encode(wire.Wake{JourneyID: js[0].JourneyID, CustomerID: "c1", WorkflowID: "onboard", Version: js[0].Version, StepID: js[0].Step, StepSeq: js[0].StepSeq})), asynq.Queue("critical"))
+	_, err = cl.Enqueue(asynq.NewTask(wire.TypeWake, wire.Encode(wire.Wake{JourneyID: js[0].JourneyID, CustomerID: "c1", WorkflowID: "onboard", Version: js[0].Version, StepID: js[0].Step, StepSeq: js[0].StepSeq})), asynq.Queue("critical"))
 	require.NoError(t, err)
 	eventually(t, func() bool { return b.smtp.Count() == 2 }, "follow-up sent once due")
 	require.False(t, b.smtp.Messages()[1].At.Before(js[0].WakeAt), "not before its due time (%v < %v, started %v)", b.smtp.Messages()[1].At, js[0].WakeAt, start)
 	time.Sleep(1500 * time.Millisecond)
 	require.Equal(t, 2, b.smtp.Count(), "and only once")
+	require.Zero(t, testutilCounter(b), "an early copy is no repair")
 }
 
 func TestRunningJourneyFinishesOnItsVersion(t *testing.T) {
@@ -180,10 +306,6 @@ func TestRunningJourneyFinishesOnItsVersion(t *testing.T) {
 
 	eventually(t, func() bool { return b.smtp.Count() == 2 }, "follow-up sent")
 	require.Equal(t, "Hello Ada", subjects(b)[1], "the running journey finished on the version it started on")
-}
-
-func redisZ(at time.Time, member string) redis.Z {
-	return redis.Z{Score: float64(at.Unix()), Member: member}
 }
 
 func testutilCounter(b *bundle) float64 {

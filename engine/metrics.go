@@ -1,15 +1,18 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"time"
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/channels/email"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 )
 
 // Metrics are herald's Prometheus series.
@@ -45,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"workflow", "event"}),
 		WatchdogRepairs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_watchdog_repairs_total",
-			Help: "Journeys whose lost or overdue follow-up the watchdog re-scheduled.",
+			Help: "Journey follow-ups the waker re-armed: their wake-up task was lost (or its worker died after claiming it), had failed and was archived, or no worker took them for a lease.",
 		}),
 		RateLimitWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_rate_limit_waits_total",
@@ -113,9 +116,11 @@ const (
 const waitPrefix = "waiting "
 
 // Backlog states of herald_backlog_tasks. scheduled in asynq splits into
-// deferred, rate_limited, retrying and follow_up; asynq's retry set into
-// retrying (a real failure) and waiting (a busy customer, journey or
-// sender, which is no failure).
+// deferred, rate_limited, retrying and follow_up (a wake-up scheduled by an
+// older version: journeys now wait in the waiting index, which
+// FollowUpCollector exports); asynq's retry set into retrying (a real
+// failure) and waiting (a busy customer, journey or sender, which is no
+// failure).
 var backlogStates = []string{"ready", "active", "deferred", "rate_limited", "waiting", "retrying", "follow_up", "archived", "unclassified"}
 
 // backlogState says what a scheduled or retry task waits for.
@@ -172,7 +177,7 @@ func NewQueueCollector(insp *asynq.Inspector) *QueueCollector {
 		size:          prometheus.NewDesc("herald_queue_tasks", "Tasks in each asynq queue by asynq state.", []string{"queue", "state"}, nil),
 		backlog: prometheus.NewDesc("herald_backlog_tasks",
 			"Tasks in each queue by what they wait for: ready (pending), active, deferred (contact policy, due time), rate_limited (a provider rate-limit slot), "+
-				"waiting (a busy customer, journey or sender), retrying (a real failure), follow_up (a journey's scheduled next step), archived, unclassified (beyond the classify limit).",
+				"waiting (a busy customer, journey or sender), retrying (a real failure), follow_up (a journey's next step scheduled in asynq by an older version; see herald_journeys_waiting), archived, unclassified (beyond the classify limit).",
 			[]string{"queue", "state"}, nil),
 		latency:   prometheus.NewDesc("herald_queue_latency_seconds", "Age of the oldest ready (pending) task in each queue; scheduled and retrying tasks are not ready.", []string{"queue"}, nil),
 		paused:    prometheus.NewDesc("herald_queue_paused", "1 when the queue is paused from the dashboard.", []string{"queue"}, nil),
@@ -255,6 +260,46 @@ func (c *QueueCollector) classify(n map[string]int, total int, list func(...asyn
 	if total > seen {
 		n["unclassified"] += total - seen
 	}
+}
+
+// FollowUpCollector exports the journeys waiting for a follow-up, read
+// from the waiting index at scrape time: a cluster-wide figure, registered
+// where QueueCollector is.
+type FollowUpCollector struct {
+	st    *redisstore.Store
+	lease time.Duration
+
+	waiting, overdue *prometheus.Desc
+}
+
+// NewFollowUpCollector returns a collector over rdb's waiting index; lease
+// is the workers' Options.WatchdogLate (0: its default).
+func NewFollowUpCollector(rdb redis.UniversalClient, lease time.Duration) *FollowUpCollector {
+	if lease <= 0 {
+		lease = watchdogLate
+	}
+	return &FollowUpCollector{
+		st: redisstore.New(rdb, nil), lease: lease,
+		waiting: prometheus.NewDesc("herald_journeys_waiting",
+			"Journeys waiting for a follow-up at a due time (a wait step, a wait for an event with a timeout, a digest window): the schedule the workers' wakers take them from.", nil, nil),
+		overdue: prometheus.NewDesc("herald_follow_ups_overdue",
+			"Journey follow-ups due for longer than a lease (worker.watchdog_interval) that no worker has taken: 0 unless no worker runs or the workers are far behind.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *FollowUpCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.waiting; ch <- c.overdue }
+
+// Collect implements prometheus.Collector.
+func (c *FollowUpCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	total, late, err := c.st.WaitingCounts(ctx, time.Now().Add(-c.lease))
+	if err != nil {
+		return // herald_redis_up says why
+	}
+	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(total))
+	ch <- prometheus.MustNewConstMetric(c.overdue, prometheus.GaugeValue, float64(late))
 }
 
 // RedisCollector exports herald_redis_up: whether this process can read

@@ -2,7 +2,6 @@ package faults_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"syscall"
@@ -10,11 +9,12 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/heraldhq/herald/internal/smtpserver"
-	"github.com/heraldhq/herald/internal/wire"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -200,8 +200,9 @@ var scenarios = []scenario{
 		within: 2 * time.Minute,
 	},
 	{
-		// Every follow-up is deleted by hand while its journey waits; the
-		// watchdog (every 2s here) must re-arm each one.
+		// Every follow-up is claimed by a worker that dies before queueing
+		// its wake-up; the claim's lease (worker.watchdog_interval, 2s
+		// here) must bring each one back to the live workers.
 		name: "watchdog", customers: customerSpec{n: 200, slack: slackHalf},
 		load: func(n int) load { return load{journeys: max(100, n/10)} },
 		inject: func(t *testing.T, r *rig, _ *redistest.Server, n int) {
@@ -211,25 +212,21 @@ var scenarios = []scenario{
 			for r.delivered.Load() < int64(j) && time.Now().Before(deadline) {
 				time.Sleep(50 * time.Millisecond)
 			}
-			deleted := map[string]bool{}
+			rdb := r.conn.MakeRedisClient().(redis.UniversalClient)
+			defer rdb.Close()
+			dead := redisstore.New(rdb, nil)
+			claimed := map[string]bool{}
 			for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-				for _, q := range wire.Queues { // a follow-up runs at its topic's priority
-					tasks, err := r.insp.ListScheduledTasks(q, asynq.PageSize(1000))
-					if errors.Is(err, asynq.ErrQueueNotFound) {
-						continue
-					}
-					require.NoError(t, err)
-					for _, ti := range tasks {
-						if strings.HasPrefix(ti.ID, "w:") && !deleted[ti.ID] {
-							if err := r.insp.DeleteTask(q, ti.ID); err == nil {
-								deleted[ti.ID] = true
-							}
-						}
-					}
+				// Taken before they are due, so no live worker has them
+				// first; the lease ends after each is due.
+				got, err := dead.ClaimFollowUps(context.Background(), time.Now().Add(time.Hour), time.Now().Add(10*time.Second), 1000)
+				require.NoError(t, err)
+				for _, f := range got {
+					claimed[f.JourneyID] = true
 				}
 			}
-			t.Logf("deleted %d follow-ups by hand", len(deleted))
-			require.GreaterOrEqual(t, len(deleted), j/2)
+			t.Logf("a dead worker claimed %d follow-ups", len(claimed))
+			require.GreaterOrEqual(t, len(claimed), j/2)
 		},
 		within: 2 * time.Minute,
 	},

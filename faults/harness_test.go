@@ -478,15 +478,7 @@ func (r *rig) idle() bool {
 		if err != nil {
 			return false
 		}
-		busy := info.Pending + info.Active + info.Scheduled + info.Retry + info.Aggregating
-		if q == "critical" {
-			// The watchdog's own periodic task comes and goes.
-			busy = info.Scheduled + info.Retry
-			if info.Pending+info.Active > 1 {
-				busy += info.Pending + info.Active
-			}
-		}
-		if busy > 0 {
+		if info.Pending+info.Active+info.Scheduled+info.Retry+info.Aggregating > 0 {
 			return false
 		}
 	}

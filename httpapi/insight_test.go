@@ -12,7 +12,7 @@ import (
 	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/templates"
 	"github.com/heraldhq/herald/workflows"
-	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -172,9 +172,8 @@ func TestJourneysMessagesAndCancel(t *testing.T) {
 	r = b.do(t, req{method: http.MethodDelete, path: "/v1/customers/c1/journeys/" + j.ID})
 	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
 	require.Equal(t, "exited", decode[engine.JourneyView](t, r).Status)
-	insp := asynq.NewInspectorFromRedisClient(b.rdb)
-	_, err := insp.GetTaskInfo(b.e.Queue("onboarding"), engine.WakeTaskID(j.ID, 2))
-	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "the pending wake-up is removed")
+	_, err := b.rdb.ZScore(t.Context(), "herald:journeys:waiting", "c1|"+j.ID).Result()
+	require.ErrorIs(t, err, redis.Nil, "the follow-up is unscheduled")
 	tl, err := b.e.Store().Timeline(t.Context(), "c1", 5)
 	require.NoError(t, err)
 	require.Contains(t, tl[0].Summary, "cancelled by api app")

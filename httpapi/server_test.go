@@ -98,6 +98,7 @@ func setup(t *testing.T, mod ...func(*httpapi.Config)) *bundle {
 	})
 	require.NoError(t, srv.Start(b.e.Mux()))
 	t.Cleanup(srv.Shutdown)
+	t.Cleanup(b.e.StartWaker(context.Background()))
 
 	cfg := httpapi.Config{
 		Engine:  b.e,

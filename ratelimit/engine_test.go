@@ -71,6 +71,7 @@ func TestEngineWaitsInsteadOfFailing(t *testing.T) {
 			})
 			require.NoError(t, srv.Start(e.Mux()))
 			t.Cleanup(srv.Shutdown)
+			t.Cleanup(e.StartWaker(ctx))
 
 			_, _, err = e.Store().UpsertCustomer(ctx, herald.Customer{ID: "c1", Email: "ada@example.com", Attributes: map[string]any{"first_name": "Ada"}})
 			require.NoError(t, err)

@@ -60,9 +60,10 @@ type Main struct {
 
 	server   *engine.Worker
 	webhooks *webhooks.Service
-	sched    *asynq.Scheduler
-	httpSrv  *http.Server
-	listener net.Listener
+	// stopWaker stops the waker that queues due journey follow-ups.
+	stopWaker func()
+	httpSrv   *http.Server
+	listener  net.Listener
 	// metricsSrv serves a worker-only process's metrics.
 	metricsSrv      *http.Server
 	metricsListener net.Listener
@@ -123,7 +124,7 @@ func (m *Main) Open(ctx context.Context) error {
 		// Queue figures are cluster-wide: only the processes serving HTTP
 		// read them from Redis, so workers neither repeat them nor add
 		// scrape load (queries take them with max by queue).
-		m.Registry.MustRegister(engine.NewQueueCollector(insp))
+		m.Registry.MustRegister(engine.NewQueueCollector(insp), engine.NewFollowUpCollector(rdb, c.Worker.WatchdogInterval))
 	}
 	if err := m.openWebhooks(); err != nil {
 		return err
@@ -367,9 +368,8 @@ func (m *Main) Start(ctx context.Context) error {
 		if err := m.server.Start(m.workerMux()); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
-		if err := m.startScheduler(); err != nil {
-			return err
-		}
+		// Journey follow-ups: the waker queues them when they are due.
+		m.stopWaker = m.Engine.StartWaker(context.Background())
 	}
 	if m.HTTP {
 		l, err := net.Listen("tcp", c.HTTP.Addr)
@@ -454,9 +454,9 @@ func (m *Main) Close() error {
 		_ = m.metricsSrv.Close()
 		m.metricsSrv = nil
 	}
-	if m.sched != nil {
-		m.sched.Shutdown()
-		m.sched = nil
+	if m.stopWaker != nil {
+		m.stopWaker()
+		m.stopWaker = nil
 	}
 	if m.server != nil {
 		m.server.Shutdown()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/stretchr/testify/require"
@@ -267,4 +268,19 @@ func TestDevRefusesWorkflowsWithoutTemplates(t *testing.T) {
 	c.HTTP.Addr, c.Content.Workflows = "127.0.0.1:0", wdir
 	_, err = OpenDev(context.Background(), c, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.ErrorContains(t, err, "content.workflows (HERALD_WORKFLOWS) is set but content.templates (HERALD_TEMPLATES) is not")
+}
+
+// A journey's wait fires in herald dev: the waker's scripts run on the
+// embedded Redis.
+func TestDevJourneyWaitFires(t *testing.T) {
+	t.Parallel()
+	tdir, wdir := contentFolders(t, "---\nsubject: Hi\nsample:\n  data: { plan: Team }\n---\nHello, your {{ .data.plan }} plan.\n",
+		"id: signup-flow\ntopic: onboarding\ntrigger: account.signed-up\nsteps:\n  - id: first\n    send: { template: hello, channels: [email] }\n"+
+			"  - id: pause\n    wait: { for: 1s }\n  - id: second\n    send: { template: hello, channels: [email] }\n")
+	d := startDevWith(t, func(c *config.Config) { c.Content.Templates, c.Content.Workflows = tdir, wdir })
+	require.NotNil(t, d.Mini, "on the embedded Redis")
+	_, err := d.Main.Engine.Event(context.Background(), herald.Event{CustomerID: "demo", Name: "account.signed-up", Data: map[string]any{"plan": "Team"}}, "test")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return d.SMTP.Count() == 1 }, 10*time.Second, 20*time.Millisecond, "the first step is sent")
+	require.Eventually(t, func() bool { return d.SMTP.Count() == 2 }, 10*time.Second, 20*time.Millisecond, "the follow-up is sent after the wait")
 }

@@ -16,8 +16,6 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/config"
-	"github.com/heraldhq/herald/internal/wire"
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -282,20 +280,4 @@ func (m *Main) contentStamp() string {
 		_ = walkStamp(dir, &b)
 	}
 	return b.String()
-}
-
-func (m *Main) startScheduler() error {
-	if m.Engine.Workflows() == nil {
-		return nil
-	}
-	m.sched = asynq.NewSchedulerFromRedisClient(m.Redis, &asynq.SchedulerOpts{Logger: asynqLogger{m.Logger}, LogLevel: asynq.WarnLevel})
-	every := m.Config.Worker.WatchdogInterval
-	if every <= 0 {
-		every = 30 * time.Second
-	}
-	if _, err := m.sched.Register("@every "+every.String(), asynq.NewTask(wire.TypeWatchdog, nil),
-		asynq.Queue(wire.QueueCritical), asynq.Unique(max(every*5/6, time.Second)), asynq.MaxRetry(0)); err != nil {
-		return fmt.Errorf("watchdog schedule: %w", err)
-	}
-	return m.sched.Start()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"strings"
 	"time"
 
@@ -14,9 +13,9 @@ import (
 )
 
 // Journey keys. A customer's journeys share the customer's hash tag; the
-// waiting index is global so the watchdog can find overdue follow-ups.
+// waiting index is global: it is the schedule of follow-ups (see ClaimFollowUps).
 const (
-	waitingKey = "herald:journeys:waiting" // zset "<customer>|<journey>" scored by wake time
+	waitingKey = "herald:journeys:waiting" // zset "<customer>|<journey>" scored by wake time (WaitScore)
 	journeyTTL = 90 * 24 * time.Hour       // finished journeys stay readable this long
 	// journeyLock names the claim that serialises one customer's journey
 	// changes across workers.
@@ -151,16 +150,25 @@ func (s *Store) Journey(ctx context.Context, customerID, journeyID string) (st w
 	if err != nil {
 		return st, false, herald.Temporary(err, "redis", 0)
 	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, false, &herald.Error{Code: herald.EInternal, Message: "journey " + journeyID + " is corrupt", Err: err}
+	if st, err = decodeJourney(journeyID, b); err != nil {
+		return st, false, err
 	}
 	return st, true, nil
+}
+
+// decodeJourney decodes a stored journey state; one that does not decode
+// is a non-temporary error.
+func decodeJourney(journeyID string, b []byte) (st workflows.State, err error) {
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, &herald.Error{Code: herald.EInternal, Message: "journey " + journeyID + " is corrupt", Err: err}
+	}
+	return st, nil
 }
 
 // SaveJourney writes the state, keeps the running-journey and waiting
 // indexes in step with it and appends the timeline entries, in one round
 // trip. The waiting index lives on another Cluster slot, so this is a
-// pipeline, not a transaction: the watchdog reconciles the index with the
+// pipeline, not a transaction: the waker reconciles the index with the
 // state if a crash splits them.
 func (s *Store) SaveJourney(ctx context.Context, st workflows.State, entries ...herald.TimelineEntry) error {
 	return s.SaveJourneyWith(ctx, st, entries, nil)
@@ -173,7 +181,7 @@ func (s *Store) SaveJourneyWith(ctx context.Context, st workflows.State, entries
 	if err != nil {
 		return &herald.Error{Code: herald.EInternal, Message: "journey " + st.JourneyID + " does not encode", Err: err}
 	}
-	member := st.CustomerID + "|" + st.JourneyID // as DropWaiting and Overdue read it
+	member := st.CustomerID + "|" + st.JourneyID // as DropWaiting and ClaimFollowUps read it
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if st.Status == workflows.StatusActive {
 			p.Set(ctx, journeyKey(st.CustomerID, st.JourneyID), b, 0)
@@ -183,7 +191,7 @@ func (s *Store) SaveJourneyWith(ctx context.Context, st workflows.State, entries
 			p.HDel(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID)
 		}
 		if st.Waiting() {
-			p.ZAdd(ctx, waitingKey, redis.Z{Score: float64(st.WakeAt.Unix()), Member: member})
+			p.ZAdd(ctx, waitingKey, redis.Z{Score: WaitScore(st.WakeAt), Member: member})
 		} else {
 			p.ZRem(ctx, waitingKey, member)
 		}
@@ -267,26 +275,6 @@ func (s *Store) WorkflowSource(ctx context.Context, workflowID, version string) 
 type Waiting struct {
 	CustomerID string
 	JourneyID  string
-}
-
-// Overdue returns up to limit journeys of the waiting index due at or
-// before cutoff, earliest first. Entries that name no journey are dropped
-// from the index.
-func (s *Store) Overdue(ctx context.Context, cutoff time.Time, limit int64) ([]Waiting, error) {
-	members, err := s.rdb.ZRangeByScore(ctx, waitingKey, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(cutoff.Unix(), 10), Count: limit}).Result()
-	if err != nil {
-		return nil, herald.Temporary(err, "redis", 0)
-	}
-	out := make([]Waiting, 0, len(members))
-	for _, m := range members {
-		cust, jid, ok := strings.Cut(m, "|")
-		if !ok {
-			_ = s.rdb.ZRem(ctx, waitingKey, m).Err()
-			continue
-		}
-		out = append(out, Waiting{CustomerID: cust, JourneyID: jid})
-	}
-	return out, nil
 }
 
 // DropWaiting removes a journey from the waiting index (one that no longer

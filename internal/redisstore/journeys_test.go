@@ -287,31 +287,6 @@ func TestWorkflowSource(t *testing.T) {
 	missing(t, ok, err)
 }
 
-func TestOverdue(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	for i, id := range []string{"j1", "j2", "j3"} {
-		require.NoError(t, b.st.SaveJourney(b.ctx, journey(id, workflows.StatusActive, start.Add(time.Duration(i)*time.Hour))))
-	}
-	require.NoError(t, b.rdb.ZAdd(b.ctx, waitingKey, redis.Z{Score: float64(start.Unix()), Member: "no-separator"}).Err())
-
-	got, err := b.st.Overdue(b.ctx, start.Add(time.Hour), 10)
-	require.NoError(t, err)
-	require.Equal(t, []redisstore.Waiting{{CustomerID: "c1", JourneyID: "j1"}, {CustomerID: "c1", JourneyID: "j2"}}, got)
-	members, err := b.rdb.ZRange(b.ctx, waitingKey, 0, -1).Result()
-	require.NoError(t, err)
-	require.NotContains(t, members, "no-separator", "an entry naming no journey is dropped")
-
-	got, err = b.st.Overdue(b.ctx, start.Add(3*time.Hour), 1)
-	require.NoError(t, err)
-	require.Equal(t, []redisstore.Waiting{{CustomerID: "c1", JourneyID: "j1"}}, got, "at most limit, earliest first")
-
-	require.NoError(t, b.st.DropWaiting(b.ctx, "c1", "j1"))
-	got, err = b.st.Overdue(b.ctx, start.Add(3*time.Hour), 10)
-	require.NoError(t, err)
-	require.Equal(t, []redisstore.Waiting{{CustomerID: "c1", JourneyID: "j2"}, {CustomerID: "c1", JourneyID: "j3"}}, got)
-}
-
 // Redis down: every read and write fails with an error a retry can fix.
 func TestRedisDownIsTemporary(t *testing.T) {
 	t.Parallel()
@@ -330,7 +305,7 @@ func TestRedisDownIsTemporary(t *testing.T) {
 		},
 		"SaveWorkflowSource": func() error { return b.st.SaveWorkflowSource(b.ctx, "w", "v1", []byte("x")) },
 		"WorkflowSource":     func() error { _, _, err := b.st.WorkflowSource(b.ctx, "w", "v1"); return err },
-		"Overdue":            func() error { _, err := b.st.Overdue(b.ctx, start, 10); return err },
+		"ClaimFollowUps":     func() error { _, err := b.st.ClaimFollowUps(b.ctx, start, start, 10); return err },
 		"MessageCustomer":    func() error { _, err := b.st.MessageCustomer(b.ctx, "m1"); return err },
 		"EmailMessage":       func() error { _, _, err := b.st.EmailMessage(b.ctx, "<a@example.com>"); return err },
 		"MarkAckSeen":        func() error { _, err := b.st.MarkAckSeen(b.ctx, "c1", "a1", time.Hour); return err },

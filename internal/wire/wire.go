@@ -20,7 +20,7 @@ const (
 	TypeDeliverPref = "herald:deliver:"         // + channel: one provider call
 	TypeEvent       = "herald:event"            // an app event: starts, wakes, exits journeys
 	TypeWake        = "herald:journey:wake"     // a journey's scheduled follow-up
-	TypeWatchdog    = "herald:journey:watchdog" // periodic repair of lost follow-ups
+	TypeWatchdog    = "herald:journey:watchdog" // periodic repair of lost follow-ups (scheduled by older versions)
 	TypeErase       = "herald:customer:erase"   // erasure asked for outside a worker
 )
 
