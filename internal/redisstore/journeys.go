@@ -151,7 +151,7 @@ func (s *Store) Journey(ctx context.Context, customerID, journeyID string) (st w
 	if err != nil {
 		return st, false, herald.Temporary(err, "redis", 0)
 	}
-	if err := json.Unmarshal(b, &st); err != nil {
+	if st, err = decodeJourney(b, customerID, journeyID); err != nil {
 		return st, false, &herald.Error{Code: herald.EInternal, Message: "journey " + journeyID + " is corrupt", Err: err}
 	}
 	return st, true, nil
@@ -169,7 +169,7 @@ func (s *Store) SaveJourney(ctx context.Context, st workflows.State, entries ...
 // SaveJourneyWith is SaveJourney with more writes in the same round trip
 // (the journey's counters: CountJourneyPipe, GoalJourneyPipe).
 func (s *Store) SaveJourneyWith(ctx context.Context, st workflows.State, entries []herald.TimelineEntry, extra []func(redis.Pipeliner)) error {
-	b, err := json.Marshal(st)
+	b, err := encodeJourney(st)
 	if err != nil {
 		return &herald.Error{Code: herald.EInternal, Message: "journey " + st.JourneyID + " does not encode", Err: err}
 	}
@@ -231,11 +231,13 @@ func (s *Store) Journeys(ctx context.Context, customerID string) ([]workflows.St
 		}
 		return out, nil
 	}
-	it := s.rdb.Scan(ctx, 0, journeyKey(customerID, "*"), 200).Iterator()
+	prefix := journeyKey(customerID, "")
+	it := s.rdb.Scan(ctx, 0, prefix+"*", 200).Iterator()
 	for it.Next(ctx) {
-		var st workflows.State
-		if b, err := s.rdb.Get(ctx, it.Val()).Bytes(); err == nil && json.Unmarshal(b, &st) == nil {
-			out = append(out, st)
+		if b, err := s.rdb.Get(ctx, it.Val()).Bytes(); err == nil {
+			if st, err := decodeJourney(b, customerID, strings.TrimPrefix(it.Val(), prefix)); err == nil {
+				out = append(out, st)
+			}
 		}
 	}
 	return out, it.Err()
