@@ -35,20 +35,39 @@ func unixMS(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
 // Timeline lines.
 
-// lineKinds abbreviates the timeline kinds; a kind not listed is stored as
-// it is.
-var lineKinds = map[string]string{
-	herald.KindEvent: "e", herald.KindMessage: "m", herald.KindDelivery: "d", herald.KindJourney: "j",
-	herald.KindPreferences: "p", herald.KindConsent: "c", herald.KindAcknowledgement: "a", herald.KindCustomer: "u",
+// codes abbreviates the names of a closed set in stored lines; a name not
+// listed is stored as it is.
+type codes struct{ short, long map[string]string }
+
+func newCodes(nameCode ...string) codes {
+	c := codes{short: map[string]string{}, long: map[string]string{}}
+	for i := 0; i < len(nameCode); i += 2 {
+		c.short[nameCode[i]], c.long[nameCode[i+1]] = nameCode[i+1], nameCode[i]
+	}
+	return c
 }
 
-var lineKindNames = func() map[string]string {
-	m := make(map[string]string, len(lineKinds))
-	for k, v := range lineKinds {
-		m[v] = k
+func (c codes) abbrev(name string) string {
+	if v, ok := c.short[name]; ok {
+		return v
 	}
-	return m
-}()
+	return name
+}
+
+func (c codes) expand(code string) string {
+	if v, ok := c.long[code]; ok {
+		return v
+	}
+	return code
+}
+
+var (
+	lineKinds = newCodes(herald.KindEvent, "e", herald.KindMessage, "m", herald.KindDelivery, "d", herald.KindJourney, "j",
+		herald.KindPreferences, "p", herald.KindConsent, "c", herald.KindAcknowledgement, "a", herald.KindCustomer, "u")
+	lineOutcomes = newCodes(string(herald.OutcomeSent), "s", string(herald.OutcomeSuppressed), "x", string(herald.OutcomeDeferred), "d",
+		string(herald.OutcomeFailedTemporary), "t", string(herald.OutcomeFailedPermanent), "f")
+	lineChannels = newCodes(string(herald.ChannelEmail), "e", string(herald.ChannelSlack), "s")
+)
 
 // storedLine is a timeline line as stored; T comes first, so a stored line
 // starts with linePrefix and an older one with `{"at":`.
@@ -56,8 +75,8 @@ type storedLine struct {
 	T       int64          `json:"t"`
 	Kind    string         `json:"k"`
 	Summary string         `json:"s"`
-	Channel herald.Channel `json:"c,omitempty"`
-	Outcome herald.Outcome `json:"o,omitempty"`
+	Channel string         `json:"c,omitempty"`
+	Outcome string         `json:"o,omitempty"`
 	Reason  string         `json:"w,omitempty"`
 	Ref     string         `json:"r,omitempty"`
 	Data    map[string]any `json:"d,omitempty"`
@@ -73,13 +92,10 @@ func lineRefs(ref string) [2]string {
 }
 
 func encodeLine(e herald.TimelineEntry) ([]byte, error) {
-	kind := e.Kind
-	if k, ok := lineKinds[kind]; ok {
-		kind = k
-	}
 	return compactJSON(storedLine{
-		T: e.At.UnixMilli(), Kind: kind, Summary: e.Summary, Channel: e.Channel,
-		Outcome: e.Outcome, Reason: e.Reason, Ref: e.Ref, Data: e.Data,
+		T: e.At.UnixMilli(), Kind: lineKinds.abbrev(e.Kind), Summary: e.Summary,
+		Channel: lineChannels.abbrev(string(e.Channel)), Outcome: lineOutcomes.abbrev(string(e.Outcome)),
+		Reason: e.Reason, Ref: e.Ref, Data: e.Data,
 	})
 }
 
@@ -93,13 +109,10 @@ func decodeLine(b []byte) (herald.TimelineEntry, error) {
 	if err := json.Unmarshal(b, &l); err != nil {
 		return e, err
 	}
-	kind := l.Kind
-	if k, ok := lineKindNames[kind]; ok {
-		kind = k
-	}
 	return herald.TimelineEntry{
-		At: unixMS(l.T), Kind: kind, Summary: l.Summary, Channel: l.Channel,
-		Outcome: l.Outcome, Reason: l.Reason, Ref: l.Ref, Data: l.Data,
+		At: unixMS(l.T), Kind: lineKinds.expand(l.Kind), Summary: l.Summary,
+		Channel: herald.Channel(lineChannels.expand(l.Channel)), Outcome: herald.Outcome(lineOutcomes.expand(l.Outcome)),
+		Reason: l.Reason, Ref: l.Ref, Data: l.Data,
 	}, nil
 }
 
@@ -107,13 +120,15 @@ func decodeLine(b []byte) (herald.TimelineEntry, error) {
 
 // storedJourney is a journey's state as stored under its key, which names
 // the customer and the journey. Times but the start are milliseconds after
-// the start; history entries and digest events are tuples.
+// the start; history entries and digest events are tuples. Step and StepSeq
+// are left out (both nil) when the last history entry names them, as it
+// does while a journey waits at the step it entered last.
 type storedJourney struct {
 	Workflow string  `json:"w"`
 	Version  string  `json:"v,omitempty"`
 	Status   *string `json:"s,omitempty"` // nil: active
-	Step     string  `json:"p,omitempty"`
-	StepSeq  int     `json:"q,omitempty"`
+	Step     *string `json:"p,omitempty"`
+	StepSeq  *int    `json:"q,omitempty"`
 	Started  int64   `json:"t"`
 	Updated  int64   `json:"u,omitempty"`
 	Wake     *int64  `json:"wk,omitempty"`
@@ -168,12 +183,15 @@ func encodeJourney(s workflows.State) ([]byte, error) {
 		return &d
 	}
 	sj := storedJourney{
-		Workflow: s.WorkflowID, Version: s.Version, Step: s.Step, StepSeq: s.StepSeq,
+		Workflow: s.WorkflowID, Version: s.Version,
 		Started: t0, Updated: since(s.UpdatedAt), Wake: opt(s.WakeAt), WaitKind: s.WaitKind,
 		Converted: opt(s.ConvertedAt), Data: s.Data, Arms: s.Arms,
 	}
 	if s.Status != workflows.StatusActive {
 		sj.Status = &s.Status
+	}
+	if n := len(s.History); n == 0 || s.History[n-1].Step != s.Step || s.History[n-1].Seq != s.StepSeq {
+		sj.Step, sj.StepSeq = &s.Step, &s.StepSeq
 	}
 	for _, h := range s.History {
 		sj.History = append(sj.History, trimTuple([]any{since(h.At), h.Kind, h.Detail, h.Step, h.Seq}))
@@ -207,7 +225,7 @@ func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, err
 	}
 	s = workflows.State{
 		JourneyID: journeyID, WorkflowID: sj.Workflow, Version: sj.Version, CustomerID: customerID,
-		Status: workflows.StatusActive, Step: sj.Step, StepSeq: sj.StepSeq,
+		Status: workflows.StatusActive,
 		WakeAt: opt(sj.Wake), WaitKind: sj.WaitKind, StartedAt: unixMS(sj.Started), UpdatedAt: at(sj.Updated),
 		Data: sj.Data, Arms: sj.Arms, ConvertedAt: opt(sj.Converted),
 	}
@@ -222,6 +240,17 @@ func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, err
 		}
 		h.At = at(d)
 		s.History = append(s.History, h)
+	}
+	switch n := len(s.History); {
+	case sj.Step != nil || sj.StepSeq != nil:
+		if sj.Step != nil {
+			s.Step = *sj.Step
+		}
+		if sj.StepSeq != nil {
+			s.StepSeq = *sj.StepSeq
+		}
+	case n > 0:
+		s.Step, s.StepSeq = s.History[n-1].Step, s.History[n-1].Seq
 	}
 	if g := sj.Digest; g != nil {
 		s.Digest = &workflows.DigestBuffer{Step: g.Step, Events: []workflows.DigestEvent{}}

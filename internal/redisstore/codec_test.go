@@ -30,18 +30,21 @@ func TestTimelineLineForms(t *testing.T) {
 		Outcome: herald.OutcomeSent, Reason: "why", Ref: "m1", Data: map[string]any{"provider_id": "<2@mail>", "n": 3.0},
 	}
 	require.NoError(t, b.st.Append(b.ctx, "c1", line))
-	require.NoError(t, b.st.Append(b.ctx, "c1", herald.TimelineEntry{Kind: "audit", Summary: "a kind of its own"}))
+	// Names without a code are stored as they are.
+	other := herald.TimelineEntry{Kind: "audit", Summary: "a kind of its own", Channel: "sms", Outcome: herald.OutcomeFailedPermanent}
+	require.NoError(t, b.st.Append(b.ctx, "c1", other))
 
 	raw, err := b.rdb.LRange(b.ctx, key, 0, -1).Result()
 	require.NoError(t, err)
 	require.Len(t, raw, 3)
-	require.Equal(t, `{"t":1773480413589,"k":"d","s":"sent hello by email (en) & more","c":"email","o":"sent","w":"why","r":"m1","d":{"n":3,"provider_id":"<2@mail>"}}`, raw[1])
+	require.Equal(t, `{"t":1773480413589,"k":"audit","s":"a kind of its own","c":"sms","o":"f"}`, raw[0])
+	require.Equal(t, `{"t":1773480413589,"k":"d","s":"sent hello by email (en) & more","c":"e","o":"s","w":"why","r":"m1","d":{"n":3,"provider_id":"<2@mail>"}}`, raw[1])
 
 	tl, err := b.st.Timeline(b.ctx, "c1", 0)
 	require.NoError(t, err)
-	line.At = stored(start)
+	line.At, other.At = stored(start), stored(start)
 	require.Equal(t, []herald.TimelineEntry{
-		{Kind: "audit", Summary: "a kind of its own", At: stored(start)},
+		other,
 		line,
 		{Kind: herald.KindAcknowledgement, Summary: "clicked", Ref: "m0", At: time.Date(2026, 3, 14, 9, 26, 53, 100000000, time.UTC)},
 		{Kind: herald.KindDelivery, Summary: "sent hello by email (en)", Channel: herald.ChannelEmail, Outcome: herald.OutcomeSent,
@@ -96,6 +99,21 @@ func TestJourneyStateForms(t *testing.T) {
 			s := fullJourney()
 			s.Status, s.WakeAt, s.WaitKind, s.ConvertedAt = workflows.StatusFinished, time.Time{}, "", time.Time{}
 			s.Data, s.History, s.Arms, s.Digest = nil, nil, nil, nil
+			return s
+		}},
+		{"a step its history does not end at", func() workflows.State {
+			s := fullJourney()
+			s.Step, s.StepSeq = "welcome", 1
+			return s
+		}},
+		{"the step of its last history entry, another count", func() workflows.State {
+			s := fullJourney()
+			s.StepSeq = 4
+			return s
+		}},
+		{"no step", func() workflows.State {
+			s := fullJourney()
+			s.Step, s.StepSeq = "", 0
 			return s
 		}},
 		{"an empty digest, a time before the start", func() workflows.State {
@@ -159,7 +177,7 @@ func TestJourneyStateOldForm(t *testing.T) {
 	require.NoError(t, b.st.SaveJourney(b.ctx, got))
 	raw, err := b.rdb.Get(b.ctx, key).Result()
 	require.NoError(t, err)
-	require.Equal(t, `{"w":"parked","v":"207a59098735","p":"pause","q":2,"t":1796010437177,"wk":3600000,"k":"wait","d":{"plan":"Pro"},`+
+	require.Equal(t, `{"w":"parked","v":"207a59098735","t":1796010437177,"wk":3600000,"k":"wait","d":{"plan":"Pro"},`+
 		`"h":[[0,"start","bench.parked"],[0,"send","hello","welcome",1],[0,"wait","1h","pause",2]]}`, raw)
 	again, _, err := b.st.Journey(b.ctx, "c0", "j_d34f38f799751faab946")
 	require.NoError(t, err)
