@@ -30,7 +30,7 @@ func compactJSON(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// unixMS is t in unix milliseconds, for a time that is never zero.
+// unixMS is the time ms unix milliseconds name, in UTC.
 func unixMS(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
 // Timeline lines.
@@ -77,7 +77,7 @@ type storedLine struct {
 	Summary string         `json:"s"`
 	Channel string         `json:"c,omitempty"`
 	Outcome string         `json:"o,omitempty"`
-	Reason  string         `json:"w,omitempty"`
+	Reason  string         `json:"w,omitempty"` // why
 	Ref     string         `json:"r,omitempty"`
 	Data    map[string]any `json:"d,omitempty"`
 }
