@@ -174,7 +174,10 @@ func TestMessageDeliveredByEmail(t *testing.T) {
 	eventually(t, func() bool { return hasEntry(b.timeline(t, "c1"), herald.ChannelEmail, herald.OutcomeSent, "") }, "timeline records the send")
 	for _, e := range b.timeline(t, "c1") {
 		if e.Outcome == herald.OutcomeSent {
-			require.Equal(t, "pl", e.Data["locale"], "the locale used is recorded")
+			require.Contains(t, e.Summary, "(pl)", "the line says the locale used")
+			sent, err := b.e.SentTo(context.Background(), "c1", e.Ref)
+			require.NoError(t, err)
+			require.Equal(t, "pl", sent.Locale, "the ledger records it")
 		}
 	}
 }

@@ -300,9 +300,10 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 		}
 	}
 	// One timeline line per transition: how it started, where it waits,
-	// how it ended.
+	// how it ended. Its summary names the workflow, the step and the
+	// wake-up; its data holds only what the summary does not say.
 	var parts []string
-	data := map[string]any{"workflow": w.ID}
+	data := map[string]any{}
 	if prev.JourneyID == "" {
 		parts = append(parts, fmt.Sprintf("started (version %s) by %s", w.Version, strings.TrimPrefix(cause, "start by ")))
 	}
@@ -324,7 +325,6 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 		switch a.Kind {
 		case workflows.ActionScheduleWake:
 			parts = append(parts, fmt.Sprintf("step %s: waiting until %s", a.StepID, a.At.In(c.Location()).Format("2006-01-02 15:04 MST")))
-			data["step"], data["wake_at"] = a.StepID, a.At.UTC().Format(time.RFC3339)
 		case workflows.ActionExit, workflows.ActionFinish:
 			event := "finished"
 			part := fmt.Sprintf("finished (%s)", a.Reason)

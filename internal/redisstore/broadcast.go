@@ -377,9 +377,9 @@ func (s *Store) BroadcastGate(ctx context.Context, id, customerID, msgID string,
 	}
 	ran := false
 	if tl != nil {
-		want := `"ref":` + strconv.Quote(msgID)
+		want := lineRefs(msgID)
 		for _, line := range tl.Val() {
-			if strings.Contains(line, want) {
+			if strings.Contains(line, want[0]) || strings.Contains(line, want[1]) {
 				ran = true
 				break
 			}

@@ -18,7 +18,7 @@ import (
 const timelineSlack = 50
 
 // claimPrefix marks a ledger key that holds a claim (a delivery in
-// progress) rather than the record of a send, which is JSON.
+// progress) rather than the record of a send, which is JSON (storedSent).
 const claimPrefix = "c:"
 
 // LedgerKey is the key of a delivery's ledger record: its claim while the
@@ -154,14 +154,19 @@ func (c *Claim) Release(ctx context.Context) {
 }
 
 // Finish records the send in the ledger (replacing the claim), appends the
-// timeline entry and sets the global indexes (key → value, kept for
-// indexTTL), in one round trip. first is false when the key no longer held
-// our claim: the claim had run out and another worker may have sent too.
+// timeline entry (its data less what the record holds: sentLineData) and
+// sets the global indexes (key → value, kept for indexTTL), in one round
+// trip. first is false when the key no longer held our claim: the claim had
+// run out and another worker may have sent too.
 func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEntry, indexes map[string]string, indexTTL time.Duration) (first bool, err error) {
 	if e.At.IsZero() {
 		e.At = c.s.now().UTC()
 	}
-	rb, _ := json.Marshal(rec)
+	e.Data = sentLineData(e.Data, rec)
+	rb, err := encodeSent(c.id, rec)
+	if err != nil {
+		return false, err
+	}
 	eb := c.s.encodeEntry(e)
 	tl := Key(c.customerID, "timeline")
 	var set *redis.StatusCmd
@@ -189,6 +194,31 @@ func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEnt
 	return set.Val() == claimPrefix+c.token, nil
 }
 
+// sentLineData is what a send's timeline line keeps of its data: not what
+// the ledger record written with it, under the same message ID, holds
+// (workflow, journey, step, topic, template, locale, the provider's ID),
+// nor the workflow version, which the journey's own line and state name.
+// The line's summary says template, channel, locale, workflow and step to a
+// reader; GET /v1/messages/{id} reads line and record together. Whatever
+// else the caller added stays.
+func sentLineData(data map[string]any, r SentRecord) map[string]any {
+	held := map[string]string{
+		"workflow": r.Workflow, "journey": r.Journey, "step": r.Step, "topic": r.Topic,
+		"template": r.Template, "locale": r.Locale, "provider_id": r.ProviderID,
+	}
+	var out map[string]any
+	for k, v := range data {
+		if s, ok := v.(string); k == "version" || (ok && held[k] == s) {
+			continue
+		}
+		if out == nil {
+			out = map[string]any{}
+		}
+		out[k] = v
+	}
+	return out
+}
+
 // Sent returns the ledger records of a message's deliveries, per channel.
 func (s *Store) Sent(ctx context.Context, customerID, messageID string, channels []herald.Channel) (map[herald.Channel]SentRecord, error) {
 	out := map[herald.Channel]SentRecord{}
@@ -208,8 +238,8 @@ func (s *Store) Sent(ctx context.Context, customerID, messageID string, channels
 		if b == "" || strings.HasPrefix(b, claimPrefix) {
 			continue
 		}
-		var r SentRecord
-		if err := json.Unmarshal([]byte(b), &r); err != nil {
+		r, err := decodeSent(messageID+":"+string(channels[i]), []byte(b))
+		if err != nil {
 			return nil, fmt.Errorf("decode ledger %s: %w", keys[i], err)
 		}
 		out[channels[i]] = r

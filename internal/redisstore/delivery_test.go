@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,10 +36,12 @@ func (b bundle) finish(t *testing.T, c *redisstore.Claim, rec redisstore.SentRec
 
 func (b bundle) ledger(t *testing.T, customerID, deliveryID string) redisstore.SentRecord {
 	t.Helper()
-	raw, err := b.rdb.Get(b.ctx, redisstore.LedgerKey(customerID, deliveryID)).Result()
+	msg, ch, ok := strings.Cut(deliveryID, ":")
+	require.True(t, ok, "delivery %q is not message:channel", deliveryID)
+	recs, err := b.st.Sent(b.ctx, customerID, msg, []herald.Channel{herald.Channel(ch)})
 	require.NoError(t, err)
-	var rec redisstore.SentRecord
-	require.NoError(t, json.Unmarshal([]byte(raw), &rec), "ledger holds %q", raw)
+	rec, ok := recs[herald.Channel(ch)]
+	require.True(t, ok, "no ledger record of %s", deliveryID)
 	return rec
 }
 
@@ -70,7 +73,7 @@ func TestClaimDelivery(t *testing.T) {
 	a.Release(b.ctx) // twice is harmless
 
 	a = b.claim(t, "c1", "m1:email", time.Minute)
-	rec := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "pid-1", SentAt: start, Workflow: "welcome", Topic: "onboarding", Template: "welcome", Locale: "en"}
+	rec := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "pid-1", SentAt: stored(start), Workflow: "welcome", Topic: "onboarding", Template: "welcome", Locale: "en"}
 	first, err := a.Finish(b.ctx, rec, herald.TimelineEntry{Kind: herald.KindDelivery, Summary: "sent"}, nil, 0)
 	require.NoError(t, err)
 	require.True(t, first)
@@ -266,7 +269,7 @@ func TestClaimDeliveryAfterFinishAlwaysSent(t *testing.T) {
 		require.NoError(t, b.rdb.Del(b.ctx, key).Err())
 	}
 	w := b.claim(t, "c1", "m1:email", time.Minute)
-	rec := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "pid-1", SentAt: start}
+	rec := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "pid-1", SentAt: stored(start)}
 	b.finish(t, w, rec)
 	w.Release(b.ctx)
 
@@ -331,7 +334,7 @@ func TestFinish(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	c := b.claim(t, "c1", "m1:email", time.Minute)
-	rec := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<abc@mail>", SentAt: start}
+	rec := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<abc@mail>", SentAt: stored(start)}
 	indexes := map[string]string{
 		"herald:msg:m1": "c1",
 		"herald:mid:" + redisstore.Hash("<abc@mail>"): "c1:m1:email",
@@ -363,8 +366,8 @@ func TestFinish(t *testing.T) {
 	tl, err := b.st.Timeline(b.ctx, "c1", 0)
 	require.NoError(t, err)
 	require.Equal(t, []herald.TimelineEntry{
-		{Kind: herald.KindDelivery, Summary: "slack sent", At: at},
-		{Kind: herald.KindDelivery, Summary: "email sent", Channel: herald.ChannelEmail, Outcome: "sent", Ref: "m1", At: start.Add(time.Second)},
+		{Kind: herald.KindDelivery, Summary: "slack sent", At: stored(at)},
+		{Kind: herald.KindDelivery, Summary: "email sent", Channel: herald.ChannelEmail, Outcome: "sent", Ref: "m1", At: stored(start.Add(time.Second))},
 	}, tl)
 	tl, err = b.st.Timeline(b.ctx, "c2", 0)
 	require.NoError(t, err)
@@ -443,8 +446,8 @@ type run struct {
 func TestSent(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	email := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<1@mail>", SentAt: start, Workflow: "wf", Journey: "j1", Step: "s1", Topic: "news", Template: "t1", Locale: "pl"}
-	other := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<2@mail>", SentAt: start.Add(time.Minute)}
+	email := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<1@mail>", SentAt: stored(start), Workflow: "wf", Journey: "j1", Step: "s1", Topic: "news", Template: "t1", Locale: "pl"}
+	other := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<2@mail>", SentAt: stored(start.Add(time.Minute))}
 	b.finish(t, b.claim(t, "c1", "m1:email", time.Minute), email)
 	b.claim(t, "c1", "m1:slack", time.Minute) // in progress
 	b.finish(t, b.claim(t, "c1", "m2:email", time.Minute), other)

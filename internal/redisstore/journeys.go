@@ -150,7 +150,7 @@ func (s *Store) Journey(ctx context.Context, customerID, journeyID string) (st w
 	if err != nil {
 		return st, false, herald.Temporary(err, "redis", 0)
 	}
-	if st, err = decodeJourney(journeyID, b); err != nil {
+	if st, err = readJourney(customerID, journeyID, b); err != nil {
 		return st, false, err
 	}
 	return st, true, nil
@@ -158,8 +158,9 @@ func (s *Store) Journey(ctx context.Context, customerID, journeyID string) (st w
 
 // decodeJourney decodes a stored journey state; one that does not decode
 // is a non-temporary error.
-func decodeJourney(journeyID string, b []byte) (st workflows.State, err error) {
-	if err := json.Unmarshal(b, &st); err != nil {
+func readJourney(customerID, journeyID string, b []byte) (workflows.State, error) {
+	st, err := decodeJourney(b, customerID, journeyID)
+	if err != nil {
 		return st, &herald.Error{Code: herald.EInternal, Message: "journey " + journeyID + " is corrupt", Err: err}
 	}
 	return st, nil
@@ -177,7 +178,7 @@ func (s *Store) SaveJourney(ctx context.Context, st workflows.State, entries ...
 // SaveJourneyWith is SaveJourney with more writes in the same round trip
 // (the journey's counters: CountJourneyPipe, GoalJourneyPipe).
 func (s *Store) SaveJourneyWith(ctx context.Context, st workflows.State, entries []herald.TimelineEntry, extra []func(redis.Pipeliner)) error {
-	b, err := json.Marshal(st)
+	b, err := encodeJourney(st)
 	if err != nil {
 		return &herald.Error{Code: herald.EInternal, Message: "journey " + st.JourneyID + " does not encode", Err: err}
 	}
@@ -239,11 +240,13 @@ func (s *Store) Journeys(ctx context.Context, customerID string) ([]workflows.St
 		}
 		return out, nil
 	}
-	it := s.rdb.Scan(ctx, 0, journeyKey(customerID, "*"), 200).Iterator()
+	prefix := journeyKey(customerID, "")
+	it := s.rdb.Scan(ctx, 0, prefix+"*", 200).Iterator()
 	for it.Next(ctx) {
-		var st workflows.State
-		if b, err := s.rdb.Get(ctx, it.Val()).Bytes(); err == nil && json.Unmarshal(b, &st) == nil {
-			out = append(out, st)
+		if b, err := s.rdb.Get(ctx, it.Val()).Bytes(); err == nil {
+			if st, err := decodeJourney(b, customerID, strings.TrimPrefix(it.Val(), prefix)); err == nil {
+				out = append(out, st)
+			}
 		}
 	}
 	return out, it.Err()

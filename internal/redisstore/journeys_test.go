@@ -190,7 +190,7 @@ func TestSaveJourney(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, tl, 2)
 	require.Equal(t, "second", tl[0].Summary, "newest first")
-	require.True(t, tl[0].At.Equal(start), "a line without a time gets the clock's: %v", tl[0].At)
+	require.True(t, tl[0].At.Equal(stored(start)), "a line without a time gets the clock's: %v", tl[0].At)
 
 	// Finished: kept for a while, out of the running and waiting indexes,
 	// still counted as ever started.

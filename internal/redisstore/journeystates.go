@@ -17,7 +17,8 @@ func JourneyKey(customerID, journeyID string) string { return journeyKey(custome
 func JourneyIndexKey(customerID string) string { return journeysKey(customerID) }
 
 // JourneyStates returns the stored states of a customer's journeys,
-// running and recent (finished ones expire), as JSON.
+// running and recent (finished ones expire), as JSON (workflows.State's
+// form, whatever the stored one).
 func (s *Store) JourneyStates(ctx context.Context, customerID string) ([]json.RawMessage, error) {
 	var out []json.RawMessage
 	if _, ok := s.rdb.(*redis.ClusterClient); ok {
@@ -37,16 +38,20 @@ func (s *Store) JourneyStates(ctx context.Context, customerID string) ([]json.Ra
 		}
 		return out, nil
 	}
-	it := s.rdb.Scan(ctx, 0, JourneyKey(customerID, "*"), 200).Iterator()
+	prefix := JourneyKey(customerID, "")
+	it := s.rdb.Scan(ctx, 0, prefix+"*", 200).Iterator()
 	for it.Next(ctx) {
 		if b, err := s.rdb.Get(ctx, it.Val()).Bytes(); err == nil {
-			out = append(out, b)
+			if j, err := journeyStateJSON(b, customerID, strings.TrimPrefix(it.Val(), prefix)); err == nil {
+				out = append(out, j)
+			}
 		}
 	}
 	return out, it.Err()
 }
 
-// JourneyState returns one journey's stored state, nil when there is none.
+// JourneyState returns one journey's stored state as JSON (workflows.State's
+// form), nil when there is none.
 func (s *Store) JourneyState(ctx context.Context, customerID, journeyID string) (json.RawMessage, error) {
 	b, err := s.rdb.Get(ctx, JourneyKey(customerID, journeyID)).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -55,5 +60,9 @@ func (s *Store) JourneyState(ctx context.Context, customerID, journeyID string) 
 	if err != nil {
 		return nil, herald.Temporary(err, "redis", 0)
 	}
-	return b, nil
+	j, err := journeyStateJSON(b, customerID, journeyID)
+	if err != nil {
+		return nil, &herald.Error{Code: herald.EInternal, Message: "journey " + journeyID + " is corrupt", Err: err}
+	}
+	return j, nil
 }

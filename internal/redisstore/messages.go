@@ -145,14 +145,19 @@ func (s *Store) messageStatus(ctx context.Context, id, customerHint string) (out
 	if err != nil {
 		return out, false, err
 	}
+	// A send's line leaves template, topic, journey and the provider's ID
+	// to the record.
 	for ch, r := range sent {
-		if cs := out.Channels[string(ch)]; cs != nil && cs.Status == "sent" {
-			continue
-		}
-		out.Channels[string(ch)] = &ChannelStatus{Status: "sent", At: r.SentAt, ProviderID: r.ProviderID, Summary: "sent " + r.Template + " by " + string(ch)}
 		if out.Template == "" {
 			out.Template, out.Topic, out.Workflow, out.Journey, out.Step = r.Template, r.Topic, r.Workflow, r.Journey, r.Step
 		}
+		if cs := out.Channels[string(ch)]; cs != nil && cs.Status == "sent" {
+			if cs.ProviderID == "" {
+				cs.ProviderID = r.ProviderID
+			}
+			continue
+		}
+		out.Channels[string(ch)] = &ChannelStatus{Status: "sent", At: r.SentAt, ProviderID: r.ProviderID, Summary: "sent " + r.Template + " by " + string(ch)}
 	}
 	return out, len(out.Channels) > 0, nil
 }

@@ -163,7 +163,8 @@ func getJSON[T any](ctx context.Context, rdb redis.Cmdable, key string) (T, erro
 const AckCap = 100
 
 // MaxTimelineEntry bounds one timeline line as stored: a line whose data
-// would make it longer keeps its summary and drops the data (noting so).
+// would make it longer (or does not encode) keeps its summary and drops the
+// data (noting so).
 // With TimelineCap and AckCap this caps a customer's timeline at about
 // (TimelineCap+AckCap+slack) × MaxTimelineEntry ≈ 1.3 MB.
 const MaxTimelineEntry = 2 << 10
@@ -173,13 +174,13 @@ func (s *Store) encodeEntry(e herald.TimelineEntry) []byte {
 	if e.At.IsZero() {
 		e.At = s.now().UTC()
 	}
-	b, _ := json.Marshal(e)
-	if len(b) > MaxTimelineEntry {
+	b, err := encodeLine(e)
+	if err != nil || len(b) > MaxTimelineEntry {
 		e.Data = map[string]any{"truncated": true}
 		if len(e.Summary) > 512 {
 			e.Summary = e.Summary[:512] + "…"
 		}
-		b, _ = json.Marshal(e)
+		b, _ = encodeLine(e)
 	}
 	return b
 }
@@ -239,8 +240,7 @@ func (s *Store) Timeline(ctx context.Context, customerID string, limit int) ([]h
 	decode := func(raw []string) []herald.TimelineEntry {
 		out := make([]herald.TimelineEntry, 0, len(raw))
 		for _, r := range raw {
-			var e herald.TimelineEntry
-			if json.Unmarshal([]byte(r), &e) == nil {
+			if e, err := decodeLine([]byte(r)); err == nil {
 				out = append(out, e)
 			}
 		}

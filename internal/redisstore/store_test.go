@@ -271,7 +271,8 @@ func TestTimeline(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, tl)
 
-	// At is filled in from the clock when unset, kept when set.
+	// At is filled in from the clock when unset, kept (to the millisecond)
+	// when set.
 	require.NoError(t, b.st.Append(b.ctx, "c1", herald.TimelineEntry{Kind: herald.KindEvent, Summary: "first"}))
 	b.clock.Advance(time.Second)
 	at := start.Add(-time.Hour)
@@ -283,9 +284,9 @@ func TestTimeline(t *testing.T) {
 	tl, err = b.st.Timeline(b.ctx, "c1", 0)
 	require.NoError(t, err)
 	require.Equal(t, []herald.TimelineEntry{
-		{Kind: herald.KindDelivery, Summary: "third", Channel: herald.ChannelEmail, At: start.Add(2 * time.Second)},
-		{Kind: herald.KindMessage, Summary: "second", At: at},
-		{Kind: herald.KindEvent, Summary: "first", At: start},
+		{Kind: herald.KindDelivery, Summary: "third", Channel: herald.ChannelEmail, At: stored(start.Add(2 * time.Second))},
+		{Kind: herald.KindMessage, Summary: "second", At: stored(at)},
+		{Kind: herald.KindEvent, Summary: "first", At: stored(start)},
 	}, tl)
 
 	tl, err = b.st.Timeline(b.ctx, "c1", 2)
@@ -307,7 +308,7 @@ func TestTimeline(t *testing.T) {
 	tl, err = b.st.Timeline(b.ctx, "c1", 3)
 	require.NoError(t, err)
 	require.Equal(t, []string{"fifth", "fourth", "third"}, summaries(tl))
-	require.Equal(t, start.Add(2*time.Second), tl[0].At)
+	require.Equal(t, stored(start.Add(2*time.Second)), tl[0].At)
 
 	// An entry that does not decode is skipped.
 	require.NoError(t, b.rdb.LPush(b.ctx, redisstore.Key("c1", "timeline"), "not json").Err())

@@ -135,7 +135,7 @@ func (s *Store) ClaimFollowUps(ctx context.Context, now, until time.Time, limit 
 		if err != nil {
 			return nil, herald.Temporary(err, "redis", 0)
 		}
-		out[i].State, out[i].Err = decodeJourney(out[i].JourneyID, b)
+		out[i].State, out[i].Err = readJourney(out[i].CustomerID, out[i].JourneyID, b)
 		out[i].Found = out[i].Err == nil
 	}
 	return out, nil

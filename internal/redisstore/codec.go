@@ -1,0 +1,395 @@
+package redisstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/workflows"
+)
+
+// The stored forms of the records every journey and message leaves behind
+// (timeline lines, journey states, ledger records) are compact JSON: short
+// field names, times as unix milliseconds, nothing a key already says, and
+// < > & as they are (HTML escaping is for JSON embedded in a page; these
+// values never are). Each decoder also reads the older long form, so data
+// written before stays readable. Callers and the API see the domain types.
+
+// compactJSON encodes v without HTML escaping.
+func compactJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// unixMS is the time ms unix milliseconds name, in UTC.
+func unixMS(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// Timeline lines.
+
+// codes abbreviates the names of a closed set in stored lines; a name not
+// listed is stored as it is.
+type codes struct{ short, long map[string]string }
+
+func newCodes(nameCode ...string) codes {
+	c := codes{short: map[string]string{}, long: map[string]string{}}
+	for i := 0; i < len(nameCode); i += 2 {
+		c.short[nameCode[i]], c.long[nameCode[i+1]] = nameCode[i+1], nameCode[i]
+	}
+	return c
+}
+
+func (c codes) abbrev(name string) string {
+	if v, ok := c.short[name]; ok {
+		return v
+	}
+	return name
+}
+
+func (c codes) expand(code string) string {
+	if v, ok := c.long[code]; ok {
+		return v
+	}
+	return code
+}
+
+var (
+	lineKinds = newCodes(herald.KindEvent, "e", herald.KindMessage, "m", herald.KindDelivery, "d", herald.KindJourney, "j",
+		herald.KindPreferences, "p", herald.KindConsent, "c", herald.KindAcknowledgement, "a", herald.KindCustomer, "u")
+	lineOutcomes = newCodes(string(herald.OutcomeSent), "s", string(herald.OutcomeSuppressed), "x", string(herald.OutcomeDeferred), "d",
+		string(herald.OutcomeFailedTemporary), "t", string(herald.OutcomeFailedPermanent), "f")
+	lineChannels = newCodes(string(herald.ChannelEmail), "e", string(herald.ChannelSlack), "s")
+)
+
+// storedLine is a timeline line as stored; T comes first, so a stored line
+// starts with linePrefix and an older one with `{"at":`.
+type storedLine struct {
+	T       int64          `json:"t"`
+	Kind    string         `json:"k"`
+	Summary string         `json:"s"`
+	Channel string         `json:"c,omitempty"`
+	Outcome string         `json:"o,omitempty"`
+	Reason  string         `json:"w,omitempty"` // why
+	Ref     string         `json:"r,omitempty"`
+	Data    map[string]any `json:"d,omitempty"`
+}
+
+const linePrefix = `{"t":`
+
+// lineRefs are how a line names its ref, as a raw search finds it: the
+// current form first, then the older one.
+func lineRefs(ref string) [2]string {
+	q := strconv.Quote(ref)
+	return [2]string{`"r":` + q, `"ref":` + q}
+}
+
+func encodeLine(e herald.TimelineEntry) ([]byte, error) {
+	return compactJSON(storedLine{
+		T: e.At.UnixMilli(), Kind: lineKinds.abbrev(e.Kind), Summary: e.Summary,
+		Channel: lineChannels.abbrev(string(e.Channel)), Outcome: lineOutcomes.abbrev(string(e.Outcome)),
+		Reason: e.Reason, Ref: e.Ref, Data: e.Data,
+	})
+}
+
+func decodeLine(b []byte) (herald.TimelineEntry, error) {
+	var e herald.TimelineEntry
+	if !bytes.HasPrefix(b, []byte(linePrefix)) {
+		err := json.Unmarshal(b, &e)
+		return e, err
+	}
+	var l storedLine
+	if err := json.Unmarshal(b, &l); err != nil {
+		return e, err
+	}
+	return herald.TimelineEntry{
+		At: unixMS(l.T), Kind: lineKinds.expand(l.Kind), Summary: l.Summary,
+		Channel: herald.Channel(lineChannels.expand(l.Channel)), Outcome: herald.Outcome(lineOutcomes.expand(l.Outcome)),
+		Reason: l.Reason, Ref: l.Ref, Data: l.Data,
+	}, nil
+}
+
+// Journey states.
+
+// storedJourney is a journey's state as stored under its key, which names
+// the customer and the journey. Times but the start are milliseconds after
+// the start; history entries and digest events are tuples. Step and StepSeq
+// are left out (both nil) when the last history entry names them, as it
+// does while a journey waits at the step it entered last.
+type storedJourney struct {
+	Workflow string  `json:"w"`
+	Version  string  `json:"v,omitempty"`
+	Status   *string `json:"s,omitempty"` // nil: active
+	Step     *string `json:"p,omitempty"`
+	StepSeq  *int    `json:"q,omitempty"`
+	Started  int64   `json:"t"`
+	Updated  int64   `json:"u,omitempty"`
+	Wake     *int64  `json:"wk,omitempty"`
+	WaitKind string  `json:"k,omitempty"`
+	// Converted is when the goal was reached.
+	Converted *int64            `json:"cv,omitempty"`
+	Data      map[string]any    `json:"d,omitempty"`
+	History   [][]any           `json:"h,omitempty"` // [at, kind, detail, step, seq]
+	Arms      map[string]string `json:"a,omitempty"`
+	Digest    *storedDigest     `json:"g,omitempty"`
+}
+
+type storedDigest struct {
+	Step   string  `json:"s"`
+	Events [][]any `json:"e"` // [at, id, data]
+}
+
+const journeyPrefix = `{"w":`
+
+// trimTuple drops a tuple's trailing zero values.
+func trimTuple(t []any) []any {
+	for len(t) > 1 {
+		switch v := t[len(t)-1].(type) {
+		case string:
+			if v != "" {
+				return t
+			}
+		case int:
+			if v != 0 {
+				return t
+			}
+		case map[string]any:
+			if v != nil {
+				return t
+			}
+		default:
+			return t
+		}
+		t = t[:len(t)-1]
+	}
+	return t
+}
+
+func encodeJourney(s workflows.State) ([]byte, error) {
+	t0 := s.StartedAt.UnixMilli()
+	since := func(t time.Time) int64 { return t.UnixMilli() - t0 }
+	opt := func(t time.Time) *int64 {
+		if t.IsZero() {
+			return nil
+		}
+		d := since(t)
+		return &d
+	}
+	sj := storedJourney{
+		Workflow: s.WorkflowID, Version: s.Version,
+		Started: t0, Updated: since(s.UpdatedAt), Wake: opt(s.WakeAt), WaitKind: s.WaitKind,
+		Converted: opt(s.ConvertedAt), Data: s.Data, Arms: s.Arms,
+	}
+	if s.Status != workflows.StatusActive {
+		sj.Status = &s.Status
+	}
+	if n := len(s.History); n == 0 || s.History[n-1].Step != s.Step || s.History[n-1].Seq != s.StepSeq {
+		sj.Step, sj.StepSeq = &s.Step, &s.StepSeq
+	}
+	for _, h := range s.History {
+		sj.History = append(sj.History, trimTuple([]any{since(h.At), h.Kind, h.Detail, h.Step, h.Seq}))
+	}
+	if d := s.Digest; d != nil {
+		sj.Digest = &storedDigest{Step: d.Step, Events: [][]any{}}
+		for _, ev := range d.Events {
+			sj.Digest.Events = append(sj.Digest.Events, trimTuple([]any{since(ev.At), ev.ID, ev.Data}))
+		}
+	}
+	return compactJSON(sj)
+}
+
+// decodeJourney reads a stored state of journeyID, the customer's.
+func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, error) {
+	var s workflows.State
+	if !bytes.HasPrefix(b, []byte(journeyPrefix)) {
+		err := json.Unmarshal(b, &s)
+		return s, err
+	}
+	var sj storedJourney
+	if err := json.Unmarshal(b, &sj); err != nil {
+		return s, err
+	}
+	at := func(d int64) time.Time { return unixMS(sj.Started + d) }
+	opt := func(d *int64) time.Time {
+		if d == nil {
+			return time.Time{}
+		}
+		return at(*d)
+	}
+	s = workflows.State{
+		JourneyID: journeyID, WorkflowID: sj.Workflow, Version: sj.Version, CustomerID: customerID,
+		Status: workflows.StatusActive,
+		WakeAt: opt(sj.Wake), WaitKind: sj.WaitKind, StartedAt: unixMS(sj.Started), UpdatedAt: at(sj.Updated),
+		Data: sj.Data, Arms: sj.Arms, ConvertedAt: opt(sj.Converted),
+	}
+	if sj.Status != nil {
+		s.Status = *sj.Status
+	}
+	for _, t := range sj.History {
+		var h workflows.HistoryEntry
+		var d int64
+		if err := tuple(t, &d, &h.Kind, &h.Detail, &h.Step, &h.Seq); err != nil {
+			return s, fmt.Errorf("history: %w", err)
+		}
+		h.At = at(d)
+		s.History = append(s.History, h)
+	}
+	switch n := len(s.History); {
+	case sj.Step != nil || sj.StepSeq != nil:
+		if sj.Step != nil {
+			s.Step = *sj.Step
+		}
+		if sj.StepSeq != nil {
+			s.StepSeq = *sj.StepSeq
+		}
+	case n > 0:
+		s.Step, s.StepSeq = s.History[n-1].Step, s.History[n-1].Seq
+	}
+	if g := sj.Digest; g != nil {
+		s.Digest = &workflows.DigestBuffer{Step: g.Step, Events: []workflows.DigestEvent{}}
+		for _, t := range g.Events {
+			var ev workflows.DigestEvent
+			var d int64
+			if err := tuple(t, &d, &ev.ID, &ev.Data); err != nil {
+				return s, fmt.Errorf("digest: %w", err)
+			}
+			ev.At = at(d)
+			s.Digest.Events = append(s.Digest.Events, ev)
+		}
+	}
+	return s, nil
+}
+
+// tuple reads a decoded JSON array into dst (*int64, *int, *string or
+// *map[string]any); missing trailing values stay zero.
+func tuple(t []any, dst ...any) error {
+	if len(t) == 0 || len(t) > len(dst) {
+		return fmt.Errorf("tuple of %d values, want 1 to %d", len(t), len(dst))
+	}
+	for i, v := range t {
+		ok := true
+		switch p := dst[i].(type) {
+		case *int64:
+			var f float64
+			f, ok = v.(float64)
+			*p = int64(f)
+		case *int:
+			var f float64
+			f, ok = v.(float64)
+			*p = int(f)
+		case *string:
+			*p, ok = v.(string)
+		case *map[string]any:
+			*p, ok = v.(map[string]any)
+			ok = ok || v == nil
+		}
+		if !ok {
+			return fmt.Errorf("tuple value %d: unexpected %T", i, v)
+		}
+	}
+	return nil
+}
+
+// journeyStateJSON is a stored state in the API's form (workflows.State).
+func journeyStateJSON(b []byte, customerID, journeyID string) (json.RawMessage, error) {
+	if !bytes.HasPrefix(b, []byte(journeyPrefix)) {
+		return b, nil
+	}
+	s, err := decodeJourney(b, customerID, journeyID)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(s)
+}
+
+// Ledger records.
+
+// storedSent is a ledger record as stored. Its key ends in
+// "<message>:<channel>", so the channel is left out when it is the key's,
+// and a journey message's journey and step when the message ID
+// ("<journey>.<step>.<n>") says them (FromID). At is the older records'
+// time, T the current ones'.
+type storedSent struct {
+	Channel    herald.Channel `json:"ch,omitempty"`
+	ProviderID string         `json:"pid,omitempty"`
+	T          int64          `json:"t,omitempty"`
+	At         time.Time      `json:"at,omitzero"`
+	Workflow   string         `json:"wf,omitempty"`
+	Journey    string         `json:"j,omitempty"`
+	Step       string         `json:"st,omitempty"`
+	FromID     bool           `json:"js,omitempty"`
+	Topic      string         `json:"tp,omitempty"`
+	Template   string         `json:"tm,omitempty"`
+	Locale     string         `json:"lc,omitempty"`
+}
+
+// splitDelivery splits a delivery ID into its message and channel
+// ("<message>:<channel>"); ok is false for one of another shape.
+func splitDelivery(deliveryID string) (messageID string, ch herald.Channel, ok bool) {
+	i := strings.LastIndexByte(deliveryID, ':')
+	if i < 0 {
+		return deliveryID, "", false
+	}
+	return deliveryID[:i], herald.Channel(deliveryID[i+1:]), true
+}
+
+// journeyOfMessage reads "<journey>.<step>.<n>", the ID of a journey's
+// message; ok is false for another ID.
+func journeyOfMessage(messageID string) (journey, step string, ok bool) {
+	journey, rest, ok := strings.Cut(messageID, ".")
+	i := strings.LastIndexByte(rest, '.')
+	if !ok || i <= 0 || journey == "" {
+		return "", "", false
+	}
+	if _, err := strconv.Atoi(rest[i+1:]); err != nil {
+		return "", "", false
+	}
+	return journey, rest[:i], true
+}
+
+func encodeSent(deliveryID string, r SentRecord) ([]byte, error) {
+	st := storedSent{
+		Channel: r.Channel, ProviderID: r.ProviderID, Workflow: r.Workflow, Journey: r.Journey, Step: r.Step,
+		Topic: r.Topic, Template: r.Template, Locale: r.Locale,
+	}
+	if !r.SentAt.IsZero() {
+		st.T = r.SentAt.UnixMilli()
+	}
+	msg, ch, ok := splitDelivery(deliveryID)
+	if ok && ch == r.Channel {
+		st.Channel = ""
+	}
+	if j, s, ok := journeyOfMessage(msg); ok && r.Journey != "" && j == r.Journey && s == r.Step {
+		st.Journey, st.Step, st.FromID = "", "", true
+	}
+	return compactJSON(st)
+}
+
+func decodeSent(deliveryID string, b []byte) (SentRecord, error) {
+	var st storedSent
+	if err := json.Unmarshal(b, &st); err != nil {
+		return SentRecord{}, err
+	}
+	r := SentRecord{
+		Channel: st.Channel, ProviderID: st.ProviderID, SentAt: st.At, Workflow: st.Workflow,
+		Journey: st.Journey, Step: st.Step, Topic: st.Topic, Template: st.Template, Locale: st.Locale,
+	}
+	if st.T != 0 {
+		r.SentAt = unixMS(st.T)
+	}
+	msg, ch, ok := splitDelivery(deliveryID)
+	if r.Channel == "" && ok {
+		r.Channel = ch
+	}
+	if st.FromID {
+		r.Journey, r.Step, _ = journeyOfMessage(msg)
+	}
+	return r, nil
+}
