@@ -172,6 +172,17 @@ func trimTuple(t []any) []any {
 	return t
 }
 
+// ceilMS is t in unix milliseconds, rounded up: a wake time kept to the
+// millisecond is never before the journey is due, and equals its
+// waiting-index score (WaitScore).
+func ceilMS(t time.Time) int64 {
+	ms := t.UnixMilli()
+	if time.UnixMilli(ms).Before(t) {
+		ms++
+	}
+	return ms
+}
+
 func encodeJourney(s workflows.State) ([]byte, error) {
 	t0 := s.StartedAt.UnixMilli()
 	since := func(t time.Time) int64 { return t.UnixMilli() - t0 }
@@ -184,8 +195,12 @@ func encodeJourney(s workflows.State) ([]byte, error) {
 	}
 	sj := storedJourney{
 		Workflow: s.WorkflowID, Version: s.Version,
-		Started: t0, Updated: since(s.UpdatedAt), Wake: opt(s.WakeAt), WaitKind: s.WaitKind,
+		Started: t0, Updated: since(s.UpdatedAt), WaitKind: s.WaitKind,
 		Converted: opt(s.ConvertedAt), Data: s.Data, Arms: s.Arms,
+	}
+	if !s.WakeAt.IsZero() {
+		d := ceilMS(s.WakeAt) - t0
+		sj.Wake = &d
 	}
 	if s.Status != workflows.StatusActive {
 		sj.Status = &s.Status

@@ -177,12 +177,12 @@ func TestJourneyStateOldForm(t *testing.T) {
 	require.NoError(t, b.st.SaveJourney(b.ctx, got))
 	raw, err := b.rdb.Get(b.ctx, key).Result()
 	require.NoError(t, err)
-	require.Equal(t, `{"w":"parked","v":"207a59098735","t":1796010437177,"wk":3600000,"k":"wait","d":{"plan":"Pro"},`+
+	require.Equal(t, `{"w":"parked","v":"207a59098735","t":1796010437177,"wk":3600001,"k":"wait","d":{"plan":"Pro"},`+
 		`"h":[[0,"start","bench.parked"],[0,"send","hello","welcome",1],[0,"wait","1h","pause",2]]}`, raw)
 	again, _, err := b.st.Journey(b.ctx, "c0", "j_d34f38f799751faab946")
 	require.NoError(t, err)
 	require.Equal(t, want.History[2].Kind, again.History[2].Kind)
-	require.True(t, again.WakeAt.Equal(stored(want.WakeAt)))
+	require.True(t, again.WakeAt.Equal(stored(want.WakeAt).Add(time.Millisecond)), "a wake time is kept rounded up to the millisecond, never before it is due")
 }
 
 func TestLedgerRecordForms(t *testing.T) {

@@ -23,13 +23,7 @@ import (
 
 // WaitScore is t as a score of the waiting index, rounded up to the
 // millisecond so that a member is never due before its journey.
-func WaitScore(t time.Time) float64 {
-	ms := t.UnixMilli()
-	if time.UnixMilli(ms).Before(t) {
-		ms++
-	}
-	return float64(ms) / 1000
-}
+func WaitScore(t time.Time) float64 { return float64(ceilMS(t)) / 1000 }
 
 // scoreTime is the time of a waiting-index score.
 func scoreTime(score float64) time.Time {
