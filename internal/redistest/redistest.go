@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -134,11 +135,39 @@ func (s *Server) Stop() {
 	<-exited
 }
 
-// Restart stops the server and starts it again on the same address and data
-// directory (with AOF on, its data survives).
+// Restart stops the server (SIGKILL, a crash) and starts it again on the
+// same address and data directory. With AOF on, its data survives, less
+// what appendfsync had not yet written (up to a second with everysec).
 func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Stop()
+	s.startAgain()
+}
+
+// RestartClean shuts the server down as an operator's restart does
+// (SIGTERM: with AOF on, every write it acknowledged is on disk) and starts
+// it again on the same address and data directory.
+func (s *Server) RestartClean() {
+	s.tb.Helper()
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.waitCh
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			s.tb.Fatalf("redistest: redis-server on %s did not shut down within 30s of SIGTERM", s.Addr)
+		}
+	}
+	s.startAgain()
+}
+
+func (s *Server) startAgain() {
+	s.tb.Helper()
 	var err error
 	for attempt := 0; attempt < 50; attempt++ {
 		if err = s.start(); err == nil {
