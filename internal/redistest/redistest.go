@@ -123,7 +123,11 @@ func (s *Server) start() error {
 }
 
 // Stop kills the server (SIGKILL) and waits for it to exit.
-func (s *Server) Stop() {
+func (s *Server) Stop() { s.halt(false) }
+
+// halt ends the running server: SIGKILL, or SIGTERM when clean (killed
+// after 30s if it has not shut down by then: a failure of the test).
+func (s *Server) halt(clean bool) {
 	s.mu.Lock()
 	cmd, exited := s.cmd, s.waitCh
 	s.cmd = nil
@@ -131,8 +135,19 @@ func (s *Server) Stop() {
 	if cmd == nil {
 		return
 	}
-	_ = cmd.Process.Kill()
-	<-exited
+	if !clean {
+		_ = cmd.Process.Kill()
+		<-exited
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+		s.tb.Fatalf("redistest: redis-server on %s did not shut down within 30s of SIGTERM", s.Addr)
+	}
 }
 
 // Restart stops the server (SIGKILL, a crash) and starts it again on the
@@ -140,7 +155,7 @@ func (s *Server) Stop() {
 // what appendfsync had not yet written (up to a second with everysec).
 func (s *Server) Restart() {
 	s.tb.Helper()
-	s.Stop()
+	s.halt(false)
 	s.startAgain()
 }
 
@@ -149,20 +164,7 @@ func (s *Server) Restart() {
 // it again on the same address and data directory.
 func (s *Server) RestartClean() {
 	s.tb.Helper()
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.waitCh
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd != nil {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			s.tb.Fatalf("redistest: redis-server on %s did not shut down within 30s of SIGTERM", s.Addr)
-		}
-	}
+	s.halt(true)
 	s.startAgain()
 }
 
