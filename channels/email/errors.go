@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/heraldhq/herald"
-	gomail "github.com/wneessen/go-mail"
 )
 
 // ErrClosed is the cause of every Send after Close.
@@ -19,33 +18,23 @@ var (
 	addressRE  = regexp.MustCompile(`[A-Za-z0-9.!#$%&'*+/=?^_{|}~-]+@[A-Za-z0-9.-]+`)
 )
 
-// classify turns a go-mail or network error into herald's error.
+// classify turns a transaction's or a dial's error into herald's error.
 //
-// go-mail reports a dropped connection as a SendError with IsTemp()==false
-// and no reply code, and a refused dial as a plain error: neither is the
-// server's verdict on the message, so both are temporary ("smtp
-// connection"), as is a server that stopped answering within Config.Timeout
-// ("smtp timeout"). Only a 5xx reply is permanent.
+// A dropped connection or a refused dial is not the server's verdict on
+// the message, so it is temporary ("smtp connection"), as is a server that
+// stopped answering within Config.Timeout ("smtp timeout"). Only a 5xx
+// reply is permanent.
 func (s *Sender) classify(err error) *herald.Error {
 	code, enh := 0, ""
-	var se *gomail.SendError
+	var tx *txError
 	var te *textproto.Error
 	switch {
-	case errors.As(err, &se):
-		switch se.Reason {
-		case gomail.ErrGetSender, gomail.ErrGetRcpts:
-			return s.redact(&herald.Error{Code: herald.EInvalid, Reason: "smtp address", Err: err})
-		case gomail.ErrNoUnencoded:
-			return s.redact(herald.Permanent(err, "smtp 8bitmime"))
-		}
-		code, enh = se.ErrorCode(), se.EnhancedStatusCode()
+	case errors.As(err, &tx):
+		code, enh = tx.reply()
 	case errors.As(err, &te):
 		// Errors from the dial (greeting, EHLO, STARTTLS, AUTH) carry the
 		// reply itself; the enhanced code, if any, leads its text.
-		code = te.Code
-		if m := enhancedRE.FindString(te.Msg); m != "" && m[0] == byte('0'+code/100) {
-			enh = m
-		}
+		code, enh = te.Code, enhancedCode(te)
 	}
 	switch code / 100 {
 	case 5:
@@ -67,8 +56,8 @@ func reason(code int, enh string) string {
 	return fmt.Sprintf("smtp %d %s", code, enh)
 }
 
-// redact rewrites e's message for logs: go-mail lists the recipients in its
-// errors and servers often quote them back; the password never appears in
+// redact rewrites e's message for logs: servers often quote the addresses
+// back; the password never appears in
 // either, but is scrubbed anyway in case a server echoes it.
 func (s *Sender) redact(e *herald.Error) *herald.Error {
 	msg := e.Err.Error()
@@ -106,15 +95,14 @@ var deadStatus = map[string]bool{
 // our sender or the message, and a server's choice of code there is not
 // reliable enough to stop mailing a customer); 5.1.0, 5.1.7, 5.1.8 and
 // 5.1.9 and above; other classes such as 5.7.x policy refusals; every 4xx
-// reply; replies without an enhanced code (go-mail reads it only from
-// servers that advertise ENHANCEDSTATUSCODES); lost connections and
-// timeouts.
-// err may be the *herald.Error Send returns, wrapped any number of times
-// (errors.As finds go-mail's error through it).
+// reply; replies without an enhanced code (read only from servers that
+// advertise ENHANCEDSTATUSCODES); lost connections and timeouts.
+// err may be the *herald.Error Send returns, wrapped any number of times.
 func DeadAddress(err error) bool {
-	var se *gomail.SendError
-	if !errors.As(err, &se) || se.Reason != gomail.ErrSMTPRcptTo || se.ErrorCode()/100 != 5 {
+	var te *txError
+	if !errors.As(err, &te) || te.Stage != stageRcpt {
 		return false
 	}
-	return deadStatus[se.EnhancedStatusCode()]
+	code, enh := te.reply()
+	return code/100 == 5 && deadStatus[enh]
 }

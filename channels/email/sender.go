@@ -138,9 +138,9 @@ func New(cfg Config) (*Sender, error) {
 // temporary with reason "smtp pool wait", so the caller retries later.
 var ErrPoolWait = errors.New("email: too little time left before the deadline to start a send")
 
-// Send delivers m to m.Customer.Email. A message whose delivery was cut off
-// after the server accepted it counts as sent; otherwise the error is a
-// *herald.Error: EInvalid before any network traffic; ETemporary for 4xx
+// Send delivers m to m.Customer.Email: it is sent when the server's reply
+// after the message accepts it. Otherwise the error is a *herald.Error:
+// EInvalid before any network traffic; ETemporary for 4xx
 // replies (reason "smtp 4xx x.y.z"), lost connections ("smtp connection"),
 // a server that stops answering within Config.Timeout ("smtp timeout"), a
 // send given up before it started because ctx ended ("canceled") or its
@@ -164,14 +164,18 @@ func (s *Sender) Send(ctx context.Context, m herald.Message) (herald.Receipt, er
 	if err != nil {
 		return herald.Receipt{}, err
 	}
+	env, err := render(msg)
+	if err != nil {
+		return herald.Receipt{}, s.redact(&herald.Error{Code: herald.EInvalid, Reason: "smtp message", Err: err})
+	}
 	for attempt := 0; ; attempt++ {
 		c, reused, err := s.acquire(ctx, need)
 		if err != nil {
 			return herald.Receipt{}, s.failure(ctx, err)
 		}
-		err = s.deliver(c, msg)
+		err = s.deliver(c, env)
 		s.release(c, err)
-		if err == nil || msg.IsDelivered() {
+		if err == nil {
 			return herald.Receipt{Channel: herald.ChannelEmail, ProviderID: id, SentAt: time.Now()}, nil
 		}
 		if reused && attempt == 0 && diedIdle(err) {
@@ -344,13 +348,15 @@ func (s *Sender) check(ctx context.Context, c *conn) error {
 	return err
 }
 
-// deliver runs the SMTP transaction for msg on c. It takes no context, as
-// cutting a transaction off may leave the message delivered but reported
-// failed; go-mail bounds it with Config.Timeout from MAIL FROM on (and
-// again for the RSET after the message), the deadline that cuts off a
-// server that stops answering.
-func (s *Sender) deliver(c *conn, msg *gomail.Msg) error {
-	err := s.client.SendWithSMTPClient(c.smtp, msg)
+// deliver runs the SMTP transaction for env on c (see transact). It takes
+// no context, as cutting a transaction off may leave the message delivered
+// but reported failed; Config.Timeout bounds it from MAIL FROM on, the
+// deadline that cuts off a server that stops answering.
+func (s *Sender) deliver(c *conn, env envelope) error {
+	err := c.smtp.UpdateDeadline(s.cfg.Timeout)
+	if err == nil {
+		err = transact(c.smtp, env)
+	}
 	if err != nil && c.raw.timedOut.Load() {
 		return timeoutError{err}
 	}
@@ -399,20 +405,16 @@ func (s *Sender) dropIdle() {
 	}
 }
 
-// answered reports whether err is the server refusing a command, which
-// leaves the connection usable once RSET has ended the transaction: any
-// 4xx or 5xx reply but 421, with which the server announces it is closing
-// the connection. Refusals before any command count too.
+// answered reports whether err is the server refusing a step of a
+// transaction, which leaves the connection usable once RSET has ended the
+// transaction: any 4xx or 5xx reply but 421, with which the server
+// announces it is closing the connection.
 func answered(err error) bool {
-	var se *gomail.SendError
-	if isTimeout(err) || !errors.As(err, &se) {
+	var te *txError
+	if isTimeout(err) || !errors.As(err, &te) {
 		return false
 	}
-	switch se.Reason {
-	case gomail.ErrGetSender, gomail.ErrGetRcpts, gomail.ErrNoUnencoded:
-		return true
-	}
-	code := se.ErrorCode()
+	code, _ := te.reply()
 	return code >= 400 && code < 600 && code != 421
 }
 
@@ -537,19 +539,17 @@ func isTimeout(err error) bool {
 }
 
 // diedIdle reports whether err is a pooled connection found dead before the
-// message left, at the connection check or MAIL FROM: no reply (and no
-// timeout), or a 421, which is also what a server that timed the idle
-// connection out says to the next command. Nothing was delivered, so one
-// retry on a fresh connection is safe.
+// message left, at MAIL FROM: no reply (and no timeout), or a 421, which is
+// also what a server that timed the idle connection out says to the next
+// command. Nothing was delivered, so one retry on a fresh connection is
+// safe.
 func diedIdle(err error) bool {
-	var se *gomail.SendError
-	if isTimeout(err) || !errors.As(err, &se) {
+	var te *txError
+	if isTimeout(err) || !errors.As(err, &te) || te.Stage != stageMail {
 		return false
 	}
-	if code := se.ErrorCode(); code != 0 && code != 421 {
-		return false
-	}
-	return se.Reason == gomail.ErrConnCheck || se.Reason == gomail.ErrSMTPMailFrom
+	code, _ := te.reply()
+	return code == 0 || code == 421
 }
 
 // failure is the error for a Send that failed before its transaction began.

@@ -74,6 +74,11 @@ func TestSMTPSink(t *testing.T) {
 		{"SoftEndOfData", []string{"-r", "."}, herald.ETemporary, "smtp 450 4.3.0"},
 		{"HangUpAfterData", []string{"-q", "."}, herald.ETemporary, "smtp connection"},
 		{"ClosingAtConnect", []string{"-Q", "CONNECT"}, herald.ETemporary, "smtp 421 4.0.0"},
+		// Without PIPELINING each command waits for its reply.
+		{"AcceptsOneCommandAtATime", []string{"-p"}, "", ""},
+		{"HardMailOneCommandAtATime", []string{"-p", "-f", "MAIL"}, herald.EPermanent, "smtp 500 5.3.0"},
+		{"SoftRcptOneCommandAtATime", []string{"-p", "-r", "RCPT"}, herald.ETemporary, "smtp 450 4.3.0"},
+		{"HardDataOneCommandAtATime", []string{"-p", "-f", "DATA"}, herald.EPermanent, "smtp 500 5.3.0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
