@@ -28,7 +28,11 @@ import (
 //     used again (see Sender.acquire).
 //
 // With PIPELINING and CHUNKING a message costs two round trips; without
-// either, four (MAIL, RCPT, DATA, the message).
+// either, four (MAIL, RCPT, DATA, the message). The message never leaves in
+// the envelope's write, though RFC 3030 allows it: a connection that breaks
+// before the envelope's replies are read then leaves unknown whether the
+// server kept the message, while here it proves that it did not, so the
+// send is retried at once on a fresh connection without risk of a copy.
 //
 // The message is rendered before the first command, so a message that
 // cannot be rendered never opens a transaction, and a retry on a fresh
