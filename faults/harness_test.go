@@ -555,6 +555,15 @@ func (r *rig) count() result {
 			res.lost++
 			if res.lost <= 10 {
 				r.t.Logf("lost: %s (customer %s, message %s)", tag, a.Customer, a.MessageID)
+				// What the customer's timeline says of it, to tell a stuck
+				// message from one never queued.
+				if tl, err := r.client.Timeline(ctx, a.Customer, 0); err == nil {
+					for _, e := range tl {
+						if strings.HasPrefix(e.Ref, a.MessageID) {
+							r.t.Logf("  timeline %s %s %s: %s", e.At.Format(time.RFC3339Nano), e.Kind, e.Outcome, e.Summary)
+						}
+					}
+				}
 			}
 		}
 	}
