@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -148,6 +149,17 @@ type storedDigest struct {
 
 const journeyPrefix = `{"w":`
 
+// journeyRest is the trailing object of a journey state's array form: the
+// fields the array holds no place for.
+type journeyRest struct {
+	Status    *string           `json:"s,omitempty"`
+	Step      *string           `json:"p,omitempty"`
+	StepSeq   *int              `json:"q,omitempty"`
+	Converted *int64            `json:"cv,omitempty"`
+	Arms      map[string]string `json:"a,omitempty"`
+	Digest    *storedDigest     `json:"g,omitempty"`
+}
+
 // trimTuple drops a tuple's trailing zero values.
 func trimTuple(t []any) []any {
 	for len(t) > 1 {
@@ -183,6 +195,94 @@ func ceilMS(t time.Time) int64 {
 	return ms
 }
 
+// A journey's state is stored as a JSON array, its most frequent fields by
+// position and the rest in a trailing object (storedJourney's fields that
+// an array does not hold):
+//
+//	[workflow, version, started, wake, wait kind, data, history, updated, {rest}]
+//
+// with trailing empty values left out; wake and updated are milliseconds
+// after the start, wake null when none. The history is one string when its
+// values allow (historyString), else tuples. The object form
+// (journeyPrefix) and the long form (workflows.State) still read.
+
+// historyKinds abbreviates the history kinds a journey writes most.
+var historyKinds = newCodes("start", "s", "send", "m", "wait", "w", "event", "e", "timeout", "t", "branch", "b", "split", "p", "goal", "g", "digest", "d")
+
+var (
+	historyKindRe  = regexp.MustCompile(`^[a-z_]+$`)
+	historyValueRe = regexp.MustCompile(`^[^ ,]*$`)
+)
+
+// historyString writes a history as entries joined by ",", each "kind
+// detail step" less trailing empty values. The kind is abbreviated and
+// followed by "~seq" when seq is not one past the entry before's, and by
+// "@ms" when the entry is not at the start. ok is false when a value
+// would not read back (a kind not in [a-z_] or one that is another's
+// code, a space or comma in a detail or step).
+func historyString(h []workflows.HistoryEntry, t0 int64) (string, bool) {
+	var b strings.Builder
+	prev := -1
+	for i, e := range h {
+		code := historyKinds.abbrev(e.Kind)
+		if !historyKindRe.MatchString(e.Kind) || code == e.Kind && historyKinds.long[code] != "" ||
+			!historyValueRe.MatchString(e.Detail) || !historyValueRe.MatchString(e.Step) {
+			return "", false
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(code)
+		if e.Seq != prev+1 {
+			b.WriteString("~" + strconv.Itoa(e.Seq))
+		}
+		if d := e.At.UnixMilli() - t0; d != 0 {
+			b.WriteString("@" + strconv.FormatInt(d, 10))
+		}
+		prev = e.Seq
+		switch {
+		case e.Step != "":
+			b.WriteString(" " + e.Detail + " " + e.Step)
+		case e.Detail != "":
+			b.WriteString(" " + e.Detail)
+		}
+	}
+	return b.String(), true
+}
+
+func parseHistory(s string, t0 int64) ([]workflows.HistoryEntry, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []workflows.HistoryEntry
+	prev := -1
+	for _, entry := range strings.Split(s, ",") {
+		f := strings.Split(entry, " ")
+		if len(f) > 3 {
+			return nil, fmt.Errorf("history entry %q", entry)
+		}
+		f = append(f, "", "")
+		kind, at := f[0], int64(0)
+		var err error
+		if k, d, ok := strings.Cut(kind, "@"); ok {
+			if at, err = strconv.ParseInt(d, 10, 64); err != nil {
+				return nil, fmt.Errorf("history entry %q: %w", entry, err)
+			}
+			kind = k
+		}
+		seq := prev + 1
+		if k, n, ok := strings.Cut(kind, "~"); ok {
+			if seq, err = strconv.Atoi(n); err != nil {
+				return nil, fmt.Errorf("history entry %q: %w", entry, err)
+			}
+			kind = k
+		}
+		prev = seq
+		out = append(out, workflows.HistoryEntry{At: unixMS(t0 + at), Kind: historyKinds.expand(kind), Detail: f[1], Step: f[2], Seq: seq})
+	}
+	return out, nil
+}
+
 func encodeJourney(s workflows.State) ([]byte, error) {
 	t0 := s.StartedAt.UnixMilli()
 	since := func(t time.Time) int64 { return t.UnixMilli() - t0 }
@@ -193,42 +293,109 @@ func encodeJourney(s workflows.State) ([]byte, error) {
 		d := since(t)
 		return &d
 	}
-	sj := storedJourney{
-		Workflow: s.WorkflowID, Version: s.Version,
-		Started: t0, Updated: since(s.UpdatedAt), WaitKind: s.WaitKind,
-		Converted: opt(s.ConvertedAt), Data: s.Data, Arms: s.Arms,
-	}
-	if !s.WakeAt.IsZero() {
-		d := ceilMS(s.WakeAt) - t0
-		sj.Wake = &d
-	}
+	// rest holds what the array has no place for.
+	var rest journeyRest
 	if s.Status != workflows.StatusActive {
-		sj.Status = &s.Status
+		rest.Status = &s.Status
 	}
 	if n := len(s.History); n == 0 || s.History[n-1].Step != s.Step || s.History[n-1].Seq != s.StepSeq {
-		sj.Step, sj.StepSeq = &s.Step, &s.StepSeq
+		rest.Step, rest.StepSeq = &s.Step, &s.StepSeq
 	}
-	for _, h := range s.History {
-		sj.History = append(sj.History, trimTuple([]any{since(h.At), h.Kind, h.Detail, h.Step, h.Seq}))
-	}
+	rest.Converted, rest.Arms = opt(s.ConvertedAt), s.Arms
 	if d := s.Digest; d != nil {
-		sj.Digest = &storedDigest{Step: d.Step, Events: [][]any{}}
+		rest.Digest = &storedDigest{Step: d.Step, Events: [][]any{}}
 		for _, ev := range d.Events {
-			sj.Digest.Events = append(sj.Digest.Events, trimTuple([]any{since(ev.At), ev.ID, ev.Data}))
+			rest.Digest.Events = append(rest.Digest.Events, trimTuple([]any{since(ev.At), ev.ID, ev.Data}))
 		}
 	}
-	return compactJSON(sj)
+	var wake any
+	if !s.WakeAt.IsZero() {
+		wake = ceilMS(s.WakeAt) - t0
+	}
+	var data any
+	if s.Data != nil {
+		data = s.Data
+	}
+	var history any
+	if len(s.History) > 0 {
+		if h, ok := historyString(s.History, t0); ok {
+			history = h
+		} else {
+			var tuples [][]any
+			for _, h := range s.History {
+				tuples = append(tuples, trimTuple([]any{since(h.At), h.Kind, h.Detail, h.Step, h.Seq}))
+			}
+			history = tuples
+		}
+	}
+	a := []any{s.WorkflowID, s.Version, t0, wake, s.WaitKind, data, history, since(s.UpdatedAt)}
+	if rest.Status != nil || rest.Step != nil || rest.Converted != nil || rest.Arms != nil || rest.Digest != nil {
+		a = append(a, rest)
+	}
+	for len(a) > 3 {
+		switch v := a[len(a)-1].(type) {
+		case nil:
+		case string:
+			if v != "" {
+				return compactJSON(a)
+			}
+		case int64:
+			if v != 0 {
+				return compactJSON(a)
+			}
+		default:
+			return compactJSON(a)
+		}
+		a = a[:len(a)-1]
+	}
+	return compactJSON(a)
 }
 
 // decodeJourney reads a stored state of journeyID, the customer's.
 func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, error) {
 	var s workflows.State
-	if !bytes.HasPrefix(b, []byte(journeyPrefix)) {
-		err := json.Unmarshal(b, &s)
-		return s, err
-	}
 	var sj storedJourney
-	if err := json.Unmarshal(b, &sj); err != nil {
+	switch {
+	case bytes.HasPrefix(b, []byte("[")):
+		var a []json.RawMessage
+		if err := json.Unmarshal(b, &a); err != nil {
+			return s, err
+		}
+		if len(a) < 3 || len(a) > 9 {
+			return s, fmt.Errorf("journey state of %d values", len(a))
+		}
+		a = append(a, make([]json.RawMessage, 9-len(a))...)
+		var history json.RawMessage
+		var rest journeyRest
+		for i, dst := range []any{&sj.Workflow, &sj.Version, &sj.Started, &sj.Wake, &sj.WaitKind, &sj.Data, &history, &sj.Updated, &rest} {
+			if a[i] == nil {
+				continue
+			}
+			if err := json.Unmarshal(a[i], dst); err != nil {
+				return s, fmt.Errorf("journey state value %d: %w", i, err)
+			}
+		}
+		sj.Status, sj.Step, sj.StepSeq, sj.Converted, sj.Arms, sj.Digest = rest.Status, rest.Step, rest.StepSeq, rest.Converted, rest.Arms, rest.Digest
+		if bytes.HasPrefix(history, []byte(`"`)) {
+			var h string
+			if err := json.Unmarshal(history, &h); err != nil {
+				return s, err
+			}
+			var err error
+			if s.History, err = parseHistory(h, sj.Started); err != nil {
+				return s, err
+			}
+		} else if history != nil {
+			if err := json.Unmarshal(history, &sj.History); err != nil {
+				return s, fmt.Errorf("history: %w", err)
+			}
+		}
+	case bytes.HasPrefix(b, []byte(journeyPrefix)):
+		if err := json.Unmarshal(b, &sj); err != nil {
+			return s, err
+		}
+	default:
+		err := json.Unmarshal(b, &s)
 		return s, err
 	}
 	at := func(d int64) time.Time { return unixMS(sj.Started + d) }
@@ -240,7 +407,7 @@ func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, err
 	}
 	s = workflows.State{
 		JourneyID: journeyID, WorkflowID: sj.Workflow, Version: sj.Version, CustomerID: customerID,
-		Status: workflows.StatusActive,
+		Status: workflows.StatusActive, History: s.History,
 		WakeAt: opt(sj.Wake), WaitKind: sj.WaitKind, StartedAt: unixMS(sj.Started), UpdatedAt: at(sj.Updated),
 		Data: sj.Data, Arms: sj.Arms, ConvertedAt: opt(sj.Converted),
 	}
@@ -314,7 +481,7 @@ func tuple(t []any, dst ...any) error {
 
 // journeyStateJSON is a stored state in the API's form (workflows.State).
 func journeyStateJSON(b []byte, customerID, journeyID string) (json.RawMessage, error) {
-	if !bytes.HasPrefix(b, []byte(journeyPrefix)) {
+	if !bytes.HasPrefix(b, []byte(journeyPrefix)) && !bytes.HasPrefix(b, []byte("[")) {
 		return b, nil
 	}
 	s, err := decodeJourney(b, customerID, journeyID)

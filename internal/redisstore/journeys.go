@@ -31,7 +31,9 @@ func journeyKey(customerID, journeyID string) string {
 
 // journeysKey is one hash per customer: field "a:<workflow>" holds the
 // running journey's ID, "e:<workflow>" marks a workflow ever started (for
-// entry: once). One key rather than two keeps a waiting journey small.
+// entry: once) once its journey has ended: a running one's "a:" field says
+// so meanwhile (older data may hold both). One key rather than two, and
+// one field while it runs, keep a waiting journey small.
 func journeysKey(customerID string) string { return Key(customerID, "journeys") }
 
 // sourceKey holds a workflow version's file, so a journey can go on after
@@ -132,7 +134,7 @@ func splitIndex(all map[string]string) (active map[string]string, ever map[strin
 	for k, v := range all {
 		switch {
 		case strings.HasPrefix(k, "a:"):
-			active[k[2:]] = v
+			active[k[2:]], ever[k[2:]] = v, true
 		case strings.HasPrefix(k, "e:"):
 			ever[k[2:]] = true
 		}
@@ -186,10 +188,12 @@ func (s *Store) SaveJourneyWith(ctx context.Context, st workflows.State, entries
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if st.Status == workflows.StatusActive {
 			p.Set(ctx, journeyKey(st.CustomerID, st.JourneyID), b, 0)
-			p.HSet(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID, st.JourneyID, "e:"+st.WorkflowID, "1")
+			// A running journey's field says its workflow was entered.
+			p.HSet(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID, st.JourneyID)
 		} else {
 			p.Set(ctx, journeyKey(st.CustomerID, st.JourneyID), b, journeyTTL)
 			p.HDel(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID)
+			p.HSet(ctx, journeysKey(st.CustomerID), "e:"+st.WorkflowID, "1")
 		}
 		if st.Waiting() {
 			p.ZAdd(ctx, waitingKey, redis.Z{Score: WaitScore(st.WakeAt), Member: member})
