@@ -85,14 +85,10 @@ type storedLine struct {
 
 const linePrefix = `{"t":`
 
-// lineRefs are how a line names its ref, as a raw search finds it: the
-// current form first, then the older one.
-func lineRefs(ref string) [2]string {
-	q := strconv.Quote(ref)
-	return [2]string{`"r":` + q, `"ref":` + q}
-}
-
 func encodeLine(e herald.TimelineEntry) ([]byte, error) {
+	if a := structuredLine(e); a != nil {
+		return compactJSON(a)
+	}
 	return compactJSON(storedLine{
 		T: e.At.UnixMilli(), Kind: lineKinds.abbrev(e.Kind), Summary: e.Summary,
 		Channel: lineChannels.abbrev(string(e.Channel)), Outcome: lineOutcomes.abbrev(string(e.Outcome)),
@@ -100,21 +96,26 @@ func encodeLine(e herald.TimelineEntry) ([]byte, error) {
 	})
 }
 
-func decodeLine(b []byte) (herald.TimelineEntry, error) {
+// decodeLine reads a stored line of any form: one entry, or two for an
+// event line that holds the journey its event started (lineforms.go).
+func decodeLine(b []byte) ([]herald.TimelineEntry, error) {
+	if bytes.HasPrefix(b, []byte("[")) {
+		return decodeArrayLine(b)
+	}
 	var e herald.TimelineEntry
 	if !bytes.HasPrefix(b, []byte(linePrefix)) {
 		err := json.Unmarshal(b, &e)
-		return e, err
+		return []herald.TimelineEntry{e}, err
 	}
 	var l storedLine
 	if err := json.Unmarshal(b, &l); err != nil {
-		return e, err
+		return nil, err
 	}
-	return herald.TimelineEntry{
+	return []herald.TimelineEntry{{
 		At: unixMS(l.T), Kind: lineKinds.expand(l.Kind), Summary: l.Summary,
 		Channel: herald.Channel(lineChannels.expand(l.Channel)), Outcome: herald.Outcome(lineOutcomes.expand(l.Outcome)),
 		Reason: l.Reason, Ref: l.Ref, Data: l.Data,
-	}, nil
+	}}, nil
 }
 
 // Journey states.
@@ -493,7 +494,8 @@ func journeyStateJSON(b []byte, customerID, journeyID string) (json.RawMessage, 
 
 // Ledger records.
 
-// storedSent is a ledger record as stored. Its key ends in
+// storedSent is a ledger record's object form, as stored before the array
+// form (encodeSent). Its key ends in
 // "<message>:<channel>", so the channel is left out when it is the key's,
 // and a journey message's journey and step when the message ID
 // ("<journey>.<step>.<n>") says them (FromID). At is the older records'
@@ -536,25 +538,70 @@ func journeyOfMessage(messageID string) (journey, step string, ok bool) {
 	return journey, rest[:i], true
 }
 
+// A ledger record is stored as a JSON array:
+//
+//	[t, provider ID, topic, template, locale, workflow, journey, step, channel]
+//
+// less trailing empty values; journey is 1 when the message ID names the
+// journey and the step (step is then left out), channel is left out when it
+// is the key's. The object form (storedSent) still reads.
+
 func encodeSent(deliveryID string, r SentRecord) ([]byte, error) {
-	st := storedSent{
-		Channel: r.Channel, ProviderID: r.ProviderID, Workflow: r.Workflow, Journey: r.Journey, Step: r.Step,
-		Topic: r.Topic, Template: r.Template, Locale: r.Locale,
-	}
+	var t int64
 	if !r.SentAt.IsZero() {
-		st.T = r.SentAt.UnixMilli()
+		t = r.SentAt.UnixMilli()
 	}
-	msg, ch, ok := splitDelivery(deliveryID)
-	if ok && ch == r.Channel {
-		st.Channel = ""
+	ch := string(r.Channel)
+	msg, keyCh, ok := splitDelivery(deliveryID)
+	if ok && keyCh == r.Channel {
+		ch = ""
 	}
+	var journey any = r.Journey
+	step := r.Step
 	if j, s, ok := journeyOfMessage(msg); ok && r.Journey != "" && j == r.Journey && s == r.Step {
-		st.Journey, st.Step, st.FromID = "", "", true
+		journey, step = 1, ""
 	}
-	return compactJSON(st)
+	a := []any{t, r.ProviderID, r.Topic, r.Template, r.Locale, r.Workflow, journey, step, ch}
+	for len(a) > 1 {
+		if v, ok := a[len(a)-1].(string); !ok || v != "" {
+			break
+		}
+		a = a[:len(a)-1]
+	}
+	return compactJSON(a)
 }
 
 func decodeSent(deliveryID string, b []byte) (SentRecord, error) {
+	msg, ch, ok := splitDelivery(deliveryID)
+	if bytes.HasPrefix(b, []byte("[")) {
+		var a []json.RawMessage
+		if err := json.Unmarshal(b, &a); err != nil {
+			return SentRecord{}, err
+		}
+		if len(a) == 0 || len(a) > 9 {
+			return SentRecord{}, fmt.Errorf("ledger record of %d values", len(a))
+		}
+		a = append(a, make([]json.RawMessage, 9-len(a))...)
+		var t int64
+		var r SentRecord
+		fromID := bytes.Equal(a[6], []byte("1"))
+		if fromID {
+			a[6] = nil
+		}
+		if err := unmarshalAll(a, &t, &r.ProviderID, &r.Topic, &r.Template, &r.Locale, &r.Workflow, &r.Journey, &r.Step, &r.Channel); err != nil {
+			return SentRecord{}, fmt.Errorf("ledger record: %w", err)
+		}
+		if t != 0 {
+			r.SentAt = unixMS(t)
+		}
+		if r.Channel == "" && ok {
+			r.Channel = ch
+		}
+		if fromID {
+			r.Journey, r.Step, _ = journeyOfMessage(msg)
+		}
+		return r, nil
+	}
 	var st storedSent
 	if err := json.Unmarshal(b, &st); err != nil {
 		return SentRecord{}, err
@@ -566,7 +613,6 @@ func decodeSent(deliveryID string, b []byte) (SentRecord, error) {
 	if st.T != 0 {
 		r.SentAt = unixMS(st.T)
 	}
-	msg, ch, ok := splitDelivery(deliveryID)
 	if r.Channel == "" && ok {
 		r.Channel = ch
 	}

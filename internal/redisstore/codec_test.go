@@ -231,6 +231,16 @@ func TestLedgerRecordForms(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, c.Sent, "an old record counts as sent")
 
+	// The object form the array replaced.
+	require.NoError(t, b.rdb.Set(b.ctx, redisstore.LedgerKey("c1", "j_d34f.welcome.2:email"),
+		`{"pid":"<93f7@lumen.example>","t":1773480413589,"wf":"parked","js":true,"tp":"onboarding","tm":"hello","lc":"en"}`, 0).Err())
+	got, err = b.st.Sent(b.ctx, "c1", "j_d34f.welcome.2", []herald.Channel{herald.ChannelEmail})
+	require.NoError(t, err)
+	require.Equal(t, redisstore.SentRecord{
+		Channel: herald.ChannelEmail, ProviderID: "<93f7@lumen.example>", SentAt: stored(start),
+		Workflow: "parked", Journey: "j_d34f", Step: "welcome", Topic: "onboarding", Template: "hello", Locale: "en",
+	}, got[herald.ChannelEmail])
+
 	for _, tc := range []struct {
 		name, message string
 		rec           redisstore.SentRecord
@@ -239,13 +249,13 @@ func TestLedgerRecordForms(t *testing.T) {
 		{"a journey's message", "j_d34f.welcome.1", redisstore.SentRecord{
 			Channel: herald.ChannelEmail, ProviderID: "<93f7@lumen.example>", SentAt: stored(start),
 			Workflow: "parked", Journey: "j_d34f", Step: "welcome", Topic: "onboarding", Template: "hello", Locale: "en",
-		}, `{"pid":"<93f7@lumen.example>","t":1773480413589,"wf":"parked","js":true,"tp":"onboarding","tm":"hello","lc":"en"}`},
+		}, `[1773480413589,"<93f7@lumen.example>","onboarding","hello","en","parked",1]`},
 		{"a step with dots", "j_9.step.two.12", redisstore.SentRecord{Channel: herald.ChannelSlack, Journey: "j_9", Step: "step.two", SentAt: stored(start)},
-			`{"t":1773480413589,"js":true}`},
+			`[1773480413589,"","","","","",1]`},
 		{"a journey the ID does not name", "m7.a.1", redisstore.SentRecord{Channel: herald.ChannelSlack, Journey: "j_other", Step: "a", SentAt: stored(start)},
-			`{"t":1773480413589,"j":"j_other","st":"a"}`},
+			`[1773480413589,"","","","","","j_other","a"]`},
 		{"a one-off message", "m8", redisstore.SentRecord{Channel: herald.ChannelEmail, Template: "receipt", SentAt: stored(start)},
-			`{"t":1773480413589,"tm":"receipt"}`},
+			`[1773480413589,"","","receipt"]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ch := string(tc.rec.Channel)
@@ -263,7 +273,7 @@ func TestLedgerRecordForms(t *testing.T) {
 	b.finish(t, c, redisstore.SentRecord{Channel: herald.ChannelSlack, SentAt: stored(start)})
 	raw, err := b.rdb.Get(b.ctx, redisstore.LedgerKey("c3", "m1")).Result()
 	require.NoError(t, err)
-	require.Equal(t, `{"ch":"slack","t":1773480413589}`, raw)
+	require.Equal(t, `[1773480413589,"","","","","","","","slack"]`, raw)
 }
 
 // A send's timeline line keeps of its data what its ledger record does not
