@@ -14,7 +14,9 @@ import (
 // summaries below are the engine's: journey.go, deliver.go).
 func TestTimelineArrayForms(t *testing.T) {
 	t.Parallel()
-	at := func(ms int) time.Time { return time.Date(2026, 11, 30, 5, 58, 48, 438_000_000, time.UTC).Add(time.Duration(ms) * time.Millisecond) }
+	at := func(ms int) time.Time {
+		return time.Date(2026, 11, 30, 5, 58, 48, 438_000_000, time.UTC).Add(time.Duration(ms) * time.Millisecond)
+	}
 	event := herald.TimelineEntry{At: at(0), Kind: herald.KindEvent, Summary: "event bench.parked from bench", Ref: "e_e561311dcd499084c544a053", Data: map[string]any{"plan": "Pro"}}
 	started := herald.TimelineEntry{At: at(9), Kind: herald.KindJourney, Ref: "j_7452649cfc7d70154b18",
 		Summary: "journey parked started (version 207a59098735) by bench.parked; step pause: waiting until 2026-11-30 06:58 UTC"}
