@@ -17,6 +17,11 @@ import (
 const (
 	waitingKey = "herald:journeys:waiting" // zset "<customer>|<journey>" scored by wake time (WaitScore)
 	journeyTTL = 90 * 24 * time.Hour       // finished journeys stay readable this long
+	// runningKey maps each running journey to its customer (hash journey →
+	// customer); an ended journey's customer is under journeyOwnerKey for
+	// as long as its state. A journey's message ("<journey>.<step>.<n>")
+	// is found through them (MessageOwner): it needs no index of its own.
+	runningKey = "herald:journeys:customers"
 	// journeyLock names the claim that serialises one customer's journey
 	// changes across workers.
 	journeyLock = "journeys"
@@ -24,6 +29,10 @@ const (
 
 // ErrBusy is returned when another worker holds the customer's journey lock.
 var ErrBusy = errors.New("customer's journeys are locked by another worker")
+
+// journeyOwnerKey holds the customer of an ended journey, for as long as
+// its state (journeyTTL, which is also its messages' LedgerTTL).
+func journeyOwnerKey(journeyID string) string { return "herald:journey:" + journeyID }
 
 func journeyKey(customerID, journeyID string) string {
 	return Key(customerID, "journey", journeyID)
@@ -190,10 +199,13 @@ func (s *Store) SaveJourneyWith(ctx context.Context, st workflows.State, entries
 			p.Set(ctx, journeyKey(st.CustomerID, st.JourneyID), b, 0)
 			// A running journey's field says its workflow was entered.
 			p.HSet(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID, st.JourneyID)
+			p.HSet(ctx, runningKey, st.JourneyID, st.CustomerID)
 		} else {
 			p.Set(ctx, journeyKey(st.CustomerID, st.JourneyID), b, journeyTTL)
 			p.HDel(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID)
 			p.HSet(ctx, journeysKey(st.CustomerID), "e:"+st.WorkflowID, "1")
+			p.HDel(ctx, runningKey, st.JourneyID)
+			p.Set(ctx, journeyOwnerKey(st.JourneyID), st.CustomerID, journeyTTL)
 		}
 		if st.Waiting() {
 			p.ZAdd(ctx, waitingKey, redis.Z{Score: WaitScore(st.WakeAt), Member: member})
