@@ -200,10 +200,12 @@ func ceilMS(t time.Time) int64 {
 // position and the rest in a trailing object (storedJourney's fields that
 // an array does not hold):
 //
-//	[workflow, version, started, wake, wait kind, data, history, updated, {rest}]
+//	[workflow, version, started, wake, data, history, updated, wait kind, {rest}]
 //
 // with trailing empty values left out; wake and updated are milliseconds
-// after the start, wake null when none. The history is one string when its
+// after the start, wake null when none. The wait kind is left out ("")
+// when it is the last history entry's kind (a wait step's "wait"), and is
+// "-" when there is none but there is such an entry. The history is one string when its
 // values allow (historyString), else tuples. The object form
 // (journeyPrefix) and the long form (workflows.State) still read.
 
@@ -329,7 +331,14 @@ func encodeJourney(s workflows.State) ([]byte, error) {
 			history = tuples
 		}
 	}
-	a := []any{s.WorkflowID, s.Version, t0, wake, s.WaitKind, data, history, since(s.UpdatedAt)}
+	waitKind := s.WaitKind
+	switch last := lastHistoryKind(s.History); {
+	case waitKind == last:
+		waitKind = ""
+	case waitKind == "":
+		waitKind = "-"
+	}
+	a := []any{s.WorkflowID, s.Version, t0, wake, data, history, since(s.UpdatedAt), waitKind}
 	if rest.Status != nil || rest.Step != nil || rest.Converted != nil || rest.Arms != nil || rest.Digest != nil {
 		a = append(a, rest)
 	}
@@ -368,7 +377,7 @@ func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, err
 		a = append(a, make([]json.RawMessage, 9-len(a))...)
 		var history json.RawMessage
 		var rest journeyRest
-		for i, dst := range []any{&sj.Workflow, &sj.Version, &sj.Started, &sj.Wake, &sj.WaitKind, &sj.Data, &history, &sj.Updated, &rest} {
+		for i, dst := range []any{&sj.Workflow, &sj.Version, &sj.Started, &sj.Wake, &sj.Data, &history, &sj.Updated, &sj.WaitKind, &rest} {
 			if a[i] == nil {
 				continue
 			}
@@ -415,6 +424,7 @@ func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, err
 	if sj.Status != nil {
 		s.Status = *sj.Status
 	}
+	array := bytes.HasPrefix(b, []byte("["))
 	for _, t := range sj.History {
 		var h workflows.HistoryEntry
 		var d int64
@@ -423,6 +433,14 @@ func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, err
 		}
 		h.At = at(d)
 		s.History = append(s.History, h)
+	}
+	if array {
+		switch s.WaitKind {
+		case "":
+			s.WaitKind = lastHistoryKind(s.History)
+		case "-":
+			s.WaitKind = ""
+		}
 	}
 	switch n := len(s.History); {
 	case sj.Step != nil || sj.StepSeq != nil:
@@ -448,6 +466,14 @@ func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, err
 		}
 	}
 	return s, nil
+}
+
+// lastHistoryKind is the kind of a history's last entry ("" when empty).
+func lastHistoryKind(h []workflows.HistoryEntry) string {
+	if len(h) == 0 {
+		return ""
+	}
+	return h[len(h)-1].Kind
 }
 
 // tuple reads a decoded JSON array into dst (*int64, *int, *string or

@@ -130,6 +130,16 @@ func TestJourneyStateForms(t *testing.T) {
 			s.Step, s.StepSeq = "pick", 7
 			return s
 		}},
+		{"the wait kind of its last history entry", func() workflows.State {
+			s := fullJourney()
+			s.WaitKind = workflows.WaitKindWait
+			return s
+		}},
+		{"no wait kind after a wait entry", func() workflows.State {
+			s := fullJourney()
+			s.WakeAt, s.WaitKind = time.Time{}, ""
+			return s
+		}},
 		{"an empty digest, a time before the start", func() workflows.State {
 			s := fullJourney()
 			s.Digest = &workflows.DigestBuffer{Step: "pause", Events: []workflows.DigestEvent{}}
@@ -191,7 +201,7 @@ func TestJourneyStateOldForm(t *testing.T) {
 	require.NoError(t, b.st.SaveJourney(b.ctx, got))
 	raw, err := b.rdb.Get(b.ctx, key).Result()
 	require.NoError(t, err)
-	require.Equal(t, `["parked","207a59098735",1796010437177,3600001,"wait",{"plan":"Pro"},"s bench.parked,m hello welcome,w 1h pause"]`, raw)
+	require.Equal(t, `["parked","207a59098735",1796010437177,3600001,{"plan":"Pro"},"s bench.parked,m hello welcome,w 1h pause"]`, raw)
 	again, _, err := b.st.Journey(b.ctx, "c0", "j_d34f38f799751faab946")
 	require.NoError(t, err)
 	require.Equal(t, want.History[2].Kind, again.History[2].Kind)
