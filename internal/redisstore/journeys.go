@@ -39,10 +39,10 @@ func journeyKey(customerID, journeyID string) string {
 }
 
 // journeysKey is one hash per customer: field "a:<workflow>" holds the
-// running journey's ID, "e:<workflow>" marks a workflow ever started (for
-// entry: once) once its journey has ended: a running one's "a:" field says
-// so meanwhile (older data may hold both). One key rather than two, and
-// one field while it runs, keep a waiting journey small.
+// running journey's ID, or "" once it has ended: either way it says the
+// workflow was entered (for entry: once). Older data also marks that with
+// "e:<workflow>" and deletes "a:" at the end. One key rather than two, and
+// one field a workflow, keep a waiting journey small.
 func journeysKey(customerID string) string { return Key(customerID, "journeys") }
 
 // sourceKey holds a workflow version's file, so a journey can go on after
@@ -143,7 +143,10 @@ func splitIndex(all map[string]string) (active map[string]string, ever map[strin
 	for k, v := range all {
 		switch {
 		case strings.HasPrefix(k, "a:"):
-			active[k[2:]], ever[k[2:]] = v, true
+			if v != "" {
+				active[k[2:]] = v
+			}
+			ever[k[2:]] = true
 		case strings.HasPrefix(k, "e:"):
 			ever[k[2:]] = true
 		}
@@ -202,8 +205,8 @@ func (s *Store) SaveJourneyWith(ctx context.Context, st workflows.State, entries
 			p.HSet(ctx, runningKey, st.JourneyID, st.CustomerID)
 		} else {
 			p.Set(ctx, journeyKey(st.CustomerID, st.JourneyID), b, journeyTTL)
-			p.HDel(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID)
-			p.HSet(ctx, journeysKey(st.CustomerID), "e:"+st.WorkflowID, "1")
+			// Emptied, the field still says the workflow was entered.
+			p.HSet(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID, "")
 			p.HDel(ctx, runningKey, st.JourneyID)
 			p.Set(ctx, journeyOwnerKey(st.JourneyID), st.CustomerID, journeyTTL)
 		}
