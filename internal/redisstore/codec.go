@@ -14,11 +14,14 @@ import (
 )
 
 // The stored forms of the records every journey and message leaves behind
-// (timeline lines, journey states, ledger records) are compact JSON: short
-// field names, times as unix milliseconds, nothing a key already says, and
-// < > & as they are (HTML escaping is for JSON embedded in a page; these
-// values never are). Each decoder also reads the older long form, so data
-// written before stays readable. Callers and the API see the domain types.
+// (timeline lines, journey states, ledger records) are compact JSON: arrays
+// of values by position where a record is written often (a line that
+// starts with "[", see lineforms.go; encodeJourney; encodeSent), objects
+// with short field names otherwise, times as unix milliseconds, nothing a
+// key or another value already says, and < > & as they are (HTML escaping
+// is for JSON embedded in a page; these values never are). Each decoder
+// also reads the older forms, so data written before stays readable.
+// Callers and the API see the domain types.
 
 // compactJSON encodes v without HTML escaping.
 func compactJSON(v any) ([]byte, error) {
@@ -70,8 +73,9 @@ var (
 	lineChannels = newCodes(string(herald.ChannelEmail), "e", string(herald.ChannelSlack), "s")
 )
 
-// storedLine is a timeline line as stored; T comes first, so a stored line
-// starts with linePrefix and an older one with `{"at":`.
+// storedLine is a timeline line's object form; T comes first, so such a
+// line starts with linePrefix, an older one with `{"at":` and an array
+// form (lineforms.go) with "[".
 type storedLine struct {
 	T       int64          `json:"t"`
 	Kind    string         `json:"k"`
@@ -120,7 +124,8 @@ func decodeLine(b []byte) ([]herald.TimelineEntry, error) {
 
 // Journey states.
 
-// storedJourney is a journey's state as stored under its key, which names
+// storedJourney is a journey's state in the object form (stored before the
+// array form, encodeJourney), under its key, which names
 // the customer and the journey. Times but the start are milliseconds after
 // the start; history entries and digest events are tuples. Step and StepSeq
 // are left out (both nil) when the last history entry names them, as it
@@ -205,9 +210,9 @@ func ceilMS(t time.Time) int64 {
 // with trailing empty values left out; wake and updated are milliseconds
 // after the start, wake null when none. The wait kind is left out ("")
 // when it is the last history entry's kind (a wait step's "wait"), and is
-// "-" when there is none but there is such an entry. The history is one string when its
-// values allow (historyString), else tuples. The object form
-// (journeyPrefix) and the long form (workflows.State) still read.
+// "-" when there is none but there is such an entry. The history is one
+// string when its values allow (historyString), else tuples. The object
+// form (journeyPrefix) and the long form (workflows.State) still read.
 
 // historyKinds abbreviates the history kinds a journey writes most.
 var historyKinds = newCodes("start", "s", "send", "m", "wait", "w", "event", "e", "timeout", "t", "branch", "b", "split", "p", "goal", "g", "digest", "d")
