@@ -395,9 +395,12 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	}
 	// What an acknowledgement needs to find the message again (a Slack
 	// button carries only the message ID, an email reply only its
-	// Message-ID), and what GET /v1/messages/{id} needs to find it.
+	// Message-ID), and what GET /v1/messages/{id} needs to find it: a
+	// journey's message is found through its journey.
 	indexes := redisstore.AckIndexes(d.Channel, d.CustomerID, d.MessageID, r.ProviderID)
-	indexes[redisstore.MessageIndexKey(d.MessageID)] = d.CustomerID
+	if d.JourneyID == "" {
+		indexes[redisstore.MessageIndexKey(d.MessageID)] = d.CustomerID
+	}
 	cl.Counts = stepCounts(ref, redisstore.CountSent+":"+string(d.Channel))
 	// The provider has the message: from here on, failing the task would
 	// send it again.

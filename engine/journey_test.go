@@ -383,3 +383,31 @@ func TestJourneyLineNamesTheEventThatEndedTheWait(t *testing.T) {
 		return hasSummary(b.timeline(t, "c1"), "journey onboard step wait-for-project: project.created → congrats")
 	}, "the journey line names the event and the jump")
 }
+
+// The lines a journey writes most are stored as their values (an event's
+// line holding the journey it started, the send's), and read back in the
+// words the engine wrote them in.
+func TestJourneyLinesStoredAsValues(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	j := startWaiting(t, b)
+	eventually(t, func() bool { return len(b.timeline(t, "c1")) == 3 }, "three lines")
+
+	raw, err := b.rdb.LRange(context.Background(), redisstore.Key("c1", "timeline"), 0, -1).Result()
+	require.NoError(t, err)
+	require.Len(t, raw, 2, "the event's line holds the journey it started")
+	for _, l := range raw {
+		require.True(t, strings.HasPrefix(l, "["), "stored as values: %s", l)
+		require.NotContains(t, l, "journey onboard", "no prose: %s", l)
+	}
+	var summaries []string
+	for _, e := range b.timeline(t, "c1") {
+		summaries = append(summaries, e.Summary)
+	}
+	require.Equal(t, []string{
+		"journey onboard started (version " + j.Version + ") by trial.started; step wait-for-project: waiting until " + j.WakeAt.UTC().Format("2006-01-02 15:04 MST"),
+		"event trial.started from test",
+		"sent hello by email (en), journey onboard step welcome",
+	}, summaries)
+}

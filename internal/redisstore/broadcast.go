@@ -377,9 +377,8 @@ func (s *Store) BroadcastGate(ctx context.Context, id, customerID, msgID string,
 	}
 	ran := false
 	if tl != nil {
-		want := lineRefs(msgID)
 		for _, line := range tl.Val() {
-			if strings.Contains(line, want[0]) || strings.Contains(line, want[1]) {
+			if lineHasRef(line, msgID) {
 				ran = true
 				break
 			}

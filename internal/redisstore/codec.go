@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -13,11 +14,14 @@ import (
 )
 
 // The stored forms of the records every journey and message leaves behind
-// (timeline lines, journey states, ledger records) are compact JSON: short
-// field names, times as unix milliseconds, nothing a key already says, and
-// < > & as they are (HTML escaping is for JSON embedded in a page; these
-// values never are). Each decoder also reads the older long form, so data
-// written before stays readable. Callers and the API see the domain types.
+// (timeline lines, journey states, ledger records) are compact JSON: arrays
+// of values by position where a record is written often (a line that
+// starts with "[", see lineforms.go; encodeJourney; encodeSent), objects
+// with short field names otherwise, times as unix milliseconds, nothing a
+// key or another value already says, and < > & as they are (HTML escaping
+// is for JSON embedded in a page; these values never are). Each decoder
+// also reads the older forms, so data written before stays readable.
+// Callers and the API see the domain types.
 
 // compactJSON encodes v without HTML escaping.
 func compactJSON(v any) ([]byte, error) {
@@ -69,8 +73,9 @@ var (
 	lineChannels = newCodes(string(herald.ChannelEmail), "e", string(herald.ChannelSlack), "s")
 )
 
-// storedLine is a timeline line as stored; T comes first, so a stored line
-// starts with linePrefix and an older one with `{"at":`.
+// storedLine is a timeline line's object form; T comes first, so such a
+// line starts with linePrefix, an older one with `{"at":` and an array
+// form (lineforms.go) with "[".
 type storedLine struct {
 	T       int64          `json:"t"`
 	Kind    string         `json:"k"`
@@ -84,14 +89,10 @@ type storedLine struct {
 
 const linePrefix = `{"t":`
 
-// lineRefs are how a line names its ref, as a raw search finds it: the
-// current form first, then the older one.
-func lineRefs(ref string) [2]string {
-	q := strconv.Quote(ref)
-	return [2]string{`"r":` + q, `"ref":` + q}
-}
-
 func encodeLine(e herald.TimelineEntry) ([]byte, error) {
+	if a := structuredLine(e); a != nil {
+		return compactJSON(a)
+	}
 	return compactJSON(storedLine{
 		T: e.At.UnixMilli(), Kind: lineKinds.abbrev(e.Kind), Summary: e.Summary,
 		Channel: lineChannels.abbrev(string(e.Channel)), Outcome: lineOutcomes.abbrev(string(e.Outcome)),
@@ -99,26 +100,32 @@ func encodeLine(e herald.TimelineEntry) ([]byte, error) {
 	})
 }
 
-func decodeLine(b []byte) (herald.TimelineEntry, error) {
+// decodeLine reads a stored line of any form: one entry, or two for an
+// event line that holds the journey its event started (lineforms.go).
+func decodeLine(b []byte) ([]herald.TimelineEntry, error) {
+	if bytes.HasPrefix(b, []byte("[")) {
+		return decodeArrayLine(b)
+	}
 	var e herald.TimelineEntry
 	if !bytes.HasPrefix(b, []byte(linePrefix)) {
 		err := json.Unmarshal(b, &e)
-		return e, err
+		return []herald.TimelineEntry{e}, err
 	}
 	var l storedLine
 	if err := json.Unmarshal(b, &l); err != nil {
-		return e, err
+		return nil, err
 	}
-	return herald.TimelineEntry{
+	return []herald.TimelineEntry{{
 		At: unixMS(l.T), Kind: lineKinds.expand(l.Kind), Summary: l.Summary,
 		Channel: herald.Channel(lineChannels.expand(l.Channel)), Outcome: herald.Outcome(lineOutcomes.expand(l.Outcome)),
 		Reason: l.Reason, Ref: l.Ref, Data: l.Data,
-	}, nil
+	}}, nil
 }
 
 // Journey states.
 
-// storedJourney is a journey's state as stored under its key, which names
+// storedJourney is a journey's state in the object form (stored before the
+// array form, encodeJourney), under its key, which names
 // the customer and the journey. Times but the start are milliseconds after
 // the start; history entries and digest events are tuples. Step and StepSeq
 // are left out (both nil) when the last history entry names them, as it
@@ -147,6 +154,17 @@ type storedDigest struct {
 }
 
 const journeyPrefix = `{"w":`
+
+// journeyRest is the trailing object of a journey state's array form: the
+// fields the array holds no place for.
+type journeyRest struct {
+	Status    *string           `json:"s,omitempty"`
+	Step      *string           `json:"p,omitempty"`
+	StepSeq   *int              `json:"q,omitempty"`
+	Converted *int64            `json:"cv,omitempty"`
+	Arms      map[string]string `json:"a,omitempty"`
+	Digest    *storedDigest     `json:"g,omitempty"`
+}
 
 // trimTuple drops a tuple's trailing zero values.
 func trimTuple(t []any) []any {
@@ -183,6 +201,96 @@ func ceilMS(t time.Time) int64 {
 	return ms
 }
 
+// A journey's state is stored as a JSON array, its most frequent fields by
+// position and the rest in a trailing object (storedJourney's fields that
+// an array does not hold):
+//
+//	[workflow, version, started, wake, data, history, updated, wait kind, {rest}]
+//
+// with trailing empty values left out; wake and updated are milliseconds
+// after the start, wake null when none. The wait kind is left out ("")
+// when it is the last history entry's kind (a wait step's "wait"), and is
+// "-" when there is none but there is such an entry. The history is one
+// string when its values allow (historyString), else tuples. The object
+// form (journeyPrefix) and the long form (workflows.State) still read.
+
+// historyKinds abbreviates the history kinds a journey writes most.
+var historyKinds = newCodes("start", "s", "send", "m", "wait", "w", "event", "e", "timeout", "t", "branch", "b", "split", "p", "goal", "g", "digest", "d")
+
+var (
+	historyKindRe  = regexp.MustCompile(`^[a-z_]+$`)
+	historyValueRe = regexp.MustCompile(`^[^ ,]*$`)
+)
+
+// historyString writes a history as entries joined by ",", each "kind
+// detail step" less trailing empty values. The kind is abbreviated and
+// followed by "~seq" when seq is not one past the entry before's, and by
+// "@ms" when the entry is not at the start. ok is false when a value
+// would not read back (a kind not in [a-z_] or one that is another's
+// code, a space or comma in a detail or step).
+func historyString(h []workflows.HistoryEntry, t0 int64) (string, bool) {
+	var b strings.Builder
+	prev := -1
+	for i, e := range h {
+		code := historyKinds.abbrev(e.Kind)
+		if !historyKindRe.MatchString(e.Kind) || code == e.Kind && historyKinds.long[code] != "" ||
+			!historyValueRe.MatchString(e.Detail) || !historyValueRe.MatchString(e.Step) {
+			return "", false
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(code)
+		if e.Seq != prev+1 {
+			b.WriteString("~" + strconv.Itoa(e.Seq))
+		}
+		if d := e.At.UnixMilli() - t0; d != 0 {
+			b.WriteString("@" + strconv.FormatInt(d, 10))
+		}
+		prev = e.Seq
+		switch {
+		case e.Step != "":
+			b.WriteString(" " + e.Detail + " " + e.Step)
+		case e.Detail != "":
+			b.WriteString(" " + e.Detail)
+		}
+	}
+	return b.String(), true
+}
+
+func parseHistory(s string, t0 int64) ([]workflows.HistoryEntry, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []workflows.HistoryEntry
+	prev := -1
+	for _, entry := range strings.Split(s, ",") {
+		f := strings.Split(entry, " ")
+		if len(f) > 3 {
+			return nil, fmt.Errorf("history entry %q", entry)
+		}
+		f = append(f, "", "")
+		kind, at := f[0], int64(0)
+		var err error
+		if k, d, ok := strings.Cut(kind, "@"); ok {
+			if at, err = strconv.ParseInt(d, 10, 64); err != nil {
+				return nil, fmt.Errorf("history entry %q: %w", entry, err)
+			}
+			kind = k
+		}
+		seq := prev + 1
+		if k, n, ok := strings.Cut(kind, "~"); ok {
+			if seq, err = strconv.Atoi(n); err != nil {
+				return nil, fmt.Errorf("history entry %q: %w", entry, err)
+			}
+			kind = k
+		}
+		prev = seq
+		out = append(out, workflows.HistoryEntry{At: unixMS(t0 + at), Kind: historyKinds.expand(kind), Detail: f[1], Step: f[2], Seq: seq})
+	}
+	return out, nil
+}
+
 func encodeJourney(s workflows.State) ([]byte, error) {
 	t0 := s.StartedAt.UnixMilli()
 	since := func(t time.Time) int64 { return t.UnixMilli() - t0 }
@@ -193,42 +301,116 @@ func encodeJourney(s workflows.State) ([]byte, error) {
 		d := since(t)
 		return &d
 	}
-	sj := storedJourney{
-		Workflow: s.WorkflowID, Version: s.Version,
-		Started: t0, Updated: since(s.UpdatedAt), WaitKind: s.WaitKind,
-		Converted: opt(s.ConvertedAt), Data: s.Data, Arms: s.Arms,
-	}
-	if !s.WakeAt.IsZero() {
-		d := ceilMS(s.WakeAt) - t0
-		sj.Wake = &d
-	}
+	// rest holds what the array has no place for.
+	var rest journeyRest
 	if s.Status != workflows.StatusActive {
-		sj.Status = &s.Status
+		rest.Status = &s.Status
 	}
 	if n := len(s.History); n == 0 || s.History[n-1].Step != s.Step || s.History[n-1].Seq != s.StepSeq {
-		sj.Step, sj.StepSeq = &s.Step, &s.StepSeq
+		rest.Step, rest.StepSeq = &s.Step, &s.StepSeq
 	}
-	for _, h := range s.History {
-		sj.History = append(sj.History, trimTuple([]any{since(h.At), h.Kind, h.Detail, h.Step, h.Seq}))
-	}
+	rest.Converted, rest.Arms = opt(s.ConvertedAt), s.Arms
 	if d := s.Digest; d != nil {
-		sj.Digest = &storedDigest{Step: d.Step, Events: [][]any{}}
+		rest.Digest = &storedDigest{Step: d.Step, Events: [][]any{}}
 		for _, ev := range d.Events {
-			sj.Digest.Events = append(sj.Digest.Events, trimTuple([]any{since(ev.At), ev.ID, ev.Data}))
+			rest.Digest.Events = append(rest.Digest.Events, trimTuple([]any{since(ev.At), ev.ID, ev.Data}))
 		}
 	}
-	return compactJSON(sj)
+	var wake any
+	if !s.WakeAt.IsZero() {
+		wake = ceilMS(s.WakeAt) - t0
+	}
+	var data any
+	if s.Data != nil {
+		data = s.Data
+	}
+	var history any
+	if len(s.History) > 0 {
+		if h, ok := historyString(s.History, t0); ok {
+			history = h
+		} else {
+			var tuples [][]any
+			for _, h := range s.History {
+				tuples = append(tuples, trimTuple([]any{since(h.At), h.Kind, h.Detail, h.Step, h.Seq}))
+			}
+			history = tuples
+		}
+	}
+	waitKind := s.WaitKind
+	switch last := lastHistoryKind(s.History); {
+	case waitKind == last:
+		waitKind = ""
+	case waitKind == "":
+		waitKind = "-"
+	}
+	a := []any{s.WorkflowID, s.Version, t0, wake, data, history, since(s.UpdatedAt), waitKind}
+	if rest.Status != nil || rest.Step != nil || rest.Converted != nil || rest.Arms != nil || rest.Digest != nil {
+		a = append(a, rest)
+	}
+	for len(a) > 3 {
+		switch v := a[len(a)-1].(type) {
+		case nil:
+		case string:
+			if v != "" {
+				return compactJSON(a)
+			}
+		case int64:
+			if v != 0 {
+				return compactJSON(a)
+			}
+		default:
+			return compactJSON(a)
+		}
+		a = a[:len(a)-1]
+	}
+	return compactJSON(a)
 }
 
 // decodeJourney reads a stored state of journeyID, the customer's.
 func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, error) {
 	var s workflows.State
-	if !bytes.HasPrefix(b, []byte(journeyPrefix)) {
-		err := json.Unmarshal(b, &s)
-		return s, err
-	}
 	var sj storedJourney
-	if err := json.Unmarshal(b, &sj); err != nil {
+	switch {
+	case bytes.HasPrefix(b, []byte("[")):
+		var a []json.RawMessage
+		if err := json.Unmarshal(b, &a); err != nil {
+			return s, err
+		}
+		if len(a) < 3 || len(a) > 9 {
+			return s, fmt.Errorf("journey state of %d values", len(a))
+		}
+		a = append(a, make([]json.RawMessage, 9-len(a))...)
+		var history json.RawMessage
+		var rest journeyRest
+		for i, dst := range []any{&sj.Workflow, &sj.Version, &sj.Started, &sj.Wake, &sj.Data, &history, &sj.Updated, &sj.WaitKind, &rest} {
+			if a[i] == nil {
+				continue
+			}
+			if err := json.Unmarshal(a[i], dst); err != nil {
+				return s, fmt.Errorf("journey state value %d: %w", i, err)
+			}
+		}
+		sj.Status, sj.Step, sj.StepSeq, sj.Converted, sj.Arms, sj.Digest = rest.Status, rest.Step, rest.StepSeq, rest.Converted, rest.Arms, rest.Digest
+		if bytes.HasPrefix(history, []byte(`"`)) {
+			var h string
+			if err := json.Unmarshal(history, &h); err != nil {
+				return s, err
+			}
+			var err error
+			if s.History, err = parseHistory(h, sj.Started); err != nil {
+				return s, err
+			}
+		} else if history != nil {
+			if err := json.Unmarshal(history, &sj.History); err != nil {
+				return s, fmt.Errorf("history: %w", err)
+			}
+		}
+	case bytes.HasPrefix(b, []byte(journeyPrefix)):
+		if err := json.Unmarshal(b, &sj); err != nil {
+			return s, err
+		}
+	default:
+		err := json.Unmarshal(b, &s)
 		return s, err
 	}
 	at := func(d int64) time.Time { return unixMS(sj.Started + d) }
@@ -240,13 +422,14 @@ func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, err
 	}
 	s = workflows.State{
 		JourneyID: journeyID, WorkflowID: sj.Workflow, Version: sj.Version, CustomerID: customerID,
-		Status: workflows.StatusActive,
+		Status: workflows.StatusActive, History: s.History,
 		WakeAt: opt(sj.Wake), WaitKind: sj.WaitKind, StartedAt: unixMS(sj.Started), UpdatedAt: at(sj.Updated),
 		Data: sj.Data, Arms: sj.Arms, ConvertedAt: opt(sj.Converted),
 	}
 	if sj.Status != nil {
 		s.Status = *sj.Status
 	}
+	array := bytes.HasPrefix(b, []byte("["))
 	for _, t := range sj.History {
 		var h workflows.HistoryEntry
 		var d int64
@@ -255,6 +438,14 @@ func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, err
 		}
 		h.At = at(d)
 		s.History = append(s.History, h)
+	}
+	if array {
+		switch s.WaitKind {
+		case "":
+			s.WaitKind = lastHistoryKind(s.History)
+		case "-":
+			s.WaitKind = ""
+		}
 	}
 	switch n := len(s.History); {
 	case sj.Step != nil || sj.StepSeq != nil:
@@ -280,6 +471,14 @@ func decodeJourney(b []byte, customerID, journeyID string) (workflows.State, err
 		}
 	}
 	return s, nil
+}
+
+// lastHistoryKind is the kind of a history's last entry ("" when empty).
+func lastHistoryKind(h []workflows.HistoryEntry) string {
+	if len(h) == 0 {
+		return ""
+	}
+	return h[len(h)-1].Kind
 }
 
 // tuple reads a decoded JSON array into dst (*int64, *int, *string or
@@ -314,7 +513,7 @@ func tuple(t []any, dst ...any) error {
 
 // journeyStateJSON is a stored state in the API's form (workflows.State).
 func journeyStateJSON(b []byte, customerID, journeyID string) (json.RawMessage, error) {
-	if !bytes.HasPrefix(b, []byte(journeyPrefix)) {
+	if !bytes.HasPrefix(b, []byte(journeyPrefix)) && !bytes.HasPrefix(b, []byte("[")) {
 		return b, nil
 	}
 	s, err := decodeJourney(b, customerID, journeyID)
@@ -326,7 +525,8 @@ func journeyStateJSON(b []byte, customerID, journeyID string) (json.RawMessage, 
 
 // Ledger records.
 
-// storedSent is a ledger record as stored. Its key ends in
+// storedSent is a ledger record's object form, as stored before the array
+// form (encodeSent). Its key ends in
 // "<message>:<channel>", so the channel is left out when it is the key's,
 // and a journey message's journey and step when the message ID
 // ("<journey>.<step>.<n>") says them (FromID). At is the older records'
@@ -369,25 +569,70 @@ func journeyOfMessage(messageID string) (journey, step string, ok bool) {
 	return journey, rest[:i], true
 }
 
+// A ledger record is stored as a JSON array:
+//
+//	[t, provider ID, topic, template, locale, workflow, journey, step, channel]
+//
+// less trailing empty values; journey is 1 when the message ID names the
+// journey and the step (step is then left out), channel is left out when it
+// is the key's. The object form (storedSent) still reads.
+
 func encodeSent(deliveryID string, r SentRecord) ([]byte, error) {
-	st := storedSent{
-		Channel: r.Channel, ProviderID: r.ProviderID, Workflow: r.Workflow, Journey: r.Journey, Step: r.Step,
-		Topic: r.Topic, Template: r.Template, Locale: r.Locale,
-	}
+	var t int64
 	if !r.SentAt.IsZero() {
-		st.T = r.SentAt.UnixMilli()
+		t = r.SentAt.UnixMilli()
 	}
-	msg, ch, ok := splitDelivery(deliveryID)
-	if ok && ch == r.Channel {
-		st.Channel = ""
+	ch := string(r.Channel)
+	msg, keyCh, ok := splitDelivery(deliveryID)
+	if ok && keyCh == r.Channel {
+		ch = ""
 	}
+	var journey any = r.Journey
+	step := r.Step
 	if j, s, ok := journeyOfMessage(msg); ok && r.Journey != "" && j == r.Journey && s == r.Step {
-		st.Journey, st.Step, st.FromID = "", "", true
+		journey, step = 1, ""
 	}
-	return compactJSON(st)
+	a := []any{t, r.ProviderID, r.Topic, r.Template, r.Locale, r.Workflow, journey, step, ch}
+	for len(a) > 1 {
+		if v, ok := a[len(a)-1].(string); !ok || v != "" {
+			break
+		}
+		a = a[:len(a)-1]
+	}
+	return compactJSON(a)
 }
 
 func decodeSent(deliveryID string, b []byte) (SentRecord, error) {
+	msg, ch, ok := splitDelivery(deliveryID)
+	if bytes.HasPrefix(b, []byte("[")) {
+		var a []json.RawMessage
+		if err := json.Unmarshal(b, &a); err != nil {
+			return SentRecord{}, err
+		}
+		if len(a) == 0 || len(a) > 9 {
+			return SentRecord{}, fmt.Errorf("ledger record of %d values", len(a))
+		}
+		a = append(a, make([]json.RawMessage, 9-len(a))...)
+		var t int64
+		var r SentRecord
+		fromID := bytes.Equal(a[6], []byte("1"))
+		if fromID {
+			a[6] = nil
+		}
+		if err := unmarshalAll(a, &t, &r.ProviderID, &r.Topic, &r.Template, &r.Locale, &r.Workflow, &r.Journey, &r.Step, &r.Channel); err != nil {
+			return SentRecord{}, fmt.Errorf("ledger record: %w", err)
+		}
+		if t != 0 {
+			r.SentAt = unixMS(t)
+		}
+		if r.Channel == "" && ok {
+			r.Channel = ch
+		}
+		if fromID {
+			r.Journey, r.Step, _ = journeyOfMessage(msg)
+		}
+		return r, nil
+	}
 	var st storedSent
 	if err := json.Unmarshal(b, &st); err != nil {
 		return SentRecord{}, err
@@ -399,7 +644,6 @@ func decodeSent(deliveryID string, b []byte) (SentRecord, error) {
 	if st.T != 0 {
 		r.SentAt = unixMS(st.T)
 	}
-	msg, ch, ok := splitDelivery(deliveryID)
 	if r.Channel == "" && ok {
 		r.Channel = ch
 	}

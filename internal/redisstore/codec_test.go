@@ -116,6 +116,30 @@ func TestJourneyStateForms(t *testing.T) {
 			s.Step, s.StepSeq = "", 0
 			return s
 		}},
+		{"history values a string cannot hold", func() workflows.State {
+			s := fullJourney()
+			s.History[1].Detail = "hello, world"
+			s.History = append(s.History, workflows.HistoryEntry{At: s.UpdatedAt, Kind: "s", Step: "pause", Seq: 3})
+			return s
+		}},
+		{"history with gaps: empty details, repeated and skipped counts", func() workflows.State {
+			s := fullJourney()
+			s.History = append(s.History,
+				workflows.HistoryEntry{At: s.UpdatedAt, Kind: "timeout", Step: "pause", Seq: 3},
+				workflows.HistoryEntry{At: s.UpdatedAt.Add(-time.Second), Kind: "branch", Detail: "plan=Pro", Step: "pick", Seq: 7})
+			s.Step, s.StepSeq = "pick", 7
+			return s
+		}},
+		{"the wait kind of its last history entry", func() workflows.State {
+			s := fullJourney()
+			s.WaitKind = workflows.WaitKindWait
+			return s
+		}},
+		{"no wait kind after a wait entry", func() workflows.State {
+			s := fullJourney()
+			s.WakeAt, s.WaitKind = time.Time{}, ""
+			return s
+		}},
 		{"an empty digest, a time before the start", func() workflows.State {
 			s := fullJourney()
 			s.Digest = &workflows.DigestBuffer{Step: "pause", Events: []workflows.DigestEvent{}}
@@ -173,16 +197,32 @@ func TestJourneyStateOldForm(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, old, string(one))
 
-	// Saved again, it takes the compact form: a third of the bytes.
+	// Saved again, it takes the compact form: a sixth of the bytes.
 	require.NoError(t, b.st.SaveJourney(b.ctx, got))
 	raw, err := b.rdb.Get(b.ctx, key).Result()
 	require.NoError(t, err)
-	require.Equal(t, `{"w":"parked","v":"207a59098735","t":1796010437177,"wk":3600001,"k":"wait","d":{"plan":"Pro"},`+
-		`"h":[[0,"start","bench.parked"],[0,"send","hello","welcome",1],[0,"wait","1h","pause",2]]}`, raw)
+	require.Equal(t, `["parked","207a59098735",1796010437177,3600001,{"plan":"Pro"},"s bench.parked,m hello welcome,w 1h pause"]`, raw)
 	again, _, err := b.st.Journey(b.ctx, "c0", "j_d34f38f799751faab946")
 	require.NoError(t, err)
 	require.Equal(t, want.History[2].Kind, again.History[2].Kind)
 	require.True(t, again.WakeAt.Equal(stored(want.WakeAt).Add(time.Millisecond)), "a wake time is kept rounded up to the millisecond, never before it is due")
+
+	// The object form the array replaced reads the same.
+	require.NoError(t, b.rdb.Set(b.ctx, key, `{"w":"parked","v":"207a59098735","t":1796010437177,"wk":3600001,"k":"wait","d":{"plan":"Pro"},`+
+		`"h":[[0,"start","bench.parked"],[0,"send","hello","welcome",1],[0,"wait","1h","pause",2]]}`, 0).Err())
+	fromObject, _, err := b.st.Journey(b.ctx, "c0", "j_d34f38f799751faab946")
+	require.NoError(t, err)
+	require.Equal(t, again, fromObject)
+	one, err = b.st.JourneyState(b.ctx, "c0", "j_d34f38f799751faab946")
+	require.NoError(t, err)
+	require.JSONEq(t, string(must(json.Marshal(again))), string(one))
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 func TestLedgerRecordForms(t *testing.T) {
@@ -201,6 +241,16 @@ func TestLedgerRecordForms(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, c.Sent, "an old record counts as sent")
 
+	// The object form the array replaced.
+	require.NoError(t, b.rdb.Set(b.ctx, redisstore.LedgerKey("c1", "j_d34f.welcome.2:email"),
+		`{"pid":"<93f7@lumen.example>","t":1773480413589,"wf":"parked","js":true,"tp":"onboarding","tm":"hello","lc":"en"}`, 0).Err())
+	got, err = b.st.Sent(b.ctx, "c1", "j_d34f.welcome.2", []herald.Channel{herald.ChannelEmail})
+	require.NoError(t, err)
+	require.Equal(t, redisstore.SentRecord{
+		Channel: herald.ChannelEmail, ProviderID: "<93f7@lumen.example>", SentAt: stored(start),
+		Workflow: "parked", Journey: "j_d34f", Step: "welcome", Topic: "onboarding", Template: "hello", Locale: "en",
+	}, got[herald.ChannelEmail])
+
 	for _, tc := range []struct {
 		name, message string
 		rec           redisstore.SentRecord
@@ -209,13 +259,13 @@ func TestLedgerRecordForms(t *testing.T) {
 		{"a journey's message", "j_d34f.welcome.1", redisstore.SentRecord{
 			Channel: herald.ChannelEmail, ProviderID: "<93f7@lumen.example>", SentAt: stored(start),
 			Workflow: "parked", Journey: "j_d34f", Step: "welcome", Topic: "onboarding", Template: "hello", Locale: "en",
-		}, `{"pid":"<93f7@lumen.example>","t":1773480413589,"wf":"parked","js":true,"tp":"onboarding","tm":"hello","lc":"en"}`},
+		}, `[1773480413589,"<93f7@lumen.example>","onboarding","hello","en","parked",1]`},
 		{"a step with dots", "j_9.step.two.12", redisstore.SentRecord{Channel: herald.ChannelSlack, Journey: "j_9", Step: "step.two", SentAt: stored(start)},
-			`{"t":1773480413589,"js":true}`},
+			`[1773480413589,"","","","","",1]`},
 		{"a journey the ID does not name", "m7.a.1", redisstore.SentRecord{Channel: herald.ChannelSlack, Journey: "j_other", Step: "a", SentAt: stored(start)},
-			`{"t":1773480413589,"j":"j_other","st":"a"}`},
+			`[1773480413589,"","","","","","j_other","a"]`},
 		{"a one-off message", "m8", redisstore.SentRecord{Channel: herald.ChannelEmail, Template: "receipt", SentAt: stored(start)},
-			`{"t":1773480413589,"tm":"receipt"}`},
+			`[1773480413589,"","","receipt"]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ch := string(tc.rec.Channel)
@@ -233,7 +283,7 @@ func TestLedgerRecordForms(t *testing.T) {
 	b.finish(t, c, redisstore.SentRecord{Channel: herald.ChannelSlack, SentAt: stored(start)})
 	raw, err := b.rdb.Get(b.ctx, redisstore.LedgerKey("c3", "m1")).Result()
 	require.NoError(t, err)
-	require.Equal(t, `{"ch":"slack","t":1773480413589}`, raw)
+	require.Equal(t, `[1773480413589,"","","","","","","","slack"]`, raw)
 }
 
 // A send's timeline line keeps of its data what its ledger record does not

@@ -123,19 +123,9 @@ func (s *Store) ForgetWaiting(ctx context.Context, customerID string, journeyIDs
 	return nil
 }
 
-// DeleteProfile deletes the customer's profile: the last step of erasure.
-func (s *Store) DeleteProfile(ctx context.Context, customerID string) error {
-	if err := s.rdb.Del(ctx, Key(customerID, "customer")).Err(); err != nil {
-		return herald.Temporary(err, "redis", 0)
-	}
-	return nil
-}
-
-// ForgetMessageIndexes drops the global indexes that map the customer's
-// delivered messages (and their email Message-IDs) back to the customer;
-// the ledger records themselves go with the customer's keys.
-func (s *Store) ForgetMessageIndexes(ctx context.Context, customerID string) error {
-	prefix := LedgerKey(customerID, "")
+// customerKeys lists the customer's keys that start with prefix (one of
+// Key(customerID, …)): on a cluster, from the master that owns their slot.
+func (s *Store) customerKeys(ctx context.Context, prefix string) ([]string, error) {
 	var keys []string
 	collect := func(ctx context.Context, c *redis.Client) error {
 		it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
@@ -147,7 +137,6 @@ func (s *Store) ForgetMessageIndexes(ctx context.Context, customerID string) err
 	var err error
 	switch c := s.rdb.(type) {
 	case *redis.ClusterClient:
-		// One slot holds the customer's keys: scan the master that owns it.
 		var node *redis.Client
 		if node, err = c.MasterForKey(ctx, prefix); err == nil {
 			err = collect(ctx, node)
@@ -155,6 +144,38 @@ func (s *Store) ForgetMessageIndexes(ctx context.Context, customerID string) err
 	case *redis.Client:
 		err = collect(ctx, c)
 	}
+	return keys, err
+}
+
+// DeleteProfile deletes the customer's profile: the last step of erasure.
+func (s *Store) DeleteProfile(ctx context.Context, customerID string) error {
+	if err := s.rdb.Del(ctx, Key(customerID, "customer")).Err(); err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	return nil
+}
+
+// ForgetMessageIndexes drops the global indexes that map the customer's
+// delivered messages (and their email Message-IDs) and journeys back to the
+// customer; the ledger records and journey states themselves go with the
+// customer's keys.
+func (s *Store) ForgetMessageIndexes(ctx context.Context, customerID string) error {
+	// A journey's messages are found through it (MessageOwner).
+	states, err := s.customerKeys(ctx, journeyKey(customerID, ""))
+	if err != nil {
+		return herald.Temporary(err, "redis", 0)
+	}
+	for _, k := range states {
+		jid := strings.TrimPrefix(k, journeyKey(customerID, ""))
+		if err := s.rdb.HDel(ctx, runningKey, jid).Err(); err != nil {
+			return herald.Temporary(err, "redis", 0)
+		}
+		if err := s.rdb.Del(ctx, journeyOwnerKey(jid)).Err(); err != nil {
+			return herald.Temporary(err, "redis", 0)
+		}
+	}
+	prefix := LedgerKey(customerID, "")
+	keys, err := s.customerKeys(ctx, prefix)
 	if err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}

@@ -17,6 +17,11 @@ import (
 const (
 	waitingKey = "herald:journeys:waiting" // zset "<customer>|<journey>" scored by wake time (WaitScore)
 	journeyTTL = 90 * 24 * time.Hour       // finished journeys stay readable this long
+	// runningKey maps each running journey to its customer (hash journey →
+	// customer); an ended journey's customer is under journeyOwnerKey for
+	// as long as its state. A journey's message ("<journey>.<step>.<n>")
+	// is found through them (MessageOwner): it needs no index of its own.
+	runningKey = "herald:journeys:customers"
 	// journeyLock names the claim that serialises one customer's journey
 	// changes across workers.
 	journeyLock = "journeys"
@@ -25,13 +30,19 @@ const (
 // ErrBusy is returned when another worker holds the customer's journey lock.
 var ErrBusy = errors.New("customer's journeys are locked by another worker")
 
+// journeyOwnerKey holds the customer of an ended journey, for as long as
+// its state (journeyTTL, which is also its messages' LedgerTTL).
+func journeyOwnerKey(journeyID string) string { return "herald:journey:" + journeyID }
+
 func journeyKey(customerID, journeyID string) string {
 	return Key(customerID, "journey", journeyID)
 }
 
 // journeysKey is one hash per customer: field "a:<workflow>" holds the
-// running journey's ID, "e:<workflow>" marks a workflow ever started (for
-// entry: once). One key rather than two keeps a waiting journey small.
+// running journey's ID, or "" once it has ended: either way it says the
+// workflow was entered (for entry: once). Older data also marks that with
+// "e:<workflow>" and deletes "a:" at the end. One key rather than two, and
+// one field a workflow, keep a waiting journey small.
 func journeysKey(customerID string) string { return Key(customerID, "journeys") }
 
 // sourceKey holds a workflow version's file, so a journey can go on after
@@ -132,7 +143,10 @@ func splitIndex(all map[string]string) (active map[string]string, ever map[strin
 	for k, v := range all {
 		switch {
 		case strings.HasPrefix(k, "a:"):
-			active[k[2:]] = v
+			if v != "" {
+				active[k[2:]] = v
+			}
+			ever[k[2:]] = true
 		case strings.HasPrefix(k, "e:"):
 			ever[k[2:]] = true
 		}
@@ -186,10 +200,15 @@ func (s *Store) SaveJourneyWith(ctx context.Context, st workflows.State, entries
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if st.Status == workflows.StatusActive {
 			p.Set(ctx, journeyKey(st.CustomerID, st.JourneyID), b, 0)
-			p.HSet(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID, st.JourneyID, "e:"+st.WorkflowID, "1")
+			// A running journey's field says its workflow was entered.
+			p.HSet(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID, st.JourneyID)
+			p.HSet(ctx, runningKey, st.JourneyID, st.CustomerID)
 		} else {
 			p.Set(ctx, journeyKey(st.CustomerID, st.JourneyID), b, journeyTTL)
-			p.HDel(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID)
+			// Emptied, the field still says the workflow was entered.
+			p.HSet(ctx, journeysKey(st.CustomerID), "a:"+st.WorkflowID, "")
+			p.HDel(ctx, runningKey, st.JourneyID)
+			p.Set(ctx, journeyOwnerKey(st.JourneyID), st.CustomerID, journeyTTL)
 		}
 		if st.Waiting() {
 			p.ZAdd(ctx, waitingKey, redis.Z{Score: WaitScore(st.WakeAt), Member: member})

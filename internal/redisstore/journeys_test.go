@@ -167,7 +167,16 @@ func TestSaveJourney(t *testing.T) {
 		herald.TimelineEntry{Kind: herald.KindJourney, Summary: "first"},
 		herald.TimelineEntry{Kind: herald.KindJourney, Summary: "second"}))
 	require.Equal(t, int64(1), h.trips.Load(), "state, indexes and timeline in one round trip")
-	require.Equal(t, int64(5), h.cmds.Load(), "SET, HSET, ZADD, LPUSH, LTRIM and nothing more")
+	require.Equal(t, int64(6), h.cmds.Load(), "SET, HSET index, HSET customer, ZADD, LPUSH, LTRIM and nothing more")
+	// Its messages are found through it, while it runs and after.
+	owner := func() string {
+		t.Helper()
+		cust, ok, err := b.st.MessageOwner(b.ctx, "j1.welcome.2")
+		require.NoError(t, err)
+		require.True(t, ok)
+		return cust
+	}
+	require.Equal(t, "c1", owner())
 
 	got, ok, err := b.st.Journey(b.ctx, "c1", "j1")
 	require.NoError(t, err)
@@ -206,6 +215,21 @@ func TestSaveJourney(t *testing.T) {
 	tl, err = b.st.Timeline(b.ctx, "c1", 0)
 	require.NoError(t, err)
 	require.Len(t, tl, 2, "no lines, none written")
+	require.Equal(t, "c1", owner())
+	require.Greater(t, b.pttl(t, "herald:journey:j1"), 89*24*time.Hour, "an ended journey's customer lasts as its state")
+	require.False(t, b.exists(t, "herald:journeys:customers"), "out of the running journeys'")
+	_, ok, err = b.st.MessageOwner(b.ctx, "j2.welcome.2")
+	require.NoError(t, err)
+	require.False(t, ok, "another journey's message is unknown")
+
+	// Erasure drops both.
+	require.NoError(t, b.st.SaveJourney(b.ctx, journey("j3", workflows.StatusActive, wake)))
+	require.NoError(t, b.st.ForgetMessageIndexes(b.ctx, "c1"))
+	for _, m := range []string{"j1.welcome.2", "j3.welcome.2"} {
+		_, ok, err = b.st.MessageOwner(b.ctx, m)
+		require.NoError(t, err)
+		require.False(t, ok, m)
+	}
 }
 
 func TestSaveJourneyUnencodable(t *testing.T) {

@@ -29,7 +29,7 @@ func (s *Store) JourneyStates(ctx context.Context, customerID string) ([]json.Ra
 			return nil, herald.Temporary(err, "redis", 0)
 		}
 		for k, jid := range idx {
-			if !strings.HasPrefix(k, "a:") {
+			if !strings.HasPrefix(k, "a:") || jid == "" {
 				continue
 			}
 			if b, err := s.JourneyState(ctx, customerID, jid); err == nil && b != nil {

@@ -167,17 +167,28 @@ func (s *Store) ForgetMessageIndex(ctx context.Context, messageIDs ...string) er
 	return nil
 }
 
-// MessageOwner returns the customer a message was for, from the index
-// its timeline lines keep; false when the message is unknown.
+// MessageOwner returns the customer a message was for, from the index its
+// timeline lines keep or, for a journey's message ("<journey>.<step>.<n>"),
+// from its journey's (runningKey, journeyOwnerKey), in one round trip;
+// false when the message is unknown.
 func (s *Store) MessageOwner(ctx context.Context, messageID string) (string, bool, error) {
-	v, err := s.rdb.Get(ctx, MessageIndexKey(messageID)).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", false, nil
-	}
-	if err != nil {
+	var gets []*redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		gets = append(gets, p.Get(ctx, MessageIndexKey(messageID)))
+		if j, _, ok := journeyOfMessage(messageID); ok {
+			gets = append(gets, p.HGet(ctx, runningKey, j), p.Get(ctx, journeyOwnerKey(j)))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return "", false, herald.Temporary(err, "redis", 0)
 	}
-	return v, true, nil
+	for _, g := range gets {
+		if v, err := g.Result(); err == nil {
+			return v, true, nil
+		}
+	}
+	return "", false, nil
 }
 
 // Counters are a workflow's numbers: version → step ("" for the workflow)

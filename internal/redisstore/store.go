@@ -8,6 +8,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -207,13 +208,38 @@ func (s *Store) AppendPipe(ctx context.Context, p redis.Pipeliner, customerID st
 	byKey := map[string][]any{}
 	caps := map[string]int64{}
 	var order []string
+	// An event's line, followed in the same batch by the line of the
+	// journey it started, holds both (mergeJourney).
+	type eventLine struct {
+		a  []any
+		at time.Time
+	}
+	events := map[string]*eventLine{}
 	for _, e := range entries {
+		if e.At.IsZero() {
+			e.At = s.now().UTC()
+		}
 		key, limit := timelineKey(customerID, e)
 		if _, ok := byKey[key]; !ok {
 			order = append(order, key)
 		}
-		byKey[key] = append(byKey[key], s.encodeEntry(e))
 		caps[key] = limit
+		if ev := events[key]; ev != nil {
+			events[key] = nil
+			if m, ok := mergeJourney(ev.a, e, ev.at); ok {
+				if b, err := compactJSON(m); err == nil && len(b) <= MaxTimelineEntry {
+					byKey[key][len(byKey[key])-1] = b
+					continue
+				}
+			}
+		}
+		b := s.encodeEntry(e)
+		if a := structuredLine(e); e.Kind == herald.KindEvent && a != nil {
+			if ab, err := compactJSON(a); err == nil && bytes.Equal(ab, b) {
+				events[key] = &eventLine{a, e.At}
+			}
+		}
+		byKey[key] = append(byKey[key], b)
 	}
 	for _, key := range order {
 		p.LPush(ctx, key, byKey[key]...)
@@ -241,7 +267,7 @@ func (s *Store) Timeline(ctx context.Context, customerID string, limit int) ([]h
 		out := make([]herald.TimelineEntry, 0, len(raw))
 		for _, r := range raw {
 			if e, err := decodeLine([]byte(r)); err == nil {
-				out = append(out, e)
+				out = append(out, e...)
 			}
 		}
 		return out
