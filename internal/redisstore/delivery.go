@@ -57,7 +57,7 @@ func (s *Store) LoadSendState(ctx context.Context, customerID, prefsKey, capKey 
 	v := vals.Val()
 	cust, _ := v[0].(string)
 	if cust == "" {
-		return out, herald.Errorf(herald.ENotFound, "customer %q not found", customerID)
+		return out, CustomerNotFound(customerID)
 	}
 	if err := json.Unmarshal([]byte(cust), &out.Customer); err != nil {
 		return out, &herald.Error{Code: herald.EInternal, Message: "customer " + customerID + " is corrupt", Err: err}

@@ -136,12 +136,17 @@ func (s *Store) Customer(ctx context.Context, id string) (herald.Customer, error
 	}
 	c, err := getJSON[herald.Customer](ctx, s.rdb, Key(id, "customer"))
 	if errors.Is(err, redis.Nil) {
-		return c, herald.Errorf(herald.ENotFound, "customer %q not found", id)
+		return c, CustomerNotFound(id)
 	}
 	if err != nil {
 		return c, herald.Temporary(err, "redis", 0)
 	}
 	return c, nil
+}
+
+// CustomerNotFound is the error of a customer that does not exist.
+func CustomerNotFound(id string) error {
+	return herald.Errorf(herald.ENotFound, "customer %q not found", id)
 }
 
 func getJSON[T any](ctx context.Context, rdb redis.Cmdable, key string) (T, error) {
@@ -296,22 +301,57 @@ type Idempotent struct {
 }
 
 // Remember stores rec under key for ttl unless a record is there; it returns
-// the stored record and whether it was already there.
+// the stored record and whether it was already there. One SET NX GET: a
+// repeat reads the first record in the same command that failed to replace
+// it.
 func (s *Store) Remember(ctx context.Context, key string, rec Idempotent, ttl time.Duration) (Idempotent, bool, error) {
-	k := idemKey(key)
+	r, err := s.RememberFor(ctx, key, rec, ttl, "")
+	return r.Record, r.Seen, err
+}
+
+// Remembered is what RememberFor found.
+type Remembered struct {
+	// Record is the stored record: rec, or the one already there (Seen).
+	Record Idempotent
+	Seen   bool
+	// CustomerFound says whether the customer asked about exists, read in
+	// the same round trip as the record (false when none was asked about).
+	CustomerFound bool
+}
+
+// RememberFor is Remember that also reads whether customerID exists ("":
+// no customer, an invalid ID: not found) in the same round trip, so a
+// request that needs both waits for Redis once. The two keys live on
+// different Cluster slots: a pipeline, not a script.
+func (s *Store) RememberFor(ctx context.Context, key string, rec Idempotent, ttl time.Duration, customerID string) (Remembered, error) {
+	out := Remembered{Record: rec}
 	b, _ := json.Marshal(rec)
-	ok, err := s.rdb.SetNX(ctx, k, b, ttl).Result()
-	if err != nil {
-		return rec, false, err
+	var set *redis.StatusCmd
+	var found *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		set = p.SetArgs(ctx, idemKey(key), b, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
+		if customerID != "" && ValidID(customerID) == nil {
+			found = p.Exists(ctx, Key(customerID, "customer"))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return out, err
 	}
-	if ok {
-		return rec, false, nil
+	old, err := set.Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+	case err != nil:
+		return out, err
+	default:
+		out.Seen = true
+		out.Record = Idempotent{}
+		if err := json.Unmarshal([]byte(old), &out.Record); err != nil {
+			return out, fmt.Errorf("decode %s: %w", idemKey(key), err)
+		}
 	}
-	old, err := getJSON[Idempotent](ctx, s.rdb, k)
-	if err != nil {
-		return rec, false, err
-	}
-	return old, true, nil
+	out.CustomerFound = found != nil && found.Val() > 0
+	return out, nil
 }
 
 // Settle replaces the record under key (the final answer after a pending one).

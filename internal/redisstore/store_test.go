@@ -457,6 +457,29 @@ func TestIdempotency(t *testing.T) {
 	require.Equal(t, "fp4", rec.Fingerprint)
 }
 
+// RememberFor reads whether a customer exists in the round trip that takes
+// the key, whether the key is new or a repeat.
+func TestRememberForReadsTheCustomer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, _, err := b.st.UpsertCustomer(b.ctx, herald.Customer{ID: "c1", Email: "ada@example.com"})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		customer string
+		found    bool
+	}{{"c1", true}, {"c2", false}, {"", false}, {"bad}id", false}} {
+		got, err := b.st.RememberFor(b.ctx, "tok\x00/v1/messages\x00k-"+tc.customer, redisstore.Idempotent{Fingerprint: "fp1"}, time.Minute, tc.customer)
+		require.NoError(t, err)
+		require.False(t, got.Seen)
+		require.Equal(t, tc.found, got.CustomerFound, "customer %q", tc.customer)
+		again, err := b.st.RememberFor(b.ctx, "tok\x00/v1/messages\x00k-"+tc.customer, redisstore.Idempotent{Fingerprint: "fp2"}, time.Minute, tc.customer)
+		require.NoError(t, err)
+		require.True(t, again.Seen)
+		require.Equal(t, "fp1", again.Record.Fingerprint)
+		require.Equal(t, tc.found, again.CustomerFound, "customer %q on a repeat", tc.customer)
+	}
+}
+
 // sameRecord compares idempotency records; a nil body is stored as null.
 func sameRecord(t *testing.T, want, got redisstore.Idempotent) {
 	t.Helper()
