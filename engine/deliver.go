@@ -71,7 +71,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	}
 	ctx, cancel := e.taskBudget(ctx)
 	defer cancel()
-	st, err := e.sendState(ctx, d.CustomerID, d.Topic)
+	st, pre, err := e.sendState(ctx, d.CustomerID, d.Topic, e.claimAsk(d.CustomerID, d))
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			// Erased while queued: drop it rather than keep the customer's
@@ -81,7 +81,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
-	return e.deliver(ctx, st, d, false, "")
+	return e.deliver(ctx, st, d, false, "", pre)
 }
 
 // deliver hands one message to one channel's provider, at most once: the
@@ -89,15 +89,22 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 // after it. inline is true when the task that chose the channel delivers
 // itself; it then puts the delivery in a queue rather than wait, retry or
 // fall back in place. note is added to the timeline line of the outcome.
-func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.Deliver, inline bool, note string) error {
+// pre, when it is d's, is the claim taken with st (sendState).
+func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.Deliver, inline bool, note string, pre *redisstore.Claim) error {
 	cust := st.Customer
 	ref := refData(d.WorkflowID, d.JourneyID, d.StepID)
 	withVersion(ref, d.Version)
 	ref["template"] = d.Template
 	ref["topic"] = d.Topic
 	h := e.health[d.Channel]
+	id := d.DeliveryID()
+	cl := pre
+	if cl == nil || cl.DeliveryID() != id {
+		cl = nil
+	}
 	if inline {
 		if why := h.degraded(e.now()); why != "" {
+			cl.Release(ctx)
 			return e.queueDelivery(ctx, cust, d, 0, why, note, ref)
 		}
 	}
@@ -106,10 +113,12 @@ func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.De
 	if addr != "" {
 		suppKey = redisstore.SuppressKey(d.Channel, addr)
 	}
-	id := d.DeliveryID()
-	cl, err := e.st.ClaimDelivery(ctx, cust.ID, id, e.claimTTL(), suppKey)
-	if err != nil {
-		return err
+	e.guesses.put(cust.ID, d.Channel, suppKey)
+	if cl == nil {
+		var err error
+		if cl, err = e.st.ClaimDelivery(ctx, cust.ID, id, e.claimTTL(), suppKey); err != nil {
+			return err
+		}
 	}
 	if cl.Sent {
 		e.log.Info("delivery already sent; duplicate ignored", "delivery", id, "customer", cust.ID)
@@ -119,9 +128,13 @@ func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.De
 		return &waitError{reason: "delivery " + id + " is in progress elsewhere", after: 2 * time.Second}
 	}
 	defer cl.Release(ctx)
+	suppressed, err := cl.SuppressedAt(ctx, suppKey)
+	if err != nil {
+		return err
+	}
 
 	dec := preferences.Decision{}
-	if cl.Suppressed {
+	if suppressed {
 		dec.Reason = "suppressed"
 	} else if !inline {
 		// Consent once more: an opt-out that landed while this delivery

@@ -627,3 +627,57 @@ func TestLedgerKeyHoldsOneDelivery(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{fmt.Sprintf("herald:{c:%s}:ledger:%s", "c1", "m1:email")}, keys)
 }
+
+// LoadSendStateClaiming reads the customer and takes the claim in one
+// round trip: the claim behaves as ClaimDelivery's, a customer that does
+// not exist leaves no claim behind, and SuppressedAt answers for the key
+// checked with the claim and asks Redis for any other.
+func TestLoadSendStateClaiming(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const guess, other = "herald:suppress:email:abc", "herald:suppress:email:def"
+	require.NoError(t, b.rdb.Set(b.ctx, other, "1", 0).Err())
+	_, _, err := b.st.UpsertCustomer(b.ctx, herald.Customer{ID: "c1", Email: "ada@example.com"})
+	require.NoError(t, err)
+	load := func(customerID, deliveryID string) (redisstore.SendState, *redisstore.Claim, error) {
+		return b.st.LoadSendStateClaiming(b.ctx, customerID, redisstore.PrefsKey(customerID), "", time.Time{},
+			redisstore.ClaimAsk{DeliveryID: deliveryID, TTL: time.Minute, SuppressKey: guess})
+	}
+
+	st, c, err := load("c1", "m1:email")
+	require.NoError(t, err)
+	require.Equal(t, "ada@example.com", st.Customer.Email)
+	require.True(t, c.Held)
+	require.Equal(t, "m1:email", c.DeliveryID())
+	sup, err := c.SuppressedAt(b.ctx, guess)
+	require.NoError(t, err)
+	require.False(t, sup)
+	sup, err = c.SuppressedAt(b.ctx, other)
+	require.NoError(t, err)
+	require.True(t, sup, "another key than the guess is read from Redis")
+	sup, err = c.SuppressedAt(b.ctx, "")
+	require.NoError(t, err)
+	require.False(t, sup)
+
+	// Another copy meanwhile: in progress elsewhere; after the send: sent.
+	_, again, err := load("c1", "m1:email")
+	require.NoError(t, err)
+	require.False(t, again.Held)
+	require.False(t, again.Sent)
+	b.finish(t, c, redisstore.SentRecord{Channel: herald.ChannelEmail})
+	_, again, err = load("c1", "m1:email")
+	require.NoError(t, err)
+	require.True(t, again.Sent)
+	require.False(t, again.Held)
+
+	// No customer: not found, and no claim left on the ledger key.
+	_, c, err = load("c2", "m2:email")
+	require.Equal(t, herald.ENotFound, herald.ErrorCode(err))
+	require.Nil(t, c)
+	require.False(t, b.exists(t, redisstore.LedgerKey("c2", "m2:email")))
+
+	// Nothing asked: nothing claimed.
+	_, c, err = b.st.LoadSendStateClaiming(b.ctx, "c1", redisstore.PrefsKey("c1"), "", time.Time{}, redisstore.ClaimAsk{})
+	require.NoError(t, err)
+	require.Nil(t, c)
+}
