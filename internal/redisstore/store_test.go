@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -84,6 +86,26 @@ func (b bundle) exists(t *testing.T, key string) bool {
 	n, err := b.rdb.Exists(b.ctx, key).Result()
 	require.NoError(t, err)
 	return n == 1
+}
+
+// ValidID is a loop: it accepts exactly what its documented pattern does.
+func TestValidIDMatchesItsPattern(t *testing.T) {
+	t.Parallel()
+	re := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$`)
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "Z", "0", "9", ".", "_", ":", "@", "+", "-", "{", "}", " ", "/", "\\", "\n", "\x00", "é", "*", "$"}
+	for range 20000 {
+		var sb strings.Builder
+		for range rng.IntN(131) {
+			if rng.IntN(8) == 0 {
+				sb.WriteString(alphabet[rng.IntN(len(alphabet))])
+			} else {
+				sb.WriteString(alphabet[rng.IntN(4)])
+			}
+		}
+		id := sb.String()
+		require.Equal(t, re.MatchString(id), redisstore.ValidID(id) == nil, "%q", id)
+	}
 }
 
 func TestValidID(t *testing.T) {
