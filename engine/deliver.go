@@ -412,6 +412,9 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	indexes := redisstore.AckIndexes(d.Channel, d.CustomerID, d.MessageID, r.ProviderID)
 	indexes[redisstore.MessageIndexKey(d.MessageID)] = d.CustomerID
 	cl.Counts = stepCounts(ref, redisstore.CountSent+":"+string(d.Channel))
+	if t, ok := e.opt.Policy.Topics[d.Topic]; ok && t.Class != "" && e.capWindow(t.Class) > 0 {
+		cl.CapClass = t.Class // counted for its caps with the ledger record
+	}
 	// The provider has the message: from here on, failing the task would
 	// send it again.
 	first, err := cl.Finish(ctx, rec, entry, indexes, sentTTL)
@@ -429,11 +432,6 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	}
 	if !first && !retried { // after a retry, the record may be our own lost reply
 		e.log.Warn("delivery sent twice: its claim ran out and another worker sent it too", "delivery", d.DeliveryID())
-	}
-	if t, ok := e.opt.Policy.Topics[d.Topic]; ok && t.Class != "" && e.capWindow(t.Class) > 0 {
-		if err := e.prefs.RecordSend(ctx, d.CustomerID, t.Class, r.SentAt); err != nil {
-			e.log.Error("record send for frequency caps", "customer", d.CustomerID, "err", err)
-		}
 	}
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeSent, "")
 	e.metrics.delivered(d.Channel, e.Queue(d.Topic), d.QueuedAt, r.SentAt)

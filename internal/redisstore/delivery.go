@@ -149,6 +149,9 @@ type Claim struct {
 	Suppressed bool
 	// Counts are workflow counters Finish records with the send.
 	Counts []Count
+	// CapClass, when set, is the frequency-cap class Finish counts the
+	// send in (as Prefs.RecordSend does, at the record's SentAt).
+	CapClass string
 }
 
 // DeliveryID is the delivery the claim is for.
@@ -239,9 +242,9 @@ func (c *Claim) Release(ctx context.Context) {
 }
 
 // Finish records the send in the ledger (replacing the claim), appends the
-// timeline entry (its data less what the record holds: sentLineData) and
-// sets the global indexes (key → value, kept for indexTTL), in one round
-// trip. first is false when the key no longer held our claim: the claim had
+// timeline entry (its data less what the record holds: sentLineData), sets
+// the global indexes (key → value, kept for indexTTL) and counts the send
+// for its frequency caps (CapClass), in one round trip. first is false when the key no longer held our claim: the claim had
 // run out and another worker may have sent too.
 func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEntry, indexes map[string]string, indexTTL time.Duration) (first bool, err error) {
 	if e.At.IsZero() {
@@ -265,6 +268,9 @@ func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEnt
 			p.Set(ctx, k, v, indexTTL)
 		}
 		c.s.CountPipe(ctx, p, e.At, c.Counts...)
+		if c.CapClass != "" && !rec.SentAt.IsZero() {
+			recordSendPipe(ctx, p, c.customerID, c.CapClass, rec.SentAt, c.s.now())
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {

@@ -681,3 +681,26 @@ func TestLoadSendStateClaiming(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, c)
 }
+
+// Finish counts the send for its frequency caps in the same round trip as
+// the ledger record, as RecordSend would: read back by RecentSends and by
+// the send state, kept for MaxSendWindow. A claim without a class counts
+// nothing.
+func TestFinishCountsTheSendForCaps(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	prefs := redisstore.NewPrefs(b.rdb, b.clock.Now)
+	at := stored(start)
+	c := b.claim(t, "c1", "m1:email", time.Minute)
+	c.CapClass = "marketing"
+	b.finish(t, c, redisstore.SentRecord{Channel: herald.ChannelEmail, SentAt: at})
+	c = b.claim(t, "c1", "m2:email", time.Minute)
+	b.finish(t, c, redisstore.SentRecord{Channel: herald.ChannelEmail, SentAt: at.Add(time.Second)})
+
+	sends, err := prefs.RecentSends(b.ctx, "c1", "marketing", at.Add(-time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, []time.Time{at}, sends)
+	require.LessOrEqual(t, b.pttl(t, redisstore.SendsKey("c1", "marketing")), redisstore.MaxSendWindow)
+	require.LessOrEqual(t, b.pttl(t, redisstore.Key("c1", "send-classes")), redisstore.MaxSendWindow)
+	require.Zero(t, b.rdb.Exists(b.ctx, redisstore.SendsKey("c1", "")).Val())
+}
