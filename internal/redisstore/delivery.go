@@ -209,7 +209,15 @@ func (cmds claimCmds) read(c *Claim) error {
 	case !strings.HasPrefix(old, claimPrefix):
 		c.Sent = true
 	}
-	c.Suppressed = cmds.supp != nil && cmds.supp.Val() > 0
+	if cmds.supp != nil {
+		// Checked on its own: the claim's redis.Nil, the pipeline's first
+		// error, would hide its failure.
+		n, err := cmds.supp.Result()
+		if err != nil {
+			return herald.Temporary(err, "redis", 0)
+		}
+		c.Suppressed = n > 0
+	}
 	return nil
 }
 

@@ -1,7 +1,9 @@
 package redisstore_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -703,4 +705,45 @@ func TestFinishCountsTheSendForCaps(t *testing.T) {
 	require.LessOrEqual(t, b.pttl(t, redisstore.SendsKey("c1", "marketing")), redisstore.MaxSendWindow)
 	require.LessOrEqual(t, b.pttl(t, redisstore.Key("c1", "send-classes")), redisstore.MaxSendWindow)
 	require.Zero(t, b.rdb.Exists(b.ctx, redisstore.SendsKey("c1", "")).Val())
+}
+
+// failExists makes every EXISTS in a pipeline fail after Redis answered,
+// as a Cluster node down for that slot would, while the other commands of
+// the pipeline succeed.
+type failExists struct{}
+
+func (failExists) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (failExists) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (failExists) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if c.Name() == "exists" {
+				c.SetErr(errors.New("CLUSTERDOWN the slot is not served"))
+			}
+		}
+		return err
+	}
+}
+
+// A failed suppression or customer check is an error, never "not
+// suppressed" or "no such customer", even when the pipeline's first error
+// is the claim's or the key's redis.Nil.
+func TestFailedExistsIsNotAnAnswer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, _, err := b.st.UpsertCustomer(b.ctx, herald.Customer{ID: "c1", Email: "ada@example.com"})
+	require.NoError(t, err)
+	b.rdb.AddHook(failExists{})
+	const supp = "herald:suppress:email:abc"
+
+	_, err = b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, supp)
+	require.Error(t, err)
+	require.True(t, herald.IsTemporary(err), "%v", err)
+	_, _, err = b.st.LoadSendStateClaiming(b.ctx, "c1", redisstore.PrefsKey("c1"), "", time.Time{},
+		redisstore.ClaimAsk{DeliveryID: "m2:email", TTL: time.Minute, SuppressKey: supp})
+	require.Error(t, err)
+	require.True(t, herald.IsTemporary(err), "%v", err)
+	_, err = b.st.RememberFor(b.ctx, "tok\x00/v1/messages\x00k", redisstore.Idempotent{Fingerprint: "fp"}, time.Minute, "c1")
+	require.Error(t, err)
 }

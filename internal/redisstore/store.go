@@ -363,7 +363,15 @@ func (s *Store) RememberFor(ctx context.Context, key string, rec Idempotent, ttl
 			return out, fmt.Errorf("decode %s: %w", idemKey(key), err)
 		}
 	}
-	out.CustomerFound = found != nil && found.Val() > 0
+	if found != nil {
+		// Checked on its own: the key's redis.Nil, the pipeline's first
+		// error, would hide its failure.
+		n, err := found.Result()
+		if err != nil {
+			return out, err
+		}
+		out.CustomerFound = n > 0
+	}
 	return out, nil
 }
 
