@@ -579,7 +579,7 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 		time.Sleep(25 * time.Millisecond)
 	}
 	ctx := r.Context()
-	if customerID != "" {
+	if got.Checked {
 		ctx = service.CustomerChecked(ctx, customerID, got.CustomerFound)
 	}
 	status, v, err := do(ctx)

@@ -726,9 +726,9 @@ func (failExists) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 	}
 }
 
-// A failed suppression or customer check is an error, never "not
-// suppressed" or "no such customer", even when the pipeline's first error
-// is the claim's or the key's redis.Nil.
+// A failed suppression or customer check is never "not suppressed" or "no
+// such customer", even when the pipeline's first error is the claim's or
+// the key's redis.Nil: the claim fails, the customer is left unchecked.
 func TestFailedExistsIsNotAnAnswer(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -744,6 +744,11 @@ func TestFailedExistsIsNotAnAnswer(t *testing.T) {
 		redisstore.ClaimAsk{DeliveryID: "m2:email", TTL: time.Minute, SuppressKey: supp})
 	require.Error(t, err)
 	require.True(t, herald.IsTemporary(err), "%v", err)
-	_, err = b.st.RememberFor(b.ctx, "tok\x00/v1/messages\x00k", redisstore.Idempotent{Fingerprint: "fp"}, time.Minute, "c1")
-	require.Error(t, err)
+	// The key is taken; the customer is not known, and the caller reads
+	// it again.
+	got, err := b.st.RememberFor(b.ctx, "tok\x00/v1/messages\x00k", redisstore.Idempotent{Fingerprint: "fp"}, time.Minute, "c1")
+	require.NoError(t, err)
+	require.False(t, got.Seen)
+	require.False(t, got.Checked)
+	require.False(t, got.CustomerFound)
 }

@@ -327,13 +327,15 @@ type Remembered struct {
 	// Record is the stored record: rec, or the one already there (Seen).
 	Record Idempotent
 	Seen   bool
-	// CustomerFound says whether the customer asked about exists, read in
-	// the same round trip as the record (false when none was asked about).
-	CustomerFound bool
+	// Checked is true when the customer asked about was read, in the same
+	// round trip as the record; CustomerFound says whether they exist.
+	// Checked is false when none was asked about, or the read failed (the
+	// caller asks again, and meets the error itself).
+	Checked, CustomerFound bool
 }
 
 // RememberFor is Remember that also reads whether customerID exists ("":
-// no customer, an invalid ID: not found) in the same round trip, so a
+// no customer; an invalid ID is not read) in the same round trip, so a
 // request that needs both waits for Redis once. The two keys live on
 // different Cluster slots: a pipeline, not a script.
 func (s *Store) RememberFor(ctx context.Context, key string, rec Idempotent, ttl time.Duration, customerID string) (Remembered, error) {
@@ -343,7 +345,7 @@ func (s *Store) RememberFor(ctx context.Context, key string, rec Idempotent, ttl
 	var found *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		set = p.SetArgs(ctx, idemKey(key), b, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
-		if customerID != "" && ValidID(customerID) == nil {
+		if customerID != "" && validID(customerID) {
 			found = p.Exists(ctx, Key(customerID, "customer"))
 		}
 		return nil
@@ -364,13 +366,10 @@ func (s *Store) RememberFor(ctx context.Context, key string, rec Idempotent, ttl
 		}
 	}
 	if found != nil {
-		// Checked on its own: the key's redis.Nil, the pipeline's first
+		// Read on its own: the key's redis.Nil, the pipeline's first
 		// error, would hide its failure.
 		n, err := found.Result()
-		if err != nil {
-			return out, err
-		}
-		out.CustomerFound = n > 0
+		out.Checked, out.CustomerFound = err == nil, err == nil && n > 0
 	}
 	return out, nil
 }

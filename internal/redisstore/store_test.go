@@ -494,6 +494,7 @@ func TestRememberForReadsTheCustomer(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, got.Seen)
 		require.Equal(t, tc.found, got.CustomerFound, "customer %q", tc.customer)
+		require.Equal(t, tc.customer == "c1" || tc.customer == "c2", got.Checked, "customer %q", tc.customer)
 		again, err := b.st.RememberFor(b.ctx, "tok\x00/v1/messages\x00k-"+tc.customer, redisstore.Idempotent{Fingerprint: "fp2"}, time.Minute, tc.customer)
 		require.NoError(t, err)
 		require.True(t, again.Seen)
