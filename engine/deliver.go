@@ -71,7 +71,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	}
 	ctx, cancel := e.taskBudget(ctx)
 	defer cancel()
-	st, err := e.sendState(ctx, d.CustomerID, d.Topic)
+	st, pre, err := e.sendState(ctx, d.CustomerID, d.Topic, e.claimAsk(d.CustomerID, d))
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			// Erased while queued: drop it rather than keep the customer's
@@ -81,7 +81,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
-	return e.deliver(ctx, st, d, false, "")
+	return e.deliver(ctx, st, d, false, "", pre)
 }
 
 // deliver hands one message to one channel's provider, at most once: the
@@ -89,15 +89,22 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 // after it. inline is true when the task that chose the channel delivers
 // itself; it then puts the delivery in a queue rather than wait, retry or
 // fall back in place. note is added to the timeline line of the outcome.
-func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.Deliver, inline bool, note string) error {
+// pre, when it is d's, is the claim taken with st (sendState).
+func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.Deliver, inline bool, note string, pre *redisstore.Claim) error {
 	cust := st.Customer
 	ref := refData(d.WorkflowID, d.JourneyID, d.StepID)
 	withVersion(ref, d.Version)
 	ref["template"] = d.Template
 	ref["topic"] = d.Topic
 	h := e.health[d.Channel]
+	id := d.DeliveryID()
+	cl := pre
+	if cl == nil || cl.DeliveryID() != id {
+		cl = nil
+	}
 	if inline {
 		if why := h.degraded(e.now()); why != "" {
+			cl.Release(ctx)
 			return e.queueDelivery(ctx, cust, d, 0, why, note, ref)
 		}
 	}
@@ -106,10 +113,12 @@ func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.De
 	if addr != "" {
 		suppKey = redisstore.SuppressKey(d.Channel, addr)
 	}
-	id := d.DeliveryID()
-	cl, err := e.st.ClaimDelivery(ctx, cust.ID, id, e.claimTTL(), suppKey)
-	if err != nil {
-		return err
+	e.guesses.put(cust.ID, d.Channel, suppKey)
+	if cl == nil {
+		var err error
+		if cl, err = e.st.ClaimDelivery(ctx, cust.ID, id, e.claimTTL(), suppKey); err != nil {
+			return err
+		}
 	}
 	if cl.Sent {
 		e.log.Info("delivery already sent; duplicate ignored", "delivery", id, "customer", cust.ID)
@@ -119,9 +128,13 @@ func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.De
 		return &waitError{reason: "delivery " + id + " is in progress elsewhere", after: 2 * time.Second}
 	}
 	defer cl.Release(ctx)
+	suppressed, err := cl.SuppressedAt(ctx, suppKey)
+	if err != nil {
+		return err
+	}
 
 	dec := preferences.Decision{}
-	if cl.Suppressed {
+	if suppressed {
 		dec.Reason = "suppressed"
 	} else if !inline {
 		// Consent once more: an opt-out that landed while this delivery
@@ -402,6 +415,9 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 		indexes[redisstore.MessageIndexKey(d.MessageID)] = d.CustomerID
 	}
 	cl.Counts = stepCounts(ref, redisstore.CountSent+":"+string(d.Channel))
+	if t, ok := e.opt.Policy.Topics[d.Topic]; ok && t.Class != "" && e.capWindow(t.Class) > 0 {
+		cl.CapClass = t.Class // counted for its caps with the ledger record
+	}
 	// The provider has the message: from here on, failing the task would
 	// send it again.
 	first, err := cl.Finish(ctx, rec, entry, indexes, sentTTL)
@@ -419,11 +435,6 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	}
 	if !first && !retried { // after a retry, the record may be our own lost reply
 		e.log.Warn("delivery sent twice: its claim ran out and another worker sent it too", "delivery", d.DeliveryID())
-	}
-	if t, ok := e.opt.Policy.Topics[d.Topic]; ok && t.Class != "" && e.capWindow(t.Class) > 0 {
-		if err := e.prefs.RecordSend(ctx, d.CustomerID, t.Class, r.SentAt); err != nil {
-			e.log.Error("record send for frequency caps", "customer", d.CustomerID, "err", err)
-		}
 	}
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeSent, "")
 	e.metrics.delivered(d.Channel, e.Queue(d.Topic), d.QueuedAt, r.SentAt)

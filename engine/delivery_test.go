@@ -10,9 +10,11 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/heraldhq/herald/internal/smtpserver"
 	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 )
@@ -239,4 +241,40 @@ func requireNothingArchived(t *testing.T, b *bundle) {
 		a, _ := b.insp.ListArchivedTasks(q)
 		require.Empty(t, a, "nothing archived in %s", q)
 	}
+}
+
+// A send claims its delivery and checks the suppression record of the
+// address the customer had at their last send in the same round trip that
+// reads the customer. When the address has changed meanwhile, the new one
+// is checked before sending: a customer who moved to a suppressed address
+// gets nothing there, and falls back to Slack.
+func TestChangedAddressIsCheckedForSuppression(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}})
+	eventually(t, func() bool { return b.smtp.Count() == 1 }, "the first email is sent")
+
+	require.NoError(t, b.e.Preferences().Suppress(ctx, herald.ChannelEmail, "ada@old.example", "smtp 550 5.1.1"))
+	b.customer(t, herald.Customer{Email: "ada@old.example", SlackUserID: "U0ADA"})
+	id := send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail, herald.ChannelSlack}})
+	eventually(t, func() bool { return b.slack.Count() == 1 }, "the message falls back to Slack")
+	eventually(t, func() bool {
+		for _, e := range b.timeline(t, "c1") {
+			if e.Ref == id && e.Channel == herald.ChannelEmail && e.Outcome == herald.OutcomeSuppressed && e.Reason == "suppressed" {
+				return true
+			}
+		}
+		return false
+	}, "the suppressed address is on the timeline")
+	require.Equal(t, 1, b.smtp.Count(), "nothing sent to the suppressed address")
+
+	// A customer opted out of email: the claim taken on email while reading
+	// the customer is given back, and the message goes by Slack.
+	_, err := b.e.SetPreferences(ctx, "c1", preferences.Patch{Channels: map[herald.Channel]bool{herald.ChannelEmail: false}}, preferences.Actor{Kind: "api", Name: "test"}, "api")
+	require.NoError(t, err)
+	id = send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail, herald.ChannelSlack}})
+	eventually(t, func() bool { return b.slack.Count() == 2 }, "the message goes by Slack")
+	require.Zero(t, b.rdb.Exists(ctx, redisstore.LedgerKey("c1", id+":email")).Val(), "no claim left on email")
 }

@@ -107,6 +107,9 @@ type Engine struct {
 	// health is each channel's in-process state (in-flight sends, recent
 	// failures); read-only map after New.
 	health map[herald.Channel]*channelHealth
+	// guesses are the suppression records sends last checked, per customer
+	// and channel (sendState's claim).
+	guesses suppressGuesses
 	// svc is the write path every door uses.
 	svc   *service.Service
 	route redisstore.Routing

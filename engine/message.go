@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald"
@@ -44,7 +45,14 @@ func (e *Engine) handleMessage(ctx context.Context, t *asynq.Task) error {
 // or a degraded channel. A SkipRetry error means the message failed for
 // good and the timeline says why.
 func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
-	st, err := e.sendState(ctx, m.CustomerID, m.Topic)
+	candidates := e.available(m.Channels)
+	// The first candidate is the usual choice: claim it while reading the
+	// customer, and give the claim back if the policy chooses otherwise.
+	ask := redisstore.ClaimAsk{}
+	if len(candidates) > 0 && e.health[candidates[0]].degraded(e.now()) == "" {
+		ask = e.claimAsk(m.CustomerID, wire.Deliver{MessageID: m.ID, Channel: candidates[0]})
+	}
+	st, pre, err := e.sendState(ctx, m.CustomerID, m.Topic, ask)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			// Every door checks the customer before queueing, so the
@@ -55,12 +63,12 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 		}
 		return err
 	}
+	defer pre.Release(ctx) // unless a delivery used it
 	cust := st.Customer
 	ref := refData(m.WorkflowID, m.JourneyID, m.StepID)
 	withVersion(ref, m.Version)
 	ref["template"] = m.Template
 	ref["topic"] = m.Topic
-	candidates := e.available(m.Channels)
 	if len(candidates) == 0 {
 		// Not the customer's choice but a gap in herald's set-up: its own
 		// reason, apart from opt-outs, and a line for the operator.
@@ -97,7 +105,7 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 		if m.Mode != "all" {
 			d.Fallback = slices.Clone(dec.Channels[i+1:])
 		}
-		if err := e.deliver(ctx, st, d, true, note); err != nil {
+		if err := e.deliver(ctx, st, d, true, note, pre); err != nil {
 			if !errors.Is(err, asynq.SkipRetry) {
 				return err
 			}
@@ -112,11 +120,12 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 type sendStateKey struct{}
 
 // sendState reads the customer, their preferences and, when the topic's
-// class is capped, their recent sends: one round trip. Inside a journey
-// handler the customer and preferences were read a moment ago under the
-// customer's lock, which every preference change's journey exits also take:
-// an uncapped send uses them as they are.
-func (e *Engine) sendState(ctx context.Context, customerID, topic string) (redisstore.SendState, error) {
+// class is capped, their recent sends, and takes the claim asked for: one
+// round trip. Inside a journey handler the customer and preferences were
+// read a moment ago under the customer's lock, which every preference
+// change's journey exits also take: an uncapped send uses them as they are
+// (and claims nothing here).
+func (e *Engine) sendState(ctx context.Context, customerID, topic string, ask redisstore.ClaimAsk) (redisstore.SendState, *redisstore.Claim, error) {
 	capKey, since := "", time.Time{}
 	if t, ok := e.opt.Policy.Topics[topic]; ok && t.Class != "" {
 		if per := e.capWindow(t.Class); per > 0 {
@@ -124,9 +133,47 @@ func (e *Engine) sendState(ctx context.Context, customerID, topic string) (redis
 		}
 	}
 	if st, ok := ctx.Value(sendStateKey{}).(redisstore.SendState); ok && capKey == "" && st.Customer.ID == customerID {
-		return st, nil
+		return st, nil, nil
 	}
-	return e.st.LoadSendState(ctx, customerID, redisstore.PrefsKey(customerID), capKey, since)
+	return e.st.LoadSendStateClaiming(ctx, customerID, redisstore.PrefsKey(customerID), capKey, since, ask)
+}
+
+// claimAsk asks sendState to claim delivery d, checking the suppression
+// record of the address the customer had at their last send here (deliver
+// checks again if the address changed).
+func (e *Engine) claimAsk(customerID string, d wire.Deliver) redisstore.ClaimAsk {
+	return redisstore.ClaimAsk{DeliveryID: d.DeliveryID(), TTL: e.claimTTL(), SuppressKey: e.guesses.get(customerID, d.Channel)}
+}
+
+// suppressGuesses remembers, per customer and channel, the suppression
+// record the last send checked: the next send to the customer checks it in
+// the round trip that reads the customer, before it knows their address.
+// Bounded: full, it starts over.
+type suppressGuesses struct {
+	mu sync.Mutex
+	m  map[guessKey]string
+}
+
+type guessKey struct {
+	customer string
+	ch       herald.Channel
+}
+
+const maxGuesses = 1 << 14
+
+func (g *suppressGuesses) get(customerID string, ch herald.Channel) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.m[guessKey{customerID, ch}]
+}
+
+func (g *suppressGuesses) put(customerID string, ch herald.Channel, key string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil || len(g.m) >= maxGuesses {
+		g.m = make(map[guessKey]string)
+	}
+	g.m[guessKey{customerID, ch}] = key
 }
 
 // available keeps the candidates herald has a sender for (all configured

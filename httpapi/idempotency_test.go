@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -55,7 +56,8 @@ func TestRetryAfterAnUnfinishedRequestSucceeds(t *testing.T) {
 }
 
 // stopOnce kills redis-server just before the first command that matches,
-// so a request dies halfway: after it took its idempotency key.
+// or just after the first pipeline holding one, so a request dies halfway:
+// after it took its idempotency key.
 type stopOnce struct {
 	match func(redis.Cmder) bool
 	stop  func()
@@ -64,7 +66,13 @@ type stopOnce struct {
 
 func (h *stopOnce) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *stopOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if slices.ContainsFunc(cmds, h.match) && h.done.CompareAndSwap(false, true) {
+			h.stop()
+		}
+		return err
+	}
 }
 func (h *stopOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
@@ -86,9 +94,10 @@ func TestIdempotencySurvivesRedisRestartMidRequest(t *testing.T) {
 	b.do(t, req{method: "PUT", path: "/v1/customers/c1", body: `{"email":"ada@example.com"}`})
 	body := `{"customer_id":"c1","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"channels":["email"],"idempotency_key":"order-10"}`
 	hook := &stopOnce{
-		// The service reads the customer after the key is taken.
+		// The customer is read in the round trip that takes the key;
+		// Redis goes down right after it.
 		match: func(c redis.Cmder) bool {
-			return c.Name() == "get" && strings.HasSuffix(fmt.Sprint(c.Args()[1]), "}:customer")
+			return c.Name() == "exists" && strings.HasSuffix(fmt.Sprint(c.Args()[1]), "}:customer")
 		},
 		stop: b.rs.Stop,
 	}
@@ -111,4 +120,36 @@ func TestIdempotencySurvivesRedisRestartMidRequest(t *testing.T) {
 	again := b.do(t, req{method: "POST", path: "/v1/messages", body: body})
 	require.Equal(t, http.StatusAccepted, again.status)
 	require.JSONEq(t, string(ok.body), string(again.body), "the repeat gets the first answer")
+}
+
+// The customer is read in the round trip that takes the idempotency key.
+// A request for a customer that does not exist gets 404 and leaves nothing
+// behind: once the customer is created, the same request (same key, same
+// body) is accepted, and its repeat gets that answer.
+func TestIdempotentRequestForUnknownCustomer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/messages", `{"customer_id":"c7","template":"hello","topic":"onboarding","channels":["email"],"idempotency_key":"order-7"}`},
+		{"/v1/events", `{"customer_id":"c8","name":"order.placed","idempotency_key":"order-8"}`},
+	} {
+		missing := b.do(t, req{method: "POST", path: tc.path, body: tc.body})
+		require.Equal(t, http.StatusNotFound, missing.status, "%s: %s", tc.path, missing.body)
+		again := b.do(t, req{method: "POST", path: tc.path, body: tc.body})
+		require.Equal(t, http.StatusNotFound, again.status, "%s: %s", tc.path, again.body)
+		require.Empty(t, again.header.Get("Idempotent-Replayed"), "%s: a refusal is not kept as the answer", tc.path)
+	}
+	b.do(t, req{method: "PUT", path: "/v1/customers/c7", body: `{"email":"c7@example.com"}`})
+	b.do(t, req{method: "PUT", path: "/v1/customers/c8", body: `{"email":"c8@example.com"}`})
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/messages", `{"customer_id":"c7","template":"hello","topic":"onboarding","channels":["email"],"idempotency_key":"order-7"}`},
+		{"/v1/events", `{"customer_id":"c8","name":"order.placed","idempotency_key":"order-8"}`},
+	} {
+		ok := b.do(t, req{method: "POST", path: tc.path, body: tc.body})
+		require.Equal(t, http.StatusAccepted, ok.status, "%s: %s", tc.path, ok.body)
+		again := b.do(t, req{method: "POST", path: tc.path, body: tc.body})
+		require.Equal(t, http.StatusAccepted, again.status, "%s: %s", tc.path, again.body)
+		require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
+		require.JSONEq(t, string(ok.body), string(again.body))
+	}
 }

@@ -74,7 +74,7 @@ type Config struct {
 type apiStore interface {
 	Customer(ctx context.Context, id string) (herald.Customer, error)
 	Timeline(ctx context.Context, customerID string, limit int) ([]herald.TimelineEntry, error)
-	Remember(ctx context.Context, key string, rec redisstore.Idempotent, ttl time.Duration) (redisstore.Idempotent, bool, error)
+	RememberFor(ctx context.Context, key string, rec redisstore.Idempotent, ttl time.Duration, customerID string) (redisstore.Remembered, error)
 	Settle(ctx context.Context, key string, rec redisstore.Idempotent, ttl time.Duration) error
 	Forget(ctx context.Context, key string) error
 }
@@ -462,9 +462,9 @@ func (s *server) postEvent(w http.ResponseWriter, r *http.Request, actor string)
 	if err != nil {
 		return err
 	}
-	return s.idempotent(w, r, actor, b.IdempotencyKey, body, func() (int, any, error) {
+	return s.idempotent(w, r, actor, b.IdempotencyKey, b.CustomerID, body, func(ctx context.Context) (int, any, error) {
 		ev := herald.Event{CustomerID: b.CustomerID, Name: b.Name, Data: b.Data, IdempotencyKey: idemKey(r, b.IdempotencyKey), Actor: actor}
-		id, err := s.svc.Event(r.Context(), ev)
+		id, err := s.svc.Event(ctx, ev)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -488,7 +488,7 @@ func (s *server) postMessage(w http.ResponseWriter, r *http.Request, actor strin
 	if err != nil {
 		return err
 	}
-	return s.idempotent(w, r, actor, b.IdempotencyKey, body, func() (int, any, error) {
+	return s.idempotent(w, r, actor, b.IdempotencyKey, b.CustomerID, body, func(ctx context.Context) (int, any, error) {
 		var probs []string
 		for f, v := range map[string]string{"customer_id": b.CustomerID, "template": b.Template, "topic": b.Topic} {
 			if v == "" {
@@ -505,7 +505,7 @@ func (s *server) postMessage(w http.ResponseWriter, r *http.Request, actor strin
 		if k := idemKey(r, b.IdempotencyKey); k != "" {
 			m.ID = redisstore.KeyedID("m_", actor, k)
 		}
-		id, err := s.svc.Send(r.Context(), m)
+		id, err := s.svc.Send(ctx, m)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -521,7 +521,9 @@ func idemKey(r *http.Request, body string) string {
 }
 
 // idempotent runs do once per (token, path, key) within 24 h: a repeat gets
-// the first answer, the same key with another body a 409.
+// the first answer, the same key with another body a 409. Whether
+// customerID exists ("": no customer) is read in the round trip that takes
+// the key, and do's context carries the answer (service.CustomerChecked).
 // idemPending is how long an unfinished request holds its idempotency key;
 // idemWait how long a repeat of it waits for the answer before 503.
 const (
@@ -529,10 +531,10 @@ const (
 	idemWait    = 2 * time.Second
 )
 
-func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyKey string, body []byte, do func() (int, any, error)) error {
+func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyKey, customerID string, body []byte, do func(context.Context) (int, any, error)) error {
 	key := idemKey(r, bodyKey)
 	if key == "" {
-		status, v, err := do()
+		status, v, err := do(r.Context())
 		if err != nil {
 			return err
 		}
@@ -549,17 +551,17 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 	// error, crash) must not lock its key, and taking over a stale one is
 	// safe because what the request does is keyed by the same idempotency
 	// key. Settle keeps the answer for 24 h.
-	var rec redisstore.Idempotent
+	var got redisstore.Remembered
 	for wait := time.Now().Add(idemWait); ; {
-		var seen bool
 		var err error
-		rec, seen, err = s.st.Remember(r.Context(), scope, pending, idemPending)
+		got, err = s.st.RememberFor(r.Context(), scope, pending, idemPending, customerID)
 		if err != nil {
 			return herald.Temporary(err, "redis", 0)
 		}
-		if !seen {
+		if !got.Seen {
 			break
 		}
+		rec := got.Record
 		if rec.Fingerprint != pending.Fingerprint {
 			return errStatus(http.StatusConflict, "conflict", "idempotency key already used with a different request body")
 		}
@@ -576,7 +578,11 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	status, v, err := do()
+	ctx := r.Context()
+	if got.Checked {
+		ctx = service.CustomerChecked(ctx, customerID, got.CustomerFound)
+	}
+	status, v, err := do(ctx)
 	if err != nil {
 		// Release the key so the client's retry goes ahead at once (the
 		// pending record expires anyway if Redis is the problem).
@@ -586,7 +592,7 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 		return err
 	}
 	b, _ := json.Marshal(v)
-	rec = redisstore.Idempotent{Fingerprint: pending.Fingerprint, Status: status, Body: b}
+	rec := redisstore.Idempotent{Fingerprint: pending.Fingerprint, Status: status, Body: b}
 	if err := s.st.Settle(r.Context(), scope, rec, 24*time.Hour); err != nil {
 		s.log.Error("store idempotent answer", "err", err)
 	}

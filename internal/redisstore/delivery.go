@@ -38,33 +38,71 @@ type SendState struct {
 // MGET (both keys share the customer's slot) and, when capKey is set, the
 // sends recorded there since since, in the same round trip.
 func (s *Store) LoadSendState(ctx context.Context, customerID, prefsKey, capKey string, since time.Time) (SendState, error) {
+	st, _, err := s.LoadSendStateClaiming(ctx, customerID, prefsKey, capKey, since, ClaimAsk{})
+	return st, err
+}
+
+// ClaimAsk asks LoadSendStateClaiming to claim a delivery as well.
+type ClaimAsk struct {
+	// DeliveryID is the delivery to claim ("": claim nothing).
+	DeliveryID string
+	TTL        time.Duration
+	// SuppressKey is the suppression record to check with the claim: the
+	// caller's guess of the customer's address before reading the
+	// customer ("": none). Claim.SuppressedAt says whether the guess was
+	// right.
+	SuppressKey string
+}
+
+// LoadSendStateClaiming is LoadSendState that also takes the claim asked
+// for (ClaimDelivery) in the same round trip: what a send needs to know and
+// its hold on the ledger, read once. The claim is nil when none was asked
+// for or the customer does not exist (nothing claimed then).
+func (s *Store) LoadSendStateClaiming(ctx context.Context, customerID, prefsKey, capKey string, since time.Time, ask ClaimAsk) (SendState, *Claim, error) {
 	var out SendState
 	if err := ValidID(customerID); err != nil {
-		return out, err
+		return out, nil, err
 	}
 	var vals *redis.SliceCmd
 	var sends *redis.StringSliceCmd
+	var cl *Claim
+	var claim claimCmds
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		vals = p.MGet(ctx, Key(customerID, "customer"), prefsKey)
 		if capKey != "" {
 			sends = p.ZRangeByScore(ctx, capKey, &redis.ZRangeBy{Min: strconv.FormatInt(since.UnixMilli(), 10), Max: "+inf"})
 		}
+		if ask.DeliveryID != "" {
+			cl = s.newClaim(customerID, ask.DeliveryID, ask.SuppressKey)
+			claim = cl.queue(ctx, p, ask.TTL)
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return out, herald.Temporary(err, "redis", 0)
+		return out, nil, herald.Temporary(err, "redis", 0)
 	}
 	v := vals.Val()
 	cust, _ := v[0].(string)
 	if cust == "" {
-		return out, herald.Errorf(herald.ENotFound, "customer %q not found", customerID)
+		// Nothing to send to: give back a claim taken for nobody.
+		if cl != nil && claim.read(cl) == nil {
+			cl.Release(ctx)
+		}
+		return out, nil, CustomerNotFound(customerID)
+	}
+	if cl != nil {
+		if err := claim.read(cl); err != nil {
+			return out, nil, err
+		}
 	}
 	if err := json.Unmarshal([]byte(cust), &out.Customer); err != nil {
-		return out, &herald.Error{Code: herald.EInternal, Message: "customer " + customerID + " is corrupt", Err: err}
+		cl.Release(ctx)
+		return out, nil, &herald.Error{Code: herald.EInternal, Message: "customer " + customerID + " is corrupt", Err: err}
 	}
 	if p, _ := v[1].(string); p != "" {
 		if err := json.Unmarshal([]byte(p), &out.Prefs); err != nil {
-			return out, &herald.Error{Code: herald.EInternal, Message: "preferences of " + customerID + " are corrupt", Err: err}
+			cl.Release(ctx)
+			return out, nil, &herald.Error{Code: herald.EInternal, Message: "preferences of " + customerID + " are corrupt", Err: err}
 		}
 	}
 	if sends != nil {
@@ -76,7 +114,7 @@ func (s *Store) LoadSendState(ctx context.Context, customerID, prefsKey, capKey 
 			}
 		}
 	}
-	return out, nil
+	return out, cl, nil
 }
 
 // SentRecord is what the ledger keeps of a delivery the provider accepted:
@@ -100,6 +138,8 @@ type Claim struct {
 	customerID string
 	id         string
 	token      string
+	// suppressKey is the suppression record checked with the claim.
+	suppressKey string
 	// Held is true when this worker holds the claim and may send.
 	Held bool
 	// Sent is true when the ledger already records the delivery: it must
@@ -109,7 +149,13 @@ type Claim struct {
 	Suppressed bool
 	// Counts are workflow counters Finish records with the send.
 	Counts []Count
+	// CapClass, when set, is the frequency-cap class Finish counts the
+	// send in (as Prefs.RecordSend does, at the record's SentAt).
+	CapClass string
 }
+
+// DeliveryID is the delivery the claim is for.
+func (c *Claim) DeliveryID() string { return c.id }
 
 // ClaimDelivery takes the delivery's ledger key as a claim that expires after
 // ttl (so a worker that dies mid-send frees it), unless the key already holds
@@ -118,35 +164,85 @@ type Claim struct {
 // trip. One SET NX GET does claim and ledger check at once: no copy of the
 // task can slip between a check and a claim.
 func (s *Store) ClaimDelivery(ctx context.Context, customerID, deliveryID string, ttl time.Duration, suppressKey string) (*Claim, error) {
-	c := &Claim{s: s, customerID: customerID, id: deliveryID, token: NewID("")}
-	var set *redis.StatusCmd
-	var supp *redis.IntCmd
+	c := s.newClaim(customerID, deliveryID, suppressKey)
+	var cmds claimCmds
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		set = p.SetArgs(ctx, LedgerKey(customerID, deliveryID), claimPrefix+c.token, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
-		if suppressKey != "" {
-			supp = p.Exists(ctx, suppressKey)
-		}
+		cmds = c.queue(ctx, p, ttl)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, herald.Temporary(err, "redis", 0)
 	}
-	switch old, err := set.Result(); {
+	if err := cmds.read(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s *Store) newClaim(customerID, deliveryID, suppressKey string) *Claim {
+	return &Claim{s: s, customerID: customerID, id: deliveryID, token: NewID(""), suppressKey: suppressKey}
+}
+
+// claimCmds are a claim's commands in a pipeline.
+type claimCmds struct {
+	set  *redis.StatusCmd
+	supp *redis.IntCmd
+}
+
+// queue adds the claim (SET NX GET) and the suppression check to p.
+func (c *Claim) queue(ctx context.Context, p redis.Pipeliner, ttl time.Duration) claimCmds {
+	var cmds claimCmds
+	cmds.set = p.SetArgs(ctx, LedgerKey(c.customerID, c.id), claimPrefix+c.token, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
+	if c.suppressKey != "" {
+		cmds.supp = p.Exists(ctx, c.suppressKey)
+	}
+	return cmds
+}
+
+// read fills c from the pipeline's answers.
+func (cmds claimCmds) read(c *Claim) error {
+	switch old, err := cmds.set.Result(); {
 	case errors.Is(err, redis.Nil):
 		c.Held = true
 	case err != nil:
-		return nil, herald.Temporary(err, "redis", 0)
+		return herald.Temporary(err, "redis", 0)
 	case !strings.HasPrefix(old, claimPrefix):
 		c.Sent = true
 	}
-	c.Suppressed = supp != nil && supp.Val() > 0
-	return c, nil
+	if cmds.supp != nil {
+		// Checked on its own: the claim's redis.Nil, the pipeline's first
+		// error, would hide its failure.
+		n, err := cmds.supp.Result()
+		if err != nil {
+			return herald.Temporary(err, "redis", 0)
+		}
+		c.Suppressed = n > 0
+	}
+	return nil
+}
+
+// SuppressedAt says whether the suppression record suppressKey exists
+// ("": no address, not suppressed): read with the claim when it is the key
+// the claim checked, else now.
+func (c *Claim) SuppressedAt(ctx context.Context, suppressKey string) (bool, error) {
+	switch suppressKey {
+	case "":
+		return false, nil
+	case c.suppressKey:
+		return c.Suppressed, nil
+	}
+	n, err := c.s.rdb.Exists(ctx, suppressKey).Result()
+	if err != nil {
+		return false, herald.Temporary(err, "redis", 0)
+	}
+	c.suppressKey, c.Suppressed = suppressKey, n > 0
+	return c.Suppressed, nil
 }
 
 // Release gives the claim back (only if it is still ours), so a retry or
 // another channel's fallback can go ahead at once.
 func (c *Claim) Release(ctx context.Context) {
-	if !c.Held {
+	if c == nil || !c.Held {
 		return
 	}
 	c.Held = false
@@ -154,9 +250,9 @@ func (c *Claim) Release(ctx context.Context) {
 }
 
 // Finish records the send in the ledger (replacing the claim), appends the
-// timeline entry (its data less what the record holds: sentLineData) and
-// sets the global indexes (key → value, kept for indexTTL), in one round
-// trip. first is false when the key no longer held our claim: the claim had
+// timeline entry (its data less what the record holds: sentLineData), sets
+// the global indexes (key → value, kept for indexTTL) and counts the send
+// for its frequency caps (CapClass), in one round trip. first is false when the key no longer held our claim: the claim had
 // run out and another worker may have sent too.
 func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEntry, indexes map[string]string, indexTTL time.Duration) (first bool, err error) {
 	if e.At.IsZero() {
@@ -180,6 +276,9 @@ func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEnt
 			p.Set(ctx, k, v, indexTTL)
 		}
 		c.s.CountPipe(ctx, p, e.At, c.Counts...)
+		if c.CapClass != "" && !rec.SentAt.IsZero() {
+			recordSendPipe(ctx, p, c.customerID, c.CapClass, rec.SentAt, c.s.now())
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {

@@ -1,7 +1,9 @@
 package redisstore_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -626,4 +628,127 @@ func TestLedgerKeyHoldsOneDelivery(t *testing.T) {
 	keys, err := b.rdb.Keys(b.ctx, "*ledger*").Result()
 	require.NoError(t, err)
 	require.Equal(t, []string{fmt.Sprintf("herald:{c:%s}:ledger:%s", "c1", "m1:email")}, keys)
+}
+
+// LoadSendStateClaiming reads the customer and takes the claim in one
+// round trip: the claim behaves as ClaimDelivery's, a customer that does
+// not exist leaves no claim behind, and SuppressedAt answers for the key
+// checked with the claim and asks Redis for any other.
+func TestLoadSendStateClaiming(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const guess, other = "herald:suppress:email:abc", "herald:suppress:email:def"
+	require.NoError(t, b.rdb.Set(b.ctx, other, "1", 0).Err())
+	_, _, err := b.st.UpsertCustomer(b.ctx, herald.Customer{ID: "c1", Email: "ada@example.com"})
+	require.NoError(t, err)
+	load := func(customerID, deliveryID string) (redisstore.SendState, *redisstore.Claim, error) {
+		return b.st.LoadSendStateClaiming(b.ctx, customerID, redisstore.PrefsKey(customerID), "", time.Time{},
+			redisstore.ClaimAsk{DeliveryID: deliveryID, TTL: time.Minute, SuppressKey: guess})
+	}
+
+	st, c, err := load("c1", "m1:email")
+	require.NoError(t, err)
+	require.Equal(t, "ada@example.com", st.Customer.Email)
+	require.True(t, c.Held)
+	require.Equal(t, "m1:email", c.DeliveryID())
+	sup, err := c.SuppressedAt(b.ctx, guess)
+	require.NoError(t, err)
+	require.False(t, sup)
+	sup, err = c.SuppressedAt(b.ctx, other)
+	require.NoError(t, err)
+	require.True(t, sup, "another key than the guess is read from Redis")
+	sup, err = c.SuppressedAt(b.ctx, "")
+	require.NoError(t, err)
+	require.False(t, sup)
+
+	// Another copy meanwhile: in progress elsewhere; after the send: sent.
+	_, again, err := load("c1", "m1:email")
+	require.NoError(t, err)
+	require.False(t, again.Held)
+	require.False(t, again.Sent)
+	b.finish(t, c, redisstore.SentRecord{Channel: herald.ChannelEmail})
+	_, again, err = load("c1", "m1:email")
+	require.NoError(t, err)
+	require.True(t, again.Sent)
+	require.False(t, again.Held)
+
+	// No customer: not found, and no claim left on the ledger key.
+	_, c, err = load("c2", "m2:email")
+	require.Equal(t, herald.ENotFound, herald.ErrorCode(err))
+	require.Nil(t, c)
+	require.False(t, b.exists(t, redisstore.LedgerKey("c2", "m2:email")))
+
+	// Nothing asked: nothing claimed.
+	_, c, err = b.st.LoadSendStateClaiming(b.ctx, "c1", redisstore.PrefsKey("c1"), "", time.Time{}, redisstore.ClaimAsk{})
+	require.NoError(t, err)
+	require.Nil(t, c)
+}
+
+// Finish counts the send for its frequency caps in the same round trip as
+// the ledger record, as RecordSend would: read back by RecentSends and by
+// the send state, kept for MaxSendWindow. A claim without a class counts
+// nothing.
+func TestFinishCountsTheSendForCaps(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	prefs := redisstore.NewPrefs(b.rdb, b.clock.Now)
+	at := stored(start)
+	c := b.claim(t, "c1", "m1:email", time.Minute)
+	c.CapClass = "marketing"
+	b.finish(t, c, redisstore.SentRecord{Channel: herald.ChannelEmail, SentAt: at})
+	c = b.claim(t, "c1", "m2:email", time.Minute)
+	b.finish(t, c, redisstore.SentRecord{Channel: herald.ChannelEmail, SentAt: at.Add(time.Second)})
+
+	sends, err := prefs.RecentSends(b.ctx, "c1", "marketing", at.Add(-time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, []time.Time{at}, sends)
+	require.LessOrEqual(t, b.pttl(t, redisstore.SendsKey("c1", "marketing")), redisstore.MaxSendWindow)
+	require.LessOrEqual(t, b.pttl(t, redisstore.Key("c1", "send-classes")), redisstore.MaxSendWindow)
+	require.Zero(t, b.rdb.Exists(b.ctx, redisstore.SendsKey("c1", "")).Val())
+}
+
+// failExists makes every EXISTS in a pipeline fail after Redis answered,
+// as a Cluster node down for that slot would, while the other commands of
+// the pipeline succeed.
+type failExists struct{}
+
+func (failExists) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (failExists) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (failExists) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if c.Name() == "exists" {
+				c.SetErr(errors.New("CLUSTERDOWN the slot is not served"))
+			}
+		}
+		return err
+	}
+}
+
+// A failed suppression or customer check is never "not suppressed" or "no
+// such customer", even when the pipeline's first error is the claim's or
+// the key's redis.Nil: the claim fails, the customer is left unchecked.
+func TestFailedExistsIsNotAnAnswer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, _, err := b.st.UpsertCustomer(b.ctx, herald.Customer{ID: "c1", Email: "ada@example.com"})
+	require.NoError(t, err)
+	b.rdb.AddHook(failExists{})
+	const supp = "herald:suppress:email:abc"
+
+	_, err = b.st.ClaimDelivery(b.ctx, "c1", "m1:email", time.Minute, supp)
+	require.Error(t, err)
+	require.True(t, herald.IsTemporary(err), "%v", err)
+	_, _, err = b.st.LoadSendStateClaiming(b.ctx, "c1", redisstore.PrefsKey("c1"), "", time.Time{},
+		redisstore.ClaimAsk{DeliveryID: "m2:email", TTL: time.Minute, SuppressKey: supp})
+	require.Error(t, err)
+	require.True(t, herald.IsTemporary(err), "%v", err)
+	// The key is taken; the customer is not known, and the caller reads
+	// it again.
+	got, err := b.st.RememberFor(b.ctx, "tok\x00/v1/messages\x00k", redisstore.Idempotent{Fingerprint: "fp"}, time.Minute, "c1")
+	require.NoError(t, err)
+	require.False(t, got.Seen)
+	require.False(t, got.Checked)
+	require.False(t, got.CustomerFound)
 }

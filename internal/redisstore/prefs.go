@@ -288,20 +288,26 @@ func (s *Prefs) RecordSend(ctx context.Context, customerID, class string, at tim
 	if class == "" {
 		return herald.Errorf(herald.EInvalid, "record send: empty class")
 	}
-	key := sendsKey(customerID, class)
-	horizon := s.now().Add(-MaxSendWindow)
 	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.ZAdd(ctx, key, redis.Z{Score: float64(at.UnixMilli()), Member: strconv.FormatInt(at.UnixNano(), 10)})
-		pipe.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(horizon.UnixMilli(), 10))
-		pipe.PExpire(ctx, key, MaxSendWindow)
-		pipe.SAdd(ctx, sendClassesKey(customerID), class)
-		pipe.PExpire(ctx, sendClassesKey(customerID), MaxSendWindow)
+		recordSendPipe(ctx, pipe, customerID, class, at, s.now())
 		return nil
 	})
 	if err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
 	return nil
+}
+
+// recordSendPipe adds RecordSend's commands to pipe (now dates the horizon
+// of sends forgotten).
+func recordSendPipe(ctx context.Context, pipe redis.Pipeliner, customerID, class string, at, now time.Time) {
+	key := sendsKey(customerID, class)
+	horizon := now.Add(-MaxSendWindow)
+	pipe.ZAdd(ctx, key, redis.Z{Score: float64(at.UnixMilli()), Member: strconv.FormatInt(at.UnixNano(), 10)})
+	pipe.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(horizon.UnixMilli(), 10))
+	pipe.PExpire(ctx, key, MaxSendWindow)
+	pipe.SAdd(ctx, sendClassesKey(customerID), class)
+	pipe.PExpire(ctx, sendClassesKey(customerID), MaxSendWindow)
 }
 
 // RecentSends returns the customer's sends in class at or after since,

@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,15 +32,29 @@ const TimelineCap = 500
 // as long as a message can be acknowledged (a click, a reply, a button).
 const LedgerTTL = 90 * 24 * time.Hour
 
-var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$`)
-
 // ValidID reports whether id may name a customer: 1–128 of letters, digits
 // and . _ : @ + -, so it can never break out of a key's hash tag or a path.
+// Every send checks it more than once: a loop, not a regular expression.
 func ValidID(id string) error {
-	if !idRe.MatchString(id) {
+	if !validID(id) {
 		return herald.Errorf(herald.EInvalid, "customer id %q: use 1-128 letters, digits or . _ : @ + - (starting with a letter or digit)", clip(id))
 	}
 	return nil
+}
+
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == ':' || c == '@' || c == '+' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func clip(s string) string {
@@ -137,12 +150,17 @@ func (s *Store) Customer(ctx context.Context, id string) (herald.Customer, error
 	}
 	c, err := getJSON[herald.Customer](ctx, s.rdb, Key(id, "customer"))
 	if errors.Is(err, redis.Nil) {
-		return c, herald.Errorf(herald.ENotFound, "customer %q not found", id)
+		return c, CustomerNotFound(id)
 	}
 	if err != nil {
 		return c, herald.Temporary(err, "redis", 0)
 	}
 	return c, nil
+}
+
+// CustomerNotFound is the error of a customer that does not exist.
+func CustomerNotFound(id string) error {
+	return herald.Errorf(herald.ENotFound, "customer %q not found", id)
 }
 
 func getJSON[T any](ctx context.Context, rdb redis.Cmdable, key string) (T, error) {
@@ -322,22 +340,64 @@ type Idempotent struct {
 }
 
 // Remember stores rec under key for ttl unless a record is there; it returns
-// the stored record and whether it was already there.
+// the stored record and whether it was already there. One SET NX GET: a
+// repeat reads the first record in the same command that failed to replace
+// it.
 func (s *Store) Remember(ctx context.Context, key string, rec Idempotent, ttl time.Duration) (Idempotent, bool, error) {
-	k := idemKey(key)
+	r, err := s.RememberFor(ctx, key, rec, ttl, "")
+	return r.Record, r.Seen, err
+}
+
+// Remembered is what RememberFor found.
+type Remembered struct {
+	// Record is the stored record: rec, or the one already there (Seen).
+	Record Idempotent
+	Seen   bool
+	// Checked is true when the customer asked about was read, in the same
+	// round trip as the record; CustomerFound says whether they exist.
+	// Checked is false when none was asked about, or the read failed (the
+	// caller asks again, and meets the error itself).
+	Checked, CustomerFound bool
+}
+
+// RememberFor is Remember that also reads whether customerID exists ("":
+// no customer; an invalid ID is not read) in the same round trip, so a
+// request that needs both waits for Redis once. The two keys live on
+// different Cluster slots: a pipeline, not a script.
+func (s *Store) RememberFor(ctx context.Context, key string, rec Idempotent, ttl time.Duration, customerID string) (Remembered, error) {
+	out := Remembered{Record: rec}
 	b, _ := json.Marshal(rec)
-	ok, err := s.rdb.SetNX(ctx, k, b, ttl).Result()
-	if err != nil {
-		return rec, false, err
+	var set *redis.StatusCmd
+	var found *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		set = p.SetArgs(ctx, idemKey(key), b, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
+		if customerID != "" && validID(customerID) {
+			found = p.Exists(ctx, Key(customerID, "customer"))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return out, err
 	}
-	if ok {
-		return rec, false, nil
+	old, err := set.Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+	case err != nil:
+		return out, err
+	default:
+		out.Seen = true
+		out.Record = Idempotent{}
+		if err := json.Unmarshal([]byte(old), &out.Record); err != nil {
+			return out, fmt.Errorf("decode %s: %w", idemKey(key), err)
+		}
 	}
-	old, err := getJSON[Idempotent](ctx, s.rdb, k)
-	if err != nil {
-		return rec, false, err
+	if found != nil {
+		// Read on its own: the key's redis.Nil, the pipeline's first
+		// error, would hide its failure.
+		n, err := found.Result()
+		out.Checked, out.CustomerFound = err == nil, err == nil && n > 0
 	}
-	return old, true, nil
+	return out, nil
 }
 
 // Settle replaces the record under key (the final answer after a pending one).

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -84,6 +86,26 @@ func (b bundle) exists(t *testing.T, key string) bool {
 	n, err := b.rdb.Exists(b.ctx, key).Result()
 	require.NoError(t, err)
 	return n == 1
+}
+
+// ValidID is a loop: it accepts exactly what its documented pattern does.
+func TestValidIDMatchesItsPattern(t *testing.T) {
+	t.Parallel()
+	re := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$`)
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "Z", "0", "9", ".", "_", ":", "@", "+", "-", "{", "}", " ", "/", "\\", "\n", "\x00", "é", "*", "$"}
+	for range 20000 {
+		var sb strings.Builder
+		for range rng.IntN(131) {
+			if rng.IntN(8) == 0 {
+				sb.WriteString(alphabet[rng.IntN(len(alphabet))])
+			} else {
+				sb.WriteString(alphabet[rng.IntN(4)])
+			}
+		}
+		id := sb.String()
+		require.Equal(t, re.MatchString(id), redisstore.ValidID(id) == nil, "%q", id)
+	}
 }
 
 func TestValidID(t *testing.T) {
@@ -455,6 +477,30 @@ func TestIdempotency(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, seen)
 	require.Equal(t, "fp4", rec.Fingerprint)
+}
+
+// RememberFor reads whether a customer exists in the round trip that takes
+// the key, whether the key is new or a repeat.
+func TestRememberForReadsTheCustomer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, _, err := b.st.UpsertCustomer(b.ctx, herald.Customer{ID: "c1", Email: "ada@example.com"})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		customer string
+		found    bool
+	}{{"c1", true}, {"c2", false}, {"", false}, {"bad}id", false}} {
+		got, err := b.st.RememberFor(b.ctx, "tok\x00/v1/messages\x00k-"+tc.customer, redisstore.Idempotent{Fingerprint: "fp1"}, time.Minute, tc.customer)
+		require.NoError(t, err)
+		require.False(t, got.Seen)
+		require.Equal(t, tc.found, got.CustomerFound, "customer %q", tc.customer)
+		require.Equal(t, tc.customer == "c1" || tc.customer == "c2", got.Checked, "customer %q", tc.customer)
+		again, err := b.st.RememberFor(b.ctx, "tok\x00/v1/messages\x00k-"+tc.customer, redisstore.Idempotent{Fingerprint: "fp2"}, time.Minute, tc.customer)
+		require.NoError(t, err)
+		require.True(t, again.Seen)
+		require.Equal(t, "fp1", again.Record.Fingerprint)
+		require.Equal(t, tc.found, again.CustomerFound, "customer %q on a repeat", tc.customer)
+	}
 }
 
 // sameRecord compares idempotency records; a nil body is stored as null.

@@ -27,7 +27,7 @@ func (s *Service) Event(ctx context.Context, ev herald.Event) (string, error) {
 	if err := redisstore.ValidEventName(ev.Name); err != nil {
 		return "", err
 	}
-	if _, err := s.o.Store.Customer(ctx, ev.CustomerID); err != nil {
+	if err := s.customerExists(ctx, ev.CustomerID); err != nil {
 		return "", err
 	}
 	ev, fresh, err := redisstore.PrepareEvent(ctx, s.o.Store.Redis(), ev)
@@ -47,6 +47,36 @@ func (s *Service) Event(ctx context.Context, ev herald.Event) (string, error) {
 	}
 	redisstore.EventEnqueued(ctx, s.o.Store.Redis(), ev)
 	return ev.ID, nil
+}
+
+// checkedKey carries what a door already read about a customer's
+// existence (CustomerChecked).
+type checkedKey struct{}
+
+type checked struct {
+	id    string
+	found bool
+}
+
+// CustomerChecked tells Send and Event that the door read whether customer
+// id exists (found) a moment ago, in a round trip it made anyway (the HTTP
+// API reads it with the request's idempotency key): they do not ask Redis
+// again.
+func CustomerChecked(ctx context.Context, id string, found bool) context.Context {
+	return context.WithValue(ctx, checkedKey{}, checked{id: id, found: found})
+}
+
+// customerExists returns ENotFound unless the customer exists, asking
+// Redis unless the door already did (CustomerChecked).
+func (s *Service) customerExists(ctx context.Context, id string) error {
+	if c, ok := ctx.Value(checkedKey{}).(checked); ok && c.id == id {
+		if !c.found {
+			return redisstore.CustomerNotFound(id)
+		}
+		return nil
+	}
+	_, err := s.o.Store.Customer(ctx, id)
+	return err
 }
 
 // CheckData refuses data bigger than MaxEventData as JSON, naming the limit.
@@ -96,7 +126,7 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 	if s.o.Templates != nil && !s.o.Templates.Has(m.Template) {
 		return "", herald.Errorf(herald.EInvalid, "unknown template %q", m.Template)
 	}
-	if _, err := s.o.Store.Customer(ctx, m.CustomerID); err != nil {
+	if err := s.customerExists(ctx, m.CustomerID); err != nil {
 		return "", err
 	}
 	data, sealed, err := s.Seal(ctx, m.CustomerID, m.ID, m.Data, m.Sealed)
