@@ -77,6 +77,9 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 		return e.suppressed(ctx, cust, m.ID, m.Topic, m.WorkflowID, "", preferences.Decision{Reason: ReasonChannelNotConfigured}, ref)
 	}
 	dec := e.decide(st, m.Topic, candidates)
+	if pre != nil && (dec.Reason != "" || pre.DeliveryID() != (wire.Deliver{MessageID: m.ID, Channel: dec.Channels[0]}).DeliveryID()) {
+		pre.Release(ctx) // the policy chose otherwise: free it before sending elsewhere
+	}
 	switch {
 	case dec.Reason != "" && !dec.NotBefore.IsZero() && !dec.Drop:
 		return e.deferMessage(ctx, cust, m, dec, ref)

@@ -252,8 +252,9 @@ func (c *Claim) Release(ctx context.Context) {
 // Finish records the send in the ledger (replacing the claim), appends the
 // timeline entry (its data less what the record holds: sentLineData), sets
 // the global indexes (key → value, kept for indexTTL) and counts the send
-// for its frequency caps (CapClass), in one round trip. first is false when the key no longer held our claim: the claim had
-// run out and another worker may have sent too.
+// for its frequency caps (CapClass), in one round trip. first is false when
+// the key no longer held our claim: the claim had run out and another
+// worker may have sent too.
 func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEntry, indexes map[string]string, indexTTL time.Duration) (first bool, err error) {
 	if e.At.IsZero() {
 		e.At = c.s.now().UTC()
