@@ -139,11 +139,12 @@ func Start(opts Options) (*Server, error) {
 
 // listen starts serving on s.addr; s.mu must be held.
 func (s *Server) listen() error {
-	l, err := net.Listen("tcp", s.addr)
+	tcp, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("smtpserver: %w", err)
 	}
-	s.addr = l.Addr().String()
+	s.addr = tcp.Addr().String()
+	l := &listener{Listener: tcp, conns: map[*conn]struct{}{}}
 
 	down := make(chan struct{})
 	srv := smtp.NewServer(backend{s: s, down: down})
@@ -175,16 +176,59 @@ func (s *Server) stop() error {
 	// Sessions waiting out a Delay or Hang hang up; go-smtp's Close does
 	// not wait for them, but they must not outlive the server.
 	close(s.down)
-	err := s.srv.Close()
-	// Close only knows listeners that Serve has registered; one that Serve
-	// has not reached yet must be closed here or Serve would never return.
-	_ = s.ln.Close()
+	// The sockets are closed under go-smtp rather than through its Close,
+	// which races with a BDAT chunk being read (it clears the chunk's pipe
+	// while the connection's goroutine uses it): each connection's own
+	// goroutine then sees its socket closed and ends the session itself.
+	err := s.ln.Close()
+	s.ln.(*listener).closeAll()
 	<-s.served
 	s.srv, s.ln, s.served, s.down = nil, nil, nil, nil
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
 	return err
+}
+
+// listener keeps the connections it accepted, so that they can be closed.
+type listener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &conn{Conn: c, l: l}
+	l.mu.Lock()
+	l.conns[tc] = struct{}{}
+	l.mu.Unlock()
+	return tc, nil
+}
+
+func (l *listener) closeAll() {
+	l.mu.Lock()
+	conns := l.conns
+	l.conns = map[*conn]struct{}{}
+	l.mu.Unlock()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
+}
+
+type conn struct {
+	net.Conn
+	l *listener
+}
+
+func (c *conn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // Addr is the host:port the server listens on.

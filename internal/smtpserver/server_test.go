@@ -3,7 +3,9 @@ package smtpserver_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -431,4 +433,49 @@ func TestFaultHangDownUp(t *testing.T) {
 	r = <-done
 	require.NoError(t, r.err)
 	require.Equal(t, 1, s.Count(), "only the message let through after Up is stored")
+}
+
+// A server taken down while a BDAT chunk is half read ends that session
+// cleanly (run with -race: go-smtp's own Close races with the chunk's
+// reader), keeps no part of the message, and comes back up.
+func TestDownMidChunk(t *testing.T) {
+	t.Parallel()
+	srv, err := smtpserver.Start(smtpserver.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close() })
+
+	c, err := net.Dial("tcp", srv.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	text := textproto.NewConn(c)
+	expect := func(code int) {
+		t.Helper()
+		_, _, err := text.ReadResponse(code)
+		require.NoError(t, err)
+	}
+	expect(220)
+	require.NoError(t, text.PrintfLine("EHLO test"))
+	expect(250)
+	require.NoError(t, text.PrintfLine("MAIL FROM:<a@example.com>"))
+	expect(250)
+	require.NoError(t, text.PrintfLine("RCPT TO:<b@example.com>"))
+	expect(250)
+	// Half of the chunk announced: the server is reading it when it goes.
+	require.NoError(t, text.PrintfLine("BDAT 100000 LAST"))
+	_, err = c.Write([]byte(strings.Repeat("x", 50000)))
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond) // let the server start on the chunk; the test holds without it
+	require.NoError(t, srv.Down())
+	_, err = io.ReadAll(c) // EOF, or a reset as the chunk's rest was unread
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the server hangs up: %v", err)
+	require.Zero(t, srv.Count())
+
+	require.NoError(t, srv.Up())
+	cl, err := smtp.Dial(srv.Addr())
+	require.NoError(t, err)
+	defer cl.Close()
+	require.NoError(t, cl.SendMail("a@example.com", []string{"b@example.com"}, strings.NewReader("Subject: hi\r\n\r\nhello\r\n")))
+	require.Equal(t, 1, srv.Count())
 }
