@@ -129,10 +129,11 @@ func TestIdempotencySurvivesRedisRestartMidRequest(t *testing.T) {
 func TestIdempotentRequestForUnknownCustomer(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	for _, tc := range []struct{ path, body string }{
+	requests := []struct{ path, body string }{
 		{"/v1/messages", `{"customer_id":"c7","template":"hello","topic":"onboarding","channels":["email"],"idempotency_key":"order-7"}`},
 		{"/v1/events", `{"customer_id":"c8","name":"order.placed","idempotency_key":"order-8"}`},
-	} {
+	}
+	for _, tc := range requests {
 		missing := b.do(t, req{method: "POST", path: tc.path, body: tc.body})
 		require.Equal(t, http.StatusNotFound, missing.status, "%s: %s", tc.path, missing.body)
 		again := b.do(t, req{method: "POST", path: tc.path, body: tc.body})
@@ -141,10 +142,7 @@ func TestIdempotentRequestForUnknownCustomer(t *testing.T) {
 	}
 	b.do(t, req{method: "PUT", path: "/v1/customers/c7", body: `{"email":"c7@example.com"}`})
 	b.do(t, req{method: "PUT", path: "/v1/customers/c8", body: `{"email":"c8@example.com"}`})
-	for _, tc := range []struct{ path, body string }{
-		{"/v1/messages", `{"customer_id":"c7","template":"hello","topic":"onboarding","channels":["email"],"idempotency_key":"order-7"}`},
-		{"/v1/events", `{"customer_id":"c8","name":"order.placed","idempotency_key":"order-8"}`},
-	} {
+	for _, tc := range requests {
 		ok := b.do(t, req{method: "POST", path: tc.path, body: tc.body})
 		require.Equal(t, http.StatusAccepted, ok.status, "%s: %s", tc.path, ok.body)
 		again := b.do(t, req{method: "POST", path: tc.path, body: tc.body})
