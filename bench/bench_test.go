@@ -274,6 +274,9 @@ type messageRun struct {
 	rate float64         // messages/s, from the first request to the last SMTP DATA
 	lat  []time.Duration // request due → SMTP DATA, sorted
 	cost cost            // from the worker's start to its shutdown
+	// Go heap allocations per message in the bench process (HTTP clients
+	// and SMTP server included): count and bytes.
+	allocs, allocBytes float64
 }
 
 // heraldMessages sends count one-off messages through POST /v1/messages
@@ -351,6 +354,8 @@ func heraldMessages(b *testing.B, m meter, addr string, count int, pace float64,
 		require.NoError(b, pprof.StartCPUProfile(f))
 	}
 	srv := engine.NewWorker(m.rdb, serverConfig(e), 0)
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	before := m.read(b)
 	require.NoError(b, srv.Start(e.Mux()))
 	defer e.StartWaker(context.Background())()
@@ -376,6 +381,8 @@ func heraldMessages(b *testing.B, m meter, addr string, count int, pace float64,
 		b.Fatalf("only %d of %d messages arrived", got, count)
 	}
 	elapsed := time.Since(before.at)
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
 	srv.Shutdown()
 	c := m.since(b, before, count)
 	if profile != "" {
@@ -396,7 +403,8 @@ func heraldMessages(b *testing.B, m meter, addr string, count int, pace float64,
 		b.Errorf("%d of %d deliveries matched to their request", len(lat), count)
 	}
 	slices.Sort(lat)
-	return messageRun{rate: float64(count) / elapsed.Seconds(), lat: lat, cost: c}
+	return messageRun{rate: float64(count) / elapsed.Seconds(), lat: lat, cost: c,
+		allocs: float64(ms1.Mallocs-ms0.Mallocs) / float64(count), allocBytes: float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(count)}
 }
 
 // postMessage posts one-off message i as an app would (with an idempotency
@@ -482,8 +490,10 @@ func BenchmarkMessagePath(b *testing.B) {
 		b.ReportMetric(run.rate, "herald-msgs/s")
 		b.ReportMetric(ratio, "ratio")
 		b.ReportMetric(run.cost.perUnit(), "cmds/msg")
+		b.ReportMetric(run.cost.readsPerUnit(), "trips/msg")
 		b.ReportMetric(bare.cost.perUnit(), "asynq-cmds/task")
 		b.ReportMetric(hs+hr, "cpu-ms/msg")
+		b.ReportMetric(run.allocs, "allocs/msg")
 		b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 		fmt.Printf("\nmessage path, N=%d, %d keep-alive HTTP clients, worker concurrency %d, one redis-server, %d CPUs:\n"+
@@ -493,7 +503,9 @@ func BenchmarkMessagePath(b *testing.B) {
 			"  Redis commands (inside Lua scripts included) per message: %.1f   target ≤ %d: %s\n"+
 			"              herald: %s\n"+
 			"              bare asynq per task: %.1f (%s)\n"+
+			"  Redis round trips (requests read) per message: %.1f; bare asynq per task: %.1f\n"+
 			"  CPU per message: %.2f ms (bench process: HTTP clients, API, worker, SMTP server %.2f ms; redis-server %.2f ms)\n"+
+			"              Go allocations in the bench process: %.0f per message, %.1f KB\n"+
 			"              bare asynq per task: %.2f ms (bench process %.2f ms; redis-server %.2f ms)\n"+
 			"  latency POST → SMTP DATA at a steady %.0f messages/s: p50 %v, p99 %v   target p99 ≤ %v: %s\n",
 			count, httpClients(), concurrency, runtime.NumCPU(),
@@ -502,7 +514,8 @@ func BenchmarkMessagePath(b *testing.B) {
 			run.cost.perUnit(), targetCommands, verdict(run.cost.perUnit() <= targetCommands, fmt.Sprintf("%.1f over", run.cost.perUnit()-targetCommands)),
 			run.cost.cmds.top(count, 25),
 			bare.cost.perUnit(), bare.cost.cmds.top(count, 6),
-			hs+hr, hs, hr, as+ar, as, ar,
+			run.cost.readsPerUnit(), bare.cost.readsPerUnit(),
+			hs+hr, hs, hr, run.allocs, run.allocBytes/1024, as+ar, as, ar,
 			paced, p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond), targetP99,
 			verdict(p99 <= targetP99, fmt.Sprintf("%v over", (p99-targetP99).Round(100*time.Microsecond))))
 		printErrors()

@@ -27,12 +27,13 @@ type meter struct {
 // reading is one meter reading.
 type reading struct {
 	cmds        map[string]int64
+	reads       int64   // total_reads_processed: requests redis-server read, a pipeline's commands in as few as one
 	self, redis float64 // CPU seconds
 	at          time.Time
 }
 
 func (m meter) read(b *testing.B) reading {
-	r := reading{cmds: redisCommands(b, m.rdb), self: selfCPU(), at: time.Now()}
+	r := reading{cmds: redisCommands(b, m.rdb), reads: redisReads(b, m.rdb), self: selfCPU(), at: time.Now()}
 	r.redis = cpuSeconds([]int{m.redisPID})[0]
 	return r
 }
@@ -42,6 +43,7 @@ func (m meter) read(b *testing.B) reading {
 type cost struct {
 	units       int
 	cmds        commandMix
+	reads       int64
 	self, redis float64 // CPU seconds
 	wall        time.Duration
 }
@@ -50,10 +52,14 @@ type cost struct {
 func (m meter) since(b *testing.B, r reading, units int) cost {
 	now := m.read(b)
 	return cost{
-		units: units, cmds: commandDelta(r.cmds, now.cmds),
+		units: units, cmds: commandDelta(r.cmds, now.cmds), reads: now.reads - r.reads,
 		self: now.self - r.self, redis: now.redis - r.redis, wall: now.at.Sub(r.at),
 	}
 }
+
+// readsPerUnit returns the reads redis-server processed per unit: about
+// one per round trip.
+func (c cost) readsPerUnit() float64 { return float64(c.reads) / float64(c.units) }
 
 // perUnit returns Redis commands per unit.
 func (c cost) perUnit() float64 { return float64(c.cmds.total) / float64(c.units) }
@@ -141,6 +147,21 @@ func childPID(b *testing.B, name, arg string) int {
 		}
 	}
 	b.Fatalf("no child process %s with argument %s", name, arg)
+	return 0
+}
+
+// redisReads returns redis-server's total_reads_processed so far.
+func redisReads(b *testing.B, rdb *redis.Client) int64 {
+	info, err := rdb.Info(context.Background(), "stats").Result()
+	require.NoError(b, err)
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			require.NoError(b, err)
+			return n
+		}
+	}
+	b.Fatal("redis INFO stats has no total_reads_processed")
 	return 0
 }
 
