@@ -1,6 +1,7 @@
 package email
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -164,7 +165,14 @@ func (s *Sender) Send(ctx context.Context, m herald.Message) (herald.Receipt, er
 	if err != nil {
 		return herald.Receipt{}, err
 	}
-	env, err := render(msg)
+	buf := renderBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= maxPooledBuffer {
+			renderBuffers.Put(buf)
+		}
+	}()
+	env, err := render(msg, buf)
 	if err != nil {
 		return herald.Receipt{}, s.redact(&herald.Error{Code: herald.EInvalid, Reason: "smtp message", Err: err})
 	}

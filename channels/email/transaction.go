@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 
 	gomail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
@@ -95,8 +96,16 @@ type envelope struct {
 	data     []byte // the message, CRLF line endings, not dot-stuffed
 }
 
-// render writes msg out for the wire.
-func render(msg *gomail.Msg) (envelope, error) {
+// renderBuffers hold rendered messages while they are sent: a message of
+// a few kilobytes written into a new buffer costs twice its size in
+// allocations as the buffer grows.
+var renderBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer is the largest buffer kept for the next message.
+const maxPooledBuffer = 1 << 20
+
+// render writes msg out for the wire into buf.
+func render(msg *gomail.Msg, buf *bytes.Buffer) (envelope, error) {
 	from, err := msg.GetSender(false)
 	if err != nil {
 		return envelope{}, err
@@ -108,8 +117,7 @@ func render(msg *gomail.Msg) (envelope, error) {
 	if len(rcpts) != 1 {
 		return envelope{}, fmt.Errorf("email: a message has one recipient, not %d", len(rcpts))
 	}
-	var buf bytes.Buffer
-	if _, err := msg.WriteTo(&buf); err != nil {
+	if _, err := msg.WriteTo(buf); err != nil {
 		return envelope{}, err
 	}
 	env := envelope{from: from, to: rcpts[0], data: buf.Bytes()}
