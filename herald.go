@@ -213,6 +213,11 @@ type TimelineEntry struct {
 	Reason  string         `json:"reason,omitempty"`
 	Ref     string         `json:"ref,omitempty"` // message ID, journey ID, consent entry ID
 	Data    map[string]any `json:"data,omitempty"`
+	// Line holds the values Summary was written from, for a store that
+	// keeps the values of the most common lines rather than their text
+	// (set by internal/redisstore's line constructors). It is nil for
+	// other lines and on lines read back, and never in the API's JSON.
+	Line any `json:"-"`
 }
 
 // Timeline entry kinds.

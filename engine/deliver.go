@@ -398,14 +398,12 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 		Channel: d.Channel, ProviderID: r.ProviderID, SentAt: r.SentAt.UTC(),
 		Workflow: d.WorkflowID, Journey: d.JourneyID, Step: d.StepID, Topic: d.Topic, Template: d.Template, Locale: locale,
 	}
-	summary := fmt.Sprintf("sent %s by %s (%s)", d.Template, d.Channel, locale)
-	if d.JourneyID != "" {
-		summary += fmt.Sprintf(", journey %s step %s", d.WorkflowID, d.StepID)
+	workflow := d.WorkflowID
+	if d.JourneyID == "" {
+		workflow = ""
 	}
-	entry := herald.TimelineEntry{
-		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: herald.OutcomeSent, Ref: d.MessageID, Data: ref,
-		Summary: withNote(summary, note),
-	}
+	entry := redisstore.SentLine(d.MessageID, d.Channel, d.Template, locale, workflow, d.StepID, ref)
+	entry.Summary = withNote(entry.Summary, note)
 	// What an acknowledgement needs to find the message again (a Slack
 	// button carries only the message ID, an email reply only its
 	// Message-ID), and what GET /v1/messages/{id} needs to find it: a

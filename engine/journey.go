@@ -109,15 +109,11 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 
 	// A retried event task may record the event line twice; everything it
 	// starts or sends is keyed by the event's ID and happens once.
-	summary := "event " + ev.Name
-	if ev.Actor != "" {
-		summary += " from " + ev.Actor
-	}
 	// The preference change itself is on the timeline already (one line
 	// per field, written with the consent entry); its event only carries
 	// the journey exits to a worker.
 	if ev.Name != wire.EventPreferencesChanged {
-		e.note(ctx, cust.ID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: summary, Ref: ev.ID, Data: boundedData(ev.Data)})
+		e.note(ctx, cust.ID, redisstore.EventLine(ev.ID, ev.Name, ev.Actor, boundedData(ev.Data)))
 	}
 	// The timeline got the sealed form; the journey sees the values.
 	if ev.Data, err = e.svc.Unseal(ctx, cust.ID, ev.ID, ev.Data, ev.Sealed); err != nil {
@@ -186,7 +182,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	}
 	if !matched && len(n.entries) > 0 && n.entries[0].Ref == ev.ID {
 		// Support's first question: did this event do anything?
-		n.entries[0].Summary += " (matched no workflow)"
+		redisstore.MarkUnmatched(&n.entries[0])
 	}
 	return e.flushNotes(ctx, cust.ID, n)
 }
@@ -304,8 +300,9 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 	// wake-up; its data holds only what the summary does not say.
 	var parts []string
 	data := map[string]any{}
-	if prev.JourneyID == "" {
-		parts = append(parts, fmt.Sprintf("started (version %s) by %s", w.Version, strings.TrimPrefix(cause, "start by ")))
+	started, by := prev.JourneyID == "", strings.TrimPrefix(cause, "start by ")
+	if started {
+		parts = append(parts, fmt.Sprintf("started (version %s) by %s", w.Version, by))
 	}
 	// What the state machine decided on the way: the branch taken and why,
 	// a wait that timed out, the event that ended a wait.
@@ -321,9 +318,11 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 	}
 	parts = append(parts, journeyParts(prev, next, actions)...)
 	e.countJourney(ctx, w, prev, next, actions)
+	var waits []workflows.Action
 	for _, a := range actions {
 		switch a.Kind {
 		case workflows.ActionScheduleWake:
+			waits = append(waits, a)
 			parts = append(parts, fmt.Sprintf("step %s: waiting until %s", a.StepID, a.At.In(c.Location()).Format("2006-01-02 15:04 MST")))
 		case workflows.ActionExit, workflows.ActionFinish:
 			event := "finished"
@@ -337,7 +336,16 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 			data["cause"] = cause
 		}
 	}
-	if len(parts) > 0 {
+	switch {
+	case started && len(parts) == 1+len(waits) && len(waits) <= 1 && len(data) == 0:
+		// The line most journeys write: it started, and waits or not.
+		var step string
+		var wake time.Time
+		if len(waits) == 1 {
+			step, wake = waits[0].StepID, waits[0].At.In(c.Location())
+		}
+		e.note(ctx, c.ID, redisstore.JourneyStartLine(next.JourneyID, w.ID, w.Version, by, step, wake))
+	case len(parts) > 0:
 		e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
 			Summary: fmt.Sprintf("journey %s %s", w.ID, strings.Join(parts, "; ")), Data: data})
 	}

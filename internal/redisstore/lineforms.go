@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -13,8 +12,9 @@ import (
 )
 
 // The lines every journey and message writes most (an event, a send, a
-// journey that starts and waits) are stored as JSON arrays of the values
-// their summary is made of, not as the summary:
+// journey that starts and waits) are written with the constructors below,
+// which render the summary from values and keep the values with it
+// (TimelineEntry.Line). They are stored as JSON arrays of those values:
 //
 //	[t, "e", event ID, event, actor, journey, data]        event NAME[ from ACTOR]
 //	[t, "n", …]                                            the same, (matched no workflow)
@@ -28,10 +28,11 @@ import (
 // minute of t, shown in UTC. An event's journey is the journey its event
 // started, written in the same batch: [ms after t, journey ID, workflow,
 // version, step, wake], its cause the event (0 when there is none and data
-// follows). Reading gives back the same entries, summaries word for word: a
-// line is stored this way only when its summary reads back exactly, and
-// every other line (another wording, a reason, a time zone other than UTC)
-// keeps the object form.
+// follows). Reading renders the same summaries from the values. A line
+// keeps the object form, with its summary as text, when it has no values,
+// when its summary is no longer what its values render (a note added to
+// it), when it has a reason or another outcome, or when its wait is shown
+// in a time zone other than UTC.
 
 const (
 	formEvent          = "e"
@@ -39,14 +40,70 @@ const (
 	formSent           = "s"
 	formJourney        = "j"
 	unmatched          = " (matched no workflow)"
-	wakeLayout         = "2006-01-02 15:04"
+	wakeLayout         = "2006-01-02 15:04 MST"
 )
 
-var (
-	eventSummaryRe   = regexp.MustCompile(`^event (\S+)(?: from (.+?))?( \(matched no workflow\))?$`)
-	sentSummaryRe    = regexp.MustCompile(`^sent (\S+) by (\S+) \((\S*)\)(?:, journey (\S+) step (\S+))?$`)
-	journeySummaryRe = regexp.MustCompile(`^journey (\S+) started \(version (\S*)\) by (\S+)(?:; step (\S+): waiting until (\d{4}-\d\d-\d\d \d\d:\d\d) UTC)?$`)
-)
+// lineValues are what a line's summary is rendered from.
+type lineValues struct {
+	form string
+	// event: name, actor; sent: template, locale, workflow, step;
+	// journey: workflow, version, cause, step.
+	vals []string
+	wake time.Time // journey: when its step's wait ends, in the zone shown; zero for none
+}
+
+// summary renders the line's summary; ch is a send's channel.
+func (v *lineValues) summary(ch herald.Channel) string {
+	switch v.form {
+	case formEvent, formEventUnmatched:
+		return eventSummary(v.vals[0], v.vals[1], v.form == formEvent)
+	case formSent:
+		return sentSummary(v.vals[0], ch, v.vals[1], v.vals[2], v.vals[3])
+	case formJourney:
+		return journeySummary(v.vals[0], v.vals[1], v.vals[2], v.vals[3], v.wake)
+	}
+	return ""
+}
+
+// EventLine is the timeline line of event name (ID id) from actor, with
+// what it keeps of the event's data.
+func EventLine(id, name, actor string, data map[string]any) herald.TimelineEntry {
+	v := &lineValues{form: formEvent, vals: []string{name, actor}}
+	return herald.TimelineEntry{Kind: herald.KindEvent, Ref: id, Summary: v.summary(""), Data: data, Line: v}
+}
+
+// MarkUnmatched notes on an event's line that it matched no workflow.
+func MarkUnmatched(e *herald.TimelineEntry) {
+	if v, ok := e.Line.(*lineValues); ok && v.form == formEvent && e.Summary == v.summary("") {
+		w := *v
+		w.form = formEventUnmatched
+		e.Line, e.Summary = &w, w.summary("")
+		return
+	}
+	e.Summary += unmatched
+}
+
+// SentLine is the timeline line of message id, sent on ch with template in
+// locale; a journey's message names its workflow and step.
+func SentLine(id string, ch herald.Channel, template, locale, workflow, step string, data map[string]any) herald.TimelineEntry {
+	if workflow == "" {
+		step = ""
+	}
+	v := &lineValues{form: formSent, vals: []string{template, locale, workflow, step}}
+	return herald.TimelineEntry{Kind: herald.KindDelivery, Channel: ch, Outcome: herald.OutcomeSent, Ref: id,
+		Summary: v.summary(ch), Data: data, Line: v}
+}
+
+// JourneyStartLine is the timeline line of journey id of workflow (at
+// version) started by cause and now waiting at step until wake (shown in
+// wake's time zone), or not waiting when step is empty.
+func JourneyStartLine(id, workflow, version, cause, step string, wake time.Time) herald.TimelineEntry {
+	if step == "" {
+		wake = time.Time{}
+	}
+	v := &lineValues{form: formJourney, vals: []string{workflow, version, cause, step}, wake: wake}
+	return herald.TimelineEntry{Kind: herald.KindJourney, Ref: id, Summary: v.summary(""), Line: v}
+}
 
 func eventSummary(name, actor string, matched bool) string {
 	s := "event " + name
@@ -68,13 +125,28 @@ func sentSummary(template string, ch herald.Channel, locale, workflow, step stri
 }
 
 // journeySummary is a started journey's line; a step names where it waits
-// until wake (unix minutes).
-func journeySummary(workflow, version, cause, step string, wake int64) string {
+// until wake.
+func journeySummary(workflow, version, cause, step string, wake time.Time) string {
 	s := fmt.Sprintf("journey %s started (version %s) by %s", workflow, version, cause)
 	if step != "" {
-		s += fmt.Sprintf("; step %s: waiting until %s UTC", step, time.Unix(wake*60, 0).UTC().Format(wakeLayout))
+		s += fmt.Sprintf("; step %s: waiting until %s", step, wake.Format(wakeLayout))
 	}
 	return s
+}
+
+// wakeAt is the wait's end stored as minutes after the minute of at, read
+// back in UTC.
+func wakeAt(at time.Time, minutes int64) time.Time {
+	return time.Unix((minuteOf(at)+minutes)*60, 0).UTC()
+}
+
+// valuesOf returns e's values when its summary is still what they render.
+func valuesOf(e herald.TimelineEntry) (*lineValues, bool) {
+	v, ok := e.Line.(*lineValues)
+	if !ok || v.summary(e.Channel) != e.Summary {
+		return nil, false
+	}
+	return v, true
 }
 
 // plainLine reports whether e holds nothing but a kind, a time, a ref, a
@@ -112,29 +184,25 @@ func trimLine(a []any) []any {
 	return a
 }
 
-// journeyForm is a started journey's line as values (nil when its summary
-// has another wording): workflow, version, cause, step, wake minutes after
-// the minute of its time.
+// journeyForm is a started journey's line as values (nil when it has
+// none, or waits in a time zone other than UTC): workflow, version, cause,
+// step, wake minutes after the minute of its time.
 func journeyForm(e herald.TimelineEntry) []any {
-	if e.Kind != herald.KindJourney || !plainLine(e) || len(e.Data) > 0 {
-		return nil
-	}
-	m := journeySummaryRe.FindStringSubmatch(e.Summary)
-	if m == nil {
+	v, ok := valuesOf(e)
+	if !ok || v.form != formJourney || e.Kind != herald.KindJourney || !plainLine(e) || len(e.Data) > 0 {
 		return nil
 	}
 	var wake int64
-	if m[4] != "" {
-		w, err := time.Parse(wakeLayout, m[5])
-		if err != nil {
+	if v.vals[3] != "" {
+		if zone, offset := v.wake.Zone(); zone != "UTC" || offset != 0 {
 			return nil
 		}
-		wake = w.Unix()/60 - minuteOf(e.At)
+		wake = v.wake.Unix()/60 - minuteOf(e.At)
+		if !wakeAt(e.At, wake).Equal(v.wake.Truncate(time.Minute)) {
+			return nil // before 1970: not worth a form
+		}
 	}
-	if journeySummary(m[1], m[2], m[3], m[4], minuteOf(e.At)+wake) != e.Summary {
-		return nil
-	}
-	return []any{m[1], m[2], m[3], m[4], wake}
+	return []any{v.vals[0], v.vals[1], v.vals[2], v.vals[3], wake}
 }
 
 func minuteOf(t time.Time) int64 { return t.UnixMilli() / 60000 }
@@ -144,30 +212,25 @@ func structuredLine(e herald.TimelineEntry) []any {
 	t := e.At.UnixMilli()
 	switch e.Kind {
 	case herald.KindEvent:
-		m := eventSummaryRe.FindStringSubmatch(e.Summary)
-		if !plainLine(e) || m == nil || eventSummary(m[1], m[2], m[3] == "") != e.Summary {
+		v, ok := valuesOf(e)
+		if !ok || !plainLine(e) || (v.form != formEvent && v.form != formEventUnmatched) {
 			return nil
-		}
-		form := formEvent
-		if m[3] != "" {
-			form = formEventUnmatched
 		}
 		var journey any
 		if data := lineData(e); data != nil {
 			journey = int64(0)
 		}
-		return trimLine([]any{t, form, e.Ref, m[1], m[2], journey, lineData(e)})
+		return trimLine([]any{t, v.form, e.Ref, v.vals[0], v.vals[1], journey, lineData(e)})
 	case herald.KindDelivery:
-		m := sentSummaryRe.FindStringSubmatch(e.Summary)
-		if m == nil || e.Outcome != herald.OutcomeSent || e.Reason != "" || e.Ref == "" || m[2] != string(e.Channel) ||
-			sentSummary(m[1], e.Channel, m[3], m[4], m[5]) != e.Summary {
+		v, ok := valuesOf(e)
+		if !ok || v.form != formSent || e.Outcome != herald.OutcomeSent || e.Reason != "" || e.Ref == "" {
 			return nil
 		}
-		step := m[5]
+		step := v.vals[3]
 		if _, s, ok := journeyOfMessage(e.Ref); ok && s == step {
 			step = ""
 		}
-		return trimLine([]any{t, formSent, e.Ref, lineChannels.abbrev(string(e.Channel)), m[1], m[3], m[4], step, lineData(e)})
+		return trimLine([]any{t, formSent, e.Ref, lineChannels.abbrev(string(e.Channel)), v.vals[0], v.vals[1], v.vals[2], step, lineData(e)})
 	case herald.KindJourney:
 		if f := journeyForm(e); f != nil {
 			return trimLine(append([]any{t, formJourney, e.Ref}, f...))
@@ -266,7 +329,7 @@ func decodeArrayLine(b []byte) ([]herald.TimelineEntry, error) {
 		}
 		jAt := unixMS(t + dt)
 		return []herald.TimelineEntry{
-			{At: jAt, Kind: herald.KindJourney, Ref: jref, Summary: journeySummary(workflow, version, v[0], step, minuteOf(at)+wake)},
+			{At: jAt, Kind: herald.KindJourney, Ref: jref, Summary: journeySummary(workflow, version, v[0], step, wakeAt(at, wake))},
 			ev,
 		}, nil
 	case formSent:
@@ -295,7 +358,7 @@ func decodeArrayLine(b []byte) ([]herald.TimelineEntry, error) {
 				return nil, err
 			}
 		}
-		return []herald.TimelineEntry{{At: at, Kind: herald.KindJourney, Ref: ref, Summary: journeySummary(v[0], v[1], v[2], v[3], minuteOf(at)+wake)}}, nil
+		return []herald.TimelineEntry{{At: at, Kind: herald.KindJourney, Ref: ref, Summary: journeySummary(v[0], v[1], v[2], v[3], wakeAt(at, wake))}}, nil
 	}
 	return nil, fmt.Errorf("timeline line form %q", form)
 }

@@ -10,18 +10,26 @@ import (
 )
 
 // The lines a journey and its messages write most are stored as the values
-// their summary is made of; they read back word for word as written (the
-// summaries below are the engine's: journey.go, deliver.go).
+// their summary is made of, and read back word for word as written.
 func TestTimelineArrayForms(t *testing.T) {
 	t.Parallel()
 	at := func(ms int) time.Time {
 		return time.Date(2026, 11, 30, 5, 58, 48, 438_000_000, time.UTC).Add(time.Duration(ms) * time.Millisecond)
 	}
-	event := herald.TimelineEntry{At: at(0), Kind: herald.KindEvent, Summary: "event bench.parked from bench", Ref: "e_e561311dcd499084c544a053", Data: map[string]any{"plan": "Pro"}}
-	started := herald.TimelineEntry{At: at(9), Kind: herald.KindJourney, Ref: "j_7452649cfc7d70154b18",
-		Summary: "journey parked started (version 207a59098735) by bench.parked; step pause: waiting until 2026-11-30 06:58 UTC"}
-	sent := herald.TimelineEntry{At: at(8), Kind: herald.KindDelivery, Channel: herald.ChannelEmail, Outcome: herald.OutcomeSent,
-		Summary: "sent hello by email (en), journey parked step welcome", Ref: "j_7452649cfc7d70154b18.welcome.1"}
+	line := func(e herald.TimelineEntry, ms int) herald.TimelineEntry {
+		e.At = at(ms)
+		return e
+	}
+	wake := time.Date(2026, 11, 30, 6, 58, 48, 0, time.UTC)
+	event := line(redisstore.EventLine("e_e561311dcd499084c544a053", "bench.parked", "bench", map[string]any{"plan": "Pro"}), 0)
+	started := line(redisstore.JourneyStartLine("j_7452649cfc7d70154b18", "parked", "207a59098735", "bench.parked", "pause", wake), 9)
+	sent := line(redisstore.SentLine("j_7452649cfc7d70154b18.welcome.1", herald.ChannelEmail, "hello", "en", "parked", "welcome", nil), 8)
+	unmatched := line(redisstore.EventLine("e_2", "order.paid", "", nil), 0)
+	redisstore.MarkUnmatched(&unmatched)
+	noted := line(redisstore.SentLine("m_2", herald.ChannelEmail, "hello", "en", "", "", nil), 0)
+	noted.Summary += " after 2 attempts"
+	replayed := line(redisstore.EventLine("e_3", "x", "", nil), 0)
+	replayed.Reason = "replayed"
 	for _, tc := range []struct {
 		name    string
 		batches [][]herald.TimelineEntry // each written in one call
@@ -36,26 +44,28 @@ func TestTimelineArrayForms(t *testing.T) {
 			`[1796018328438,"e","e_e561311dcd499084c544a053","bench.parked","bench",0,{"plan":"Pro"}]`,
 		}},
 		{"an event without actor or data, a journey that starts and does not wait", [][]herald.TimelineEntry{{
-			{At: at(0), Kind: herald.KindEvent, Summary: "event signup", Ref: "e_1"},
-			{At: at(-3), Kind: herald.KindJourney, Summary: "journey welcome started (version v1) by signup", Ref: "j_1"},
+			line(redisstore.EventLine("e_1", "signup", "", nil), 0),
+			line(redisstore.JourneyStartLine("j_1", "welcome", "v1", "signup", "", time.Time{}), -3),
 		}}, []string{`[1796018328438,"e","e_1","signup","",[-3,"j_1","welcome","v1"]]`}},
 		{"an event no workflow matched; a one-off send on Slack", [][]herald.TimelineEntry{{
-			{At: at(0), Kind: herald.KindEvent, Summary: "event order.paid (matched no workflow)", Ref: "e_2"},
-			{At: at(0), Kind: herald.KindDelivery, Channel: herald.ChannelSlack, Outcome: herald.OutcomeSent, Summary: "sent receipt by slack (de)", Ref: "m_1", Data: map[string]any{"n": 2.0}},
+			unmatched,
+			line(redisstore.SentLine("m_1", herald.ChannelSlack, "receipt", "de", "", "", map[string]any{"n": 2.0}), 0),
 		}}, []string{
 			`[1796018328438,"s","m_1","s","receipt","de","","",{"n":2}]`,
 			`[1796018328438,"n","e_2","order.paid"]`,
 		}},
 		{"a journey's send at a step its message ID does not name", [][]herald.TimelineEntry{{
-			{At: at(0), Kind: herald.KindDelivery, Channel: herald.ChannelEmail, Outcome: herald.OutcomeSent, Summary: "sent hello by email (), journey parked step other", Ref: "j_1.welcome.1"},
+			line(redisstore.SentLine("j_1.welcome.1", herald.ChannelEmail, "hello", "", "parked", "other", nil), 0),
 		}}, []string{`[1796018328438,"s","j_1.welcome.1","e","hello","","parked","other"]`}},
-		{"other wordings keep the object form", [][]herald.TimelineEntry{{
-			{At: at(0), Kind: herald.KindJourney, Ref: "j_2", Summary: "journey parked started (version v1) by go; step pause: waiting until 2026-11-30 07:58 CET"},
+		{"lines without values, or whose summary is no longer theirs, keep the object form", [][]herald.TimelineEntry{{
+			line(redisstore.JourneyStartLine("j_2", "parked", "v1", "go", "pause", wake.In(time.FixedZone("CET", 3600))), 0),
 			{At: at(0), Kind: herald.KindJourney, Ref: "j_2", Summary: "journey parked finished (done)", Data: map[string]any{"cause": "wake"}},
-			{At: at(0), Kind: herald.KindDelivery, Channel: herald.ChannelEmail, Outcome: herald.OutcomeSent, Summary: "sent hello by email (en) after 2 attempts", Ref: "m_2"},
+			noted,
 			{At: at(0), Kind: herald.KindDelivery, Channel: herald.ChannelEmail, Outcome: herald.OutcomeFailedTemporary, Summary: "sent hello by email (en)", Ref: "m_3", Reason: "timeout"},
-			{At: at(0), Kind: herald.KindEvent, Summary: "event x", Ref: "e_3", Reason: "replayed"},
+			replayed,
+			{At: at(0), Kind: herald.KindDelivery, Channel: herald.ChannelEmail, Outcome: herald.OutcomeSent, Summary: "sent hello by email (en)", Ref: "m_4"},
 		}}, []string{
+			`{"t":1796018328438,"k":"d","s":"sent hello by email (en)","c":"e","o":"s","r":"m_4"}`,
 			`{"t":1796018328438,"k":"e","s":"event x","w":"replayed","r":"e_3"}`,
 			`{"t":1796018328438,"k":"d","s":"sent hello by email (en)","c":"e","o":"t","w":"timeout","r":"m_3"}`,
 			`{"t":1796018328438,"k":"d","s":"sent hello by email (en) after 2 attempts","c":"e","o":"s","r":"m_2"}`,
@@ -70,6 +80,7 @@ func TestTimelineArrayForms(t *testing.T) {
 			for _, batch := range tc.batches {
 				require.NoError(t, b.st.AppendEntries(b.ctx, "c1", batch...))
 				for _, e := range batch {
+					e.Line = nil // what a line was written from is not read back
 					want = append([]herald.TimelineEntry{e}, want...)
 				}
 			}
@@ -89,8 +100,8 @@ func TestBroadcastGateArrayLines(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	require.NoError(t, b.st.AppendEntries(b.ctx, "c1",
-		herald.TimelineEntry{Kind: herald.KindDelivery, Channel: herald.ChannelEmail, Outcome: herald.OutcomeSent, Summary: "sent news by email (en)", Ref: "b1.c1"},
-		herald.TimelineEntry{Kind: herald.KindEvent, Summary: "event b2.c1", Ref: "e_1"}))
+		redisstore.SentLine("b1.c1", herald.ChannelEmail, "news", "en", "", "", nil),
+		redisstore.EventLine("e_1", "b2.c1", "", nil)))
 	for msg, want := range map[string]bool{"b1.c1": true, "b1": false, "b2.c1": false, "e_1": true} {
 		_, ran, err := b.st.BroadcastGate(b.ctx, "b", "c1", msg, true)
 		require.NoError(t, err)
