@@ -594,7 +594,7 @@ func (e *Engine) handleBroadcastJourney(ctx context.Context, t *asynq.Task) erro
 	}
 	defer jb.Release()
 	ctx, n := withNotes(ctx)
-	defer func() { _ = e.flushNotes(ctx, p.CustomerID, n) }()
+	defer e.flushNotesOnExit(ctx, p.CustomerID, n)
 	var data map[string]any
 	if rec, ok, err := e.st.Broadcast(ctx, p.Broadcast); err == nil && ok {
 		var st redisstore.BroadcastRequest

@@ -75,6 +75,15 @@ func (e *Engine) flushNotes(ctx context.Context, customerID string, n *notes) er
 	return nil
 }
 
+// flushNotesOnExit is flushNotes for a handler's way out (deferred): what
+// an early return left collected is written, and a failure is logged, as
+// the handler's own error already decides its task's fate.
+func (e *Engine) flushNotesOnExit(ctx context.Context, customerID string, n *notes) {
+	if err := e.flushNotes(context.WithoutCancel(ctx), customerID, n); err != nil {
+		e.log.Warn("timeline lines not written", "customer", customerID, "lines", len(n.entries), "err", err)
+	}
+}
+
 // lock serialises journey changes of one customer across workers. A busy
 // lock makes the task wait a moment (not a failure).
 func (e *Engine) lock(ctx context.Context, customerID string) (func(), error) {
@@ -105,7 +114,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	defer jb.Release()
 	cust, active, ever := jb.Customer, jb.Active, jb.Ever
 	ctx, n := withNotes(ctx)
-	defer func() { _ = e.flushNotes(ctx, cust.ID, n) }()
+	defer e.flushNotesOnExit(ctx, cust.ID, n)
 
 	// A retried event task may record the event line twice; everything it
 	// starts or sends is keyed by the event's ID and happens once.
@@ -546,7 +555,7 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 	defer jb.Release()
 	cust := jb.Customer
 	ctx, n := withNotes(ctx)
-	defer func() { _ = e.flushNotes(ctx, cust.ID, n) }()
+	defer e.flushNotesOnExit(ctx, cust.ID, n)
 	s, w, err := e.loadJourney(ctx, p.CustomerID, p.JourneyID)
 	if err != nil {
 		return err
