@@ -151,3 +151,82 @@ func TestIdempotentRequestForUnknownCustomer(t *testing.T) {
 		require.JSONEq(t, string(ok.body), string(again.body))
 	}
 }
+
+// A message request with a key stores its answer when it takes the key
+// (the message ID comes from the key), before the message is queued. A
+// request cut off in between leaves that answer behind: the client's retry
+// must queue the message rather than replay an answer for a message that
+// does not exist, and only later repeats replay it.
+func TestKnownAnswerReplayedOnlyOnceTheMessageIsQueued(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putCustomer(t, "c1", `{"email":"ada@example.com","attributes":{"first_name":"Ada"}}`)
+	body := `{"customer_id":"c1","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"channels":["email"],"idempotency_key":"order-11"}`
+
+	// What the cut-off request left behind: the answer it would have given.
+	var v map[string]any
+	require.NoError(t, json.Unmarshal([]byte(body), &v))
+	delete(v, "idempotency_key")
+	canon, _ := json.Marshal(v)
+	fp := sha256.Sum256(canon)
+	id := redisstore.KeyedID("m_", "app", "order-11")
+	answer, _ := json.Marshal(map[string]string{"id": id, "status": "accepted"})
+	_, seen, err := redisstore.New(b.rdb, nil).Remember(context.Background(), "app\x00/v1/messages\x00order-11",
+		redisstore.Idempotent{Fingerprint: hex.EncodeToString(fp[:]), Status: http.StatusAccepted, Body: answer, Provisional: true}, time.Hour)
+	require.NoError(t, err)
+	require.False(t, seen)
+
+	retry := b.do(t, req{method: "POST", path: "/v1/messages", body: body})
+	require.Equal(t, http.StatusAccepted, retry.status, "%s", retry.body)
+	require.Empty(t, retry.header.Get("Idempotent-Replayed"), "the message was never queued: the request runs")
+	require.JSONEq(t, string(answer), string(retry.body))
+	require.Eventually(t, func() bool { return b.smtp.Count() == 1 }, 15*time.Second, 20*time.Millisecond, "the message is sent")
+
+	again := b.do(t, req{method: "POST", path: "/v1/messages", body: body})
+	require.Equal(t, http.StatusAccepted, again.status, "%s", again.body)
+	require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
+	require.JSONEq(t, string(answer), string(again.body))
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, 1, b.smtp.Count(), "sent once")
+}
+
+// A message request with a key writes its idempotency record once: the
+// answer is in it from the start.
+func TestKnownAnswerWrittenOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.do(t, req{method: "PUT", path: "/v1/customers/c1", body: `{"email":"ada@example.com"}`})
+	var writes atomic.Int64
+	b.rdb.AddHook(countIdemWrites{&writes})
+	first := b.do(t, req{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","channels":["email"],"idempotency_key":"order-12"}`})
+	require.Equal(t, http.StatusAccepted, first.status, "%s", first.body)
+	require.EqualValues(t, 1, writes.Load(), "one write of the idempotency record")
+	// While the message is queued or once it has run, a repeat replays.
+	again := b.do(t, req{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","channels":["email"],"idempotency_key":"order-12"}`})
+	require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
+	require.JSONEq(t, string(first.body), string(again.body))
+}
+
+// countIdemWrites counts the commands that write an idempotency record.
+type countIdemWrites struct{ n *atomic.Int64 }
+
+func (h countIdemWrites) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h countIdemWrites) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+func (h countIdemWrites) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			h.count(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+func (h countIdemWrites) count(c redis.Cmder) {
+	if c.Name() == "set" && strings.HasPrefix(fmt.Sprint(c.Args()[1]), "herald:idem:") {
+		h.n.Add(1)
+	}
+}

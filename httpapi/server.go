@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -462,14 +463,19 @@ func (s *server) postEvent(w http.ResponseWriter, r *http.Request, actor string)
 	if err != nil {
 		return err
 	}
-	return s.idempotent(w, r, actor, b.IdempotencyKey, b.CustomerID, body, func(ctx context.Context) (int, any, error) {
+	return s.idempotent(w, r, actor, b.IdempotencyKey, b.CustomerID, body, nil, func(ctx context.Context) (int, any, error) {
 		ev := herald.Event{CustomerID: b.CustomerID, Name: b.Name, Data: b.Data, IdempotencyKey: idemKey(r, b.IdempotencyKey), Actor: actor}
 		id, err := s.svc.Event(ctx, ev)
 		if err != nil {
 			return 0, nil, err
 		}
-		return http.StatusAccepted, map[string]string{"id": id, "status": "accepted"}, nil
+		return http.StatusAccepted, messageAccepted(id), nil
 	})
+}
+
+// messageAccepted is POST /v1/messages' answer for message id.
+func messageAccepted(id string) map[string]string {
+	return map[string]string{"id": id, "status": "accepted"}
 }
 
 type messageBody struct {
@@ -488,7 +494,16 @@ func (s *server) postMessage(w http.ResponseWriter, r *http.Request, actor strin
 	if err != nil {
 		return err
 	}
-	return s.idempotent(w, r, actor, b.IdempotencyKey, b.CustomerID, body, func(ctx context.Context) (int, any, error) {
+	// With a key, the message's ID comes from it, so the answer is known
+	// before the message is queued: the idempotency record holds it from
+	// the start, and a repeat checks the message was queued.
+	var early *knownAnswer
+	if k := idemKey(r, b.IdempotencyKey); k != "" {
+		id := redisstore.KeyedID("m_", actor, k)
+		early = &knownAnswer{status: http.StatusAccepted, body: messageAccepted(id),
+			took: func(ctx context.Context) bool { return s.svc.MessageQueued(ctx, id) }}
+	}
+	return s.idempotent(w, r, actor, b.IdempotencyKey, b.CustomerID, body, early, func(ctx context.Context) (int, any, error) {
 		var probs []string
 		for f, v := range map[string]string{"customer_id": b.CustomerID, "template": b.Template, "topic": b.Topic} {
 			if v == "" {
@@ -524,14 +539,31 @@ func idemKey(r *http.Request, body string) string {
 // the first answer, the same key with another body a 409. Whether
 // customerID exists ("": no customer) is read in the round trip that takes
 // the key, and do's context carries the answer (service.CustomerChecked).
+//
+// When the answer is known before do runs (early), the record that takes
+// the key holds it, and nothing is written after do: one round trip less.
+// A repeat replays it once early.took says the first request took effect;
+// until then (the first request was cut off, or still runs) it runs do
+// again, which is harmless because do is keyed by the idempotency key.
+// Otherwise the record is pending until do's answer replaces it.
+//
 // idemPending is how long an unfinished request holds its idempotency key;
 // idemWait how long a repeat of it waits for the answer before 503.
 const (
 	idemPending = 5 * time.Second
 	idemWait    = 2 * time.Second
+	idemKeep    = 24 * time.Hour
 )
 
-func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyKey, customerID string, body []byte, do func(context.Context) (int, any, error)) error {
+// knownAnswer is a request's answer known before it runs, and how to tell
+// whether it took effect.
+type knownAnswer struct {
+	status int
+	body   any
+	took   func(context.Context) bool
+}
+
+func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyKey, customerID string, body []byte, early *knownAnswer, do func(context.Context) (int, any, error)) error {
 	key := idemKey(r, bodyKey)
 	if key == "" {
 		status, v, err := do(r.Context())
@@ -546,15 +578,19 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 	}
 	fp := sha256.Sum256(canonical(body))
 	scope := actor + "\x00" + r.URL.Path + "\x00" + key
-	pending := redisstore.Idempotent{Fingerprint: hex.EncodeToString(fp[:]), Status: 0}
 	// A pending record lives a few seconds: a request cut off midway (Redis
 	// error, crash) must not lock its key, and taking over a stale one is
 	// safe because what the request does is keyed by the same idempotency
-	// key. Settle keeps the answer for 24 h.
+	// key. The final answer is kept for 24 h.
+	first, ttl := redisstore.Idempotent{Fingerprint: hex.EncodeToString(fp[:])}, idemPending
+	if early != nil {
+		b, _ := json.Marshal(early.body)
+		first, ttl = redisstore.Idempotent{Fingerprint: first.Fingerprint, Status: early.status, Body: b, Provisional: true}, idemKeep
+	}
 	var got redisstore.Remembered
 	for wait := time.Now().Add(idemWait); ; {
 		var err error
-		got, err = s.st.RememberFor(r.Context(), scope, pending, idemPending, customerID)
+		got, err = s.st.RememberFor(r.Context(), scope, first, ttl, customerID)
 		if err != nil {
 			return herald.Temporary(err, "redis", 0)
 		}
@@ -562,15 +598,18 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 			break
 		}
 		rec := got.Record
-		if rec.Fingerprint != pending.Fingerprint {
+		if rec.Fingerprint != first.Fingerprint {
 			return errStatus(http.StatusConflict, "conflict", "idempotency key already used with a different request body")
 		}
-		if rec.Status != 0 {
+		if rec.Status != 0 && (!rec.Provisional || early == nil || early.took(r.Context())) {
 			w.Header().Set("Idempotent-Replayed", "true")
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
 			w.WriteHeader(rec.Status)
 			_, _ = w.Write(rec.Body)
 			return nil
+		}
+		if rec.Status != 0 {
+			break // a provisional answer whose request has not taken effect: run it again
 		}
 		// The same request is in flight: wait for its answer a moment.
 		if time.Now().After(wait) || r.Context().Err() != nil {
@@ -592,9 +631,13 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 		return err
 	}
 	b, _ := json.Marshal(v)
-	rec := redisstore.Idempotent{Fingerprint: pending.Fingerprint, Status: status, Body: b}
-	if err := s.st.Settle(r.Context(), scope, rec, 24*time.Hour); err != nil {
-		s.log.Error("store idempotent answer", "err", err)
+	if got.Seen || status != first.Status || !bytes.Equal(b, first.Body) {
+		// The answer was not known, or this ran again over a provisional
+		// one: keep it as final.
+		rec := redisstore.Idempotent{Fingerprint: first.Fingerprint, Status: status, Body: b}
+		if err := s.st.Settle(r.Context(), scope, rec, idemKeep); err != nil {
+			s.log.Error("store idempotent answer", "err", err)
+		}
 	}
 	writeJSON(w, status, v)
 	return nil

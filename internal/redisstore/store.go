@@ -337,6 +337,10 @@ type Idempotent struct {
 	Fingerprint string          `json:"fp"`
 	Status      int             `json:"status"`
 	Body        json.RawMessage `json:"body"`
+	// Provisional marks an answer stored before the request ran (it was
+	// known beforehand): a repeat trusts it only once it sees that the
+	// request took effect.
+	Provisional bool `json:"prov,omitempty"`
 }
 
 // Remember stores rec under key for ttl unless a record is there; it returns

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"encoding/json"
 
 	"github.com/hibiken/asynq"
@@ -27,4 +28,15 @@ func FindMessage(insp *asynq.Inspector, id string) *redisstore.QueuedTask {
 		}
 	}
 	return nil
+}
+
+// MessageQueued reports whether one-off message id was queued: its task
+// waits or runs in a queue, or the message has run (the message index names
+// its customer). A failed read counts as not queued: the caller asks again
+// for the message, which its ID makes harmless.
+func (s *Service) MessageQueued(ctx context.Context, id string) bool {
+	if _, ok, err := s.o.Store.MessageOwner(ctx, id); err == nil && ok {
+		return true
+	}
+	return FindMessage(asynq.NewInspectorFromRedisClient(s.o.Store.Redis()), id) != nil
 }
