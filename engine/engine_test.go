@@ -1,11 +1,13 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
-	"io"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +55,14 @@ func setupWith(t *testing.T, concurrency int, templateDir string, opts ...func(*
 	t.Helper()
 	rs := redistest.Start(t)
 	b := &bundle{rdb: rs.Client(), conn: asynq.RedisClientOpt{Addr: rs.Addr}}
+	// A failed test shows the engine's warnings and the tasks that failed:
+	// what a worker's log and the dashboard would tell an operator.
+	logs := &lockedBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("engine warnings and errors:\n%s%s", logs.String(), failedTasks(b.insp))
+		}
+	})
 	var err error
 	b.smtp, err = smtpserver.Start(smtpserver.Options{})
 	require.NoError(t, err)
@@ -84,7 +94,7 @@ func setupWith(t *testing.T, concurrency int, templateDir string, opts ...func(*
 		Policy:    preferences.Policy{Topics: topics()},
 		PublicURL: "https://herald.example.com", SigningKey: []byte("0123456789abcdef0123456789abcdef"),
 		MaxRetry: 3, RetryBase: time.Second, RetryMax: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	for _, o := range opts {
 		o(&eo)
@@ -105,6 +115,42 @@ func setupWith(t *testing.T, concurrency int, templateDir string, opts ...func(*
 	b.srv = srv
 	b.insp = asynq.NewInspectorFromRedisClient(b.rdb)
 	return b
+}
+
+// lockedBuffer is a log sink the worker's goroutines share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// failedTasks lists the tasks waiting for a retry or archived, with their
+// last error.
+func failedTasks(insp *asynq.Inspector) string {
+	if insp == nil {
+		return ""
+	}
+	var out strings.Builder
+	queues, _ := insp.Queues()
+	for _, q := range queues {
+		retry, _ := insp.ListRetryTasks(q)
+		archived, _ := insp.ListArchivedTasks(q)
+		for _, ti := range append(retry, archived...) {
+			fmt.Fprintf(&out, "task %s %s (%s, %s, retried %d): %s\n", q, ti.ID, ti.Type, ti.State, ti.Retried, ti.LastErr)
+		}
+	}
+	return out.String()
 }
 
 func (b *bundle) customer(t *testing.T, c herald.Customer) herald.Customer {
