@@ -337,6 +337,30 @@ func TestDuplicateDeliveryTaskSendsOnce(t *testing.T) {
 	require.Equal(t, 1, b.smtp.Count(), "the ledger stops the copies")
 }
 
+// A message queued again under its ID after it was sent (an app's retry
+// with the same idempotency key, once the first task is gone) sends
+// nothing: the ledger stops it, whichever channel it went out on.
+func TestMessageQueuedAgainAfterItWasSentSendsNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	m := wire.Message{ID: "m_again", Channels: []herald.Channel{herald.ChannelEmail, herald.ChannelSlack}}
+	send(t, b, m)
+	eventually(t, func() bool { return b.smtp.Count() == 1 }, "sent")
+	eventually(t, func() bool {
+		info, err := b.insp.GetQueueInfo("default")
+		return err == nil && info.Pending == 0 && info.Active == 0 && info.Processed >= 1
+	}, "the first task is done and gone")
+	send(t, b, m)
+	eventually(t, func() bool {
+		info, err := b.insp.GetQueueInfo("default")
+		return err == nil && info.Pending == 0 && info.Active == 0 && info.Retry == 0 && info.Processed >= 2
+	}, "the second task ran")
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, 1, b.smtp.Count(), "one email")
+	require.Zero(t, b.slack.Count(), "and nothing on Slack")
+}
+
 func TestMalformedPayloadIsArchivedWithClearError(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
