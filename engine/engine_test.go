@@ -1,13 +1,11 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/heraldhq/herald/channels/email"
 	"github.com/heraldhq/herald/channels/slack"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/logbuf"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/heraldhq/herald/internal/smtpserver"
@@ -57,7 +56,7 @@ func setupWith(t *testing.T, concurrency int, templateDir string, opts ...func(*
 	b := &bundle{rdb: rs.Client(), conn: asynq.RedisClientOpt{Addr: rs.Addr}}
 	// A failed test shows the engine's warnings and the tasks that failed:
 	// what a worker's log and the dashboard would tell an operator.
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("engine warnings and errors:\n%s%s", logs.String(), failedTasks(b.insp))
@@ -115,24 +114,6 @@ func setupWith(t *testing.T, concurrency int, templateDir string, opts ...func(*
 	b.srv = srv
 	b.insp = asynq.NewInspectorFromRedisClient(b.rdb)
 	return b
-}
-
-// lockedBuffer is a log sink the worker's goroutines share.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // failedTasks lists the tasks waiting for a retry or archived, with their
@@ -356,7 +337,6 @@ func TestMessageQueuedAgainAfterItWasSentSendsNothing(t *testing.T) {
 		info, err := b.insp.GetQueueInfo("default")
 		return err == nil && info.Pending == 0 && info.Active == 0 && info.Retry == 0 && info.Processed >= 2
 	}, "the second task ran")
-	time.Sleep(300 * time.Millisecond)
 	require.Equal(t, 1, b.smtp.Count(), "one email")
 	require.Zero(t, b.slack.Count(), "and nothing on Slack")
 }

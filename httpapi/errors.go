@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
@@ -23,8 +24,8 @@ func errStatus(status int, code, msg string) *apiError {
 }
 
 // writeError answers with herald's JSON error shape, mapping domain codes to
-// HTTP statuses.
-func writeError(w http.ResponseWriter, err error) {
+// HTTP statuses, and returns the status.
+func writeError(w http.ResponseWriter, err error) int {
 	var ae *apiError
 	if !errors.As(err, &ae) {
 		switch herald.ErrorCode(err) {
@@ -49,6 +50,23 @@ func writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
 	writeJSON(w, ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
+	return ae.status
+}
+
+// fail answers err and logs what a 5xx answer keeps from the client: its
+// cause, under the request's ID (an error for a 500, a warning for a
+// dependency that is unavailable).
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := writeError(w, err)
+	if status < 500 {
+		return
+	}
+	level := slog.LevelError
+	if status == http.StatusServiceUnavailable {
+		level = slog.LevelWarn
+	}
+	s.log.Log(r.Context(), level, "request failed", "request_id", w.Header().Get("X-Request-ID"),
+		"method", r.Method, "path", logTarget(r.URL), "status", status, "err", err)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

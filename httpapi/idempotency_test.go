@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
+	"github.com/heraldhq/herald/httpapi"
+	"github.com/heraldhq/herald/internal/logbuf"
 	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -186,7 +191,11 @@ func TestKnownAnswerReplayedOnlyOnceTheMessageIsQueued(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, again.status, "%s", again.body)
 	require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
 	require.JSONEq(t, string(answer), string(again.body))
-	time.Sleep(300 * time.Millisecond)
+	insp := asynq.NewInspectorFromRedisClient(b.rdb)
+	require.Eventually(t, func() bool {
+		info, err := insp.GetQueueInfo("default")
+		return err == nil && info.Pending == 0 && info.Active == 0 && info.Retry == 0
+	}, 15*time.Second, 20*time.Millisecond, "nothing left to run")
 	require.Equal(t, 1, b.smtp.Count(), "sent once")
 }
 
@@ -229,4 +238,32 @@ func (h countIdemWrites) count(c redis.Cmder) {
 	if c.Name() == "set" && strings.HasPrefix(fmt.Sprint(c.Args()[1]), "herald:idem:") {
 		h.n.Add(1)
 	}
+}
+
+// A 5xx answer tells the client only to retry; the log says why, under the
+// request's ID.
+func TestServerErrorCauseIsLogged(t *testing.T) {
+	t.Parallel()
+	logs := &logbuf.Buffer{}
+	b := setup(t, func(c *httpapi.Config) { c.Logger = slog.New(slog.NewJSONHandler(logs, nil)) })
+	b.do(t, req{method: "PUT", path: "/v1/customers/c1", body: `{"email":"ada@example.com"}`})
+	b.rs.Stop()
+	r := b.do(t, req{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","channels":["email"]}`})
+	require.Equal(t, http.StatusServiceUnavailable, r.status, "%s", r.body)
+	_, msg := r.apiError(t)
+	require.NotContains(t, msg, "127.0.0.1", "the client is not told the cause")
+	var found map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var l map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &l), line)
+		if l["msg"] == "request failed" {
+			found = l
+		}
+	}
+	require.NotNil(t, found, "a log line for the failed request: %s", logs.String())
+	require.Equal(t, "WARN", found["level"])
+	require.Equal(t, r.header.Get("X-Request-ID"), found["request_id"])
+	require.Equal(t, "/v1/messages", found["path"])
+	require.EqualValues(t, 503, found["status"])
+	require.Contains(t, found["err"], "redis", "the cause: %v", found["err"])
 }

@@ -214,7 +214,7 @@ func (s *server) auth(h func(http.ResponseWriter, *http.Request, string) error) 
 			return
 		}
 		if err := h(w, r, name); err != nil {
-			writeError(w, err)
+			s.fail(w, r, err)
 		}
 	})
 }
