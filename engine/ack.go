@@ -216,15 +216,26 @@ func (e *Engine) Acknowledge(ctx context.Context, a Ack, upd *SlackUpdate) error
 	if upd != nil {
 		b, _ := json.Marshal(upd)
 		if err := e.st.SaveAckUpdate(ctx, a.CustomerID, a.ID, b, time.Hour); err != nil {
-			_ = e.st.ForgetAckSeen(context.WithoutCancel(ctx), a.CustomerID, a.ID)
+			e.forgetAckSeen(context.WithoutCancel(ctx), a, a.ID)
 			return err
 		}
 	}
 	if err := e.enqueue(ctx, asynq.NewTask(TypeInteraction, wire.Encode(a)), asynq.TaskID("a:"+a.ID), asynq.Queue(wire.QueueDefault)); err != nil {
-		_ = e.st.ForgetAckSeen(context.WithoutCancel(ctx), a.CustomerID, a.ID)
+		e.forgetAckSeen(context.WithoutCancel(ctx), a, a.ID)
 		return err
 	}
 	return nil
+}
+
+// forgetAckSeen undoes the mark that acknowledgement a (under seen) was
+// recorded, after what was to record it failed, so that its retry is not
+// taken for a repeat. If that fails too, the retry is ignored until the
+// mark expires: say so.
+func (e *Engine) forgetAckSeen(ctx context.Context, a Ack, seen string) {
+	if err := e.st.ForgetAckSeen(ctx, a.CustomerID, seen); err != nil {
+		e.log.Error("acknowledgement not recorded, and its retries will be taken for repeats until the mark expires",
+			"customer", a.CustomerID, "message", a.MessageID, "kind", a.Kind, "expires_in", ackTTL, "err", err)
+	}
 }
 
 // handleAck carries out an acknowledgement. Every step is safe to repeat,
@@ -308,7 +319,7 @@ func (e *Engine) handleAck(ctx context.Context, t *asynq.Task) error {
 			entry.Data["label"] = a.Label
 		}
 		if err := e.st.Append(ctx, a.CustomerID, entry); err != nil {
-			_ = e.st.ForgetAckSeen(ctx, a.CustomerID, a.ID+":timeline")
+			e.forgetAckSeen(ctx, a, a.ID+":timeline")
 			return herald.Temporary(err, "redis", 0)
 		}
 	}
