@@ -593,7 +593,7 @@ func (e *Engine) handleBroadcastJourney(ctx context.Context, t *asynq.Task) erro
 		return err
 	}
 	defer jb.Release()
-	ctx, n := withNotes(ctx)
+	n := &notes{}
 	defer e.flushNotesOnExit(ctx, p.CustomerID, n)
 	var data map[string]any
 	if rec, ok, err := e.st.Broadcast(ctx, p.Broadcast); err == nil && ok {
@@ -603,8 +603,8 @@ func (e *Engine) handleBroadcastJourney(ctx context.Context, t *asynq.Task) erro
 		}
 	}
 	ev := herald.Event{ID: id, CustomerID: p.CustomerID, Name: "broadcast." + p.Broadcast, Data: data, Actor: "broadcast " + p.Broadcast}
-	e.note(ctx, p.CustomerID, herald.TimelineEntry{Kind: herald.KindEvent, Summary: "broadcast " + p.Broadcast + " starts journey " + w.ID, Ref: id})
-	if err := e.maybeStart(ctx, jb.Customer, jb.Prefs, w, ev, jb.Active, jb.Ever[w.ID]); err != nil {
+	e.note(n, herald.TimelineEntry{Kind: herald.KindEvent, Summary: "broadcast " + p.Broadcast + " starts journey " + w.ID, Ref: id})
+	if err := e.maybeStart(ctx, n, jb.Customer, jb.Prefs, w, ev, jb.Active, jb.Ever[w.ID]); err != nil {
 		return err
 	}
 	return e.flushNotes(ctx, p.CustomerID, n)

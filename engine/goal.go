@@ -21,11 +21,7 @@ func (e *Engine) WorkflowCounts(ctx context.Context, workflowID string) (redisst
 // that starts, the index a later goal event finds it by. Counting rides on
 // the state's own write: a retried task finds the state moved on and
 // counts nothing twice.
-func (e *Engine) countJourney(ctx context.Context, w *workflows.Workflow, prev, next workflows.State, actions []workflows.Action) {
-	n, ok := ctx.Value(notesKey{}).(*notes)
-	if !ok {
-		return
-	}
+func (e *Engine) countJourney(ctx context.Context, n *notes, w *workflows.Workflow, prev, next workflows.State, actions []workflows.Action) {
 	c := redisstore.JourneyCounts{Started: prev.JourneyID == ""}
 	for _, a := range actions {
 		switch a.Kind {
@@ -76,7 +72,7 @@ func journeyParts(prev, next workflows.State, actions []workflows.Action) []stri
 // reachGoals converts the customer's ended journeys whose workflow's goal
 // is ev (running journeys see the event in handleEvent's loop). It reports
 // whether any converted.
-func (e *Engine) reachGoals(ctx context.Context, c herald.Customer, set *workflows.Set, ev herald.Event, in workflows.Input, active map[string]string) (bool, error) {
+func (e *Engine) reachGoals(ctx context.Context, n *notes, c herald.Customer, set *workflows.Set, ev herald.Event, in workflows.Input, active map[string]string) (bool, error) {
 	var ids []string
 	for _, w := range set.All() {
 		if _, running := active[w.ID]; !running && w.Goal != nil && w.Goal.Event == ev.Name {
@@ -104,7 +100,7 @@ func (e *Engine) reachGoals(ctx context.Context, c herald.Customer, set *workflo
 			continue
 		}
 		converted = true
-		if err := e.apply(ctx, c, w, s, next, actions, "event "+ev.Name); err != nil {
+		if err := e.apply(ctx, n, c, w, s, next, actions, "event "+ev.Name); err != nil {
 			return converted, err
 		}
 	}

@@ -199,9 +199,9 @@ func (e *Engine) CancelJourney(ctx context.Context, customerID, journeyID, who s
 	if w == nil {
 		return s.View(), herald.Errorf(herald.EInternal, "journey %s: its workflow version %s is gone", journeyID, s.Version)
 	}
-	ctx, n := withNotes(ctx)
+	n := &notes{}
 	next, actions := workflows.Exit(s, cancelledPrefix+who, e.now())
-	if err := e.apply(ctx, c, w, s, next, actions, cancelledPrefix+who); err != nil {
+	if err := e.apply(ctx, n, c, w, s, next, actions, cancelledPrefix+who); err != nil {
 		return JourneyView{}, err
 	}
 	if err := e.flushNotes(ctx, customerID, n); err != nil {

@@ -34,32 +34,21 @@ func (e *Engine) registerJourneys(mux *asynq.ServeMux) {
 	mux.HandleFunc(wire.TypeCancelJourney, e.handleCancelJourney)
 }
 
-// A journey handler collects its timeline lines and writes them with the
-// journey's state in one round trip; note falls back to a direct write
-// outside such a handler.
-type notesKey struct{}
-
+// notes is what a journey handler has to write besides the journey's
+// state: its timeline lines and more writes for the state's pipeline
+// (counters). The handler passes it down and writes it with the state in
+// one round trip (saveJourney), or on its own (flushNotes).
 type notes struct {
 	entries []herald.TimelineEntry
-	pipe    []func(redis.Pipeliner) // more writes for the state's pipeline (counters)
+	pipe    []func(redis.Pipeliner)
 }
 
-func withNotes(ctx context.Context) (context.Context, *notes) {
-	n := &notes{}
-	return context.WithValue(ctx, notesKey{}, n), n
-}
-
-func (e *Engine) note(ctx context.Context, customerID string, entry herald.TimelineEntry) {
+// note collects a timeline line, timed now unless it has a time.
+func (e *Engine) note(n *notes, entry herald.TimelineEntry) {
 	if entry.At.IsZero() {
 		entry.At = e.now().UTC()
 	}
-	if n, ok := ctx.Value(notesKey{}).(*notes); ok {
-		n.entries = append(n.entries, entry)
-		return
-	}
-	if err := e.st.Append(ctx, customerID, entry); err != nil {
-		e.log.Error("timeline append", "customer", customerID, "err", err)
-	}
+	n.entries = append(n.entries, entry)
 }
 
 // flushNotes writes what is still collected (lines of a handler that saved
@@ -113,7 +102,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	}
 	defer jb.Release()
 	cust, active, ever := jb.Customer, jb.Active, jb.Ever
-	ctx, n := withNotes(ctx)
+	n := &notes{}
 	defer e.flushNotesOnExit(ctx, cust.ID, n)
 
 	// A retried event task may record the event line twice; everything it
@@ -122,7 +111,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	// per field, written with the consent entry); its event only carries
 	// the journey exits to a worker.
 	if ev.Name != wire.EventPreferencesChanged {
-		e.note(ctx, cust.ID, redisstore.EventLine(ev.ID, ev.Name, ev.Actor, boundedData(ev.Data)))
+		e.note(n, redisstore.EventLine(ev.ID, ev.Name, ev.Actor, boundedData(ev.Data)))
 	}
 	// The timeline got the sealed form; the journey sees the values.
 	if ev.Data, err = e.svc.Unseal(ctx, cust.ID, ev.ID, ev.Data, ev.Sealed); err != nil {
@@ -134,14 +123,14 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	e.emitFromEvent(ctx, ev)
 	if ev.Name == wire.EventPreferencesChanged {
 		if p, _ := ev.Data["paused"].(bool); p {
-			if err := e.exitTopicLocked(ctx, cust, ""); err != nil {
+			if err := e.exitTopicLocked(ctx, n, cust, ""); err != nil {
 				return err
 			}
 		}
 		if left, ok := ev.Data["topics_left"].([]any); ok {
 			for _, t := range left {
 				if s, ok := t.(string); ok {
-					if err := e.exitTopicLocked(ctx, cust, s); err != nil {
+					if err := e.exitTopicLocked(ctx, n, cust, s); err != nil {
 						return err
 					}
 				}
@@ -171,11 +160,11 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		if len(actions) > 0 || next.StepSeq != s.StepSeq || next.Status != s.Status || collecting(w, s, ev.Name) {
 			matched, moved[w.ID] = true, true
 		}
-		if err := e.apply(ctx, cust, w, s, next, actions, "event "+ev.Name); err != nil {
+		if err := e.apply(ctx, n, cust, w, s, next, actions, "event "+ev.Name); err != nil {
 			return err
 		}
 	}
-	if converted, err := e.reachGoals(ctx, cust, set, ev, in, active); err != nil {
+	if converted, err := e.reachGoals(ctx, n, cust, set, ev, in, active); err != nil {
 		return err
 	} else if converted {
 		matched = true
@@ -185,7 +174,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 			continue // its running journey took the event (a digest collecting its trigger)
 		}
 		matched = true
-		if err := e.maybeStart(ctx, cust, jb.Prefs, w, ev, active, ever[w.ID]); err != nil {
+		if err := e.maybeStart(ctx, n, cust, jb.Prefs, w, ev, active, ever[w.ID]); err != nil {
 			return err
 		}
 	}
@@ -219,7 +208,7 @@ func busy(customerID string) error {
 	return &waitError{reason: "customer " + customerID + " is busy", after: time.Second}
 }
 
-func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, prefs herald.Preferences, w *workflows.Workflow, ev herald.Event, active map[string]string, ever bool) error {
+func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, prefs herald.Preferences, w *workflows.Workflow, ev herald.Event, active map[string]string, ever bool) error {
 	// A customer who left the workflow's topic (or paused everything) does
 	// not start its journey: every send of it would be suppressed anyway.
 	if t, ok := e.opt.Policy.Topics[w.Topic]; ok && !t.Required {
@@ -231,7 +220,7 @@ func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, prefs herald
 			why = "the customer opted out of topic " + w.Topic
 		}
 		if why != "" {
-			e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID, Reason: "opted_out",
+			e.note(n, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID, Reason: "opted_out",
 				Summary: fmt.Sprintf("journey %s not started by %s: %s", w.ID, ev.Name, why),
 				Data:    map[string]any{"workflow": w.ID}})
 			return nil
@@ -240,7 +229,7 @@ func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, prefs herald
 	_, isActive := active[w.ID]
 	if !workflows.CanEnter(w, isActive, ever) {
 		e.log.Debug("journey not started: entry rule", "workflow", w.ID, "customer", c.ID, "entry", w.Entry)
-		e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID,
+		e.note(n, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID,
 			Summary: fmt.Sprintf("journey %s not started: entry rule %s (already %s)", w.ID, w.Entry, map[bool]string{true: "running", false: "run before"}[isActive])})
 		return nil
 	}
@@ -259,7 +248,7 @@ func (e *Engine) maybeStart(ctx context.Context, c herald.Customer, prefs herald
 		return nil
 	}
 	e.metrics.Journeys.WithLabelValues(w.ID, "started").Inc()
-	return e.apply(ctx, c, w, workflows.State{}, s, actions, "start by "+ev.Name)
+	return e.apply(ctx, n, c, w, workflows.State{}, s, actions, "start by "+ev.Name)
 }
 
 // input fills what the state machine needs to know about the customer.
@@ -276,7 +265,7 @@ func (e *Engine) input(c herald.Customer, in workflows.Input) workflows.Input {
 // apply carries out a step's actions in crash-safe order: sends first (their
 // message IDs are deterministic, so a retried task re-enqueues nothing new),
 // then the state, which schedules the follow-up in the waiting index.
-func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Workflow, prev, next workflows.State, actions []workflows.Action, cause string) error {
+func (e *Engine) apply(ctx context.Context, n *notes, c herald.Customer, w *workflows.Workflow, prev, next workflows.State, actions []workflows.Action, cause string) error {
 	if len(actions) == 0 && prev.StepSeq == next.StepSeq && prev.Status == next.Status {
 		return nil
 	}
@@ -326,7 +315,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 		}
 	}
 	parts = append(parts, journeyParts(prev, next, actions)...)
-	e.countJourney(ctx, w, prev, next, actions)
+	e.countJourney(ctx, n, w, prev, next, actions)
 	var waits []workflows.Action
 	for _, a := range actions {
 		switch a.Kind {
@@ -353,9 +342,9 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 		if len(waits) == 1 {
 			step, wake = waits[0].StepID, waits[0].At.In(c.Location())
 		}
-		e.note(ctx, c.ID, redisstore.JourneyStartLine(next.JourneyID, w.ID, w.Version, by, step, wake))
+		e.note(n, redisstore.JourneyStartLine(next.JourneyID, w.ID, w.Version, by, step, wake))
 	case len(parts) > 0:
-		e.note(ctx, c.ID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
+		e.note(n, herald.TimelineEntry{Kind: herald.KindJourney, Ref: next.JourneyID,
 			Summary: fmt.Sprintf("journey %s %s", w.ID, strings.Join(parts, "; ")), Data: data})
 	}
 	for _, a := range actions {
@@ -363,7 +352,7 @@ func (e *Engine) apply(ctx context.Context, c herald.Customer, w *workflows.Work
 			e.cancelWake(prev)
 		}
 	}
-	if err := e.saveJourney(ctx, next, journeyCounts(prev, next, actions)); err != nil {
+	if err := e.saveJourney(ctx, n, next, journeyCounts(prev, next, actions)); err != nil {
 		return err
 	}
 	e.emitJourneyEnd(ctx, w, next, actions)
@@ -437,13 +426,8 @@ func newHistory(prev, next workflows.State) []workflows.HistoryEntry {
 // pipeline, not a transaction: the waker reconciles the index with the
 // state if a crash splits them. A waiting state's score in the index is its
 // follow-up's schedule (see StartWaker).
-func (e *Engine) saveJourney(ctx context.Context, s workflows.State, counts []redisstore.Count) error {
-	n, _ := ctx.Value(notesKey{}).(*notes)
-	var entries []herald.TimelineEntry
-	var extra []func(redis.Pipeliner)
-	if n != nil {
-		entries, extra = n.entries, n.pipe
-	}
+func (e *Engine) saveJourney(ctx context.Context, n *notes, s workflows.State, counts []redisstore.Count) error {
+	entries, extra := n.entries, n.pipe
 	if len(counts) > 0 {
 		now := e.now()
 		extra = append(extra, func(p redis.Pipeliner) { e.st.CountPipe(ctx, p, now, counts...) })
@@ -454,9 +438,7 @@ func (e *Engine) saveJourney(ctx context.Context, s workflows.State, counts []re
 		}
 		return err
 	}
-	if n != nil {
-		n.entries, n.pipe = nil, nil
-	}
+	n.entries, n.pipe = nil, nil
 	return nil
 }
 
@@ -554,7 +536,7 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 	}
 	defer jb.Release()
 	cust := jb.Customer
-	ctx, n := withNotes(ctx)
+	n := &notes{}
 	defer e.flushNotesOnExit(ctx, cust.ID, n)
 	s, w, err := e.loadJourney(ctx, p.CustomerID, p.JourneyID)
 	if err != nil {
@@ -575,7 +557,7 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 		// its time again, and the waker queues it then.
 		return e.st.RestoreWaiting(ctx, s)
 	}
-	return e.apply(ctx, cust, w, s, next, actions, "wake-up")
+	return e.apply(ctx, n, cust, w, s, next, actions, "wake-up")
 }
 
 // handleWatchdog serves the periodic task older versions scheduled to
@@ -609,14 +591,14 @@ func (e *Engine) exitTopic(ctx context.Context, customerID, topic string) error 
 		time.Sleep(100 * time.Millisecond)
 	}
 	defer unlock()
-	ctx, n := withNotes(ctx)
-	if err := e.exitTopicLocked(ctx, c, topic); err != nil {
+	n := &notes{}
+	if err := e.exitTopicLocked(ctx, n, c, topic); err != nil {
 		return err
 	}
 	return e.flushNotes(ctx, customerID, n)
 }
 
-func (e *Engine) exitTopicLocked(ctx context.Context, c herald.Customer, topic string) error {
+func (e *Engine) exitTopicLocked(ctx context.Context, n *notes, c herald.Customer, topic string) error {
 	active, _, err := e.st.JourneyIndex(ctx, c.ID)
 	if err != nil {
 		return err
@@ -634,7 +616,7 @@ func (e *Engine) exitTopicLocked(ctx context.Context, c herald.Customer, topic s
 			reason = "paused all messages"
 		}
 		next, actions := workflows.Exit(s, reason, e.now())
-		if err := e.apply(ctx, c, w, s, next, actions, "preferences"); err != nil {
+		if err := e.apply(ctx, n, c, w, s, next, actions, "preferences"); err != nil {
 			return err
 		}
 	}

@@ -140,7 +140,10 @@ func (e *Engine) wake(ctx context.Context, c redisstore.FollowUp, now time.Time)
 	}
 	e.metrics.WatchdogRepairs.Inc()
 	e.log.Warn("waker re-armed a follow-up that "+why, "journey", s.JourneyID, "customer", s.CustomerID, "step", s.Step, "due", s.WakeAt)
-	e.note(ctx, s.CustomerID, herald.TimelineEntry{Kind: herald.KindJourney, Ref: s.JourneyID,
-		Summary: fmt.Sprintf("journey %s step %s: follow-up due %s %s and has been re-armed", s.WorkflowID, s.Step, s.WakeAt.UTC().Format(time.RFC3339), why)})
+	line := herald.TimelineEntry{Kind: herald.KindJourney, Ref: s.JourneyID,
+		Summary: fmt.Sprintf("journey %s step %s: follow-up due %s %s and has been re-armed", s.WorkflowID, s.Step, s.WakeAt.UTC().Format(time.RFC3339), why)}
+	if err := e.st.Append(ctx, s.CustomerID, line); err != nil {
+		e.log.Error("timeline append", "customer", s.CustomerID, "journey", s.JourneyID, "err", err)
+	}
 	return nil
 }
