@@ -34,13 +34,8 @@ func TestRetryAfterAnUnfinishedRequestSucceeds(t *testing.T) {
 	body := `{"customer_id":"c1","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"channels":["email"],"idempotency_key":"order-9"}`
 
 	// What the cut-off request left behind: its pending record.
-	var v map[string]any
-	require.NoError(t, json.Unmarshal([]byte(body), &v))
-	delete(v, "idempotency_key")
-	canon, _ := json.Marshal(v)
-	fp := sha256.Sum256(canon)
 	_, seen, err := redisstore.New(b.rdb, nil).Remember(context.Background(), "app\x00/v1/messages\x00order-9",
-		redisstore.Idempotent{Fingerprint: hex.EncodeToString(fp[:])}, 3*time.Second)
+		redisstore.Idempotent{Fingerprint: fingerprint(t, body)}, 3*time.Second)
 	require.NoError(t, err)
 	require.False(t, seen)
 
@@ -58,6 +53,19 @@ func TestRetryAfterAnUnfinishedRequestSucceeds(t *testing.T) {
 	// A different body under the same key is still a conflict.
 	other := b.do(t, req{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","data":{"plan":"Team"},"channels":["email"],"idempotency_key":"order-9"}`})
 	require.Equal(t, http.StatusConflict, other.status)
+}
+
+// fingerprint is the idempotency record's fingerprint of a request body:
+// its JSON without the key, re-encoded.
+func fingerprint(t *testing.T, body string) string {
+	t.Helper()
+	var v map[string]any
+	require.NoError(t, json.Unmarshal([]byte(body), &v))
+	delete(v, "idempotency_key")
+	canon, err := json.Marshal(v)
+	require.NoError(t, err)
+	fp := sha256.Sum256(canon)
+	return hex.EncodeToString(fp[:])
 }
 
 // stopOnce kills redis-server just before the first command that matches,
@@ -169,15 +177,10 @@ func TestKnownAnswerReplayedOnlyOnceTheMessageIsQueued(t *testing.T) {
 	body := `{"customer_id":"c1","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"channels":["email"],"idempotency_key":"order-11"}`
 
 	// What the cut-off request left behind: the answer it would have given.
-	var v map[string]any
-	require.NoError(t, json.Unmarshal([]byte(body), &v))
-	delete(v, "idempotency_key")
-	canon, _ := json.Marshal(v)
-	fp := sha256.Sum256(canon)
 	id := redisstore.KeyedID("m_", "app", "order-11")
 	answer, _ := json.Marshal(map[string]string{"id": id, "status": "accepted"})
 	_, seen, err := redisstore.New(b.rdb, nil).Remember(context.Background(), "app\x00/v1/messages\x00order-11",
-		redisstore.Idempotent{Fingerprint: hex.EncodeToString(fp[:]), Status: http.StatusAccepted, Body: answer, Provisional: true}, time.Hour)
+		redisstore.Idempotent{Fingerprint: fingerprint(t, body), Status: http.StatusAccepted, Body: answer, Provisional: true}, time.Hour)
 	require.NoError(t, err)
 	require.False(t, seen)
 
