@@ -202,21 +202,74 @@ func TestKnownAnswerReplayedOnlyOnceTheMessageIsQueued(t *testing.T) {
 	require.Equal(t, 1, b.smtp.Count(), "sent once")
 }
 
-// A message request with a key writes its idempotency record once: the
-// answer is in it from the start.
+// The same holds for an event: its ID comes from its key and customer. The
+// retry of a request cut off before its event was queued queues it; the
+// event is recorded once.
+func TestKnownEventAnswerReplayedOnlyOnceTheEventIsQueued(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putCustomer(t, "c1", `{"email":"ada@example.com"}`)
+	body := `{"customer_id":"c1","name":"trial.started","data":{"plan":"Pro"},"idempotency_key":"evt-11"}`
+	id := redisstore.KeyedID("e_", "c1", "evt-11")
+	answer, _ := json.Marshal(map[string]string{"id": id, "status": "accepted"})
+	_, seen, err := redisstore.New(b.rdb, nil).Remember(context.Background(), "app\x00/v1/events\x00evt-11",
+		redisstore.Idempotent{Fingerprint: fingerprint(t, body), Status: http.StatusAccepted, Body: answer, Provisional: true}, time.Hour)
+	require.NoError(t, err)
+	require.False(t, seen)
+
+	retry := b.do(t, req{method: "POST", path: "/v1/events", body: body})
+	require.Equal(t, http.StatusAccepted, retry.status, "%s", retry.body)
+	require.Empty(t, retry.header.Get("Idempotent-Replayed"), "the event was never queued: the request runs")
+	require.JSONEq(t, string(answer), string(retry.body))
+	require.True(t, redisstore.EventQueued(context.Background(), b.rdb, "c1", id))
+	eventLines := func() int {
+		var tl struct {
+			Entries []struct{ Ref string } `json:"entries"`
+		}
+		r := b.do(t, req{path: "/v1/customers/c1/timeline"})
+		require.NoError(t, json.Unmarshal(r.body, &tl))
+		n := 0
+		for _, e := range tl.Entries {
+			if e.Ref == id {
+				n++
+			}
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return eventLines() == 1 }, 15*time.Second, 20*time.Millisecond, "the worker records the event")
+
+	again := b.do(t, req{method: "POST", path: "/v1/events", body: body})
+	require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
+	require.JSONEq(t, string(answer), string(again.body))
+	insp := asynq.NewInspectorFromRedisClient(b.rdb)
+	require.Eventually(t, func() bool {
+		info, err := insp.GetQueueInfo("default")
+		return err == nil && info.Pending == 0 && info.Active == 0 && info.Retry == 0
+	}, 15*time.Second, 20*time.Millisecond, "nothing left to run")
+	require.Equal(t, 1, eventLines(), "recorded once")
+}
+
+// A message or event request with a key writes its idempotency record
+// once: the answer is in it from the start.
 func TestKnownAnswerWrittenOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.do(t, req{method: "PUT", path: "/v1/customers/c1", body: `{"email":"ada@example.com"}`})
 	var writes atomic.Int64
 	b.rdb.AddHook(countIdemWrites{&writes})
-	first := b.do(t, req{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","channels":["email"],"idempotency_key":"order-12"}`})
-	require.Equal(t, http.StatusAccepted, first.status, "%s", first.body)
-	require.EqualValues(t, 1, writes.Load(), "one write of the idempotency record")
-	// While the message is queued or once it has run, a repeat replays.
-	again := b.do(t, req{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","channels":["email"],"idempotency_key":"order-12"}`})
-	require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
-	require.JSONEq(t, string(first.body), string(again.body))
+	for _, r := range []req{
+		{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","channels":["email"],"idempotency_key":"order-12"}`},
+		{method: "POST", path: "/v1/events", body: `{"customer_id":"c1","name":"trial.started","idempotency_key":"evt-12"}`},
+	} {
+		writes.Store(0)
+		first := b.do(t, r)
+		require.Equal(t, http.StatusAccepted, first.status, "%s", first.body)
+		require.EqualValues(t, 1, writes.Load(), "%s: one write of the idempotency record", r.path)
+		// While it is queued or once it has run, a repeat replays.
+		again := b.do(t, r)
+		require.Equal(t, "true", again.header.Get("Idempotent-Replayed"), r.path)
+		require.JSONEq(t, string(first.body), string(again.body))
+	}
 }
 
 // countIdemWrites counts the commands that write an idempotency record.

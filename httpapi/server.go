@@ -463,18 +463,26 @@ func (s *server) postEvent(w http.ResponseWriter, r *http.Request, actor string)
 	if err != nil {
 		return err
 	}
-	return s.idempotent(w, r, actor, b.IdempotencyKey, b.CustomerID, body, nil, func(ctx context.Context) (int, any, error) {
+	// With a key, the event's ID comes from it (and its customer): its
+	// answer is known beforehand, as a message's is.
+	var early *knownAnswer
+	if k := idemKey(r, b.IdempotencyKey); k != "" {
+		id := redisstore.KeyedID("e_", b.CustomerID, k)
+		early = &knownAnswer{status: http.StatusAccepted, body: accepted(id),
+			took: func(ctx context.Context) bool { return s.svc.EventQueued(ctx, b.CustomerID, id) }}
+	}
+	return s.idempotent(w, r, actor, b.IdempotencyKey, b.CustomerID, body, early, func(ctx context.Context) (int, any, error) {
 		ev := herald.Event{CustomerID: b.CustomerID, Name: b.Name, Data: b.Data, IdempotencyKey: idemKey(r, b.IdempotencyKey), Actor: actor}
 		id, err := s.svc.Event(ctx, ev)
 		if err != nil {
 			return 0, nil, err
 		}
-		return http.StatusAccepted, messageAccepted(id), nil
+		return http.StatusAccepted, accepted(id), nil
 	})
 }
 
 // messageAccepted is POST /v1/messages' answer for message id.
-func messageAccepted(id string) map[string]string {
+func accepted(id string) map[string]string {
 	return map[string]string{"id": id, "status": "accepted"}
 }
 
@@ -500,7 +508,7 @@ func (s *server) postMessage(w http.ResponseWriter, r *http.Request, actor strin
 	var early *knownAnswer
 	if k := idemKey(r, b.IdempotencyKey); k != "" {
 		id := redisstore.KeyedID("m_", actor, k)
-		early = &knownAnswer{status: http.StatusAccepted, body: messageAccepted(id),
+		early = &knownAnswer{status: http.StatusAccepted, body: accepted(id),
 			took: func(ctx context.Context) bool { return s.svc.MessageQueued(ctx, id) }}
 	}
 	return s.idempotent(w, r, actor, b.IdempotencyKey, b.CustomerID, body, early, func(ctx context.Context) (int, any, error) {

@@ -83,3 +83,15 @@ func EventEnqueued(ctx context.Context, rdb redis.UniversalClient, ev herald.Eve
 	}
 	_ = rdb.SetXX(ctx, Key(ev.CustomerID, "event-key", ev.ID), "enqueued", redis.KeepTTL).Err()
 }
+
+// EventQueued reports whether event id of customerID, sent with an
+// idempotency key, is known to be in the queue (its key settled by
+// EventEnqueued). A failed read counts as not queued: the caller asks
+// again, which the key makes harmless.
+func EventQueued(ctx context.Context, rdb redis.UniversalClient, customerID, id string) bool {
+	if ValidID(customerID) != nil {
+		return false
+	}
+	state, err := rdb.Get(ctx, Key(customerID, "event-key", id)).Result()
+	return err == nil && state != eventPending
+}

@@ -40,3 +40,9 @@ func (s *Service) MessageQueued(ctx context.Context, id string) bool {
 	}
 	return FindMessage(asynq.NewInspectorFromRedisClient(s.o.Store.Redis()), id) != nil
 }
+
+// EventQueued reports whether event id of customerID, sent with an
+// idempotency key, was queued (see redisstore.EventQueued).
+func (s *Service) EventQueued(ctx context.Context, customerID, id string) bool {
+	return redisstore.EventQueued(ctx, s.o.Store.Redis(), customerID, id)
+}
