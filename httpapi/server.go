@@ -631,8 +631,9 @@ func (s *server) idempotent(w http.ResponseWriter, r *http.Request, actor, bodyK
 	}
 	status, v, err := do(ctx)
 	if err != nil {
-		// Release the key so the client's retry goes ahead at once (the
-		// pending record expires anyway if Redis is the problem).
+		// Release the key so the client's retry goes ahead at once. If
+		// Redis is the problem, a pending record expires anyway, and a
+		// provisional one is not replayed until its request took effect.
 		if ferr := s.st.Forget(context.WithoutCancel(r.Context()), scope); ferr != nil {
 			s.log.Warn("release idempotency key", "err", ferr)
 		}
