@@ -111,6 +111,7 @@ func BenchmarkJourneys(b *testing.B) {
 		b.ReportMetric(run.rate, "herald-msgs/s")
 		b.ReportMetric(ratio, "ratio")
 		b.ReportMetric(run.cost.perUnit(), "cmds/msg")
+		b.ReportMetric(run.cost.readsPerUnit(), "trips/msg")
 		b.ReportMetric(float64(pct(late, .5).Milliseconds()), "late-p50-ms")
 		b.ReportMetric(float64(pct(late, .99).Milliseconds()), "late-p99-ms")
 		b.ReportMetric(parked.perJourney, "bytes/parked-journey")
@@ -120,11 +121,11 @@ func BenchmarkJourneys(b *testing.B) {
 			"  herald      %8.0f messages/s (one task a message: the event or the wake-up sends inline)\n"+
 			"              over the run less the last follow-up's 1 s wait; %.0f/s with it\n"+
 			"  ratio       %8.2f   target ≥ %.2f: %s\n"+
-			"  per message: %s; CPU %.2f ms (bench process %.2f, redis-server %.2f)\n"+
+			"  per message: %s; %.1f Redis round trips; CPU %.2f ms (bench process %.2f, redis-server %.2f)\n"+
 			"  follow-ups fire after their due time at a steady %.0f journeys/s: p50 %v, p99 %v\n",
 			count, concurrency, bare.rate, run.rate, run.overall,
 			ratio, targetJourneyRatio, verdict(ratio >= targetJourneyRatio, fmt.Sprintf("%.0f%% short", (1-ratio/targetJourneyRatio)*100)),
-			run.cost.commands(6), hs+hr, hs, hr,
+			run.cost.commands(6), run.cost.readsPerUnit(), hs+hr, hs, hr,
 			paced, pct(late, .5).Round(time.Millisecond), pct(late, .99).Round(time.Millisecond))
 		parked.print()
 	}
