@@ -584,7 +584,7 @@ func (e *Engine) handleBroadcastJourney(ctx context.Context, t *asynq.Task) erro
 	}
 	ctx, cancel := e.taskBudget(ctx)
 	defer cancel()
-	ctx, jb, err := e.beginJourneys(ctx, p.CustomerID)
+	ctx, jb, err := e.beginJourneys(ctx, p.CustomerID, "")
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			e.tally(ctx, id, "skipped")

@@ -93,7 +93,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	}
 	ctx, cancel := e.taskBudget(ctx) // a step may send inline
 	defer cancel()
-	ctx, jb, err := e.beginJourneys(ctx, ev.CustomerID)
+	ctx, jb, err := e.beginJourneys(ctx, ev.CustomerID, "")
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			return skip(herald.Errorf(herald.ENotFound, "event %s for unknown customer %q: upsert the customer first", ev.Name, ev.CustomerID))
@@ -186,13 +186,19 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 }
 
 // beginJourneys takes the customer's journey lock and reads what a journey
-// handler starts from, in one round trip.
-// beginJourneys takes the customer's journey lock and reads the customer,
-// their preferences and journeys. The returned context carries the
-// customer and preferences to the handler's inline sends (sendState), which
-// need not read them again.
-func (e *Engine) beginJourneys(ctx context.Context, customerID string) (context.Context, *redisstore.JourneyBatch, error) {
-	jb, err := e.st.BeginJourneys(ctx, customerID, e.claimTTL())
+// handler starts from in one round trip: the customer, their preferences
+// and journeys and, unless journeyID is empty, that journey's state
+// (JourneyBatch.Journey). The returned context carries the customer and
+// preferences to the handler's inline sends (sendState), which need not
+// read them again.
+func (e *Engine) beginJourneys(ctx context.Context, customerID, journeyID string) (context.Context, *redisstore.JourneyBatch, error) {
+	var jb *redisstore.JourneyBatch
+	var err error
+	if journeyID != "" {
+		jb, err = e.st.BeginJourney(ctx, customerID, journeyID, e.claimTTL())
+	} else {
+		jb, err = e.st.BeginJourneys(ctx, customerID, e.claimTTL())
+	}
 	if errors.Is(err, redisstore.ErrBusy) {
 		return ctx, nil, busy(customerID)
 	}
@@ -475,6 +481,13 @@ func (e *Engine) cancelWake(prev workflows.State) {
 // since. A nil workflow means the journey cannot go on (logged).
 func (e *Engine) loadJourney(ctx context.Context, customerID, journeyID string) (workflows.State, *workflows.Workflow, error) {
 	s, ok, err := e.st.Journey(ctx, customerID, journeyID)
+	return e.journeyRead(ctx, journeyID, s, ok, err)
+}
+
+// journeyRead is loadJourney for a state already read: its workflow
+// version, or none (logged) when the state is unreadable or its version is
+// gone.
+func (e *Engine) journeyRead(ctx context.Context, journeyID string, s workflows.State, ok bool, err error) (workflows.State, *workflows.Workflow, error) {
 	if err != nil && !herald.IsTemporary(err) {
 		e.log.Error("journey state unreadable", "journey", journeyID, "err", err)
 		return s, nil, nil
@@ -527,7 +540,7 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 	}
 	ctx, cancel := e.taskBudget(ctx) // the step may send inline
 	defer cancel()
-	ctx, jb, err := e.beginJourneys(ctx, p.CustomerID)
+	ctx, jb, err := e.beginJourneys(ctx, p.CustomerID, p.JourneyID)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			return nil // erased: nothing to follow up
@@ -538,7 +551,8 @@ func (e *Engine) handleWake(ctx context.Context, t *asynq.Task) error {
 	cust := jb.Customer
 	n := &notes{}
 	defer e.flushNotesOnExit(ctx, cust.ID, n)
-	s, w, err := e.loadJourney(ctx, p.CustomerID, p.JourneyID)
+	st, ok, err := jb.Journey() // read with the lock
+	s, w, err := e.journeyRead(ctx, p.JourneyID, st, ok, err)
 	if err != nil {
 		return err
 	}

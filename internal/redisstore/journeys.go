@@ -76,6 +76,31 @@ type JourneyBatch struct {
 	Ever map[string]bool
 	// Release gives the journey lock back.
 	Release func()
+
+	// The state of the journey BeginJourney was asked for, read under the
+	// lock in the same round trip (see Journey).
+	customerID, journeyID string
+	journey               *redis.StringCmd
+}
+
+// Journey returns the state of the journey BeginJourney read: ok is false
+// when it does not exist; an error is temporary when Redis failed, else the
+// state is corrupt.
+func (jb *JourneyBatch) Journey() (st workflows.State, ok bool, err error) {
+	if jb.journey == nil {
+		return st, false, errors.New("redisstore: the batch read no journey (use BeginJourney)")
+	}
+	b, err := jb.journey.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return st, false, nil
+	}
+	if err != nil {
+		return st, false, herald.Temporary(err, "redis", 0)
+	}
+	if st, err = readJourney(jb.customerID, jb.journeyID, b); err != nil {
+		return st, false, err
+	}
+	return st, true, nil
 }
 
 // BeginJourneys takes the customer's journey lock (as LockCustomer does) and
@@ -83,22 +108,36 @@ type JourneyBatch struct {
 // trip. Errors: ENotFound for an unknown customer, ErrBusy when another
 // worker holds the lock.
 func (s *Store) BeginJourneys(ctx context.Context, customerID string, ttl time.Duration) (*JourneyBatch, error) {
+	return s.begin(ctx, customerID, "", ttl)
+}
+
+// BeginJourney is BeginJourneys for one journey's handler (a follow-up):
+// the journey's state is read in the same round trip (JourneyBatch.Journey).
+func (s *Store) BeginJourney(ctx context.Context, customerID, journeyID string, ttl time.Duration) (*JourneyBatch, error) {
+	return s.begin(ctx, customerID, journeyID, ttl)
+}
+
+func (s *Store) begin(ctx context.Context, customerID, journeyID string, ttl time.Duration) (*JourneyBatch, error) {
 	token := NewID("")
 	lk := Key(customerID, "claim", journeyLock)
 	var lock *redis.BoolCmd
-	var cust, prefs *redis.StringCmd
+	var cust, prefs, journey *redis.StringCmd
 	var idx *redis.MapStringStringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		lock = p.SetNX(ctx, lk, token, ttl)
 		cust = p.Get(ctx, Key(customerID, "customer"))
 		prefs = p.Get(ctx, PrefsKey(customerID))
 		idx = p.HGetAll(ctx, journeysKey(customerID))
+		if journeyID != "" {
+			// After the lock in the same connection's order: read under it.
+			journey = p.Get(ctx, journeyKey(customerID, journeyID))
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, herald.Temporary(err, "redis", 0)
 	}
-	jb := &JourneyBatch{Release: func() {}}
+	jb := &JourneyBatch{Release: func() {}, customerID: customerID, journeyID: journeyID, journey: journey}
 	if lock.Val() {
 		jb.Release = func() { _ = releaseScript.Run(context.WithoutCancel(ctx), s.rdb, []string{lk}, token).Err() }
 	}

@@ -106,6 +106,36 @@ func TestBeginJourneys(t *testing.T) {
 	release()
 }
 
+// A follow-up's handler reads its journey's state with the lock and the
+// customer, in the same round trip.
+func TestBeginJourneyReadsItsState(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, "c1")
+	wake := start.Add(time.Hour).Truncate(time.Second)
+	require.NoError(t, b.st.SaveJourney(b.ctx, journey("j1", workflows.StatusActive, wake)))
+
+	st, h := b.counted(t)
+	jb, err := st.BeginJourney(b.ctx, "c1", "j1", time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), h.trips.Load(), "lock, customer and journey in one round trip")
+	got, ok, err := jb.Journey()
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "j1", got.JourneyID)
+	require.True(t, got.WakeAt.Equal(wake))
+	_, err = b.st.BeginJourney(b.ctx, "c1", "j1", time.Minute)
+	require.ErrorIs(t, err, redisstore.ErrBusy, "the same lock as BeginJourneys")
+	jb.Release()
+
+	jb, err = b.st.BeginJourney(b.ctx, "c1", "j-gone", time.Minute)
+	require.NoError(t, err)
+	defer jb.Release()
+	_, ok, err = jb.Journey()
+	require.NoError(t, err)
+	require.False(t, ok, "a journey that does not exist")
+}
+
 func TestBeginJourneysNoJourneys(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
