@@ -165,64 +165,18 @@ func TestIdempotentRequestForUnknownCustomer(t *testing.T) {
 	}
 }
 
-// A message request with a key stores its answer when it takes the key
-// (the message ID comes from the key), before the message is queued. A
-// request cut off in between leaves that answer behind: the client's retry
-// must queue the message rather than replay an answer for a message that
-// does not exist, and only later repeats replay it.
-func TestKnownAnswerReplayedOnlyOnceTheMessageIsQueued(t *testing.T) {
+// A message or event request with a key stores its answer when it takes
+// the key (the ID comes from the key), before it queues anything. A request
+// cut off in between leaves that answer behind: the client's retry must
+// queue the message or event rather than replay an answer for something
+// that does not exist, and only later repeats replay it. It is acted on
+// once.
+func TestKnownAnswerReplayedOnlyOnceQueued(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.putCustomer(t, "c1", `{"email":"ada@example.com","attributes":{"first_name":"Ada"}}`)
-	body := `{"customer_id":"c1","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"channels":["email"],"idempotency_key":"order-11"}`
-
-	// What the cut-off request left behind: the answer it would have given.
-	id := redisstore.KeyedID("m_", "app", "order-11")
-	answer, _ := json.Marshal(map[string]string{"id": id, "status": "accepted"})
-	_, seen, err := redisstore.New(b.rdb, nil).Remember(context.Background(), "app\x00/v1/messages\x00order-11",
-		redisstore.Idempotent{Fingerprint: fingerprint(t, body), Status: http.StatusAccepted, Body: answer, Provisional: true}, time.Hour)
-	require.NoError(t, err)
-	require.False(t, seen)
-
-	retry := b.do(t, req{method: "POST", path: "/v1/messages", body: body})
-	require.Equal(t, http.StatusAccepted, retry.status, "%s", retry.body)
-	require.Empty(t, retry.header.Get("Idempotent-Replayed"), "the message was never queued: the request runs")
-	require.JSONEq(t, string(answer), string(retry.body))
-	require.Eventually(t, func() bool { return b.smtp.Count() == 1 }, 15*time.Second, 20*time.Millisecond, "the message is sent")
-
-	again := b.do(t, req{method: "POST", path: "/v1/messages", body: body})
-	require.Equal(t, http.StatusAccepted, again.status, "%s", again.body)
-	require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
-	require.JSONEq(t, string(answer), string(again.body))
-	insp := asynq.NewInspectorFromRedisClient(b.rdb)
-	require.Eventually(t, func() bool {
-		info, err := insp.GetQueueInfo("default")
-		return err == nil && info.Pending == 0 && info.Active == 0 && info.Retry == 0
-	}, 15*time.Second, 20*time.Millisecond, "nothing left to run")
-	require.Equal(t, 1, b.smtp.Count(), "sent once")
-}
-
-// The same holds for an event: its ID comes from its key and customer. The
-// retry of a request cut off before its event was queued queues it; the
-// event is recorded once.
-func TestKnownEventAnswerReplayedOnlyOnceTheEventIsQueued(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	b.putCustomer(t, "c1", `{"email":"ada@example.com"}`)
-	body := `{"customer_id":"c1","name":"trial.started","data":{"plan":"Pro"},"idempotency_key":"evt-11"}`
-	id := redisstore.KeyedID("e_", "c1", "evt-11")
-	answer, _ := json.Marshal(map[string]string{"id": id, "status": "accepted"})
-	_, seen, err := redisstore.New(b.rdb, nil).Remember(context.Background(), "app\x00/v1/events\x00evt-11",
-		redisstore.Idempotent{Fingerprint: fingerprint(t, body), Status: http.StatusAccepted, Body: answer, Provisional: true}, time.Hour)
-	require.NoError(t, err)
-	require.False(t, seen)
-
-	retry := b.do(t, req{method: "POST", path: "/v1/events", body: body})
-	require.Equal(t, http.StatusAccepted, retry.status, "%s", retry.body)
-	require.Empty(t, retry.header.Get("Idempotent-Replayed"), "the event was never queued: the request runs")
-	require.JSONEq(t, string(answer), string(retry.body))
-	require.True(t, redisstore.EventQueued(context.Background(), b.rdb, "c1", id))
-	eventLines := func() int {
+	// timelineLines counts the customer's timeline lines about ref.
+	timelineLines := func(ref string) int {
 		var tl struct {
 			Entries []struct{ Ref string } `json:"entries"`
 		}
@@ -230,23 +184,46 @@ func TestKnownEventAnswerReplayedOnlyOnceTheEventIsQueued(t *testing.T) {
 		require.NoError(t, json.Unmarshal(r.body, &tl))
 		n := 0
 		for _, e := range tl.Entries {
-			if e.Ref == id {
+			if e.Ref == ref {
 				n++
 			}
 		}
 		return n
 	}
-	require.Eventually(t, func() bool { return eventLines() == 1 }, 15*time.Second, 20*time.Millisecond, "the worker records the event")
-
-	again := b.do(t, req{method: "POST", path: "/v1/events", body: body})
-	require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
-	require.JSONEq(t, string(answer), string(again.body))
 	insp := asynq.NewInspectorFromRedisClient(b.rdb)
-	require.Eventually(t, func() bool {
-		info, err := insp.GetQueueInfo("default")
-		return err == nil && info.Pending == 0 && info.Active == 0 && info.Retry == 0
-	}, 15*time.Second, 20*time.Millisecond, "nothing left to run")
-	require.Equal(t, 1, eventLines(), "recorded once")
+	for _, tc := range []struct {
+		path, key, body, id string
+		done                func() int // how many times it was acted on: sent, recorded
+	}{
+		{"/v1/messages", "order-11", `{"customer_id":"c1","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"channels":["email"],"idempotency_key":"order-11"}`,
+			redisstore.KeyedID("m_", "app", "order-11"), b.smtp.Count},
+		{"/v1/events", "evt-11", `{"customer_id":"c1","name":"trial.started","data":{"plan":"Pro"},"idempotency_key":"evt-11"}`,
+			redisstore.KeyedID("e_", "c1", "evt-11"), func() int { return timelineLines(redisstore.KeyedID("e_", "c1", "evt-11")) }},
+	} {
+		// What the cut-off request left behind: the answer it would have given.
+		answer, _ := json.Marshal(map[string]string{"id": tc.id, "status": "accepted"})
+		_, seen, err := redisstore.New(b.rdb, nil).Remember(context.Background(), "app\x00"+tc.path+"\x00"+tc.key,
+			redisstore.Idempotent{Fingerprint: fingerprint(t, tc.body), Status: http.StatusAccepted, Body: answer, Provisional: true}, time.Hour)
+		require.NoError(t, err)
+		require.False(t, seen)
+
+		retry := b.do(t, req{method: "POST", path: tc.path, body: tc.body})
+		require.Equal(t, http.StatusAccepted, retry.status, "%s: %s", tc.path, retry.body)
+		require.Empty(t, retry.header.Get("Idempotent-Replayed"), "%s: it was never queued: the request runs", tc.path)
+		require.JSONEq(t, string(answer), string(retry.body))
+		require.Eventually(t, func() bool { return tc.done() == 1 }, 15*time.Second, 20*time.Millisecond, "%s: acted on", tc.path)
+
+		again := b.do(t, req{method: "POST", path: tc.path, body: tc.body})
+		require.Equal(t, http.StatusAccepted, again.status, "%s: %s", tc.path, again.body)
+		require.Equal(t, "true", again.header.Get("Idempotent-Replayed"), tc.path)
+		require.JSONEq(t, string(answer), string(again.body))
+		require.Eventually(t, func() bool {
+			info, err := insp.GetQueueInfo("default")
+			return err == nil && info.Pending == 0 && info.Active == 0 && info.Retry == 0
+		}, 15*time.Second, 20*time.Millisecond, "%s: nothing left to run", tc.path)
+		require.Equal(t, 1, tc.done(), "%s: acted on once", tc.path)
+	}
+	require.True(t, redisstore.EventQueued(context.Background(), b.rdb, "c1", redisstore.KeyedID("e_", "c1", "evt-11")))
 }
 
 // A message or event request with a key writes its idempotency record
