@@ -277,15 +277,27 @@ type messageRun struct {
 	// Go heap allocations per message in the bench process (HTTP clients
 	// and SMTP server included): count and bytes.
 	allocs, allocBytes float64
+	// With the run split, what the API alone (every request answered
+	// before the worker starts) and the worker alone cost.
+	apiRate, workerRate float64
+	api, worker         cost
+}
+
+// A runMode says how heraldMessages runs its messages.
+type runMode struct {
+	pace    float64 // requests per second; 0 sends as fast as the clients can
+	profile string  // where to write a CPU profile of the run, if set
+	// split answers every request before the worker starts, so that the
+	// API's cost and the worker's can be told apart.
+	split bool
 }
 
 // heraldMessages sends count one-off messages through POST /v1/messages
 // from httpClients() keep-alive clients while an in-process worker (the
 // message task: policy, claim, render, SMTP, ledger, timeline) delivers them
-// to an in-process SMTP server. pace 0 sends as fast as the clients can;
-// otherwise at pace requests per second. With profile set, a CPU profile of
-// the run is written there.
-func heraldMessages(b *testing.B, m meter, addr string, count int, pace float64, profile string) messageRun {
+// to an in-process SMTP server, as mode says.
+func heraldMessages(b *testing.B, m meter, addr string, count int, mode runMode) messageRun {
+	pace, profile := mode.pace, mode.profile
 	ctx := context.Background()
 	require.NoError(b, m.rdb.FlushAll(ctx).Err())
 	smtp, err := smtpserver.Start(smtpserver.Options{})
@@ -357,7 +369,12 @@ func heraldMessages(b *testing.B, m meter, addr string, count int, pace float64,
 	var ms0 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	before := m.read(b)
-	require.NoError(b, srv.Start(e.Mux()))
+	start := func() {
+		require.NoError(b, srv.Start(e.Mux()))
+	}
+	if !mode.split {
+		start()
+	}
 	defer e.StartWaker(context.Background())()
 	failed, firstErr := drive(clients, count, pace, func(i int, at time.Time) error {
 		due[i] = at.UnixNano()
@@ -366,9 +383,18 @@ func heraldMessages(b *testing.B, m meter, addr string, count int, pace float64,
 		return err
 	})
 	if failed > 0 {
-		srv.Shutdown()
+		if !mode.split {
+			srv.Shutdown()
+		}
 		pprof.StopCPUProfile()
 		b.Fatalf("%d of %d POST /v1/messages failed; first: %v", failed, count, firstErr)
+	}
+	var split messageRun
+	if mode.split {
+		split.api = m.since(b, before, count)
+		split.apiRate = float64(count) / split.api.wall.Seconds()
+		before = m.read(b)
+		start()
 	}
 	select {
 	case <-finished:
@@ -403,6 +429,10 @@ func heraldMessages(b *testing.B, m meter, addr string, count int, pace float64,
 		b.Errorf("%d of %d deliveries matched to their request", len(lat), count)
 	}
 	slices.Sort(lat)
+	if mode.split {
+		split.worker, split.workerRate = c, float64(count)/elapsed.Seconds()
+		return split
+	}
 	return messageRun{rate: float64(count) / elapsed.Seconds(), lat: lat, cost: c,
 		allocs: float64(ms1.Mallocs-ms0.Mallocs) / float64(count), allocBytes: float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(count)}
 }
@@ -476,12 +506,16 @@ func BenchmarkMessagePath(b *testing.B) {
 	profile := profilePath()
 	for b.Loop() {
 		bare := bareAsynq(b, m, count)
-		run := heraldMessages(b, m, rs.Addr, count, 0, profile)
+		run := heraldMessages(b, m, rs.Addr, count, runMode{profile: profile})
 		ratio := run.rate / bare.rate
 		// Latency under a steady load at half the measured capacity: with
 		// everything sent at once it would only measure the backlog.
 		paced := run.rate / 2
-		lat := heraldMessages(b, m, rs.Addr, min(count, int(paced*10)+1), paced, "").lat
+		lat := heraldMessages(b, m, rs.Addr, min(count, int(paced*10)+1), runMode{pace: paced}).lat
+		// The same messages with the API's part and the worker's apart.
+		apart := heraldMessages(b, m, rs.Addr, count, runMode{split: true})
+		apiS, apiR := apart.api.cpuMs()
+		wkS, wkR := apart.worker.cpuMs()
 		p50, p99 := pct(lat, .5), pct(lat, .99)
 		hs, hr := run.cost.cpuMs()
 		as, ar := bare.cost.cpuMs()
@@ -507,7 +541,10 @@ func BenchmarkMessagePath(b *testing.B) {
 			"  CPU per message: %.2f ms (bench process: HTTP clients, API, worker, SMTP server %.2f ms; redis-server %.2f ms)\n"+
 			"              Go allocations in the bench process: %.0f per message, %.1f KB\n"+
 			"              bare asynq per task: %.2f ms (bench process %.2f ms; redis-server %.2f ms)\n"+
-			"  latency POST → SMTP DATA at a steady %.0f messages/s: p50 %v, p99 %v   target p99 ≤ %v: %s\n",
+			"  latency POST → SMTP DATA at a steady %.0f messages/s: p50 %v, p99 %v   target p99 ≤ %v: %s\n"+
+			"  apart (every request answered before the worker starts):\n"+
+			"              API alone     %6.0f requests/s, CPU %.2f ms a request (HTTP clients and server included: bench process %.2f ms, redis-server %.2f ms), %.1f Redis round trips\n"+
+			"              worker alone  %6.0f messages/s, CPU %.2f ms a message (SMTP server included: bench process %.2f ms, redis-server %.2f ms), %.1f Redis round trips\n",
 			count, httpClients(), concurrency, runtime.NumCPU(),
 			bare.rate, run.rate,
 			ratio, targetMessageRatio, verdict(ratio >= targetMessageRatio, fmt.Sprintf("%.0f%% short", (1-ratio/targetMessageRatio)*100)),
@@ -517,7 +554,9 @@ func BenchmarkMessagePath(b *testing.B) {
 			run.cost.readsPerUnit(), bare.cost.readsPerUnit(),
 			hs+hr, hs, hr, run.allocs, run.allocBytes/1024, as+ar, as, ar,
 			paced, p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond), targetP99,
-			verdict(p99 <= targetP99, fmt.Sprintf("%v over", (p99-targetP99).Round(100*time.Microsecond))))
+			verdict(p99 <= targetP99, fmt.Sprintf("%v over", (p99-targetP99).Round(100*time.Microsecond))),
+			apart.apiRate, apiS+apiR, apiS, apiR, apart.api.readsPerUnit(),
+			apart.workerRate, wkS+wkR, wkS, wkR, apart.worker.readsPerUnit())
 		printErrors()
 		if profile != "" {
 			printProfile(profile)
