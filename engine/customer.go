@@ -137,7 +137,7 @@ func (e *Engine) deleteTasks(ctx context.Context, customerID string) error {
 		return err
 	}
 	for _, r := range refs {
-		if err := insp.DeleteTask(r.Queue, r.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+		if err := deleteIdleTask(insp, r.Queue, r.ID); err != nil {
 			e.log.Debug("erase: task not deleted", "queue", r.Queue, "task", r.ID, "err", err)
 		}
 	}
@@ -168,9 +168,25 @@ func (e *Engine) deleteTasks(ctx context.Context, customerID string) error {
 		}
 	}
 	for _, r := range found {
-		if err := insp.DeleteTask(r.q, r.id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		if err := deleteIdleTask(insp, r.q, r.id); err != nil {
 			return herald.Temporary(err, "redis", 0)
 		}
 	}
 	return nil
+}
+
+// deleteIdleTask deletes a task unless it is gone or has started since it
+// was listed: asynq refuses to delete a running task, and a running task
+// finds the customer gone and ends.
+func deleteIdleTask(insp *asynq.Inspector, queue, id string) error {
+	err := insp.DeleteTask(queue, id)
+	if err == nil || errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+		return nil
+	}
+	if ti, ierr := insp.GetTaskInfo(queue, id); ierr == nil && ti.State == asynq.TaskStateActive {
+		return nil
+	} else if errors.Is(ierr, asynq.ErrTaskNotFound) {
+		return nil
+	}
+	return err
 }

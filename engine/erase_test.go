@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 )
@@ -105,4 +107,47 @@ func TestEraseMidJourneyLeavesNothing(t *testing.T) {
 	require.NoError(t, err, "the link itself is well signed: %q", token)
 	require.Error(t, preferences.CheckEpoch(claims, fresh), "a link mailed to the erased customer must not open the new one's preferences")
 	require.True(t, strings.HasPrefix(token, "h1."))
+}
+
+// Erasure lists the customer's waiting tasks, then deletes them; a task a
+// worker takes in between is running, which asynq refuses to delete. It
+// is left to find the customer gone, and the erasure goes on.
+func TestEraseSkipsATaskThatStarted(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Start(t)
+	rdb := rs.Client()
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	cl := asynq.NewClientFromRedisClient(rdb)
+	t.Cleanup(func() { _ = cl.Close() })
+
+	started, release := make(chan struct{}), make(chan struct{})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("hold", func(ctx context.Context, _ *asynq.Task) error {
+		close(started)
+		<-release
+		return nil
+	})
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 1, TaskCheckInterval: 20 * time.Millisecond, LogLevel: asynq.FatalLevel})
+	_, err := cl.Enqueue(asynq.NewTask("hold", nil), asynq.TaskID("running"), asynq.Queue("default"))
+	require.NoError(t, err)
+	_, err = cl.Enqueue(asynq.NewTask("hold", nil), asynq.TaskID("waiting"), asynq.Queue("later"))
+	require.NoError(t, err)
+	require.NoError(t, srv.Start(mux))
+	t.Cleanup(srv.Shutdown)
+	t.Cleanup(func() { close(release) })
+	<-started
+
+	err = insp.DeleteTask("default", "running")
+	require.Error(t, err, "asynq refuses to delete a running task")
+	require.NotErrorIs(t, err, asynq.ErrTaskNotFound)
+	require.NoError(t, engine.DeleteIdleTask(insp, "default", "running"), "a running task is left to end")
+	ti, err := insp.GetTaskInfo("default", "running")
+	require.NoError(t, err)
+	require.Equal(t, asynq.TaskStateActive, ti.State)
+
+	require.NoError(t, engine.DeleteIdleTask(insp, "later", "waiting"))
+	_, err = insp.GetTaskInfo("later", "waiting")
+	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "a waiting task is deleted")
+	require.NoError(t, engine.DeleteIdleTask(insp, "later", "waiting"), "and deleting it again is no error")
+	require.NoError(t, engine.DeleteIdleTask(insp, "nowhere", "x"), "nor is an unknown queue")
 }

@@ -5,3 +5,6 @@ import "context"
 // SetFanOutFault makes f run after each message a broadcast's fan-out
 // queues; tests use it to stop a worker mid-walk.
 func (e *Engine) SetFanOutFault(f func(ctx context.Context, queued int64)) { e.fanOutFault = f }
+
+// DeleteIdleTask is deleteIdleTask, for erasure's race with a worker.
+var DeleteIdleTask = deleteIdleTask
