@@ -313,3 +313,28 @@ func TestMessageQueued(t *testing.T) {
 	_, err = b.c.Message(context.Background(), "bad id")
 	require.Equal(t, herald.EInvalid, herald.ErrorCode(err))
 }
+
+// The client refuses a message whose template the workers did not load,
+// as the API does, from the names the workers published; before any
+// worker has published them, the worker checks.
+func TestSendRefusesATemplateTheWorkersLack(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, "c1")
+	st := redisstore.New(b.rs.Client(), nil)
+	require.NoError(t, st.PublishRouting(context.Background(), redisstore.Routing{
+		Queues: map[string]string{"security": wire.QueueCritical}, MaxRetry: 3, Templates: []string{"welcome", "password-reset"},
+	}))
+	_, err := b.c.Send(context.Background(), client.Message{CustomerID: "c1", Template: "nope", Topic: "security"})
+	require.Equal(t, herald.EInvalid, herald.ErrorCode(err), "%v", err)
+	require.ErrorContains(t, err, `unknown template "nope"`)
+	require.Empty(t, b.pending(t, wire.QueueCritical, wire.TypeMessage), "nothing queued")
+	_, err = b.c.Send(context.Background(), client.Message{CustomerID: "c1", Template: "password-reset", Topic: "security"})
+	require.NoError(t, err)
+	require.Len(t, b.pending(t, wire.QueueCritical, wire.TypeMessage), 1)
+
+	unknown := setup(t)
+	unknown.customer(t, "c1")
+	_, err = unknown.c.Send(context.Background(), client.Message{CustomerID: "c1", Template: "nope", Topic: "security"})
+	require.NoError(t, err, "no published names: the worker checks")
+}

@@ -39,6 +39,16 @@ func (c *Client) WorkflowStats(ctx context.Context, workflowID string, since tim
 	return c.svc.Store().WorkflowStats(ctx, workflowID, nil, since, time.Now())
 }
 
+// WorkflowStepStats is WorkflowStats for a workflow the caller has loaded:
+// every one of its steps is listed, reached or not.
+func (c *Client) WorkflowStepStats(ctx context.Context, w *workflows.Workflow, since time.Time) (WorkflowStats, error) {
+	steps := make([]string, 0, len(w.Steps))
+	for _, s := range w.Steps {
+		steps = append(steps, s.ID)
+	}
+	return c.svc.Store().WorkflowStats(ctx, w.ID, steps, since, time.Now())
+}
+
 // Journeys returns a customer's journeys, running first, then finished
 // ones (kept 90 days), each with its current step and next wake-up.
 func (c *Client) Journeys(ctx context.Context, customerID string) ([]Journey, error) {

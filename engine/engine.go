@@ -291,10 +291,15 @@ func (e *Engine) Queue(topic string) string {
 }
 
 // PublishRouting tells producers without a config of their own (the Go
-// client) which queue each topic's messages go to and how often they are
-// retried, so every door queues a message as the engine would.
+// client, the CLI) which queue each topic's messages go to, how often they
+// are retried and which templates exist, so every door queues a message
+// as the engine would and refuses the same ones.
 func (e *Engine) PublishRouting(ctx context.Context) error {
-	return e.st.PublishRouting(ctx, e.routing())
+	r := e.routing()
+	if t := e.Templates(); t != nil {
+		r.Templates = t.Names()
+	}
+	return e.st.PublishRouting(ctx, r)
 }
 
 // routing is how this engine queues messages, with its topic catalogue

@@ -51,6 +51,9 @@ type Main struct {
 	TaskCheckInterval, DelayedTaskCheckInterval time.Duration
 	// MonitoringLogin is the secret of a dashboard login link (herald dev).
 	MonitoringLogin string
+	// anyChannel skips the check that every send step has a configured
+	// channel: a CLI command's engine sends only what it is asked to.
+	anyChannel bool
 
 	RedisConn asynq.RedisConnOpt
 	Redis     redis.UniversalClient
@@ -213,7 +216,11 @@ func (m *Main) loadContent() (*templates.Set, *workflows.Set, error) {
 	if src.templates == nil {
 		return nil, nil, errors.New("content.templates: set HERALD_TEMPLATES to the templates folder")
 	}
-	tset, wset, probs := checkContent(src, m.Config, m.Config.Channels())
+	channels := m.Config.Channels()
+	if m.anyChannel {
+		channels = nil
+	}
+	tset, wset, probs := checkContent(src, m.Config, channels)
 	if len(probs) > 0 {
 		return nil, nil, contentError(probs)
 	}

@@ -210,10 +210,11 @@ herald dev is running.
   Health         %[1]s/healthz  %[1]s/readyz
   Outbox         %[2]s  (email as .eml, Slack as slack.jsonl)
   Redis          %[3]s
+  CLI            %[9]s
   Templates      %[7]s
   Workflows      %[8]s
 
-`, base, abs, redisDesc(d), auth, d.DashboardURL(), metrics, src.describe("templates"), src.describe("workflows"))
+`, base, abs, redisDesc(d), auth, d.DashboardURL(), metrics, src.describe("templates"), src.describe("workflows"), cliDesc(d))
 	try := d.tryThis()
 	curl := "curl -sS -X POST " + base + "%s -H \"Authorization: Bearer " + token + "\" -H 'Content-Type: application/json' \\\n    -d '%s'\n"
 	fmt.Fprintf(w, "A demo customer \"demo\" (Ada, Europe/Warsaw) is ready. Send her %s:\n\n  ", try.template)
@@ -295,6 +296,14 @@ func mustJSON(v any) string {
 
 // shellQuoted makes s safe inside the banner's single quotes.
 func shellQuoted(s string) string { return strings.ReplaceAll(s, "'", `'\''`) }
+
+// cliDesc tells how the CLI reaches this herald: by its Redis.
+func cliDesc(d *Dev) string {
+	if d.Mini != nil {
+		return "export HERALD_REDIS_URL=redis://" + d.Mini.Addr() + "   then e.g. herald message ID, herald journeys demo, herald workflows"
+	}
+	return "the same HERALD_REDIS_URL, e.g. herald message ID, herald journeys demo, herald workflows"
+}
 
 func redisDesc(d *Dev) string {
 	if d.Mini != nil {

@@ -284,3 +284,61 @@ func TestDevJourneyWaitFires(t *testing.T) {
 	require.Eventually(t, func() bool { return d.SMTP.Count() == 1 }, 10*time.Second, 20*time.Millisecond, "the first step is sent")
 	require.Eventually(t, func() bool { return d.SMTP.Count() == 2 }, 10*time.Second, 20*time.Millisecond, "the follow-up is sent after the wait")
 }
+
+var cliLine = regexp.MustCompile(`(?m)^\s+CLI\s+export HERALD_REDIS_URL=(\S+)`)
+
+// The CLI reaches herald dev with the Redis URL its banner prints and
+// nothing else: it reads messages, customers, journeys and workflow
+// numbers, cancels a journey, and refuses a template the worker lacks.
+func TestDevBannerCLIWorks(t *testing.T) {
+	d, _ := startDev(t)
+	var out bytes.Buffer
+	d.Banner(&out)
+	m := cliLine.FindStringSubmatch(out.String())
+	require.Len(t, m, 2, "the banner tells the CLI where Redis is:\n%s", out.String())
+	t.Setenv("HERALD_REDIS_URL", m[1])
+	ctx := context.Background()
+
+	id, err := d.Main.Engine.Service().Send(ctx, wireMessage("demo", "welcome", "onboarding", map[string]any{"plan": "Pro", "trial_days": 14, "dashboard_url": "https://app.lumen.example/dashboard"}))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return d.SMTP.Count() == 1 }, 10*time.Second, 20*time.Millisecond)
+	stdout, _, err := runCLI(t, "message", id)
+	require.NoError(t, err)
+	require.Contains(t, stdout, `"sent"`)
+
+	stdout, _, err = runCLI(t, "customer", "demo")
+	require.NoError(t, err)
+	require.Contains(t, stdout, `"email":"ada@example.com"`)
+	_, _, err = runCLI(t, "customer", "typo-id")
+	require.ErrorContains(t, err, `customer "typo-id" not found`)
+	_, err = d.Main.Engine.Store().Customer(ctx, "typo-id")
+	require.Equal(t, herald.ENotFound, herald.ErrorCode(err), "a look-up creates no customer")
+
+	stdout, _, err = runCLI(t, "workflows")
+	require.NoError(t, err)
+	require.Contains(t, stdout, "trial-onboarding")
+	stdout, _, err = runCLI(t, "stats", "trial-onboarding", "--since", "1d")
+	require.NoError(t, err)
+	require.Contains(t, stdout, `"wait-for-project"`)
+
+	_, _, err = runCLI(t, "event", "demo", "trial.started")
+	require.NoError(t, err)
+	var journey string
+	require.Eventually(t, func() bool {
+		js, err := d.Main.Engine.CustomerJourneys(ctx, "demo")
+		if err != nil || len(js) == 0 {
+			return false
+		}
+		journey = js[0].ID
+		return true
+	}, 10*time.Second, 20*time.Millisecond, "the event starts a journey")
+	stdout, _, err = runCLI(t, "journeys", "demo")
+	require.NoError(t, err)
+	require.Contains(t, stdout, journey)
+	stdout, _, err = runCLI(t, "journeys", "cancel", "demo", journey)
+	require.NoError(t, err)
+	require.NotContains(t, stdout, `"status": "active"`, "the worker has ended it: %s", stdout)
+
+	_, _, err = runCLI(t, "send", "demo", "no-such-template", "--topic", "onboarding")
+	require.ErrorContains(t, err, `unknown template "no-such-template"`)
+}

@@ -13,21 +13,28 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/engine"
 	"github.com/heraldhq/herald/workflows"
 )
 
-// The insight commands open the same engine the server runs (Redis, content,
-// senders), without starting a worker or the HTTP server, and call the same
-// services the API calls.
+// The insight commands read what the Go client reads, through Redis alone:
+// they need HERALD_REDIS_URL and, for the workflow list and a workflow's
+// steps, the workflows the worker loads (or the embedded examples), but no
+// channel, sender or signing key. A test send opens the engine, which holds
+// the senders.
 
+// openEngine opens the engine the server runs (Redis, content, senders),
+// without starting a worker or the HTTP server. Content is not checked
+// against the configured channels: a command sends at most a test, on
+// the channel it names.
 func openEngine(ctx context.Context, path string, stderr io.Writer) (*Main, error) {
 	c, err := loadConfig(path, "")
 	if err != nil {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	m := &Main{Config: c, Logger: log}
+	m := &Main{Config: c, Logger: log, anyChannel: true}
 	// The worker's folders; with none configured (an author trying a
 	// template), the embedded examples, as preview does.
 	if folderContent(c).none() {
@@ -39,6 +46,29 @@ func openEngine(ctx context.Context, path string, stderr io.Writer) (*Main, erro
 		return nil, err
 	}
 	return m, nil
+}
+
+// openWorkflows loads the workflows a worker with this config runs (the
+// embedded examples without content folders), checked as the worker
+// checks them but for the channels configured.
+func openWorkflows(path string) (*workflows.Set, error) {
+	c, err := loadConfig(path, "")
+	if err != nil {
+		return nil, err
+	}
+	src := folderContent(c)
+	if src.none() {
+		src = exampleContent()
+		exampleBrand(&c)
+	}
+	_, wset, probs := checkContent(src, c, nil)
+	if len(probs) > 0 {
+		return nil, contentError(probs)
+	}
+	if wset == nil {
+		return nil, errors.New("content.workflows: set HERALD_WORKFLOWS to the workflows folder")
+	}
+	return wset, nil
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -107,15 +137,19 @@ func cmdWorkflows(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	m, err := openEngine(ctx, *path, stderr)
+	wset, err := openWorkflows(*path)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	c, err := newClient(*path)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKFLOW\tVERSION\tTOPIC\tTRIGGER\tRUNNING\tSTARTED 7D\tCOMPLETED 7D\tEXITED 7D")
-	for _, w := range m.Engine.WorkflowList() {
-		st, err := m.Engine.Stats(ctx, w.ID, time.Now().Add(-7*24*time.Hour))
+	for _, w := range wset.All() {
+		st, err := c.WorkflowStats(ctx, w.ID, time.Now().Add(-7*24*time.Hour))
 		if err != nil {
 			return err
 		}
@@ -144,15 +178,20 @@ func cmdStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		from = time.Now().Add(-d)
 	}
-	m, err := openEngine(ctx, *path, stderr)
+	wset, err := openWorkflows(*path)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	if _, err := m.Engine.Workflow(pos[0]); err != nil {
+	w, ok := wset.Get(pos[0])
+	if !ok {
+		return herald.Errorf(herald.ENotFound, "workflow %q not found", pos[0])
+	}
+	c, err := newClient(*path)
+	if err != nil {
 		return err
 	}
-	st, err := m.Engine.Stats(ctx, pos[0], from)
+	defer c.Close()
+	st, err := c.WorkflowStepStats(ctx, w, from)
 	if err != nil {
 		return err
 	}
@@ -173,19 +212,15 @@ func cmdJourneys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if (!cancel && len(pos) != 1) || (cancel && len(pos) != 2) {
 		return errors.New("usage: herald journeys CUSTOMER · herald journeys cancel CUSTOMER JOURNEY")
 	}
-	m, err := openEngine(ctx, *path, stderr)
+	c, err := newClient(*path)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	defer c.Close()
 	if cancel {
-		j, err := m.Engine.CancelJourney(ctx, pos[0], pos[1], "cli")
-		if err != nil {
-			return err
-		}
-		return printJSON(stdout, j)
+		return cancelJourney(ctx, c, pos[0], pos[1], stdout, stderr)
 	}
-	js, err := m.Engine.CustomerJourneys(ctx, pos[0])
+	js, err := c.Journeys(ctx, pos[0])
 	if err != nil {
 		return err
 	}
@@ -215,14 +250,60 @@ func cmdMessage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(pos) != 1 {
 		return errors.New("usage: herald message MESSAGE_ID")
 	}
-	m, err := openEngine(ctx, *path, stderr)
+	c, err := newClient(*path)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	st, err := m.Engine.Message(ctx, pos[0])
+	defer c.Close()
+	st, err := c.Message(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	return printJSON(stdout, st)
+}
+
+// cancelWait is how long `herald journeys cancel` waits for a worker to
+// end the journey.
+var cancelWait = 10 * time.Second
+
+// cancelJourney queues a journey's cancellation for the workers, as the Go
+// client does, and waits a little for a worker to end it: it prints the
+// journey as it then stands, ended or still running if no worker took the
+// cancellation in time (it stays queued).
+func cancelJourney(ctx context.Context, c *client.Client, customerID, journeyID string, stdout, stderr io.Writer) error {
+	if err := c.CancelJourney(ctx, customerID, journeyID); err != nil {
+		return err
+	}
+	view := func() (client.Journey, error) {
+		js, err := c.Journeys(ctx, customerID)
+		if err != nil {
+			return client.Journey{}, err
+		}
+		for _, j := range js {
+			if j.ID == journeyID {
+				return j, nil
+			}
+		}
+		return client.Journey{}, herald.Errorf(herald.ENotFound, "customer %q has no journey %q", customerID, journeyID)
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(cancelWait)
+	for {
+		j, err := view()
+		if err != nil {
+			return err
+		}
+		if j.Status != workflows.StatusActive {
+			return printJSON(stdout, j)
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			fmt.Fprintf(stderr, "cancellation queued: no worker has ended journey %s within %v; it ends when a worker takes the task\n", journeyID, cancelWait)
+			return printJSON(stdout, j)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

@@ -32,7 +32,8 @@ Usage:
   herald preview --template T [--locale L] [--channel email|slack] [--data file.json] [--html out.html]
   herald event CUSTOMER NAME [--data JSON] [--key IDEMPOTENCY_KEY]
   herald send CUSTOMER TEMPLATE --topic TOPIC [--data JSON] [--channels email,slack] [--key K]
-  herald customer CUSTOMER [--email E] [--slack U…] [--locale L] [--timezone Z] [--attr k=v …] [--unset FIELD …] [--erase]
+  herald customer CUSTOMER   show a customer; with --email E, --slack U…, --locale L, --timezone Z,
+                             --attr k=v …, --unset FIELD …: create or change it; --erase: erase it
   herald customer prefs CUSTOMER [--set JSON]
   herald send --test-to ADDRESS --template T [--locale L] [--data f.json] [--channel email|slack]
   herald graph WORKFLOW [--format mermaid|dot|svg]
@@ -40,7 +41,9 @@ Usage:
   herald journeys CUSTOMER · herald journeys cancel CUSTOMER JOURNEY · herald message ID
   herald broadcast create FILE [--dry-run] · list · show ID [--watch] · cancel ID
 
-Every command reads --config FILE (or HERALD_CONFIG) and HERALD_* variables.
+Every command reads --config FILE (or HERALD_CONFIG) and HERALD_* variables. event, send,
+customer, workflows, stats, journeys, message and broadcast reach herald through its Redis
+(HERALD_REDIS_URL) alone; a test send also needs the channel's settings.
 `
 
 func main() {
@@ -266,6 +269,13 @@ func (m *Main) Reload() bool {
 		return false
 	}
 	m.Engine.SetContent(t, w)
+	// Producers without content of their own check template names
+	// against what the workers published.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.Engine.PublishRouting(ctx); err != nil {
+		m.Logger.Warn("reload: the template list for the Go client and CLI was not published", "err", err.Error())
+	}
 	m.Logger.Info("reloaded workflows and templates")
 	return true
 }

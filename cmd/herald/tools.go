@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -363,6 +364,23 @@ func cmdCustomer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer c.Close()
+	changes := 0
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "config" {
+			changes++
+		}
+	})
+	if changes == 0 {
+		// No change asked for: a look-up, which creates nothing.
+		cust, err := c.Customer(ctx, pos[0])
+		if herald.ErrorCode(err) == herald.ENotFound {
+			return fmt.Errorf("%w (give --email, --slack, --locale, --timezone or --attr to create it)", err)
+		}
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(cust)
+	}
 	if *erase {
 		if err := c.EraseCustomer(ctx, pos[0]); err != nil {
 			return err
@@ -371,7 +389,7 @@ func cmdCustomer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return nil
 	}
 	// The flags given change those fields; the others stay (a merge, as
-	// PATCH /v1/customers/{id}). A new customer is created.
+	// PATCH /v1/customers/{id}). An unknown customer is created with them.
 	patch := map[string]any{}
 	for k, v := range map[string]string{"email": *emailF, "slack_user_id": *slackF, "locale": *locale, "timezone": *tz} {
 		if v != "" {

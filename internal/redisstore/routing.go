@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,20 @@ type Routing struct {
 	// Topics is the topic catalogue, so every door validates preference
 	// changes against the same topics (nil: not known).
 	Topics map[string]herald.Topic
+	// Templates are the names of the templates the workers loaded, sorted,
+	// so every door refuses a message whose template does not exist (nil:
+	// not known).
+	Templates []string
+}
+
+// HasTemplate reports whether r lists template name; true when r does not
+// know the templates.
+func (r Routing) HasTemplate(name string) bool {
+	if r.Templates == nil {
+		return true
+	}
+	_, ok := slices.BinarySearch(r.Templates, name)
+	return ok
 }
 
 // PublishRouting replaces the published routing.
@@ -40,6 +55,13 @@ func (s *Store) PublishRouting(ctx context.Context, r Routing) error {
 			return err
 		}
 		fields["topics"] = string(b)
+	}
+	if r.Templates != nil {
+		b, err := json.Marshal(slices.Sorted(slices.Values(r.Templates)))
+		if err != nil {
+			return err
+		}
+		fields["templates"] = string(b)
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, routingKey)
@@ -92,6 +114,8 @@ func (c *RoutingCache) Routing(ctx context.Context) (Routing, bool, error) {
 			r.MaxRetry, _ = strconv.Atoi(v)
 		} else if k == "topics" {
 			_ = json.Unmarshal([]byte(v), &r.Topics)
+		} else if k == "templates" {
+			_ = json.Unmarshal([]byte(v), &r.Templates)
 		}
 	}
 	c.at, c.last = time.Now(), r

@@ -123,7 +123,7 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 	} else if r.Topics != nil {
 		return "", herald.Errorf(herald.EInvalid, "unknown topic %q", m.Topic)
 	}
-	if s.o.Templates != nil && !s.o.Templates.Has(m.Template) {
+	if (s.o.Templates != nil && !s.o.Templates.Has(m.Template)) || (s.o.Templates == nil && !r.HasTemplate(m.Template)) {
 		return "", herald.Errorf(herald.EInvalid, "unknown template %q", m.Template)
 	}
 	if err := s.customerExists(ctx, m.CustomerID); err != nil {

@@ -50,7 +50,8 @@ type Journeys interface {
 }
 
 // Templates reports whether a template exists (workers only; an app's
-// client leaves the check to the worker, which archives the task).
+// client checks against the names the workers published with their
+// routing).
 type Templates interface {
 	Has(name string) bool
 }
@@ -62,7 +63,7 @@ type Options struct {
 	Tasks     *asynq.Client
 	Catalog   Catalog
 	Journeys  Journeys  // nil: ask the workers through the queue
-	Templates Templates // nil: the worker checks
+	Templates Templates // nil: the published routing's names, if any
 	// TaskTimeout bounds a message task (0: asynq's default).
 	TaskTimeout time.Duration
 	// PreferencesChanged hears every change a door made, after it is
