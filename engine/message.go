@@ -313,7 +313,7 @@ func reasonText(r string) string {
 	case "paused":
 		return "the customer paused all messages"
 	case "suppressed":
-		return "the address is suppressed (earlier hard bounce or inactive account)"
+		return "the address is suppressed (an earlier hard bounce, or the erasure of a customer who had it)"
 	case "frequency_capped":
 		return "frequency cap reached"
 	case "quiet_hours":

@@ -178,8 +178,30 @@ func ConsentLine(c preferences.ConsentEntry) herald.TimelineEntry {
 }
 
 func showValue(v any) string {
-	if v == nil {
+	switch x := v.(type) {
+	case nil:
 		return "unset"
+	case string, bool, float64, int:
+		return fmt.Sprint(x)
+	case herald.QuietHours:
+		return x.Start + "–" + x.End
+	case *herald.QuietHours:
+		if x == nil {
+			return "unset"
+		}
+		return x.Start + "–" + x.End
+	case map[string]any:
+		// Quiet hours, as read back from JSON.
+		start, sok := x["start"].(string)
+		end, eok := x["end"].(string)
+		if sok && eok && len(x) == 2 {
+			return start + "–" + end
+		}
+	}
+	// Anything else (a channel order, an object) as compact JSON, not as
+	// Go prints it.
+	if b, err := json.Marshal(v); err == nil {
+		return string(b)
 	}
 	return fmt.Sprint(v)
 }
