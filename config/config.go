@@ -715,9 +715,10 @@ func (c Config) Validate() error {
 	if c.Redis.URL != "" {
 		modes++
 		u, err := url.Parse(c.Redis.URL.Reveal())
-		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") || (u.Scheme != "unix" && u.Host == "") {
+		// The schemes herald's Redis client (asynq.ParseRedisURI) dials.
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			bad("redis.url (HERALD_REDIS_URL)", "want redis://[user:pass@]host:port[/db] or rediss://…")
-		} else if db := strings.TrimPrefix(u.Path, "/"); u.Scheme != "unix" && db != "" {
+		} else if db := strings.TrimPrefix(u.Path, "/"); db != "" {
 			if n, err := strconv.Atoi(db); err != nil || n < 0 {
 				bad("redis.url (HERALD_REDIS_URL)", "the database after the host must be a number such as /0")
 			}

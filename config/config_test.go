@@ -98,6 +98,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		want string
 	}{
 		{"redis url", map[string]string{"HERALD_REDIS_URL": "http://x"}, nil, "HERALD_REDIS_URL"},
+		{"redis url the client cannot dial", map[string]string{"HERALD_REDIS_URL": "unix:///run/redis.sock"}, nil, "redis.url (HERALD_REDIS_URL): want redis://"},
 		{"two redis modes", map[string]string{"HERALD_REDIS_URL": "redis://a:1", "HERALD_REDIS_CLUSTER_ADDRS": "b:2"}, nil, "choose one"},
 		{"sentinel without master", map[string]string{"HERALD_REDIS_SENTINEL_ADDRS": "a:1"}, nil, "HERALD_REDIS_SENTINEL_MASTER"},
 		{"smtp scheme", map[string]string{"HERALD_SMTP_URL": "imap://x", "HERALD_MAIL_FROM": "a@b"}, nil, "HERALD_SMTP_URL"},

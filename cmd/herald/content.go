@@ -177,6 +177,29 @@ func problemLines(dir string, err error) []string {
 	return lines
 }
 
+// settingsProblems builds, connecting to nothing, what Main.Open builds
+// from the settings alone and refuses to start without: the Redis
+// connection options (redisConn) and the sender of each configured channel
+// (Main.senders, which parses the SMTP URL and reads the DKIM key). herald
+// validate calls the same functions, so a config it passes gets past them
+// at start-up too. A channel-less config is Needs' to report.
+func settingsProblems(c config.Config) []error {
+	var errs []error
+	if c.Redis.Configured() {
+		if _, err := redisConn(c.Redis); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(c.Channels()) > 0 {
+		m := &Main{Config: c}
+		if _, err := m.senders(); err != nil {
+			errs = append(errs, err)
+		}
+		_ = m.Close() // the senders have dialled nothing
+	}
+	return errs
+}
+
 // contentError is the error of content with problems.
 func contentError(probs []string) error {
 	return fmt.Errorf("%d problem(s) in templates and workflows:\n%s", len(probs), strings.Join(probs, "\n"))

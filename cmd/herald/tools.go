@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,11 +49,21 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if role != "" {
 		err = errors.Join(err, c.Needs(role))
 	}
+	var lines []string
 	if err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(stdout, "%s: %s\n", orDefault(*path, "config"), line)
-			problems++
+		lines = strings.Split(err.Error(), "\n")
+	}
+	// What start-up builds from the settings, unless the field is
+	// reported already (a bad smtp.url once, not twice).
+	for _, serr := range settingsProblems(c) {
+		field, _, _ := strings.Cut(serr.Error(), ": ")
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, field+": ") }) {
+			lines = append(lines, strings.Split(serr.Error(), "\n")...)
 		}
+	}
+	for _, line := range lines {
+		fmt.Fprintf(stdout, "%s: %s\n", orDefault(*path, "config"), line)
+		problems++
 	}
 	src := folderContent(c)
 	switch {

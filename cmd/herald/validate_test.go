@@ -372,3 +372,32 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		require.Contains(t, errOut.String()+out.String(), "-config", cmd)
 	}
 }
+
+// validate refuses the settings start-up refuses, with the same message:
+// both build the Redis options and the senders from the config.
+func TestValidateRefusesWhatStartRefuses(t *testing.T) {
+	for _, tt := range []struct {
+		name, smtp, want string
+	}{
+		{"unknown TLS mode", "smtp://127.0.0.1:2525?tls=bogus", `smtp.url (HERALD_SMTP_URL): email: TLS mode "bogus": want none, starttls or tls`},
+		{"pool not a number", "smtp://127.0.0.1:2525?tls=none&pool=abc", `smtp.url (HERALD_SMTP_URL): email: SMTP URL pool "abc": want a positive integer`},
+		{"misspelt parameter", "smtp://127.0.0.1:2525?tsl=none", `smtp.url (HERALD_SMTP_URL): email: SMTP URL parameter "tsl": want tls, pool, timeout or helo`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tdir, _ := contentFolders(t, helloTemplate, "")
+			m, _ := openWorker(t, tdir, "")
+			m.Config.SMTP.URL = config.Secret(tt.smtp)
+			err := m.Open(context.Background())
+			_ = m.Close()
+			require.ErrorContains(t, err, tt.want)
+
+			setVars(t, map[string]string{
+				"HERALD_REDIS_URL": m.Config.Redis.URL.Reveal(), "HERALD_SMTP_URL": tt.smtp, "HERALD_MAIL_FROM": "a@b.example",
+				"HERALD_SIGNING_KEY": testSigningKey, "HERALD_API_TOKENS": "web:web-token-0123456789", "HERALD_TEMPLATES": tdir,
+			})
+			out, errOut, err := runCLI(t, "validate", "--role", "run")
+			require.Equal(t, exitError(1), err, "stdout:\n%s\nstderr:\n%s", out, errOut)
+			require.Equal(t, "config: "+tt.want+"\n", out, "one line, once")
+		})
+	}
+}
