@@ -20,12 +20,15 @@ import (
 // reach the reader other than written: a missing key, a helper given the
 // wrong kind of value, an empty subject, a button URL that is not absolute,
 // text cut to fit Slack's limits, Markdown left as text (an emphasis marker
-// that did not pair, a stray backtick, a link that did not form).
+// that did not pair, a stray backtick, a link that did not form). On a Set
+// Load returned with Problems, it checks every file that parsed.
 func (s *Set) Check() Problems {
 	var probs Problems
-	for _, name := range s.Names() {
-		for _, f := range s.templates[name].files {
-			probs = append(probs, s.checkFile(f)...)
+	for _, ts := range []map[string]*tmpl{s.templates, s.broken} {
+		for _, t := range ts {
+			for _, f := range t.files {
+				probs = append(probs, s.checkFile(f)...)
+			}
 		}
 	}
 	probs.sort()
@@ -44,13 +47,19 @@ func (s *Set) checkFile(f *file) Problems {
 	c, err := s.renderChecked(f, f.sampleData(), partAll, &ck)
 	if err != nil {
 		var p Problem
-		if errors.As(err, &p) {
-			if f.sample == nil && strings.HasPrefix(p.Message, "missing key") {
-				p.Message += " (add it under sample: so the template can be checked)"
-			}
-			return Problems{p}
+		if !errors.As(err, &p) {
+			p = Problem{File: f.path, Message: err.Error()}
 		}
-		return Problems{{File: f.path, Message: err.Error()}}
+		if f.sample == nil && strings.HasPrefix(p.Message, "missing key") {
+			p.Message += " (add it under sample: so the template can be checked)"
+		}
+		probs = append(probs, p)
+		// The Markdown is still checked: rendered again with missing keys
+		// as no value, up to any other failure. What depends on the
+		// values (an empty subject, a URL) is not judged from that.
+		spotted, ck = nil, renderCheck{markdown: ck.markdown, lenient: true}
+		c, _ = s.renderChecked(f, f.sampleData(), partAll, &ck)
+		return append(probs, f.leftoverProblems(c, &ck, spotted)...)
 	}
 	if c.Subject == "" {
 		probs.add(f.path, f.lines[tSubject], "the subject renders empty")
@@ -58,7 +67,35 @@ func (s *Set) checkFile(f *file) Problems {
 	if !json.Valid(c.SlackBlocks) {
 		probs.add(f.path, 0, "slack blocks are not valid JSON")
 	}
+	probs = append(probs, f.leftoverProblems(c, &ck, spotted)...)
 
+	slackLine := f.lines[tBody]
+	if l, ok := f.lines[tSlack]; ok {
+		slackLine = l
+	}
+	for _, n := range ck.slack {
+		line := slackLine
+		if n.action >= 0 && n.action < len(f.actions) {
+			line = f.actions[n.action].line
+		}
+		probs.add(f.path, line, "%s", n.msg)
+	}
+	for i, a := range ck.actions {
+		if a.URL == "" {
+			continue
+		}
+		if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			probs.add(f.path, f.actions[i].line, "action url %q is not an absolute http(s) URL", a.URL)
+		}
+	}
+	return probs
+}
+
+// leftoverProblems reports the Markdown a render left as text: what the
+// Markdown fields spotted, and any in the plain ones (subject, preheader,
+// button labels).
+func (f *file) leftoverProblems(c herald.Content, ck *renderCheck, spotted []found) Problems {
+	var probs Problems
 	where := f.name + " (" + f.locale + ")"
 	for _, fd := range spotted {
 		channels := "Slack"
@@ -79,26 +116,6 @@ func (s *Set) checkFile(f *file) Problems {
 	for _, p := range plain {
 		for _, l := range plainLeftovers(p.text) {
 			probs.add(f.path, f.lines[p.field], "template %s: %s is plain text, not Markdown: %q shows as is: %q", where, p.what, l.marker, l.fragment())
-		}
-	}
-
-	slackLine := f.lines[tBody]
-	if l, ok := f.lines[tSlack]; ok {
-		slackLine = l
-	}
-	for _, n := range ck.slack {
-		line := slackLine
-		if n.action >= 0 && n.action < len(f.actions) {
-			line = f.actions[n.action].line
-		}
-		probs.add(f.path, line, "%s", n.msg)
-	}
-	for i, a := range ck.actions {
-		if a.URL == "" {
-			continue
-		}
-		if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			probs.add(f.path, f.actions[i].line, "action url %q is not an absolute http(s) URL", a.URL)
 		}
 	}
 	return probs
@@ -171,6 +188,7 @@ type leftover struct {
 	pos           int // where it starts in the executed field
 	marker        string
 	shown         string // the marker, or the marker to its partner
+	paired        bool   // a partner on its line is shown with it
 	before, after string // the text around it, on its line
 }
 
@@ -193,6 +211,9 @@ func (l leftover) hint() string {
 		return "a backtick with no partner; close the code span or write \\` for a literal one"
 	case '[':
 		return "it did not become a link; the (url) must follow the ] directly and hold no spaces (write %20), or write \\[ for a literal bracket"
+	}
+	if !l.paired {
+		return fmt.Sprintf("no closing %[1]s on its line; put %[1]s after the last word to emphasise, or write %[2]s for literal ones", l.marker, strings.Repeat(`\`+l.marker[:1], len(l.marker)))
 	}
 	return "Markdown did not take it as emphasis: a marker between a letter and punctuation such as $, ￥ or （ neither opens nor closes; put a space outside the marker or move the markers to enclose whole words"
 }
@@ -340,7 +361,7 @@ func leftoverAt(src []byte, a, b, end int) leftover {
 	writeText(&before, src[ls:a], false)
 	writeText(&shown, src[a:end], false)
 	writeText(&after, src[end:le], false)
-	return leftover{pos: a, marker: string(src[a:b]), shown: shown.String(), before: before.String(), after: after.String()}
+	return leftover{pos: a, marker: string(src[a:b]), shown: shown.String(), paired: end > b, before: before.String(), after: after.String()}
 }
 
 // plainLeftovers finds Markdown in a plain-text field (subject, preheader,
@@ -360,7 +381,7 @@ func plainLeftovers(s string) []leftover {
 			}
 			end = j
 			if k := partner([]byte(s), i, j); k > 0 {
-				out = append(out, leftover{pos: i, marker: s[i:j], shown: s[i:k], before: s[:i], after: s[k:]})
+				out = append(out, leftover{pos: i, marker: s[i:j], shown: s[i:k], paired: true, before: s[:i], after: s[k:]})
 				i = k - 1
 				continue
 			}

@@ -29,10 +29,10 @@ func TestCheckFlagsMarkdownLeftAsText(t *testing.T) {
 		channels string
 	}{
 		{name: "japanese before $", body: "こんにちは\n\nカートに3点（合計***{{ money .data.total \"USD\" }}***）があります。\n",
-			want: `"***" is left as text in email and Slack: "カートに3点（合計***$348.00***）があります。"`, line: 9, channels: "email and Slack"},
-		{name: "unclosed bold", body: "This is **not closed.\n", want: `"**" is left as text`, line: 7},
+			want: `"***" is left as text in email and Slack: "カートに3点（合計***$348.00***）があります。": Markdown did not take it as emphasis: a marker between a letter and punctuation`, line: 9, channels: "email and Slack"},
+		{name: "unclosed bold", body: "Start your **Pro trial today.\n", want: `"**" is left as text in email and Slack: "Start your **Pro trial to…": no closing ** on its line; put ** after the last word to emphasise, or write \*\* for literal ones`, line: 7},
 		{name: "underscores inside a word", body: "a snake__case__name\n", want: `"__" is left as text in email and Slack: "a snake__case__name"`, line: 7},
-		{name: "strikethrough", body: "Was ~~$5 now $3\n", want: `"~~"`, line: 7},
+		{name: "strikethrough", body: "Was ~~$5 now $3\n", want: `"~~" is left as text in email and Slack: "Was ~~$5 now $3": no closing ~~ on its line`, line: 7},
 		{name: "stray backtick", body: "Run `make now\n", want: "\"`\" is left as text", line: 7},
 		{name: "link with a space", body: "Hi.\n\n[Open the cart](https://x.example/a b)\n", want: `"[Open the cart](https://x.example/a b)" is left as text`, line: 9},
 		{name: "link apart", body: "[Open] (https://x.example/)\n", want: `it did not become a link`, line: 7},
@@ -169,4 +169,51 @@ func TestResolve(t *testing.T) {
 	}
 	_, _, ok := s.Resolve("nope", "en")
 	require.False(t, ok)
+}
+
+// A template that does not parse hides nothing else: Load reports it and
+// still returns a set that knows it by name and checks the other
+// templates, and a missing sample key hides no Markdown left as text.
+func TestLoadProblemsHideNothingElse(t *testing.T) {
+	t.Parallel()
+	s, err := templates.Load(mapFS(map[string]string{
+		"broken/en.md": "---\nsubject: \"Hello {{ .customer.first_name }\"\n---\nHi\n",
+		"half/en.md":   "---\nsubject: \"{{ if .data.x }}\"\n---\nHi\n",
+		"half/ja.md":   "---\nsubject: s\n---\n**はい\n",
+		"lint/en.md":   "---\nsubject: s\nsample:\n  data: { plan: Pro }\n---\nStart your **Pro trial today.\n\nYour plan: {{ .data.missing }}\n",
+		"fine/en.md":   "---\nsubject: s\n---\nFine.\n",
+	}), templates.Options{})
+	var probs templates.Problems
+	require.ErrorAs(t, err, &probs)
+	require.Len(t, probs, 2, "%v", probs)
+	require.Equal(t, "broken/en.md:2: unexpected \"}\" in operand", probs[0].String())
+	require.Equal(t, "half/en.md:2: {{ if .data.x }} opened on line 2 has no {{ end }}: add one where its block stops", probs[1].String())
+	for _, name := range []string{"broken", "half", "lint", "fine"} {
+		require.True(t, s.Has(name), name)
+	}
+	require.False(t, s.Has("nope"))
+
+	var got []string
+	for _, p := range s.Check() {
+		got = append(got, p.String())
+	}
+	require.Equal(t, []string{
+		`half/ja.md:4: template half (ja): "**" is left as text in email and Slack: "**はい": no closing ** on its line; put ** after the last word to emphasise, or write \*\* for literal ones`,
+		`lint/en.md:6: template lint (en): "**" is left as text in email and Slack: "Start your **Pro trial to…": no closing ** on its line; put ** after the last word to emphasise, or write \*\* for literal ones`,
+		`lint/en.md:8: missing key "missing" at <.data.missing>`,
+	}, got)
+}
+
+// An unclosed {{ if }}, {{ range }} or {{ with }} is reported where it
+// opened, not where the field ends.
+func TestUnclosedBlockNamedWhereItOpens(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ body, want string }{
+		{"Hi\n\n{{ if .data.x }}\nSomething\n\nMore\n", "en.md:6: {{ if .data.x }} opened on line 6 has no {{ end }}"},
+		{"{{ range .data.items }}\n{{ if .ok }}yes{{ end }}\n{{/* }} */}}\n", "en.md:4: {{ range .data.items }} opened on line 4 has no {{ end }}"},
+		{"{{ with .data.x }}{{ else with \"}}\" }}\n{{- if .data.y -}}\n{{ end }}\n", "en.md:4: {{ with .data.x }} opened on line 4 has no {{ end }}"},
+	} {
+		_, err := templates.Load(mapFS(map[string]string{"u/en.md": "---\nsubject: s\n---\n" + tc.body}), templates.Options{})
+		require.ErrorContains(t, err, "u/"+tc.want, tc.body)
+	}
 }

@@ -244,6 +244,12 @@ func (f *file) parse(name, src string, line int, markdown bool, probs *Problems)
 	t, err := f.root.New(name).Parse(strings.Repeat("\n", pad) + src)
 	if err != nil {
 		perr := f.problem(err).(Problem)
+		if perr.Message == "unexpected EOF" {
+			// text/template names only where the field ended.
+			if action, at := unclosedBlock(src); action != "" {
+				perr.Line, perr.Message = line+at-1, fmt.Sprintf("%s opened on line %d has no {{ end }}: add one where its block stops", action, line+at-1)
+			}
+		}
 		probs.add(f.path, perr.Line, "%s", perr.Message)
 		return
 	}
@@ -274,6 +280,77 @@ func (f *file) parse(name, src string, line int, markdown bool, probs *Problems)
 			}
 		}
 	})
+}
+
+// unclosedBlock finds the innermost {{ if }}, {{ range }}, {{ with }},
+// {{ block }} or {{ define }} in src that no {{ end }} closes, and returns
+// it as written (shortened) with its line in src, or "" when there is none.
+func unclosedBlock(src string) (action string, line int) {
+	type open struct {
+		text string
+		line int
+	}
+	var stack []open
+	for i := 0; ; {
+		k := strings.Index(src[i:], "{{")
+		if k < 0 {
+			break
+		}
+		start := i + k
+		end := actionEnd(src, start+2)
+		if end < 0 {
+			break
+		}
+		i = end + 2
+		inner := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(src[start+2:end], "-"), "-"))
+		word, _, _ := strings.Cut(inner, " ")
+		switch word {
+		case "if", "range", "with", "block", "define":
+			text := "{{ " + inner + " }}"
+			if r := []rune(text); len(r) > 40 {
+				text = string(r[:36]) + "… }}"
+			}
+			stack = append(stack, open{text, strings.Count(src[:start], "\n") + 1})
+		case "end":
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+		}
+	}
+	if len(stack) == 0 {
+		return "", 0
+	}
+	o := stack[len(stack)-1]
+	return o.text, o.line
+}
+
+// actionEnd returns where the "}}" closing the action that starts at
+// src[i] is, skipping quoted strings and comments, or -1.
+func actionEnd(src string, i int) int {
+	for i < len(src) {
+		switch c := src[i]; {
+		case strings.HasPrefix(src[i:], "}}"):
+			return i
+		case strings.HasPrefix(src[i:], "/*"):
+			k := strings.Index(src[i+2:], "*/")
+			if k < 0 {
+				return -1
+			}
+			i += k + 4
+		case c == '"' || c == '`' || c == '\'':
+			j := i + 1
+			for j < len(src) && src[j] != c {
+				if src[j] == '\\' && c != '`' {
+					j++
+				}
+				j++
+			}
+			i = j + 1
+		default:
+			i++
+		}
+	}
+	return -1
 }
 
 func lineFromContext(loc string) int {
@@ -317,12 +394,18 @@ func (f *file) get() *instance {
 	if v := f.pool.Get(); v != nil {
 		return v.(*instance)
 	}
+	return f.newInstance()
+}
+
+// newInstance clones the parsed templates with the given text/template
+// options on top of the file's.
+func (f *file) newInstance(option ...string) *instance {
 	st := &renderState{}
 	t, err := f.root.Clone()
 	if err != nil {
 		panic(err) // only possible after the root was executed, which it never is
 	}
-	t.Funcs(funcs(st))
+	t.Funcs(funcs(st)).Option(option...)
 	in := &instance{
 		st:        st,
 		subject:   t.Lookup(tSubject),

@@ -77,9 +77,14 @@ type Set struct {
 	opts      Options
 	defaultLn string
 	templates map[string]*tmpl
-	layout    *htmltemplate.Template
-	md        goldmark.Markdown
-	now       func() time.Time
+	// broken are the templates that did not load for lack of a default
+	// locale file (missing or with problems), with the files that did:
+	// Has knows them and Check checks those files, so that a Set loaded
+	// with Problems reports each problem once.
+	broken map[string]*tmpl
+	layout *htmltemplate.Template
+	md     goldmark.Markdown
+	now    func() time.Time
 }
 
 // tmpl is one template name with all of its locale files.
@@ -98,6 +103,12 @@ const maxMatched = 64
 // Load parses every template under fsys: <template>/<locale>.md files and an
 // optional _layout.html at the root. It reports every problem it finds, as
 // Problems, rather than stopping at the first.
+//
+// With Problems it still returns the Set, for checks that go on: Has knows
+// every template folder, even one whose files have problems, and Check
+// checks every file that parsed, so that `herald validate` reports a
+// workflow naming an unknown template, or another template's problems, in
+// the same run. Such a Set must not be used to send.
 func Load(fsys fs.FS, opts Options) (*Set, error) {
 	if opts.DefaultLocale == "" {
 		opts.DefaultLocale = "en"
@@ -108,6 +119,7 @@ func Load(fsys fs.FS, opts Options) (*Set, error) {
 	s := &Set{
 		opts:      opts,
 		templates: map[string]*tmpl{},
+		broken:    map[string]*tmpl{},
 		md:        newMarkdown(),
 		now:       time.Now,
 	}
@@ -136,27 +148,32 @@ func Load(fsys fs.FS, opts Options) (*Set, error) {
 		case !validName.MatchString(name):
 			probs.add(name, 0, "template folder names use lower-case letters, digits, - and _")
 		default:
-			if t := s.loadTemplate(fsys, name, &probs); t != nil {
+			if t := s.loadTemplate(fsys, name, &probs); t.matcher != nil {
 				s.templates[name] = t
+			} else {
+				s.broken[name] = t
 			}
 		}
 	}
 	if len(probs) > 0 {
 		probs.sort()
-		return nil, probs
+		return s, probs
 	}
 	return s, nil
 }
 
 var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
+// loadTemplate loads the files of one template. Without a default locale
+// file that loads, the template it returns has no matcher: it holds the
+// files that did load, for Check, and cannot render.
 func (s *Set) loadTemplate(fsys fs.FS, name string, probs *Problems) *tmpl {
+	t := &tmpl{name: name}
 	entries, err := fs.ReadDir(fsys, name)
 	if err != nil {
 		probs.add(name, 0, "%v", err)
-		return nil
+		return t
 	}
-	t := &tmpl{name: name}
 	sawDefault := false
 	for _, e := range entries {
 		fn := e.Name()
@@ -198,7 +215,7 @@ func (s *Set) loadTemplate(fsys fs.FS, name string, probs *Problems) *tmpl {
 		if !sawDefault { // a default file that failed to parse is reported already
 			probs.add(name, 0, "no %s.md: every template needs the default locale (%s)", s.defaultLn, s.defaultLn)
 		}
-		return nil
+		return t
 	}
 	// The matcher falls back to its first tag, so the default goes first.
 	t.files[0], t.files[i] = t.files[i], t.files[0]
@@ -239,9 +256,13 @@ func (t *tmpl) matchTag(locale string) *file {
 	return t.files[i]
 }
 
-// Has reports whether the template exists (it always has the default locale).
+// Has reports whether the template exists (it always has the default
+// locale, unless Load reported Problems with it).
 func (s *Set) Has(name string) bool {
 	_, ok := s.templates[name]
+	if !ok {
+		_, ok = s.broken[name]
+	}
 	return ok
 }
 
@@ -384,11 +405,19 @@ type renderCheck struct {
 	slack []slackNote
 	// actions are the buttons with their label and URL rendered.
 	actions []Action
+	// lenient renders a missing key as no value instead of failing, so
+	// that Check still sees the rest of a template whose sample lacks one.
+	lenient bool
 }
 
 func (s *Set) renderChecked(f *file, d Data, p parts, ck *renderCheck) (herald.Content, error) {
-	in := f.get()
-	defer f.put(in)
+	var in *instance
+	if ck != nil && ck.lenient {
+		in = f.newInstance("missingkey=zero") // not pooled: senders never see it
+	} else {
+		in = f.get()
+		defer f.put(in)
+	}
 	if ck != nil {
 		in.sw.notes = &ck.slack
 		defer func() { in.sw.notes = nil }()

@@ -706,10 +706,23 @@ func TestLoadReportsEveryProblemInEveryFile(t *testing.T) {
 		"d.yml":   {Data: []byte("id: d\ntopic: t\nsteps: [{id: s, end: true}]\n")},
 		"ok.yaml": {Data: []byte("id: ok\ntopic: t\ntrigger: go\nsteps: [{id: s, end: true}]\n")},
 	}
-	_, err := Load(fsys, LoadOptions{TemplateExists: func(string) bool { return false }})
+	set, err := Load(fsys, LoadOptions{TemplateExists: func(string) bool { return false }})
 	require.EqualError(t, err, `b.yaml:3: duplicate workflow id "dup" (also in a.yaml:1)
 c.yaml:6: step "s": unknown template "nope"
 d.yml:1: missing trigger`)
+
+	// The set still knows every workflow by its ID, those with problems
+	// too, so that what names them is not reported unknown as well.
+	var ids []string
+	for _, w := range set.All() {
+		ids = append(ids, w.ID)
+	}
+	require.ElementsMatch(t, []string{"dup", "c", "d", "ok"}, ids)
+	c, ok := set.Get("c")
+	require.True(t, ok)
+	require.Equal(t, "t", c.Topic)
+	dup, _ := set.Get("dup")
+	require.Equal(t, "a.yaml", dup.File, "the first file keeps a duplicated ID")
 }
 
 func TestSetVersions(t *testing.T) {

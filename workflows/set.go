@@ -33,6 +33,11 @@ func NewSet(ws ...*Workflow) *Set {
 // Load parses every *.yaml and *.yml file under fsys (recursively) and checks
 // what spans files (workflow IDs are unique). The error, if any, is Problems
 // listing every problem in every file.
+//
+// With Problems it still returns a Set, of every workflow that got as far
+// as an ID, those with problems too (the first of a duplicate ID), so that
+// checks of what names a workflow (a broadcast) go on without reporting it
+// unknown. Such a Set must not run journeys.
 func Load(fsys fs.FS, opts LoadOptions) (*Set, error) {
 	var probs Problems
 	var ws, parsed []*Workflow
@@ -68,6 +73,7 @@ func Load(fsys fs.FS, opts LoadOptions) (*Set, error) {
 	// Workflows with problems still claim their ID, so a duplicate is
 	// reported even while the other file is broken.
 	first := map[string]*Workflow{}
+	var named []*Workflow
 	for _, w := range parsed {
 		if w.ID == "" {
 			continue
@@ -78,9 +84,10 @@ func Load(fsys fs.FS, opts LoadOptions) (*Set, error) {
 			continue
 		}
 		first[w.ID] = w
+		named = append(named, w)
 	}
 	if err := probs.err(); err != nil {
-		return nil, err
+		return NewSet(named...), err
 	}
 	return NewSet(ws...), nil
 }

@@ -206,19 +206,115 @@ func defaultZone(name string) *time.Location {
 }
 
 // checkBroadcasts checks broadcast files against the content `herald
-// validate` loaded, printing "file: message" for each problem; it returns
-// how many.
+// validate` loaded, printing "file:line: message" for each problem; it
+// returns how many.
 func checkBroadcasts(w io.Writer, files []string, tset *templates.Set, wset *workflows.Set, topics map[string]herald.Topic) int {
 	problems := 0
 	for _, f := range files {
-		b, err := readBroadcast(f)
-		if err == nil {
-			_, err = engine.CheckBroadcast(b, engine.BroadcastContent{Templates: tset, Workflows: wset, Topics: topics})
-		}
-		if err != nil {
-			fmt.Fprintf(w, "%s: %s\n", f, strings.TrimPrefix(herald.ErrorMessage(err), f+": "))
+		for _, p := range broadcastProblems(f, engine.BroadcastContent{Templates: tset, Workflows: wset, Topics: topics}) {
+			fmt.Fprintln(w, p)
 			problems++
 		}
 	}
 	return problems
+}
+
+// broadcastProblems checks one broadcast file as the API would and says
+// each problem on its own "file:line: message" line, at the field it is
+// about (line 1 for a field the file lacks).
+func broadcastProblems(file string, content engine.BroadcastContent) []string {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return []string{fmt.Sprintf("%s: %v", file, err)}
+	}
+	var doc any
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		var ye yaml.Error
+		if errors.As(err, &ye) {
+			line := 1
+			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+				line = tk.Position.Line
+			}
+			return []string{fmt.Sprintf("%s:%d: %s", file, line, ye.GetMessage())}
+		}
+		return []string{fmt.Sprintf("%s:1: %v", file, err)}
+	}
+	b, err := readBroadcast(file)
+	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), file+": ")
+		field := ""
+		if f, ok := strings.CutPrefix(msg, "unknown field "); ok {
+			field = strings.Trim(f, `"`)
+		}
+		return []string{fmt.Sprintf("%s:%d: %s", file, max(fieldLine(src, field), 1), msg)}
+	}
+	if _, err := engine.CheckBroadcast(b, content); err != nil {
+		var out []string
+		for _, msg := range splitBroadcastProblems(herald.ErrorMessage(err)) {
+			out = append(out, fmt.Sprintf("%s:%d: %s", file, problemLine(src, msg), msg))
+		}
+		return out
+	}
+	return nil
+}
+
+// broadcastFields are the fields engine.CheckBroadcast's problems start
+// with ("broadcast id" for id).
+var broadcastFields = []string{"broadcast id", "template", "workflow", "topic", "channels", "mode", "send_at", "local_time", "audience"}
+
+// splitBroadcastProblems splits engine.CheckBroadcast's message, its
+// problems joined by "; ", at each "; " that starts another field's
+// problem (a filter's own message may hold one).
+func splitBroadcastProblems(msg string) []string {
+	var out []string
+	for _, part := range strings.Split(msg, "; ") {
+		starts := slices.ContainsFunc(broadcastFields, func(f string) bool {
+			rest, ok := strings.CutPrefix(part, f)
+			return ok && (rest == "" || strings.IndexByte(" .:[", rest[0]) >= 0)
+		})
+		if len(out) > 0 && !starts {
+			out[len(out)-1] += "; " + part
+			continue
+		}
+		out = append(out, part)
+	}
+	return out
+}
+
+// problemLine is the line of the first field a problem names that the
+// file has ("template and workflow: …" names two), or of its nearest
+// enclosing one ("audience.customer_ids[2]" in "audience"), else 1.
+func problemLine(src []byte, msg string) int {
+	head, _, _ := strings.Cut(msg, ":")
+	head = strings.Replace(head, "broadcast id", "id", 1)
+	for _, field := range strings.Fields(head) {
+		if field == "and" || field == "or" || strings.HasPrefix(field, `"`) {
+			continue
+		}
+		for {
+			if l := fieldLine(src, field); l > 0 {
+				return l
+			}
+			i := strings.LastIndexAny(field, ".[")
+			if i < 0 {
+				break
+			}
+			field = field[:i]
+		}
+	}
+	return 1
+}
+
+// fieldLine is the line of a field ("audience.filter", "channels[1]") in a
+// broadcast file, or 0 when it has none.
+func fieldLine(src []byte, field string) int {
+	p, err := yaml.PathString("$." + field)
+	if field == "" || err != nil {
+		return 0
+	}
+	n, err := p.ReadNode(bytes.NewReader(src))
+	if err != nil || n == nil || n.GetToken() == nil || n.GetToken().Position == nil {
+		return 0
+	}
+	return n.GetToken().Position.Line
 }

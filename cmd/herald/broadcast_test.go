@@ -80,7 +80,7 @@ func TestValidateBroadcastFiles(t *testing.T) {
 	out, _, err := runCLI(t, "validate", good, bad)
 	require.Error(t, err)
 	require.NotContains(t, out, "good.yaml")
-	require.Contains(t, out, bad+`: template: unknown template "nope"`)
-	require.Contains(t, out, "audience.filter: unexpected token EOF (column")
-	require.Contains(t, out, `local_time "9am": want HH:MM`)
+	require.Contains(t, out, bad+`:2: template: unknown template "nope"`)
+	require.Contains(t, out, bad+":4: audience.filter: unexpected token EOF (column")
+	require.Contains(t, out, bad+`:5: local_time "9am": want HH:MM`)
 }

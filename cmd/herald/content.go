@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/heraldhq/herald/config"
@@ -106,6 +108,11 @@ func countWorkflowFiles(fsys fs.FS) int {
 // use channels outside it. herald validate prints the problems; start-up,
 // SIGHUP and --watch reloads refuse content that has any. Each problem is
 // one line, its file named under tdir or wdir.
+//
+// One problem hides no other: the sets come back even with problems,
+// knowing every template and workflow by name, broken ones too, so that
+// workflows and broadcasts naming them are checked as they stand. Sets
+// returned with problems are for such checks only, never to run.
 func checkContent(src contentSource, c config.Config, channels []string) (*templates.Set, *workflows.Set, []string) {
 	var probs []string
 	add := func(dir string, err error) { probs = append(probs, problemLines(dir, err)...) }
@@ -125,11 +132,23 @@ func checkContent(src contentSource, c config.Config, channels []string) (*templ
 	var tset *templates.Set
 	if src.templates != nil {
 		var err error
-		if tset, err = templates.Load(src.templates, templateOptions(c)); err != nil {
+		tset, err = templates.Load(src.templates, templateOptions(c))
+		var tp templates.Problems
+		switch {
+		case tset == nil:
 			add(src.tdir, err)
-		} else {
-			add(src.tdir, tset.Check())
-			add(src.tdir, tset.CheckLocales(c.Content.Locales))
+		case err == nil || errors.As(err, &tp):
+			// What failed to load and what the rest renders, file by file.
+			tp = append(tp, tset.Check()...)
+			slices.SortStableFunc(tp, func(a, b templates.Problem) int {
+				return cmp.Or(strings.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))
+			})
+			add(src.tdir, tp)
+			if err == nil { // a template that did not load has no locales to miss
+				add(src.tdir, tset.CheckLocales(c.Content.Locales))
+			}
+		default:
+			add(src.tdir, err)
 		}
 	}
 	var wset *workflows.Set
@@ -146,10 +165,7 @@ func checkContent(src contentSource, c config.Config, channels []string) (*templ
 		wset, err = workflows.Load(src.workflows, opts)
 		add(src.wdir, err)
 	}
-	if len(probs) > 0 {
-		return nil, nil, probs
-	}
-	return tset, wset, nil
+	return tset, wset, probs
 }
 
 // problemLines formats the problems in err, each file named under dir.

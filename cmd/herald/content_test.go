@@ -119,3 +119,48 @@ func TestPreviewSaysFallbackLocale(t *testing.T) {
 		}
 	}
 }
+
+// One problem hides no other: a template that does not parse still exists
+// for the workflows and broadcasts naming it, the other templates are
+// still checked, a workflow's problem leaves broadcasts naming it alone,
+// and each broadcast problem is its own file:line line.
+func TestValidateOneProblemHidesNoOther(t *testing.T) {
+	t.Parallel()
+	cfg, tdir := contentDir(t, map[string]string{
+		"broken/en.md":        "---\nsubject: \"Hello {{ .customer.first_name }\"\n---\nHi\n",
+		"unclosed/en.md":      "---\nsubject: s\nsample:\n  data: { x: true }\n---\n{{ if .data.x }}\nSomething\n\nMore\n",
+		"lint/en.md":          "---\nsubject: s\nsample:\n  data: { plan: Pro }\n---\nStart your **Pro trial today.\n\nYour plan: {{ .data.missing }}\n",
+		"upgrade-offer/en.md": plainTemplate,
+	}, "")
+	dir := filepath.Dir(tdir)
+	wdir := filepath.Join(dir, "workflows")
+	bdir := filepath.Join(dir, "broadcasts")
+	for name, body := range map[string]string{
+		filepath.Join(wdir, "w.yaml"):      "id: w\ntopic: onboarding\ntrigger: a.b\nsteps:\n  - id: s\n    send: { template: no-such-template }\n",
+		filepath.Join(wdir, "w2.yaml"):     "id: w2\ntopic: onboarding\ntrigger: c.d\nsteps:\n  - id: s\n    send: { template: broken }\n  - id: t\n    wait: { for: 2 days }\n",
+		filepath.Join(bdir, "spring.yaml"): "id: spring\ntemplate: upgrade-offer\ntopic: onboarding\naudience:\n  filter: \"true\"\n",
+		filepath.Join(bdir, "flow.yaml"):   "id: flow\nworkflow: w2\naudience: { filter: \"true\" }\n",
+		filepath.Join(bdir, "bad.yaml"):    "id: bad\ntemplate: nope\ntopic: nosuch\nlocal_time: \"25\"\naudience:\n  filter: \"plan ==\"\n",
+	} {
+		require.NoError(t, os.MkdirAll(filepath.Dir(name), 0o755))
+		require.NoError(t, os.WriteFile(name, []byte(body), 0o644))
+	}
+	require.NoError(t, os.WriteFile(cfg, []byte("content:\n  templates: "+tdir+"\n  workflows: "+wdir+"\n"), 0o644))
+
+	out, errOut, err := runCLI(t, "validate", "--config", cfg, filepath.Join(bdir, "spring.yaml"), filepath.Join(bdir, "flow.yaml"), filepath.Join(bdir, "bad.yaml"))
+	require.Equal(t, exitError(1), err)
+	t1, w, b := filepath.Join(tdir)+string(filepath.Separator), wdir+string(filepath.Separator), filepath.Join(bdir, "bad.yaml")
+	require.Equal(t, []string{
+		t1 + `broken/en.md:2: unexpected "}" in operand`,
+		t1 + `lint/en.md:6: template lint (en): "**" is left as text in email and Slack: "Start your **Pro trial to…": no closing ** on its line; put ** after the last word to emphasise, or write \*\* for literal ones`,
+		t1 + `lint/en.md:8: missing key "missing" at <.data.missing>`,
+		t1 + `unclosed/en.md:6: {{ if .data.x }} opened on line 6 has no {{ end }}: add one where its block stops`,
+		w + `w.yaml:6: step "s": unknown template "no-such-template"`,
+		w + `w2.yaml:8: step "t": bad duration "2 days": use s, m, h, d, w as in 30m, 48h, 7d or 1h30m`,
+		b + `:2: template: unknown template "nope"`,
+		b + `:3: topic: unknown topic "nosuch"`,
+		b + `:4: local_time "25": want HH:MM (such as 09:00) or YYYY-MM-DD HH:MM`,
+		b + `:6: audience.filter: unexpected token EOF (column 7)`,
+	}, strings.Split(strings.TrimSpace(out), "\n"))
+	require.Contains(t, errOut, "10 problem(s)")
+}
