@@ -18,6 +18,11 @@ type (
 	Broadcast     = wire.Broadcast
 	Audience      = wire.Audience
 	BroadcastInfo = wire.BroadcastInfo
+	// BroadcastView is a broadcast's info and, while messages wait for
+	// their customers' local time, how many and until when.
+	BroadcastView = redisstore.BroadcastView
+	// LocalWait is what a broadcast has queued for a later local time.
+	LocalWait = redisstore.LocalWait
 )
 
 // CreateBroadcast asks the workers to create a broadcast and waits for
@@ -73,12 +78,19 @@ func (c *Client) Broadcast(ctx context.Context, id string) (BroadcastInfo, error
 	return c.svc.Store().BroadcastInfo(ctx, id)
 }
 
+// BroadcastView reads a broadcast's status, counts and what waits for a
+// later local time.
+func (c *Client) BroadcastView(ctx context.Context, id string) (BroadcastView, error) {
+	return c.svc.Store().BroadcastView(ctx, id)
+}
+
 // Broadcasts lists up to limit broadcasts, newest first.
 func (c *Client) Broadcasts(ctx context.Context, limit int) ([]BroadcastInfo, error) {
 	return c.svc.Store().BroadcastInfos(ctx, 0, limit)
 }
 
-// CancelBroadcast stops every send of the broadcast not yet made.
+// CancelBroadcast stops every send of the broadcast not yet made: messages
+// waiting in a queue are deleted and counted as cancelled at once.
 func (c *Client) CancelBroadcast(ctx context.Context, id string) (BroadcastInfo, error) {
-	return c.svc.Store().Cancel(ctx, id)
+	return c.svc.CancelBroadcast(ctx, id)
 }

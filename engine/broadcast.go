@@ -15,6 +15,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/internal/redisstore"
+	"github.com/heraldhq/herald/internal/service"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
@@ -201,8 +202,11 @@ func fingerprint(b Broadcast) string {
 
 // CreateBroadcast validates a broadcast, fixes its audience and schedules
 // its fan-out. The same request again returns the same broadcast (created
-// false); another request under the same ID is an EConflict. A dry run
-// returns the audience's size and a sample and stores nothing.
+// false); another request under the same ID is an EConflict. A template
+// that the broadcast's data cannot fill is an EInvalid naming the template,
+// the locale and what is missing, as is any other problem with the
+// request. A dry run returns the audience's size and a sample and stores
+// nothing.
 func (e *Engine) CreateBroadcast(ctx context.Context, b Broadcast, actor string) (BroadcastInfo, bool, error) {
 	aud, err := e.validateBroadcast(b)
 	if err != nil {
@@ -219,6 +223,13 @@ func (e *Engine) CreateBroadcast(ctx context.Context, b Broadcast, actor string)
 	now := e.now().UTC()
 	ids, notes, err := e.evaluate(ctx, aud, b.Audience.CustomerIDs)
 	if err != nil {
+		return BroadcastInfo{}, false, err
+	}
+	first := ""
+	if len(ids) > 0 {
+		first = ids[0]
+	}
+	if err := e.checkBroadcastData(ctx, b, first); err != nil {
 		return BroadcastInfo{}, false, err
 	}
 	if b.DryRun {
@@ -385,13 +396,23 @@ func (e *Engine) Broadcasts(ctx context.Context, offset, limit int) ([]Broadcast
 	return e.st.BroadcastInfos(ctx, offset, limit)
 }
 
+// BroadcastView returns a broadcast, its counts and what waits for a later
+// local time.
+func (e *Engine) BroadcastView(ctx context.Context, id string) (BroadcastView, error) {
+	return e.st.BroadcastView(ctx, id)
+}
+
+// BroadcastView is a broadcast as the API shows it (see redisstore).
+type BroadcastView = redisstore.BroadcastView
+
 // CancelBroadcast stops every send of the broadcast not yet made: the
-// fan-out stops, and messages already queued (or waiting for a customer's
-// local hour or quiet hours) do nothing when they come up.
+// fan-out stops, messages waiting in a queue (for a customer's local hour,
+// quiet hours, a retry) are deleted and counted as cancelled at once, and
+// one that started meanwhile does nothing and counts itself.
 func (e *Engine) CancelBroadcast(ctx context.Context, id string) (BroadcastInfo, error) {
-	info, err := e.st.Cancel(ctx, id)
+	info, err := e.svc.CancelBroadcast(ctx, id)
 	if err == nil {
-		e.log.Info("broadcast cancelled", "broadcast", id, "status", info.Status)
+		e.log.Info("broadcast cancelled", "broadcast", id, "status", info.Status, "cancelled", info.Counts.Cancelled)
 	}
 	return info, err
 }
@@ -449,7 +470,13 @@ func (e *Engine) handleBroadcast(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		if status, err := e.st.BroadcastStatus(ctx, p.ID); err != nil || status != redisstore.BroadcastRunning {
-			return err // cancelled: the rest of the audience is dropped
+			if status == redisstore.BroadcastCancelled {
+				// Cancelled: the rest of the audience is dropped, and what
+				// the page under way queued after the cancel's own sweep
+				// is deleted too.
+				_, err = service.SweepBroadcast(ctx, e.insp, e.st, p.ID)
+			}
+			return err
 		}
 		ids, err := e.st.AudiencePage(ctx, p.ID, cursor, broadcastPage)
 		if err != nil {
@@ -470,10 +497,14 @@ func (e *Engine) handleBroadcast(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return err
 		}
-		if err := e.queuePage(ctx, st, lt, profiles, once, &run); err != nil {
+		waiting, err := e.queuePage(ctx, st, lt, profiles, once, &run)
+		if err != nil {
 			return err
 		}
 		counts := map[string]int64{"queued": int64(len(profiles)), "skipped": int64(len(gone))}
+		for at, n := range waiting {
+			counts[redisstore.WaitingField(at)] += n
+		}
 		if err := e.st.EndPage(ctx, p.ID, cursor+int64(len(ids)), counts); err != nil {
 			return err
 		}
@@ -483,30 +514,33 @@ func (e *Engine) handleBroadcast(ctx context.Context, t *asynq.Task) error {
 }
 
 // queuePage queues one message (or journey start) per customer, several at
-// once.
-func (e *Engine) queuePage(ctx context.Context, st redisstore.BroadcastRequest, lt localTime, profiles []redisstore.Profile, once bool, run *atomic.Int64) error {
+// once. waiting counts the messages queued for a later local hour, by
+// that time.
+func (e *Engine) queuePage(ctx context.Context, st redisstore.BroadcastRequest, lt localTime, profiles []redisstore.Profile, once bool, run *atomic.Int64) (waiting map[time.Time]int64, err error) {
 	b := st.Broadcast
 	now := e.now()
 	jobs := make(chan redisstore.Profile)
 	var mu sync.Mutex
 	var first error
+	waiting = map[time.Time]int64{}
 	var wg sync.WaitGroup
 	for range enqueueWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for p := range jobs {
-				err := e.queueOne(ctx, b, st.StartAt, lt, now, p, once)
+				at, err := e.queueOne(ctx, b, st.StartAt, lt, now, p, once)
 				if err == nil && e.fanOutFault != nil {
 					e.fanOutFault(ctx, run.Add(1))
 				}
-				if err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
+				mu.Lock()
+				switch {
+				case err != nil && first == nil:
+					first = err
+				case err == nil && !at.IsZero():
+					waiting[at.UTC()]++ // one key per instant, whatever the zone
 				}
+				mu.Unlock()
 			}
 		}()
 	}
@@ -515,27 +549,30 @@ func (e *Engine) queuePage(ctx context.Context, st redisstore.BroadcastRequest, 
 	}
 	close(jobs)
 	wg.Wait()
-	return first
+	return waiting, first
 }
 
-func (e *Engine) queueOne(ctx context.Context, b Broadcast, created time.Time, lt localTime, now time.Time, p redisstore.Profile, once bool) error {
+// queueOne queues one customer's message (or journey start); at is the
+// local hour it waits for (zero: none, it runs now).
+func (e *Engine) queueOne(ctx context.Context, b Broadcast, created time.Time, lt localTime, now time.Time, p redisstore.Profile, once bool) (at time.Time, err error) {
 	id := BroadcastMessageID(b.ID, p.Customer.ID)
 	var opts []asynq.Option
 	if b.LocalTime != "" {
 		loc := e.zone(p.Customer)
-		if at := lt.at(loc, created, now); at.After(now) {
+		if t := lt.at(loc, created, now); t.After(now) {
+			at = t
 			opts = append(opts, asynq.ProcessAt(at))
 		}
 	}
 	if b.Workflow != "" {
 		task := asynq.NewTask(TypeBroadcastJourney, wire.Encode(journeyTask{Broadcast: b.ID, CustomerID: p.Customer.ID, Workflow: b.Workflow, Once: once}))
-		return e.enqueue(ctx, task, append(opts, asynq.TaskID("m:"+id), asynq.Queue(e.wakeQueue(b.Workflow)), e.taskTimeout())...)
+		return at, e.enqueue(ctx, task, append(opts, asynq.TaskID("m:"+id), asynq.Queue(e.wakeQueue(b.Workflow)), e.taskTimeout())...)
 	}
 	m := wire.Message{
 		ID: id, CustomerID: p.Customer.ID, Template: b.Template, Topic: b.Topic, Data: b.Data,
 		Channels: b.Channels, Mode: b.Mode, Actor: "broadcast " + b.ID, Once: once,
 	}
-	return e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)),
+	return at, e.enqueue(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m)),
 		append(opts, asynq.TaskID("m:"+id), asynq.Queue(e.Queue(b.Topic)), e.taskTimeout())...)
 }
 

@@ -84,16 +84,18 @@ func broadcastID(r *http.Request) (string, error) {
 	return id, nil
 }
 
+// getBroadcast answers with the broadcast's counts and, while messages wait
+// for their customers' local time, how many and until when ("waiting").
 func (s *server) getBroadcast(w http.ResponseWriter, r *http.Request, _ string) error {
-	return s.onBroadcast(w, r, s.e.Broadcast)
+	return onBroadcast(w, r, s.e.BroadcastView)
 }
 
 func (s *server) cancelBroadcast(w http.ResponseWriter, r *http.Request, _ string) error {
-	return s.onBroadcast(w, r, s.e.CancelBroadcast)
+	return onBroadcast(w, r, s.e.CancelBroadcast)
 }
 
 // onBroadcast answers with what do returns for the broadcast in the path.
-func (s *server) onBroadcast(w http.ResponseWriter, r *http.Request, do func(context.Context, string) (engine.BroadcastInfo, error)) error {
+func onBroadcast[T any](w http.ResponseWriter, r *http.Request, do func(context.Context, string) (T, error)) error {
 	id, err := broadcastID(r)
 	if err != nil {
 		return err

@@ -113,7 +113,7 @@ func TestBroadcastOverHTTP(t *testing.T) {
 	require.Contains(t, string(r.body), `"id":"spring-launch"`)
 
 	// An empty audience is done at once; a past send_at sends now and says so.
-	r = b.do(t, req{method: http.MethodPost, path: "/v1/broadcasts", body: `{"id":"nobody","template":"hello","topic":"onboarding","audience":{"filter":"customer.plan == \"gold\""},"send_at":"2020-01-01T09:00:00Z"}`})
+	r = b.do(t, req{method: http.MethodPost, path: "/v1/broadcasts", body: `{"id":"nobody","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"audience":{"filter":"customer.plan == \"gold\""},"send_at":"2020-01-01T09:00:00Z"}`})
 	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
 	info = r.broadcast(t)
 	require.Equal(t, "done", info.Status)
@@ -136,4 +136,66 @@ func TestBroadcastOverHTTP(t *testing.T) {
 
 	metrics := b.do(t, req{path: "/metrics"})
 	require.Contains(t, string(metrics.body), `herald_broadcast_messages_total{outcome="sent"} 2`)
+}
+
+// TestBroadcastRefusesDataItsTemplateCannotUse: data that cannot fill the
+// template is a 422 naming the template, the locale and the key, for the
+// dry run as for the broadcast, and nothing is written.
+func TestBroadcastRefusesDataItsTemplateCannotUse(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putCustomer(t, "c1", `{"email":"ada@example.com","attributes":{"first_name":"Ada"}}`)
+	// The customer index is built the first time anything lists customers.
+	require.Equal(t, http.StatusOK, b.do(t, req{path: "/v1/customers"}).status)
+	for _, body := range []string{
+		`{"id":"bc1","template":"hello","topic":"onboarding","data":{},"audience":{"filter":"true"},"dry_run":true}`,
+		`{"id":"bc1","template":"hello","topic":"onboarding","data":{},"audience":{"filter":"true"}}`,
+	} {
+		before := b.snapshot(t)
+		r := b.do(t, req{method: http.MethodPost, path: "/v1/broadcasts", body: body})
+		require.Equal(t, http.StatusUnprocessableEntity, r.status, "body: %s", r.body)
+		code, msg := r.apiError(t)
+		require.Equal(t, "invalid", code)
+		require.Contains(t, msg, `data: template hello (locale en): hello/en.md:7: missing key "plan" at <.data.plan>`)
+		require.Contains(t, msg, `data: template hello (locale pl): hello/pl.md:7: missing key "plan" at <.data.plan>`)
+		require.Equal(t, before, b.snapshot(t), "a refused broadcast writes nothing")
+	}
+}
+
+// TestBroadcastViewSaysWhatWaitsForLocalTime: GET /v1/broadcasts/{id} says
+// how many messages wait for their customer's local time and until when;
+// a cancel deletes them and counts them as cancelled in its answer.
+func TestBroadcastViewSaysWhatWaitsForLocalTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putCustomer(t, "c1", `{"email":"c1@example.com","timezone":"Asia/Tokyo","attributes":{"first_name":"Ada"}}`)
+	b.putCustomer(t, "c2", `{"email":"c2@example.com","timezone":"Asia/Tokyo","attributes":{"first_name":"Bo"}}`)
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	require.NoError(t, err)
+	local := time.Now().In(tokyo).Add(6 * time.Hour).Truncate(time.Minute)
+	body := fmt.Sprintf(`{"id":"morning","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"audience":{"filter":"true"},"local_time":%q}`, local.Format("15:04"))
+	r := b.do(t, req{method: http.MethodPost, path: "/v1/broadcasts", body: body})
+	require.Equal(t, http.StatusAccepted, r.status, "%s", r.body)
+
+	var view struct {
+		Status  string `json:"status"`
+		Waiting *struct {
+			Messages int64     `json:"messages"`
+			Next     time.Time `json:"next_at"`
+			Last     time.Time `json:"last_at"`
+		} `json:"waiting"`
+	}
+	require.Eventually(t, func() bool {
+		r := b.do(t, req{path: "/v1/broadcasts/morning"})
+		return json.Unmarshal(r.body, &view) == nil && view.Status == "done" && view.Waiting != nil
+	}, 15*time.Second, 20*time.Millisecond, "the fan-out queues both for 09:00 in Tokyo")
+	require.Equal(t, int64(2), view.Waiting.Messages)
+	require.True(t, view.Waiting.Next.Equal(local), "next %s, want %s", view.Waiting.Next, local)
+	require.True(t, view.Waiting.Last.Equal(local))
+
+	r = b.do(t, req{method: http.MethodPost, path: "/v1/broadcasts/morning/cancel"})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	require.Equal(t, int64(2), r.broadcast(t).Counts.Cancelled, "counted at the cancel, not at 09:00")
+	r = b.do(t, req{path: "/v1/broadcasts/morning"})
+	require.NotContains(t, string(r.body), `"waiting"`)
 }

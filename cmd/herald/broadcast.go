@@ -89,11 +89,11 @@ func cmdBroadcast(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return printJSON(stdout, info)
 	}
 	if !*watch {
-		info, err := c.Broadcast(ctx, pos[0])
+		view, err := c.BroadcastView(ctx, pos[0])
 		if err != nil {
 			return err
 		}
-		return printJSON(stdout, info)
+		return printJSON(stdout, view)
 	}
 	return watchBroadcast(ctx, c, pos[0], stdout, time.Second)
 }
@@ -142,27 +142,34 @@ func progressOf(i client.BroadcastInfo) progress {
 }
 
 // watchBroadcast redraws one progress line every tick until the broadcast
-// is cancelled or every customer is settled.
+// is cancelled or every customer is settled. Messages waiting for their
+// customers' local time are shown with when the next and the last go out,
+// and the ETA is the last.
 func watchBroadcast(ctx context.Context, c *client.Client, id string, w io.Writer, tick time.Duration) error {
 	var first time.Time
 	var firstSettled int64
 	for {
-		info, err := c.Broadcast(ctx, id)
+		view, err := c.BroadcastView(ctx, id)
 		if err != nil {
 			return err
 		}
+		info := view.BroadcastInfo
 		p := progressOf(info)
 		now := time.Now()
 		if first.IsZero() {
 			first, firstSettled = now, p.settled
 		}
-		eta := "—"
+		eta, waiting := "—", ""
 		if rate := float64(p.settled-firstSettled) / now.Sub(first).Seconds(); rate > 0 && p.settled < info.Counts.Matched {
 			eta = time.Duration(float64(info.Counts.Matched-p.settled) / rate * float64(time.Second)).Round(time.Second).String()
 		}
-		fmt.Fprintf(w, "\r%s %s %3.0f%% sent %d · suppressed %d · deferred %d · failed %d · ETA %s   ",
+		if lw := view.Waiting; lw != nil {
+			waiting = fmt.Sprintf(" · waiting %d for local time: next %s, last %s", lw.Messages, clock(lw.Next, now), clock(lw.Last, now))
+			eta = clock(lw.Last, now)
+		}
+		fmt.Fprintf(w, "\r%s %s %3.0f%% sent %d · suppressed %d · deferred %d · failed %d%s · ETA %s   ",
 			info.Status, bar(p.settled, info.Counts.Matched, 30), percent(p.settled, info.Counts.Matched),
-			p.sent, p.suppressed, info.Counts.Deferred, info.Counts.Failed, eta)
+			p.sent, p.suppressed, info.Counts.Deferred, info.Counts.Failed, waiting, eta)
 		done := info.Status == "cancelled" || (info.Status == "done" && p.settled >= info.Counts.Matched)
 		if done {
 			fmt.Fprintln(w)
@@ -175,6 +182,11 @@ func watchBroadcast(ctx context.Context, c *client.Client, id string, w io.Write
 		case <-time.After(tick):
 		}
 	}
+}
+
+// clock says when t is, in the local zone, and how long until then.
+func clock(t, now time.Time) string {
+	return t.Local().Format("Jan 2 15:04 MST") + " (in " + t.Sub(now).Round(time.Minute).String() + ")"
 }
 
 func percent(n, of int64) float64 {

@@ -66,7 +66,14 @@ type BroadcastRecord struct {
 	// Counts are the counters: queued, sent:<channel>, suppressed:<reason>,
 	// deferred, failed, skipped (erased), cancelled.
 	Counts map[string]int64
+	// Waiting counts the messages the fan-out queued for a later local
+	// hour, by that time (unix seconds): fields waiting:<unix> of the meta
+	// hash, one per distinct time.
+	Waiting map[int64]int64
 }
+
+// WaitingField is the meta field counting the messages queued for at.
+func WaitingField(at time.Time) string { return "waiting:" + strconv.FormatInt(at.Unix(), 10) }
 
 // BroadcastRequest is what a broadcast record keeps of its request.
 type BroadcastRequest struct {
@@ -111,6 +118,51 @@ func (r BroadcastRecord) Info() wire.BroadcastInfo {
 	return info
 }
 
+// LocalWait is what a broadcast at each customer's local time has queued
+// for a later hour: how many messages, and when the next and the last go
+// out.
+type LocalWait struct {
+	Messages int64     `json:"messages"`
+	Next     time.Time `json:"next_at"`
+	Last     time.Time `json:"last_at"`
+}
+
+// BroadcastView is a broadcast as the API and the CLI show it: its counts
+// and, while messages wait for their customer's local time, how many and
+// until when.
+type BroadcastView struct {
+	wire.BroadcastInfo
+	Waiting *LocalWait `json:"waiting,omitempty"`
+}
+
+// View is the broadcast as shown at now. The messages waiting are those
+// queued for a time after now (an erased customer's stays counted until its
+// time); a cancelled broadcast has none.
+func (r BroadcastRecord) View(now time.Time) BroadcastView {
+	v := BroadcastView{BroadcastInfo: r.Info()}
+	if r.Status == BroadcastCancelled {
+		return v
+	}
+	var w LocalWait
+	for sec, n := range r.Waiting {
+		at := time.Unix(sec, 0).UTC()
+		if n <= 0 || !at.After(now) {
+			continue
+		}
+		w.Messages += n
+		if w.Next.IsZero() || at.Before(w.Next) {
+			w.Next = at
+		}
+		if at.After(w.Last) {
+			w.Last = at
+		}
+	}
+	if w.Messages > 0 {
+		v.Waiting = &w
+	}
+	return v
+}
+
 func parseBroadcast(id string, h map[string]string) (BroadcastRecord, bool) {
 	if len(h) == 0 || h["status"] == "" {
 		return BroadcastRecord{}, false
@@ -129,6 +181,17 @@ func parseBroadcast(id string, h map[string]string) (BroadcastRecord, bool) {
 		r.Inflight = num("inflight")
 	}
 	for k, v := range h {
+		if at, ok := strings.CutPrefix(k, "waiting:"); ok {
+			sec, err1 := strconv.ParseInt(at, 10, 64)
+			n, err2 := strconv.ParseInt(v, 10, 64)
+			if err1 == nil && err2 == nil {
+				if r.Waiting == nil {
+					r.Waiting = map[int64]int64{}
+				}
+				r.Waiting[sec] += n
+			}
+			continue
+		}
 		if k == "queued" || k == "deferred" || k == "failed" || k == "skipped" || k == "cancelled" ||
 			strings.HasPrefix(k, "sent:") || strings.HasPrefix(k, "suppressed:") {
 			n, _ := strconv.ParseInt(v, 10, 64)
@@ -310,8 +373,9 @@ func (s *Store) FinishBroadcast(ctx context.Context, id string) error {
 }
 
 // cancelScript cancels a broadcast and drops the part of its audience not
-// yet queued. A done broadcast may still have messages waiting (for a
-// customer's local hour, for quiet hours): cancelling it stops those.
+// yet queued, and its counts of messages waiting for a local hour. A done
+// broadcast may still have messages waiting (for a customer's local hour,
+// for quiet hours): cancelling it stops those.
 // KEYS: meta, audience. ARGV: ms. Returns the status after.
 var cancelScript = redis.NewScript(`
 local st = redis.call("HGET", KEYS[1], "status")
@@ -319,6 +383,9 @@ if st == "scheduled" or st == "running" or st == "done" then
   local left = redis.call("HGET", KEYS[1], "total") - redis.call("HGET", KEYS[1], "cursor")
   redis.call("HSET", KEYS[1], "status", "cancelled", "finished_at", ARGV[1])
   if left > 0 then redis.call("HINCRBY", KEYS[1], "cancelled", left) end
+  for _, f in ipairs(redis.call("HKEYS", KEYS[1])) do
+    if string.sub(f, 1, 8) == "waiting:" then redis.call("HDEL", KEYS[1], f) end
+  end
   redis.call("DEL", KEYS[2])
   return "cancelled"
 end
@@ -327,7 +394,7 @@ return st`)
 // CancelBroadcast cancels a broadcast; it returns the status
 // after ("" when there is none). The count "cancelled" starts with the
 // recipients the fan-out had not reached; queued messages add theirs as
-// they are stopped.
+// they are deleted from the queue or stopped when they run.
 func (s *Store) CancelBroadcast(ctx context.Context, id string) (string, error) {
 	st, err := cancelScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta"), broadcastKey(id, "audience")}, s.now().UnixMilli()).Text()
 	if errors.Is(err, redis.Nil) {
@@ -338,7 +405,12 @@ func (s *Store) CancelBroadcast(ctx context.Context, id string) (string, error) 
 
 // CountBroadcast adds one to a broadcast's counter.
 func (s *Store) CountBroadcast(ctx context.Context, id, field string) error {
-	return tempErr(s.rdb.HIncrBy(ctx, broadcastKey(id, "meta"), field, 1).Err())
+	return s.CountBroadcastN(ctx, id, field, 1)
+}
+
+// CountBroadcastN adds n to a broadcast's counter.
+func (s *Store) CountBroadcastN(ctx context.Context, id, field string, n int64) error {
+	return tempErr(s.rdb.HIncrBy(ctx, broadcastKey(id, "meta"), field, n).Err())
 }
 
 // BroadcastBytes is the memory Redis reports for a broadcast's keys.
@@ -422,6 +494,22 @@ func (s *Store) BroadcastInfo(ctx context.Context, id string) (wire.BroadcastInf
 		return wire.BroadcastInfo{}, herald.Errorf(herald.ENotFound, "broadcast %q not found", id)
 	}
 	return rec.Info(), nil
+}
+
+// BroadcastView reads a broadcast as the API and the CLI show it, with
+// what waits for a later local time (ENotFound when there is none).
+func (s *Store) BroadcastView(ctx context.Context, id string) (BroadcastView, error) {
+	if err := ValidBroadcastID(id); err != nil {
+		return BroadcastView{}, err
+	}
+	rec, ok, err := s.Broadcast(ctx, id)
+	if err != nil {
+		return BroadcastView{}, err
+	}
+	if !ok {
+		return BroadcastView{}, herald.Errorf(herald.ENotFound, "broadcast %q not found", id)
+	}
+	return rec.View(s.now()), nil
 }
 
 // BroadcastInfos lists broadcasts as the API shows them, newest first.
