@@ -257,9 +257,12 @@ func (e *Engine) CreateBroadcast(ctx context.Context, b Broadcast, actor string)
 		st.Notes = append(st.Notes, "the audience is empty: nothing to send")
 		spec, _ = json.Marshal(st)
 	} else if err := e.scheduleFanOut(ctx, b.ID, st.StartAt); err != nil {
-		// Queued before the record exists: a fan-out that finds no record
-		// does nothing, a record never lacks its fan-out.
+		// Queued before the record exists, so a record never lacks its
+		// fan-out; a fan-out taken before the record is written waits
+		// for it (recordGrace), one whose creation stopped does nothing.
 		return BroadcastInfo{}, false, err
+	} else if e.recordFault != nil {
+		e.recordFault(b.ID)
 	}
 	rec, created, err := e.st.CreateBroadcast(ctx, b.ID, fp, spec, status, ids)
 	if err != nil {
@@ -300,12 +303,20 @@ func (e *Engine) scheduleFanOut(ctx context.Context, id string, at time.Time) er
 	if at.After(e.now()) {
 		opts = append(opts, asynq.ProcessAt(at))
 	}
-	return e.enqueue(ctx, asynq.NewTask(TypeBroadcast, wire.Encode(broadcastTask{ID: id})), opts...)
+	return e.enqueue(ctx, asynq.NewTask(TypeBroadcast, wire.Encode(broadcastTask{ID: id, Queued: e.now().UnixMilli()})), opts...)
 }
 
 type broadcastTask struct {
 	ID string `json:"broadcast"`
+	// Queued is when the fan-out was queued (unix ms; 0 in older tasks).
+	Queued int64 `json:"queued,omitempty"`
 }
+
+// recordGrace is how long a fan-out waits for its broadcast's record,
+// which its creation writes just after queueing it: a worker can take the
+// task in between. A record still missing after that was never written
+// (the creation stopped), and the fan-out does nothing.
+const recordGrace = 30 * time.Second
 
 // profileEnv is what an audience filter sees of a customer.
 func (e *Engine) profileEnv(p redisstore.Profile) map[string]any {
@@ -452,8 +463,14 @@ func (e *Engine) handleBroadcast(ctx context.Context, t *asynq.Task) error {
 		return skip(err)
 	}
 	rec, ok, err := e.st.Broadcast(ctx, p.ID)
-	if err != nil || !ok {
-		return err // no record: its creation stopped before writing it
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if p.Queued > 0 && e.now().Sub(time.UnixMilli(p.Queued)) < recordGrace {
+			return &waitError{reason: "broadcast " + p.ID + ": its record is not written yet", after: time.Second}
+		}
+		return nil // no record: its creation stopped before writing it
 	}
 	status, err := e.st.StartBroadcast(ctx, p.ID)
 	if err != nil || status != redisstore.BroadcastRunning {

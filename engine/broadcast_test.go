@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -298,4 +299,29 @@ func TestBroadcastStartsJourneys(t *testing.T) {
 	js, err = b.e.Journeys(ctx, "c1")
 	require.NoError(t, err)
 	require.Len(t, js, 1, "one journey per customer")
+}
+
+// A worker can take a broadcast's fan-out between its creation queueing
+// it and writing the record. The fan-out waits for the record instead of
+// ending as though the creation had stopped, and the broadcast is sent.
+func TestBroadcastFanOutTakenBeforeItsRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{ID: "c1", Email: "c1@example.com"})
+	b.e.SetRecordFault(func(id string) {
+		// The fan-out has run once: it waits in the retry set, or (were it
+		// to end) it is gone.
+		eventually(t, func() bool {
+			ti, err := b.insp.GetTaskInfo("bulk", "b:"+id)
+			return errors.Is(err, asynq.ErrTaskNotFound) || (err == nil && ti.State == asynq.TaskStateRetry)
+		}, "the fan-out ran before the record was written")
+	})
+	_, created, err := b.e.CreateBroadcast(ctx, engine.Broadcast{ID: "early", Template: "hello", Topic: "product-updates", Data: map[string]any{"plan": "Pro"}, Audience: engine.Audience{Filter: "true"}, Channels: []herald.Channel{herald.ChannelEmail}}, "test")
+	require.NoError(t, err)
+	require.True(t, created)
+	eventually(t, func() bool { return b.smtp.Count() == 1 }, "the broadcast is sent once its record exists")
+	info, err := b.e.Broadcast(ctx, "early")
+	require.NoError(t, err)
+	require.NotEqual(t, "scheduled", info.Status)
 }

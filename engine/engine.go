@@ -118,6 +118,9 @@ type Engine struct {
 	// fanOutFault, set by tests, runs after each message a broadcast's
 	// fan-out queues (to stop a worker mid-walk).
 	fanOutFault func(ctx context.Context, queued int64)
+	// recordFault, set by tests, runs when a broadcast's fan-out is queued
+	// and its record not yet written.
+	recordFault func(id string)
 }
 
 // New builds an Engine. Call Close when done.
