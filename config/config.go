@@ -819,7 +819,7 @@ func (c Config) Validate() error {
 	seenTok := map[string]bool{}
 	for _, t := range c.API.Tokens {
 		if len(t.Value) < 16 {
-			bad("api.tokens (HERALD_API_TOKENS)", "token %q is shorter than 16 characters", t.Name)
+			bad("api.tokens (HERALD_API_TOKENS)", "token %q is shorter than 16 characters (the variable is name:token,…; a token given without a name is named token-N by its place)", t.Name)
 		}
 		if seenTok[t.Name] {
 			bad("api.tokens (HERALD_API_TOKENS)", "token name %q used twice", t.Name)
@@ -838,6 +838,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Worker.MetricsAddr); err != nil {
 			bad("worker.metrics_addr (HERALD_METRICS_ADDR)", "%q is not host:port", c.Worker.MetricsAddr)
 		}
+	}
+	if c.Worker.MaxRetry < 0 {
+		bad("worker.max_retry", "%d: at least 1 (unset or 0 is the default, 12)", c.Worker.MaxRetry)
 	}
 	if c.Worker.Concurrency < 1 {
 		bad("worker.concurrency", "at least 1")
@@ -909,8 +912,11 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("caps[%d].action", i), "%q: want defer or drop", cp.Action)
 		}
 	}
-	if c.RateLimits.SMTPPerSecond < 0 || c.RateLimits.SlackPerMinute < 0 {
-		bad("rate_limits", "limits cannot be negative")
+	if c.RateLimits.SMTPPerSecond < 0 {
+		bad("rate_limits.smtp_per_second (HERALD_SMTP_PER_SECOND)", "%d: a limit cannot be negative (0 is no limit)", c.RateLimits.SMTPPerSecond)
+	}
+	if c.RateLimits.SlackPerMinute < 0 {
+		bad("rate_limits.slack_per_minute (HERALD_SLACK_PER_MINUTE)", "%d: a limit cannot be negative (0 is no limit)", c.RateLimits.SlackPerMinute)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -123,6 +123,10 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"negative public rate limit", map[string]string{"HERALD_PUBLIC_RATE_LIMIT": "-1"}, nil, "HERALD_PUBLIC_RATE_LIMIT"},
 		{"trusted proxy not an address", map[string]string{"HERALD_TRUSTED_PROXIES": "10.0.0.1,proxy.internal"}, nil, `"proxy.internal"`},
 		{"short metrics token", map[string]string{"HERALD_METRICS_TOKEN": "short"}, nil, "HERALD_METRICS_TOKEN"},
+		{"short token without a name", map[string]string{"HERALD_API_TOKENS": "foo"}, nil, `token "token-1" is shorter than 16 characters (the variable is name:token`},
+		{"negative smtp rate", map[string]string{"HERALD_SMTP_PER_SECOND": "-3"}, nil, "rate_limits.smtp_per_second (HERALD_SMTP_PER_SECOND): -3"},
+		{"negative slack rate", map[string]string{"HERALD_SLACK_PER_MINUTE": "-3"}, nil, "rate_limits.slack_per_minute (HERALD_SLACK_PER_MINUTE): -3"},
+		{"negative max retry", nil, func(c *Config) { c.Worker.MaxRetry = -1 }, "worker.max_retry: -1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -176,11 +176,14 @@ func checkUnit(t *testing.T, name, cmd string) {
 		require.Equal(t, []string{v}, u[k], k)
 	}
 	require.Equal(t, []string{"/usr/local/bin/herald " + cmd + " --config /etc/herald/herald.yaml"}, u["ExecStart"])
+	// Checked for what this unit's command needs (a worker needs no API
+	// token, a server no channel), not for herald run.
+	require.Equal(t, []string{"/usr/local/bin/herald validate --role " + cmd + " --config /etc/herald/herald.yaml"}, u["ExecStartPre"])
 	// The same hardening as herald.service, directive for directive.
 	base := unit(t, "herald.service")
 	for k, v := range base {
 		switch k {
-		case "Description", "ExecStart", "TimeoutStopSec", "StateDirectory", "WorkingDirectory":
+		case "Description", "ExecStart", "ExecStartPre", "TimeoutStopSec", "StateDirectory", "WorkingDirectory":
 			continue
 		}
 		require.Equal(t, v, u[k], "%s: %s as in herald.service", name, k)
