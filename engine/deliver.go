@@ -361,10 +361,10 @@ func withNote(s, note string) string {
 	return s + "; " + note
 }
 
-// ledgerPatience bounds how long a worker keeps trying to record a send
-// the provider accepted; it stays well inside the delivery's claim, so no
-// copy of the task can run meanwhile.
-const ledgerPatience = 8 * time.Second
+// ledgerMargin is how long before its claim runs out a worker stops trying
+// to record a send the provider accepted: until then no copy of the task
+// can take the claim and send again, however long Redis is away.
+const ledgerMargin = 2 * time.Second
 
 // deadAddress reports a permanent failure that means the address no longer
 // exists: later messages to it are suppressed. The rule per channel lives
@@ -419,10 +419,12 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	// The provider has the message: from here on, failing the task would
 	// send it again.
 	first, err := cl.Finish(ctx, rec, entry, indexes, sentTTL)
-	// Redis restarting or failing over: keep trying for a while (well inside
-	// the claim), since giving up here makes the retried task send again.
+	// Redis restarting or failing over: keep trying while the claim holds
+	// (past the task's own deadline: asynq may give up on the task, but
+	// a copy that runs finds the claim, then the record), since giving up
+	// here makes the retried task send again.
 	retried := false
-	for wait, until := 100*time.Millisecond, time.Now().Add(ledgerPatience); err != nil && time.Now().Before(until); wait = min(2*wait, time.Second) {
+	for wait, until := 100*time.Millisecond, cl.Expires().Add(-ledgerMargin); err != nil && time.Now().Before(until); wait = min(2*wait, time.Second) {
 		time.Sleep(wait)
 		retried = true
 		first, err = cl.Finish(context.WithoutCancel(ctx), rec, entry, indexes, sentTTL)

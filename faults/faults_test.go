@@ -86,6 +86,21 @@ var scenarios = []scenario{
 		within: 3 * time.Minute,
 	},
 	{
+		name: "redisoutage", redisArgs: []string{"--appendonly", "yes", "--appendfsync", "everysec"},
+		customers: customerSpec{n: 200, slack: slackHalf}, load: mixed,
+		inject: func(t *testing.T, r *rig, rs *redistest.Server, n int) {
+			r.waitDelivered(n/4, time.Minute)
+			rs.Down()
+			time.Sleep(outage())
+			rs.Up()
+		},
+		// Redis stopped for longer than a worker retried its writes before
+		// (8s): a send the provider accepted while Redis was away is
+		// recorded once Redis is back, within the delivery's claim, so the
+		// task's retry finds the claim, then the record, and sends nothing.
+		within: 3 * time.Minute,
+	},
+	{
 		name: "smtp4xx", customers: customerSpec{n: 200, slack: slackHalf}, load: onlyMessages,
 		inject: func(t *testing.T, r *rig, _ *redistest.Server, n int) {
 			r.waitDelivered(n/5, time.Minute)

@@ -152,7 +152,16 @@ type Claim struct {
 	// CapClass, when set, is the frequency-cap class Finish counts the
 	// send in (as Prefs.RecordSend does, at the record's SentAt).
 	CapClass string
+	// expires is when the claim runs out at the latest, by this process's
+	// clock: it was asked for before Redis set it.
+	expires time.Time
 }
+
+// Expires is the time by which a held claim has run out (zero when none
+// was asked for). Until then no copy of the delivery can take it, even
+// across a Redis restart that keeps its data: an expiry is a moment, not
+// a countdown.
+func (c *Claim) Expires() time.Time { return c.expires }
 
 // DeliveryID is the delivery the claim is for.
 func (c *Claim) DeliveryID() string { return c.id }
@@ -192,6 +201,7 @@ type claimCmds struct {
 // queue adds the claim (SET NX GET) and the suppression check to p.
 func (c *Claim) queue(ctx context.Context, p redis.Pipeliner, ttl time.Duration) claimCmds {
 	var cmds claimCmds
+	c.expires = time.Now().Add(ttl)
 	cmds.set = p.SetArgs(ctx, LedgerKey(c.customerID, c.id), claimPrefix+c.token, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
 	if c.suppressKey != "" {
 		cmds.supp = p.Exists(ctx, c.suppressKey)

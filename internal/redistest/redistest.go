@@ -168,6 +168,21 @@ func (s *Server) RestartClean() {
 	s.startAgain()
 }
 
+// Down shuts the server down as an operator's stop does (SIGTERM: with
+// AOF on, every write it acknowledged is on disk) and leaves it down until
+// Up.
+func (s *Server) Down() {
+	s.tb.Helper()
+	s.halt(true)
+}
+
+// Up starts a server that Down or Stop ended again, on the same address
+// and data directory.
+func (s *Server) Up() {
+	s.tb.Helper()
+	s.startAgain()
+}
+
 func (s *Server) startAgain() {
 	s.tb.Helper()
 	var err error
