@@ -54,6 +54,9 @@ type Main struct {
 	// anyChannel skips the check that every send step has a configured
 	// channel: a CLI command's engine sends only what it is asked to.
 	anyChannel bool
+	// reloadRefused is 1 while the last reload was refused: the process
+	// runs older content than its folders hold.
+	reloadRefused prometheus.Gauge
 
 	RedisConn asynq.RedisConnOpt
 	Redis     redis.UniversalClient
@@ -121,6 +124,11 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reloadRefused = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "herald_content_reload_refused",
+		Help: "1 while this process runs older templates and workflows than its folders hold: the last reload (SIGHUP or --watch) found problems and was refused.",
+	})
+	m.Registry.MustRegister(m.reloadRefused)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	m.Registry.MustRegister(engine.NewRedisCollector(insp))
 	if m.HTTP {

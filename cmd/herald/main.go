@@ -266,9 +266,11 @@ func (m *Main) Reload() bool {
 	t, w, err := m.loadContent()
 	if err != nil {
 		m.Logger.Error("reload refused: content is invalid; the running workflows and templates stay", "err", err.Error())
+		m.reloadRefused.Set(1)
 		return false
 	}
 	m.Engine.SetContent(t, w)
+	m.reloadRefused.Set(0)
 	// Producers without content of their own check template names
 	// against what the workers published.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -15,6 +15,7 @@ import (
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/logbuf"
 	"github.com/heraldhq/herald/internal/redistest"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
 
@@ -340,10 +341,12 @@ func TestReloadRunsValidateChecks(t *testing.T) {
 			require.Contains(t, line, filepath.Join(tdir, "hello", "en.md")+":4: ", "the log line names the file and line")
 			require.Contains(t, line, "missing", "and says what is wrong")
 			require.Same(t, before, m.Engine.Templates(), "the running templates stay")
+			require.Equal(t, 1.0, testutil.ToFloat64(m.reloadRefused), "a metric says so, for an alert")
 
 			change(helloTemplate + "Welcome.\n")
 			require.Eventually(t, logged("reloaded workflows and templates"), 10*time.Second, 5*time.Millisecond)
 			require.NotSame(t, before, m.Engine.Templates(), "a valid change is applied")
+			require.Equal(t, 0.0, testutil.ToFloat64(m.reloadRefused))
 		})
 	}
 }
