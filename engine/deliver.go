@@ -264,7 +264,9 @@ func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.De
 			cl.Release(ctx)
 			delay := e.RetryDelay(0, err, nil)
 			e.recordFailure(ctx, cust, d, herald.OutcomeFailedTemporary, err, ref, "retrying in "+delay.Round(time.Second).String())
-			return e.queueDelivery(ctx, cust, d, delay, "retry", "", nil)
+			retry := d
+			retry.Tried++
+			return e.queueDelivery(ctx, cust, retry, delay, "retry", "", nil)
 		}
 		retried, _ := asynq.GetRetryCount(ctx)
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
@@ -385,7 +387,7 @@ func (e *Engine) fallback(ctx context.Context, c herald.Customer, d wire.Deliver
 		return nil
 	}
 	next := d
-	next.Channel, next.Fallback, next.Defers = d.Fallback[0], slices.Clone(d.Fallback[1:]), 0
+	next.Channel, next.Fallback, next.Defers, next.Tried = d.Fallback[0], slices.Clone(d.Fallback[1:]), 0, 0
 	return e.queueDelivery(ctx, c, next, 0, "falls back from "+string(d.Channel), "", ref)
 }
 
@@ -448,8 +450,8 @@ func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.De
 	if reason == "" {
 		reason = herald.ErrorCode(err)
 	}
-	attempt, _ := asynq.GetRetryCount(ctx)
-	data := map[string]any{"attempt": attempt + 1, "error": herald.ErrorMessage(err)}
+	retried, _ := asynq.GetRetryCount(ctx)
+	data := map[string]any{"attempt": d.Tried + retried + 1, "error": herald.ErrorMessage(err)}
 	for k, v := range ref {
 		data[k] = v
 	}

@@ -278,3 +278,31 @@ func TestChangedAddressIsCheckedForSuppression(t *testing.T) {
 	eventually(t, func() bool { return b.slack.Count() == 2 }, "the message goes by Slack")
 	require.Zero(t, b.rdb.Exists(ctx, redisstore.LedgerKey("c1", id+":email")).Val(), "no claim left on email")
 }
+
+// Attempts are numbered across the message's own task, which tries the
+// provider first, and the delivery task that retries: the timeline and
+// GET /v1/messages/{id} say the third attempt is the third.
+func TestAttemptsNumberedAcrossTasks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	b.smtp.SetFault(smtpserver.Fault{Stage: "RCPT", Code: 451, Enhanced: "4.3.0"})
+	id := send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}})
+	attempts := func() []float64 {
+		var out []float64
+		for _, e := range b.timeline(t, "c1") {
+			if e.Outcome == herald.OutcomeFailedTemporary {
+				n, _ := e.Data["attempt"].(float64)
+				out = append([]float64{n}, out...) // oldest first
+			}
+		}
+		return out
+	}
+	eventually(t, func() bool { return len(attempts()) >= 3 }, "three temporary failures")
+	require.Equal(t, []float64{1, 2, 3}, attempts()[:3])
+	st, err := b.e.Message(context.Background(), id)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, st.Channels["email"].Attempts, 3, "the status counts them the same way")
+	b.smtp.SetFault(smtpserver.Fault{})
+	eventually(t, func() bool { return b.smtp.Count() == 1 }, "the next retry delivers")
+}

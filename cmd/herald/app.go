@@ -492,7 +492,17 @@ type asynqLogger struct{ l *slog.Logger }
 
 func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
 func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
-func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Warn(args ...any) {
+	msg := fmt.Sprint(args...)
+	if id, ok := strings.CutPrefix(msg, "Retry exhausted for task id="); ok {
+		// asynq says so of every task that ends for good, retried or not
+		// (a permanent failure is not retried); herald's own line said
+		// why.
+		a.l.Info("task archived", "task_id", id, "component", "asynq")
+		return
+	}
+	a.l.Warn(msg, "component", "asynq")
+}
 func (a asynqLogger) Error(args ...any) {
 	msg := fmt.Sprint(args...)
 	if strings.Contains(msg, "redis connection is shared") {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/logbuf"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/stretchr/testify/require"
@@ -244,4 +245,18 @@ func TestWorkerServesMetrics(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(b), "herald_watchdog_repairs_total")
 	require.Contains(t, string(b), "herald_redis_up 1")
+}
+
+// asynq's "Retry exhausted" for a task that was never retried (a
+// permanent failure) becomes an info line that says what happened.
+func TestAsynqArchiveLine(t *testing.T) {
+	t.Parallel()
+	logs := &logbuf.Buffer{}
+	l := asynqLogger{slog.New(slog.NewTextHandler(logs, nil))}
+	l.Warn("Retry exhausted for task id=m:abc")
+	l.Warn("something else")
+	out := logs.String()
+	require.Contains(t, out, `level=INFO msg="task archived" task_id=m:abc`)
+	require.NotContains(t, out, "Retry exhausted")
+	require.Contains(t, out, `level=WARN msg="something else"`)
 }

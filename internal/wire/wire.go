@@ -93,6 +93,10 @@ type Deliver struct {
 	Defers int `json:"defers,omitempty"`
 	// QueuedAt is its message's, carried through retries and waits.
 	QueuedAt time.Time `json:"queued_at,omitzero"`
+	// Tried counts the provider attempts on this channel before this task
+	// (the message task's own, inline), so attempts are numbered across
+	// both.
+	Tried int `json:"tried,omitempty"`
 }
 
 // DeliveryID is the idempotency key of a message on a channel.
