@@ -285,9 +285,10 @@ type Content struct {
 	BrandName     string `yaml:"brand_name"`     // default herald
 	PostalAddress string `yaml:"postal_address"`
 
-	// Locales are the locales every template should have (HERALD_LOCALES,
-	// comma separated); `herald validate` lists each template's missing
-	// ones. Empty: every locale some template has.
+	// Locales are the locales every template must have (HERALD_LOCALES,
+	// comma separated): content missing one is refused. Empty: none is
+	// required, and `herald validate` notes a locale some templates have
+	// and others lack.
 	Locales []string `yaml:"locales"`
 
 	// DefaultTimezone is the IANA zone of customers without one, for

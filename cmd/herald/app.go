@@ -232,6 +232,9 @@ func (m *Main) loadContent() (*templates.Set, *workflows.Set, error) {
 	if len(probs) > 0 {
 		return nil, nil, contentError(probs)
 	}
+	if notes := localeNotes(src, m.Config, tset); len(notes) > 0 {
+		m.Logger.Info("some templates lack a translation others have; their messages fall back (set content.locales to require them)", "missing", len(notes), "first", notes[0])
+	}
 	return tset, wset, nil
 }
 

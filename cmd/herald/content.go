@@ -103,7 +103,7 @@ func countWorkflowFiles(fsys fs.FS) int {
 
 // checkContent loads templates and workflows and runs every check on them:
 // templates parse and render their samples in every locale, no locale of
-// content.locales is missing, workflows parse and name known templates,
+// content.locales (when set) is missing, workflows parse and name known templates,
 // topics and events, and, when channels is not nil, no send step can only
 // use channels outside it. herald validate prints the problems; start-up,
 // SIGHUP and --watch reloads refuse content that has any. Each problem is
@@ -144,7 +144,11 @@ func checkContent(src contentSource, c config.Config, channels []string) (*templ
 				return cmp.Or(strings.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))
 			})
 			add(src.tdir, tp)
-			if err == nil { // a template that did not load has no locales to miss
+			// A template that did not load has no locales to miss. Unless
+			// content.locales names the locales every template must have,
+			// a translation some templates lack is no problem: those
+			// messages fall back (see localeNotes).
+			if err == nil && len(c.Content.Locales) > 0 {
 				add(src.tdir, tset.CheckLocales(c.Content.Locales))
 			}
 		default:
@@ -219,4 +223,15 @@ func settingsProblems(c config.Config) []error {
 // contentError is the error of content with problems.
 func contentError(probs []string) error {
 	return fmt.Errorf("%d problem(s) in templates and workflows:\n%s", len(probs), strings.Join(probs, "\n"))
+}
+
+// localeNotes lists, while content.locales is unset, each locale that some
+// templates have and a template lacks, with the locale its messages fall
+// back to: not a problem (a translation can be added one template at a
+// time), but worth knowing. Setting content.locales makes them problems.
+func localeNotes(src contentSource, c config.Config, tset *templates.Set) []string {
+	if tset == nil || len(c.Content.Locales) > 0 {
+		return nil
+	}
+	return problemLines(src.tdir, tset.CheckLocales(nil))
 }

@@ -82,6 +82,11 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	for _, p := range probs {
 		fmt.Fprintln(stdout, p)
 	}
+	if len(probs) == 0 {
+		for _, n := range localeNotes(src, c, tset) {
+			fmt.Fprintln(stdout, "note: "+n+" (set content.locales to require it)")
+		}
+	}
 	problems += len(probs)
 	checked := "content only (--role run, worker or serve also checks a deployment's settings)"
 	if role != "" {
