@@ -129,6 +129,23 @@ func (s *Set) Add(w *Workflow) {
 	s.addVersion(w)
 }
 
+// Versions returns every version the set holds, current ones and those
+// added back, ordered by ID then version.
+func (s *Set) Versions() []*Workflow {
+	s.mu.RLock()
+	var out []*Workflow
+	for _, vs := range s.versions {
+		for _, w := range vs {
+			out = append(out, w)
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *Workflow) int {
+		return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.Version, b.Version))
+	})
+	return out
+}
+
 // Triggered returns the current workflows started by event, ordered by ID.
 func (s *Set) Triggered(event string) []*Workflow {
 	var out []*Workflow

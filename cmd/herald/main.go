@@ -16,6 +16,8 @@ import (
 
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/templates"
+	"github.com/heraldhq/herald/workflows"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -264,6 +266,9 @@ func (m *Main) Reload() bool {
 	// Stamped before reading: a change made while loading is seen next time.
 	m.stamp = m.contentStamp()
 	t, w, err := m.loadContent()
+	if err == nil {
+		err = m.templatesStillSent(t, w)
+	}
 	if err != nil {
 		m.Logger.Error("reload refused: content is invalid; the running workflows and templates stay", "err", err.Error())
 		m.reloadRefused.Set(1)
@@ -280,6 +285,49 @@ func (m *Main) Reload() bool {
 	}
 	m.Logger.Info("reloaded workflows and templates")
 	return true
+}
+
+// templatesStillSent refuses new content that removes a template a
+// running journey may still send. Journeys finish on the workflow version
+// they started with, which names its templates; a version this process
+// has run (the current one before the reload, or an older one a journey
+// brought back) that the new content no longer holds as current, whose
+// workflow has journeys running, must still find each template it sends.
+func (m *Main) templatesStillSent(t *templates.Set, w *workflows.Set) error {
+	old := m.Engine.Workflows()
+	if old == nil || t == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var probs []string
+	for _, v := range old.Versions() {
+		if w != nil {
+			if cur, ok := w.Get(v.ID); ok && cur.Version == v.Version {
+				continue // checked with the new content
+			}
+		}
+		var gone []string
+		for _, name := range v.Templates() {
+			if !t.Has(name) {
+				gone = append(gone, name)
+			}
+		}
+		if len(gone) == 0 {
+			continue
+		}
+		st, err := m.Engine.Stats(ctx, v.ID, time.Now())
+		if err != nil {
+			return err
+		}
+		if n := st.Journeys.Running; n > 0 {
+			probs = append(probs, fmt.Sprintf("workflow %s: %d running journeys may be on version %s, which sends template %s: keep it until they end (or cancel them)", v.ID, n, v.Version, strings.Join(gone, ", ")))
+		}
+	}
+	if len(probs) > 0 {
+		return contentError(probs)
+	}
+	return nil
 }
 
 // contentStamp changes when a content file changes.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/internal/logbuf"
 	"github.com/heraldhq/herald/internal/redistest"
@@ -403,4 +404,39 @@ func TestValidateRefusesWhatStartRefuses(t *testing.T) {
 			require.Equal(t, "config: "+tt.want+"\n", out, "one line, once")
 		})
 	}
+}
+
+// A reload that removes a template a running journey's version still sends
+// is refused, saying which; once the template is back it goes through.
+func TestReloadKeepsTemplatesRunningJourneysSend(t *testing.T) {
+	t.Parallel()
+	parked := "id: w\ntopic: onboarding\ntrigger: a.b\nsteps:\n  - id: pause\n    wait: { for: 1h }\n  - id: s\n    send: { template: bye }\n"
+	tdir, wdir := contentFolders(t, helloTemplate, parked)
+	require.NoError(t, os.MkdirAll(filepath.Join(tdir, "bye"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tdir, "bye", "en.md"), []byte(helloTemplate), 0o644))
+	m, logs := openWorker(t, tdir, wdir)
+	ctx := context.Background()
+	require.NoError(t, m.Open(ctx))
+	require.NoError(t, m.Start(ctx))
+	_, _, err := m.Engine.Store().UpsertCustomer(ctx, herald.Customer{ID: "c1", Email: "c1@example.com"})
+	require.NoError(t, err)
+	_, err = m.Engine.Event(ctx, herald.Event{CustomerID: "c1", Name: "a.b"}, "test")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := m.Engine.Stats(ctx, "w", time.Now())
+		return err == nil && st.Journeys.Running == 1
+	}, 10*time.Second, 10*time.Millisecond, "a journey waits on the first version")
+
+	// The step now sends hello, and bye is deleted in the same change.
+	require.NoError(t, os.WriteFile(filepath.Join(wdir, "w.yaml"), []byte(strings.Replace(parked, "template: bye", "template: hello", 1)), 0o644))
+	require.NoError(t, os.RemoveAll(filepath.Join(tdir, "bye")))
+	require.False(t, m.Reload())
+	require.Contains(t, logs.String(), "reload refused")
+	require.Contains(t, logs.String(), "workflow w: 1 running journeys may be on version ")
+	require.Contains(t, logs.String(), "which sends template bye: keep it until they end")
+	require.True(t, m.Engine.Templates().Has("bye"), "the running templates stay")
+
+	require.NoError(t, os.MkdirAll(filepath.Join(tdir, "bye"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tdir, "bye", "en.md"), []byte(helloTemplate), 0o644))
+	require.True(t, m.Reload(), "with the template kept, the change goes through")
 }
