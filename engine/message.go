@@ -310,6 +310,8 @@ func reasonText(r string) string {
 		return "the customer switched this channel off"
 	case "opted_out_topic":
 		return "the customer opted out of this topic"
+	case "not_opted_in":
+		return "the customer has not opted in to this topic (an opt-in topic)"
 	case "paused":
 		return "the customer paused all messages"
 	case "suppressed":

@@ -13,6 +13,7 @@ import (
 const (
 	ReasonOptedOutChannel = "opted_out_channel"
 	ReasonOptedOutTopic   = "opted_out_topic"
+	ReasonNotOptedIn      = "not_opted_in"
 	ReasonPaused          = "paused"
 	ReasonSuppressed      = "suppressed"
 	ReasonNoAddress       = "no_address"
@@ -136,8 +137,10 @@ func (d Decision) Sending() bool { return d.Reason == "" && len(d.Channels) > 0 
 //  2. paused: the customer paused everything. Required (transactional)
 //     topics still go: a paused customer still gets receipts and security
 //     notices.
-//  3. opted_out_topic: an explicit no, or a topic that is opt-in by default
-//     the customer never opted into. Required topics ignore topic choices.
+//  3. opted_out_topic: the customer said no to the topic (a consent entry
+//     records it); not_opted_in: the topic is off by default (opt_in:
+//     false) and the customer never said yes. Required topics ignore topic
+//     choices.
 //  4. channels: a channel switched off, with no address (email needs an
 //     email; Slack needs a Slack user ID or an email to look one up) or
 //     suppressed is skipped, for required topics too. With none left the
@@ -160,6 +163,9 @@ func (p Policy) Decide(in Input) Decision {
 			return Decision{Reason: ReasonPaused}
 		}
 		if !TopicOn(topic, in.Prefs) {
+			if _, chose := in.Prefs.Topics[topic.Name]; !chose {
+				return Decision{Reason: ReasonNotOptedIn}
+			}
 			return Decision{Reason: ReasonOptedOutTopic}
 		}
 	}

@@ -53,7 +53,8 @@ func TestDecide(t *testing.T) {
 		{"paused lets required through", Input{Customer: both, Topic: "billing", Prefs: herald.Preferences{Paused: true}}, Decision{Channels: []herald.Channel{email, slack}}},
 
 		{"opted out of topic", Input{Customer: both, Topic: "product-updates", Prefs: herald.Preferences{Topics: map[string]bool{"product-updates": false}}}, Decision{Reason: ReasonOptedOutTopic}},
-		{"opt-in topic never chosen", Input{Customer: both, Topic: "newsletter"}, Decision{Reason: ReasonOptedOutTopic}},
+		{"opt-in topic never chosen", Input{Customer: both, Topic: "newsletter"}, Decision{Reason: ReasonNotOptedIn}},
+		{"opt-in topic left", Input{Customer: both, Topic: "newsletter", Prefs: herald.Preferences{Topics: map[string]bool{"newsletter": false}}}, Decision{Reason: ReasonOptedOutTopic}},
 		{"opt-in topic chosen", Input{Customer: both, Topic: "newsletter", Prefs: herald.Preferences{Topics: map[string]bool{"newsletter": true}}}, Decision{Channels: []herald.Channel{email, slack}}},
 		{"required ignores topic opt-out", Input{Customer: both, Topic: "billing", Prefs: herald.Preferences{Topics: map[string]bool{"billing": false}}}, Decision{Channels: []herald.Channel{email, slack}}},
 
