@@ -263,13 +263,14 @@ type Worker struct {
 	// queueing it, another worker takes it this long after the claim (and
 	// the repair is counted). Default 30s (HERALD_WATCHDOG_INTERVAL).
 	WatchdogInterval time.Duration `yaml:"watchdog_interval"`
-	// SecretKeys are the words that mark a data key as secret (matched
-	// anywhere in the key, any case): such values are sealed out of task
-	// payloads, so the dashboard and its archive never show them. Links
-	// whose query carries a token are sealed whatever their key. Empty:
-	// token, secret, passw, passcode, otp, api_key, auth, session,
-	// signature, credential, cookie, reset, magic, verify, verification,
-	// login_url, invite_url, confirm (HERALD_SECRET_KEYS, comma-separated).
+	// SecretKeys are the words that mark a data key as secret: such values
+	// are sealed out of task payloads, so the dashboard and its archive
+	// never show them. Links whose query carries a token are sealed
+	// whatever their key. A word matches whole parts of a key (split at
+	// non-alphanumerics, camelCase humps and digits, any case), so "auth"
+	// seals x-auth and authToken but not author; "api_key" matches apiKey
+	// and apikey too. Empty: service.DefaultSecretWords
+	// (HERALD_SECRET_KEYS, comma-separated).
 	SecretKeys []string `yaml:"secret_keys"`
 	// MetricsAddr, when set, makes a worker-only process (`herald worker`)
 	// serve /metrics, /healthz and /readyz there: its message counters live

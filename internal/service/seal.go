@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strings"
+	"unicode"
 
 	"github.com/heraldhq/herald"
 )
@@ -13,11 +15,126 @@ import (
 // SealedValue stands in a task's payload for a value kept out of it.
 const SealedValue = "[sealed]"
 
-// DefaultSecretKeys matches data keys whose values are secrets or links
+// DefaultSecretWords mark the data keys whose values are secrets or links
 // that act as credentials: they never travel in a task payload, so the
 // dashboard, its archive and any payload dump show the key and not the
-// value. worker.secret_keys replaces it.
-var DefaultSecretKeys = regexp.MustCompile(`(?i)(token|secret|passw|passcode|otp|api_?key|auth|session|signature|credential|cookie|reset|magic|verify|verification|login_url|invite_url|confirm)`)
+// value. worker.secret_keys replaces them.
+var DefaultSecretWords = []string{
+	"token", "tokens", "access_token", "refresh_token", "auth_token",
+	"secret", "secrets", "password", "passwords", "passwd", "passcode", "passphrase",
+	"otp", "api_key", "auth", "authorization", "oauth", "session",
+	"signature", "credential", "credentials", "cookie", "cookies",
+	"reset", "magic", "verify", "verification", "login_url", "invite_url",
+	"confirm", "confirmation",
+}
+
+// DefaultSecretKeys is SecretKeyPattern(DefaultSecretWords).
+var DefaultSecretKeys = SecretKeyPattern(DefaultSecretWords)
+
+// SecretKeyPattern matches a data key that holds one of words as whole
+// parts. A key's parts are split at any character but a letter or digit
+// (`_`, `-`, `.`), at camelCase humps and between letters and digits, and
+// compared in any of lower, Title or UPPER case: "auth" matches auth,
+// x-auth, authToken, AUTH_TOKEN and OAuth, not author or authority. A word
+// of several parts ("api_key", or "apiKey") matches them in a row however
+// they are joined: api_key, apiKey, X-API-KEY, apikey. Whole parts keep a
+// word from sealing data that merely contains it. Nil when words holds
+// none.
+func SecretKeyPattern(words []string) *regexp.Regexp {
+	var alts []string
+	for _, w := range words {
+		if ps := keyParts(w); len(ps) > 0 {
+			alts = append(alts, partsPattern(ps))
+		}
+	}
+	if len(alts) == 0 {
+		return nil
+	}
+	slices.Sort(alts)
+	return regexp.MustCompile(strings.Join(slices.Compact(alts), "|"))
+}
+
+// keyParts splits a word as SecretKeyPattern splits a key, lower-cased.
+func keyParts(s string) []string {
+	var parts []string
+	var cur []rune
+	cut := func() {
+		if len(cur) > 0 {
+			parts = append(parts, strings.ToLower(string(cur)))
+			cur = cur[:0]
+		}
+	}
+	rs := []rune(s)
+	for i, r := range rs {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			cut()
+			continue
+		}
+		if i > 0 && len(cur) > 0 {
+			prev := rs[i-1]
+			switch {
+			case unicode.IsDigit(prev) != unicode.IsDigit(r):
+				cut()
+			case unicode.IsUpper(r) && unicode.IsLower(prev):
+				cut()
+			case unicode.IsLower(r) && unicode.IsUpper(prev) && len(cur) > 1:
+				// The last capital of a run starts a word: APIKey.
+				last := cur[len(cur)-1]
+				cur = cur[:len(cur)-1]
+				cut()
+				cur = append(cur, last)
+			}
+		}
+		cur = append(cur, r)
+	}
+	cut()
+	return parts
+}
+
+// partsPattern matches parts in a row in a raw key. Only the first part
+// looks at what comes before it, and only the last at what follows, so a
+// match starts and ends on a part's boundary; parts in between may be
+// joined by separators or by nothing.
+func partsPattern(parts []string) string {
+	const sep = `[^A-Za-z0-9]*`
+	n := len(parts) - 1
+	alt := func(f func(form) string, p string) string {
+		var out []string
+		for _, fm := range forms(p) {
+			out = append(out, f(fm))
+		}
+		return "(?:" + strings.Join(slices.Compact(out), "|") + ")"
+	}
+	if n == 0 {
+		return alt(func(f form) string { return f.lead + regexp.QuoteMeta(f.text) + f.trail }, parts[0])
+	}
+	s := alt(func(f form) string { return f.lead + regexp.QuoteMeta(f.text) }, parts[0])
+	for _, p := range parts[1:n] {
+		s += sep + alt(func(f form) string { return regexp.QuoteMeta(f.text) }, p)
+	}
+	return s + sep + alt(func(f form) string { return regexp.QuoteMeta(f.text) + f.trail }, parts[n])
+}
+
+// form is one way a part is written, with what may stand before and after
+// it for it to be a whole part.
+type form struct{ lead, text, trail string }
+
+// forms are a lower-case part written lower (not after a letter: xauth is
+// one part; not before a lower-case letter: author), Title (after
+// anything: xAuth, OAuth) and UPPER (not after a capital: XAUTH; before a
+// non-letter or a Title word: AUTHToken). Digits stand apart from letters.
+func forms(p string) []form {
+	if strings.IndexFunc(p, unicode.IsLetter) < 0 {
+		return []form{{`(?:^|[^0-9])`, p, `(?:$|[^0-9])`}}
+	}
+	r := []rune(p)
+	title := string(unicode.ToUpper(r[0])) + string(r[1:])
+	return []form{
+		{`(?:^|[^A-Za-z])`, p, `(?:$|[^a-z])`},
+		{``, title, `(?:$|[^a-z])`},
+		{`(?:^|[^A-Z])`, strings.ToUpper(p), `(?:$|[^A-Za-z]|[A-Z][a-z])`},
+	}
+}
 
 // secretParams are URL query parameters that make a link a credential.
 var secretParams = regexp.MustCompile(`(?i)^(token|code|key|sig|signature|auth|session|otp|secret|access_token|id_token|t)$`)
