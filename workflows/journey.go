@@ -94,8 +94,9 @@ type State struct {
 	ConvertedAt time.Time `json:"converted_at,omitzero"`
 }
 
-// DigestBuffer is what a digest step collected, oldest first. Event IDs
-// make a retried event task collect its event once.
+// DigestBuffer is what a digest step collected, oldest first by when each
+// event happened. Event IDs make a retried event task collect its event
+// once.
 type DigestBuffer struct {
 	Step   string        `json:"step"`
 	Events []DigestEvent `json:"events"`
@@ -103,7 +104,8 @@ type DigestBuffer struct {
 
 // DigestEvent is one collected event.
 type DigestEvent struct {
-	ID   string         `json:"id,omitempty"`
+	ID string `json:"id,omitempty"`
+	// At is when the event happened (Input.At).
 	At   time.Time      `json:"at"`
 	Data map[string]any `json:"data,omitempty"`
 }
@@ -128,7 +130,11 @@ type Input struct {
 	Event string
 	// EventID identifies the event, so a digest collects it once.
 	EventID string
-	Data    map[string]any
+	// At is when the event happened (when herald received it); a digest
+	// lists its events in this order, whatever order their tasks ran in.
+	// Zero means now.
+	At   time.Time
+	Data map[string]any
 	// WakeSeq is, for a wake-up, the StepSeq it was scheduled for.
 	WakeSeq int
 	// Customer holds what branch conditions see as customer.*: the shell
@@ -504,7 +510,7 @@ func (r *runner) goal() bool {
 func (r *runner) openDigest(step *Step) {
 	r.s.Digest = &DigestBuffer{Step: step.ID, Events: []DigestEvent{}}
 	if (r.in.Kind == InputStart || r.in.Kind == InputEvent) && r.in.Event == step.Digest.Event && !r.collected {
-		r.s.Digest.Events = append(r.s.Digest.Events, DigestEvent{ID: r.in.EventID, At: r.now, Data: maps.Clone(r.in.Data)})
+		r.s.Digest.add(r.digestEvent())
 		r.collected = true
 	}
 }
@@ -519,7 +525,8 @@ func (r *runner) collect(step *Step) bool {
 		return false
 	}
 	buf := *r.s.Digest
-	buf.Events = append(slices.Clone(buf.Events), DigestEvent{ID: r.in.EventID, At: r.now, Data: maps.Clone(r.in.Data)})
+	buf.Events = slices.Clone(buf.Events)
+	buf.add(r.digestEvent())
 	r.s.Digest = &buf
 	r.collected = true
 	r.s.UpdatedAt = r.now
