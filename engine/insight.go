@@ -51,17 +51,18 @@ func journeyCounts(prev, next workflows.State, actions []workflows.Action) []red
 		add("", redisstore.CountStarted, 1, false)
 		add("", redisstore.GaugeRunning, 1, true)
 	}
-	// A step is entered once per visit (StepSeq); a send held until a local
-	// time and sent on wake-up is the same visit.
+	// A step is entered once per visit, whatever its kind: every visit
+	// takes a new StepSeq and writes its first history entry with it.
+	// Later entries of the same visit (a held send sent on wake-up, a
+	// digest closing, a wait timing out) carry a seq already seen, and a
+	// retried task starts from the saved state, so nothing counts twice.
 	seen := prev.StepSeq
 	for _, h := range newHistory(prev, next) {
-		switch h.Kind {
-		case "send", "delay", "wait", "branch", "end":
-			if h.Seq > seen {
-				seen = h.Seq
-				add(h.Step, redisstore.CountEntered, 1, false)
-			}
-		case "timeout":
+		if h.Step != "" && h.Seq > seen {
+			seen = h.Seq
+			add(h.Step, redisstore.CountEntered, 1, false)
+		}
+		if h.Kind == "timeout" {
 			add(h.Step, redisstore.CountTimedOut, 1, false)
 		}
 	}

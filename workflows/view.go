@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -20,14 +21,20 @@ type JourneyView struct {
 	StartedAt  time.Time `json:"started_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	// Ended says how a journey that is no longer active ended.
-	Ended   string         `json:"ended,omitempty"`
-	History []HistoryEntry `json:"history,omitempty"`
+	Ended string `json:"ended,omitempty"`
+	// Arms holds the arm taken at each split step the journey passed, as
+	// step → the step the arm leads to.
+	Arms    map[string]string `json:"arms,omitempty"`
+	History []HistoryEntry    `json:"history,omitempty"`
 }
 
 // View returns the journey as support reads it.
 func (s State) View() JourneyView {
 	v := JourneyView{ID: s.JourneyID, Workflow: s.WorkflowID, Version: s.Version, Status: s.Status, Step: s.Step,
 		NextWakeUp: s.WakeAt, WaitKind: s.WaitKind, StartedAt: s.StartedAt, UpdatedAt: s.UpdatedAt, History: s.History}
+	if len(s.Arms) > 0 {
+		v.Arms = maps.Clone(s.Arms)
+	}
 	if s.Status != StatusActive && len(s.History) > 0 {
 		last := s.History[len(s.History)-1]
 		v.Ended = strings.TrimSpace(last.Kind + " " + last.Detail)
