@@ -20,6 +20,7 @@ import (
 	"github.com/heraldhq/herald/config"
 	"github.com/heraldhq/herald/engine"
 	"github.com/heraldhq/herald/httpapi"
+	"github.com/heraldhq/herald/internal/service"
 	"github.com/heraldhq/herald/httpapi/centre"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
@@ -531,19 +532,11 @@ func previousKeys(keys []config.Secret) [][]byte {
 }
 
 // secretKeys builds the matcher of secret data keys from the configured
-// words (nil: the engine's default list).
+// words, matched as whole parts of a key as the default list is (nil: the
+// engine's default list).
 func secretKeys(words []string) *regexp.Regexp {
 	if len(words) == 0 {
 		return nil
 	}
-	q := make([]string, 0, len(words))
-	for _, w := range words {
-		if w = strings.TrimSpace(w); w != "" {
-			q = append(q, regexp.QuoteMeta(w))
-		}
-	}
-	if len(q) == 0 {
-		return nil
-	}
-	return regexp.MustCompile(`(?i)(` + strings.Join(q, "|") + `)`)
+	return service.SecretKeyPattern(words)
 }

@@ -260,3 +260,14 @@ func TestAsynqArchiveLine(t *testing.T) {
 	require.NotContains(t, out, "Retry exhausted")
 	require.Contains(t, out, `level=WARN msg="something else"`)
 }
+
+// worker.secret_keys words match whole parts of a key, as the default list
+// does: "auth" seals x-auth and authToken, not author.
+func TestConfiguredSecretKeysMatchWholeParts(t *testing.T) {
+	t.Parallel()
+	re := secretKeys([]string{"auth", "pin"})
+	for key, sealed := range map[string]bool{"x-auth": true, "authToken": true, "AUTH": true, "pin_code": true, "author": false, "shipping": false, "authority": false} {
+		require.Equal(t, sealed, re.MatchString(key), key)
+	}
+	require.Nil(t, secretKeys(nil), "none configured: the default list")
+}
