@@ -141,7 +141,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if set == nil {
 		return e.flushNotes(ctx, cust.ID, n)
 	}
-	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, EventID: ev.ID, Data: ev.Data})
+	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, EventID: ev.ID, Data: ev.Data, At: ev.At})
 	matched := false
 	moved := map[string]bool{} // workflows whose running journey took the event
 	for _, jid := range active {
@@ -218,15 +218,18 @@ func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, pr
 	// A customer who left the workflow's topic (or paused everything) does
 	// not start its journey: every send of it would be suppressed anyway.
 	if t, ok := e.opt.Policy.Topics[w.Topic]; ok && !t.Required {
-		why := ""
+		why, reason := "", "opted_out"
 		switch {
 		case prefs.Paused:
 			why = "the customer paused all messages"
 		case !preferences.TopicOn(t, prefs):
 			why = "the customer opted out of topic " + w.Topic
+			if _, chose := prefs.Topics[w.Topic]; !chose {
+				why, reason = "the customer has not opted in to topic "+w.Topic+" (an opt-in topic)", preferences.ReasonNotOptedIn
+			}
 		}
 		if why != "" {
-			e.note(n, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID, Reason: "opted_out",
+			e.note(n, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID, Reason: reason,
 				Summary: fmt.Sprintf("journey %s not started by %s: %s", w.ID, ev.Name, why),
 				Data:    map[string]any{"workflow": w.ID}})
 			return nil
@@ -247,7 +250,7 @@ func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, pr
 		}
 		e.sources.Store(w.ID+":"+w.Version, true)
 	}
-	in := e.input(c, workflows.Input{Kind: workflows.InputStart, Event: ev.Name, EventID: ev.ID, Data: ev.Data})
+	in := e.input(c, workflows.Input{Kind: workflows.InputStart, Event: ev.Name, EventID: ev.ID, Data: ev.Data, At: ev.At})
 	s, actions, err := workflows.Start(w, jid, c.ID, in, e.now())
 	if err != nil {
 		e.log.Error("start journey", "workflow", w.ID, "err", err)

@@ -411,3 +411,25 @@ func TestJourneyLinesStoredAsValues(t *testing.T) {
 		"sent hello by email (en), journey onboard step welcome",
 	}, summaries)
 }
+
+// A customer who never joined an opt-in topic starts none of its journeys,
+// and the timeline says so, not that they opted out.
+func TestNeverJoinedOptInTopicStartsNoJourney(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	w, err := workflows.Parse("news.yaml", []byte("id: news\ntopic: newsletter\ntrigger: trial.started\nsteps:\n  - id: s\n    send: { template: hello }\n"), workflows.LoadOptions{})
+	require.NoError(t, err)
+	b.e.SetContent(nil, workflows.NewSet(w))
+	event(t, b, "trial.started", trialData)
+	eventually(t, func() bool {
+		for _, e := range b.timeline(t, "c1") {
+			if e.Kind == herald.KindJourney && e.Reason == preferences.ReasonNotOptedIn &&
+				strings.Contains(e.Summary, "journey news not started by trial.started: the customer has not opted in to topic newsletter (an opt-in topic)") {
+				return true
+			}
+		}
+		return false
+	}, "the timeline says the customer never opted in")
+	require.Empty(t, journeys(t, b))
+}

@@ -390,3 +390,35 @@ func TestJourneyEmitsAppEvents(t *testing.T) {
 		}
 	}
 }
+
+// A digest lists its events in the order they happened, whatever order
+// the workers handled them in (one waits for the customer's lock while
+// the next goes ahead): here the later comment is handled first.
+func TestDigestOrdersEventsByWhenTheyHappened(t *testing.T) {
+	t.Parallel()
+	b, _ := setupJourneyLang(t)
+	b.customer(t, herald.Customer{ID: "c1", Email: "ada@example.com"})
+	base := time.Now().UTC()
+	comment := func(author string, at time.Duration) {
+		_, err := b.e.Event(context.Background(), herald.Event{CustomerID: "c1", Name: "comment.created", At: base.Add(at), Data: map[string]any{"author": author}}, "test")
+		require.NoError(t, err)
+	}
+	authors := func() []string {
+		j, ok := latestJourney(t, b, "c1", "comments")
+		if !ok || j.Digest == nil {
+			return nil
+		}
+		var out []string
+		for _, e := range j.Digest.Events {
+			out = append(out, fmt.Sprint(e.Data["author"]))
+		}
+		return out
+	}
+	comment("first", 0)
+	eventually(t, func() bool { return len(authors()) == 1 }, "the first comment starts the digest")
+	comment("third", 300*time.Millisecond)
+	eventually(t, func() bool { return len(authors()) == 2 }, "a later comment handled first")
+	comment("second", 100*time.Millisecond)
+	eventually(t, func() bool { return len(authors()) == 3 }, "all three collected")
+	require.Equal(t, []string{"first", "second", "third"}, authors())
+}
