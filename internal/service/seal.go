@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode"
 
 	"github.com/heraldhq/herald"
@@ -149,7 +151,7 @@ func split(keys *regexp.Regexp, data map[string]any) (map[string]any, map[string
 		if v == SealedValue {
 			continue
 		}
-		if !keys.MatchString(k) && !credentialURL(v) {
+		if !secretKey(keys, k) && !credentialURL(v) {
 			continue
 		}
 		if taken == nil {
@@ -165,6 +167,38 @@ func split(keys *regexp.Regexp, data map[string]any) (map[string]any, map[string
 		clean[k] = SealedValue
 	}
 	return clean, taken, slices.Sorted(maps.Keys(taken))
+}
+
+// keyVerdicts remembers, for each pattern, which keys it matched: an app
+// sends the same few data keys over and over, and a regexp match of each
+// key on every message costs more than the rest of sealing. At most
+// maxKeyVerdicts keys a pattern are kept; past that keys are matched afresh.
+var keyVerdicts sync.Map // *regexp.Regexp → *verdicts
+
+const maxKeyVerdicts = 4096
+
+type verdicts struct {
+	m sync.Map // key → bool
+	n atomic.Int32
+}
+
+// secretKey reports whether keys matches key.
+func secretKey(keys *regexp.Regexp, key string) bool {
+	vv, ok := keyVerdicts.Load(keys)
+	if !ok {
+		vv, _ = keyVerdicts.LoadOrStore(keys, new(verdicts))
+	}
+	v := vv.(*verdicts)
+	if got, ok := v.m.Load(key); ok {
+		return got.(bool)
+	}
+	match := keys.MatchString(key)
+	if v.n.Load() < maxKeyVerdicts {
+		if _, loaded := v.m.LoadOrStore(strings.Clone(key), match); !loaded {
+			v.n.Add(1)
+		}
+	}
+	return match
 }
 
 func credentialURL(v any) bool {
