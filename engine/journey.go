@@ -19,6 +19,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// ReasonExitedFirst is the timeline reason of a journey not started because
+// an event that ends it happened after its start event and reached a
+// worker first.
+const ReasonExitedFirst = "exited_first"
+
 // watchdogLate is the default of Options.WatchdogLate: the lease of a
 // claimed follow-up, after which another waker may take it again.
 const watchdogLate = 30 * time.Second
@@ -54,13 +59,13 @@ func (e *Engine) note(n *notes, entry herald.TimelineEntry) {
 // flushNotes writes what is still collected (lines of a handler that saved
 // no state).
 func (e *Engine) flushNotes(ctx context.Context, customerID string, n *notes) error {
-	if len(n.entries) == 0 {
+	if len(n.entries) == 0 && len(n.pipe) == 0 {
 		return nil
 	}
-	if err := e.st.AppendEntries(ctx, customerID, n.entries...); err != nil {
+	if err := e.st.AppendEntriesWith(ctx, customerID, n.entries, n.pipe); err != nil {
 		return err
 	}
-	n.entries = nil
+	n.entries, n.pipe = nil, nil
 	return nil
 }
 
@@ -141,6 +146,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if set == nil {
 		return e.flushNotes(ctx, cust.ID, n)
 	}
+	e.noteExit(n, cust.ID, set, ev, jb.Exits)
 	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, EventID: ev.ID, Data: ev.Data, At: ev.At})
 	matched := false
 	moved := map[string]bool{} // workflows whose running journey took the event
@@ -174,7 +180,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 			continue // its running journey took the event (a digest collecting its trigger)
 		}
 		matched = true
-		if err := e.maybeStart(ctx, n, cust, jb.Prefs, w, ev, active, ever[w.ID]); err != nil {
+		if err := e.maybeStart(ctx, n, cust, jb.Prefs, w, ev, active, ever[w.ID], jb.Exits); err != nil {
 			return err
 		}
 	}
@@ -214,7 +220,50 @@ func busy(customerID string) error {
 	return &waitError{reason: "customer " + customerID + " is busy", after: time.Second}
 }
 
-func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, prefs herald.Preferences, w *workflows.Workflow, ev herald.Event, active map[string]string, ever bool) error {
+// noteExit records, with what the handler writes, when ev happened if it
+// ends journeys of a current workflow and is the latest of its name: a
+// start event that happened before it but reaches a worker after it (two
+// events sent close together, a retried task, a backlog) then does not
+// start the journey it ended (see maybeStart).
+func (e *Engine) noteExit(n *notes, customerID string, set *workflows.Set, ev herald.Event, exits map[string]time.Time) {
+	if ev.At.IsZero() || !ev.At.After(exits[ev.Name]) {
+		return
+	}
+	for _, w := range set.All() {
+		if w.IsExit(ev.Name) {
+			at := ev.At
+			n.pipe = append(n.pipe, func(p redis.Pipeliner) {
+				redisstore.ExitSeenPipe(context.Background(), p, customerID, ev.Name, at)
+			})
+			return
+		}
+	}
+}
+
+// exitedFirst returns the exit event of w that happened after ev, if the
+// workers handled one already.
+func exitedFirst(w *workflows.Workflow, ev herald.Event, exits map[string]time.Time) (string, time.Time, bool) {
+	if ev.At.IsZero() {
+		return "", time.Time{}, false
+	}
+	for _, x := range w.ExitOn {
+		if at, ok := exits[x]; ok && at.After(ev.At) {
+			return x, at, true
+		}
+	}
+	return "", time.Time{}, false
+}
+
+func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, prefs herald.Preferences, w *workflows.Workflow, ev herald.Event, active map[string]string, ever bool, exits map[string]time.Time) error {
+	// An event that ends this workflow's journeys, sent after ev but
+	// handled before it, has ended the journey ev starts.
+	if x, at, ok := exitedFirst(w, ev, exits); ok {
+		e.note(n, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID, Reason: ReasonExitedFirst,
+			Summary: fmt.Sprintf("journey %s not started by %s (at %s): %s, which ends it, happened after it (at %s) and was handled first",
+				w.ID, ev.Name, ev.At.UTC().Format(time.RFC3339Nano), x, at.Format(time.RFC3339Nano)),
+			Data: map[string]any{"workflow": w.ID, "exit_event": x}})
+		return nil
+	}
 	// A customer who left the workflow's topic (or paused everything) does
 	// not start its journey: every send of it would be suppressed anyway.
 	if t, ok := e.opt.Policy.Topics[w.Topic]; ok && !t.Required {

@@ -433,3 +433,59 @@ func TestNeverJoinedOptInTopicStartsNoJourney(t *testing.T) {
 	}, "the timeline says the customer never opted in")
 	require.Empty(t, journeys(t, b))
 }
+
+// A start event that happened before an exit event of its workflow, but
+// reaches a worker after it (sent close together, retried, behind a
+// backlog), does not start the journey the exit ended: the customer who
+// bought is not nagged to buy. A start event after the exit starts one.
+func TestStartHandledAfterALaterExitStartsNoJourney(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	bought := time.Now().UTC().Truncate(time.Millisecond)
+	send := func(name string, at time.Time) {
+		t.Helper()
+		_, err := b.e.Event(ctx, herald.Event{CustomerID: "c1", Name: name, At: at, Data: trialData}, "test")
+		require.NoError(t, err)
+	}
+	line := func(want func(herald.TimelineEntry) bool, what string) herald.TimelineEntry {
+		t.Helper()
+		var got herald.TimelineEntry
+		eventually(t, func() bool {
+			for _, e := range b.timeline(t, "c1") {
+				if want(e) {
+					got = e
+					return true
+				}
+			}
+			return false
+		}, what)
+		return got
+	}
+	send("subscription.purchased", bought)
+	line(func(e herald.TimelineEntry) bool { return e.Kind == herald.KindEvent && strings.Contains(e.Summary, "subscription.purchased") }, "the purchase is handled")
+	// An older purchase handled later does not move the time back.
+	send("subscription.purchased", bought.Add(-time.Hour))
+	eventually(t, func() bool {
+		n := 0
+		for _, e := range b.timeline(t, "c1") {
+			if e.Kind == herald.KindEvent && strings.Contains(e.Summary, "subscription.purchased") {
+				n++
+			}
+		}
+		return n == 2
+	}, "the older purchase is handled")
+
+	send("trial.started", bought.Add(-time.Second))
+	got := line(func(e herald.TimelineEntry) bool { return e.Reason == engine.ReasonExitedFirst }, "the timeline says why no journey started")
+	require.Equal(t, herald.KindJourney, got.Kind)
+	require.Contains(t, got.Summary, "journey onboard not started by trial.started")
+	require.Contains(t, got.Summary, "subscription.purchased, which ends it, happened after it (at "+bought.Format(time.RFC3339Nano)+")")
+	require.Equal(t, "subscription.purchased", got.Data["exit_event"])
+	require.Empty(t, journeys(t, b))
+
+	send("trial.started", bought.Add(time.Second))
+	eventually(t, func() bool { return len(journeys(t, b)) == 1 }, "a trial started after the purchase starts a journey")
+	eventually(t, func() bool { return b.smtp.Count() == 1 }, "and sends its welcome")
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,8 +42,10 @@ func journeyKey(customerID, journeyID string) string {
 // journeysKey is one hash per customer: field "a:<workflow>" holds the
 // running journey's ID, or "" once it has ended: either way it says the
 // workflow was entered (for entry: once). Older data also marks that with
-// "e:<workflow>" and deletes "a:" at the end. One key rather than two, and
-// one field a workflow, keep a waiting journey small.
+// "e:<workflow>" and deletes "a:" at the end. Field "x:<event>" holds when
+// the latest event of that name that ends journeys (a workflow's exit_on)
+// happened, in Unix milliseconds (see JourneyBatch.Exits). One key rather
+// than several, and one field a workflow, keep a waiting journey small.
 func journeysKey(customerID string) string { return Key(customerID, "journeys") }
 
 // sourceKey holds a workflow version's file, so a journey can go on after
@@ -74,6 +77,11 @@ type JourneyBatch struct {
 	Active map[string]string
 	// Ever holds the workflows the customer ever started.
 	Ever map[string]bool
+	// Exits holds, for each event that ends journeys (a workflow's
+	// exit_on), when the latest one the workers handled happened (see
+	// ExitSeenPipe): a start event handled after an exit event that
+	// happened later must not start the journey the exit ended.
+	Exits map[string]time.Time
 	// Release gives the journey lock back.
 	Release func()
 
@@ -163,7 +171,34 @@ func (s *Store) begin(ctx context.Context, customerID, journeyID string, ttl tim
 		}
 	}
 	jb.Active, jb.Ever = splitIndex(idx.Val())
+	jb.Exits = exitTimes(idx.Val())
 	return jb, nil
+}
+
+// exitTimes reads the "x:<event>" fields of a journey index.
+func exitTimes(all map[string]string) map[string]time.Time {
+	var out map[string]time.Time
+	for k, v := range all {
+		if !strings.HasPrefix(k, "x:") {
+			continue
+		}
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			continue
+		}
+		if out == nil {
+			out = map[string]time.Time{}
+		}
+		out[k[2:]] = time.UnixMilli(ms).UTC()
+	}
+	return out
+}
+
+// ExitSeenPipe records in p that an exit event named event happened at at
+// (JourneyBatch.Exits). The caller holds the customer's journey lock and
+// only moves the time forward.
+func ExitSeenPipe(ctx context.Context, p redis.Pipeliner, customerID, event string, at time.Time) {
+	p.HSet(ctx, journeysKey(customerID), "x:"+event, at.UnixMilli())
 }
 
 // JourneyIndex reads which journeys run (workflow → journey ID) and which
@@ -268,17 +303,26 @@ func (s *Store) SaveJourneyWith(ctx context.Context, st workflows.State, entries
 	return nil
 }
 
-// AppendEntries adds timeline entries in one round trip (newest last in
-// entries, so they read newest first); unlike Append, not a transaction.
-func (s *Store) AppendEntries(ctx context.Context, customerID string, entries ...herald.TimelineEntry) error {
+// AppendEntriesWith is AppendEntries with more writes in the same round
+// trip.
+func (s *Store) AppendEntriesWith(ctx context.Context, customerID string, entries []herald.TimelineEntry, extra []func(redis.Pipeliner)) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		s.AppendPipe(ctx, p, customerID, entries...)
+		for _, f := range extra {
+			f(p)
+		}
 		return nil
 	})
 	if err != nil {
 		return herald.Temporary(err, "redis", 0)
 	}
 	return nil
+}
+
+// AppendEntries adds timeline entries in one round trip (newest last in
+// entries, so they read newest first); unlike Append, not a transaction.
+func (s *Store) AppendEntries(ctx context.Context, customerID string, entries ...herald.TimelineEntry) error {
+	return s.AppendEntriesWith(ctx, customerID, entries, nil)
 }
 
 // Journeys returns the customer's journeys, running and recent (export).
