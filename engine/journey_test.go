@@ -464,7 +464,9 @@ func TestStartHandledAfterALaterExitStartsNoJourney(t *testing.T) {
 		return got
 	}
 	send("subscription.purchased", bought)
-	line(func(e herald.TimelineEntry) bool { return e.Kind == herald.KindEvent && strings.Contains(e.Summary, "subscription.purchased") }, "the purchase is handled")
+	line(func(e herald.TimelineEntry) bool {
+		return e.Kind == herald.KindEvent && strings.Contains(e.Summary, "subscription.purchased")
+	}, "the purchase is handled")
 	// An older purchase handled later does not move the time back.
 	send("subscription.purchased", bought.Add(-time.Hour))
 	eventually(t, func() bool {
