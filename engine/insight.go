@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,6 +122,34 @@ func (e *Engine) Stats(ctx context.Context, workflowID string, since time.Time) 
 		}
 	}
 	return e.st.WorkflowStats(ctx, workflowID, steps, since, e.now())
+}
+
+// RunningVersion is how many of a workflow's journeys run now on one of
+// its versions, with that version's workflow: the loaded one, or the stored
+// file its journeys started from; nil when that is gone or unreadable (the
+// journeys then cannot go on either).
+type RunningVersion struct {
+	Version  string
+	Workflow *workflows.Workflow
+	Running  int64
+}
+
+// RunningVersions returns the versions of a workflow that have journeys
+// running now, ordered by version.
+func (e *Engine) RunningVersions(ctx context.Context, workflowID string) ([]RunningVersion, error) {
+	running, err := e.st.RunningByVersion(ctx, workflowID)
+	if err != nil {
+		return nil, err
+	}
+	var out []RunningVersion
+	for _, v := range slices.Sorted(maps.Keys(running)) {
+		w, err := e.workflowVersion(ctx, workflowID, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, RunningVersion{Version: v, Workflow: w, Running: running[v]})
+	}
+	return out, nil
 }
 
 // workflowByID returns the current version of a loaded workflow.

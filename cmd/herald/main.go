@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -289,10 +291,12 @@ func (m *Main) Reload() bool {
 
 // templatesStillSent refuses new content that removes a template a
 // running journey may still send. Journeys finish on the workflow version
-// they started with, which names its templates; a version this process
-// has run (the current one before the reload, or an older one a journey
-// brought back) that the new content no longer holds as current, whose
-// workflow has journeys running, must still find each template it sends.
+// they started with, which names its templates: every version of a
+// workflow that has journeys running now (the running gauge, per version),
+// other than the new content's current one, must still find each template
+// it sends. A version this process never loaded is read from the file
+// stored when its first journey started. The workflows looked at are those
+// the old and the new content know.
 func (m *Main) templatesStillSent(t *templates.Set, w *workflows.Set) error {
 	old := m.Engine.Workflows()
 	if old == nil || t == nil {
@@ -300,28 +304,39 @@ func (m *Main) templatesStillSent(t *templates.Set, w *workflows.Set) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var probs []string
+	ids := map[string]bool{}
 	for _, v := range old.Versions() {
-		if w != nil {
-			if cur, ok := w.Get(v.ID); ok && cur.Version == v.Version {
-				continue // checked with the new content
-			}
+		ids[v.ID] = true
+	}
+	if w != nil {
+		for _, v := range w.All() {
+			ids[v.ID] = true
 		}
-		var gone []string
-		for _, name := range v.Templates() {
-			if !t.Has(name) {
-				gone = append(gone, name)
-			}
-		}
-		if len(gone) == 0 {
-			continue
-		}
-		st, err := m.Engine.Stats(ctx, v.ID, time.Now())
+	}
+	var probs []string
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		running, err := m.Engine.RunningVersions(ctx, id)
 		if err != nil {
 			return err
 		}
-		if n := st.Journeys.Running; n > 0 {
-			probs = append(probs, fmt.Sprintf("workflow %s: %d running journeys may be on version %s, which sends template %s: keep it until they end (or cancel them)", v.ID, n, v.Version, strings.Join(gone, ", ")))
+		for _, rv := range running {
+			if w != nil {
+				if cur, ok := w.Get(id); ok && cur.Version == rv.Version {
+					continue // checked with the new content
+				}
+			}
+			if rv.Workflow == nil {
+				continue // its file is gone: those journeys cannot go on, whatever the templates
+			}
+			var gone []string
+			for _, name := range rv.Workflow.Templates() {
+				if !t.Has(name) {
+					gone = append(gone, name)
+				}
+			}
+			if len(gone) > 0 {
+				probs = append(probs, fmt.Sprintf("workflow %s: %d running journeys on version %s send template %s: keep it until they end (or cancel them)", id, rv.Running, rv.Version, strings.Join(gone, ", ")))
+			}
 		}
 	}
 	if len(probs) > 0 {

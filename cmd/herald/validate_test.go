@@ -407,7 +407,10 @@ func TestValidateRefusesWhatStartRefuses(t *testing.T) {
 }
 
 // A reload that removes a template a running journey's version still sends
-// is refused, saying which; once the template is back it goes through.
+// is refused, saying which; once the template is back it goes through. A
+// process started after the workflow changed, which never loaded the
+// version the journey runs on, refuses it too: it reads that version from
+// the file stored for its journeys.
 func TestReloadKeepsTemplatesRunningJourneysSend(t *testing.T) {
 	t.Parallel()
 	parked := "id: w\ntopic: onboarding\ntrigger: a.b\nsteps:\n  - id: pause\n    wait: { for: 1h }\n  - id: s\n    send: { template: bye }\n"
@@ -432,11 +435,24 @@ func TestReloadKeepsTemplatesRunningJourneysSend(t *testing.T) {
 	require.NoError(t, os.RemoveAll(filepath.Join(tdir, "bye")))
 	require.False(t, m.Reload())
 	require.Contains(t, logs.String(), "reload refused")
-	require.Contains(t, logs.String(), "workflow w: 1 running journeys may be on version ")
-	require.Contains(t, logs.String(), "which sends template bye: keep it until they end")
+	require.Contains(t, logs.String(), "workflow w: 1 running journeys on version ")
+	require.Contains(t, logs.String(), " send template bye: keep it until they end")
 	require.True(t, m.Engine.Templates().Has("bye"), "the running templates stay")
 
 	require.NoError(t, os.MkdirAll(filepath.Join(tdir, "bye"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(tdir, "bye", "en.md"), []byte(helloTemplate), 0o644))
 	require.True(t, m.Reload(), "with the template kept, the change goes through")
+	require.NoError(t, m.Close())
+
+	// A new process knows only the new version.
+	logs2 := &logbuf.Buffer{}
+	m2 := &Main{Config: m.Config, Worker: true, Logger: slog.New(slog.NewTextHandler(logs2, nil)), WatchInterval: 20 * time.Millisecond}
+	t.Cleanup(func() { _ = m2.Close() })
+	require.NoError(t, m2.Open(ctx))
+	require.NoError(t, m2.Start(ctx))
+	require.NoError(t, os.RemoveAll(filepath.Join(tdir, "bye")))
+	require.False(t, m2.Reload(), "the parked journey's version, never loaded here, still sends bye")
+	require.Contains(t, logs2.String(), "workflow w: 1 running journeys on version ")
+	require.Contains(t, logs2.String(), " send template bye: keep it until they end")
+	require.True(t, m2.Engine.Templates().Has("bye"))
 }

@@ -248,6 +248,26 @@ func (s *Store) Stats(ctx context.Context, workflow string, since, until time.Ti
 	return counts, gauges, nil
 }
 
+// RunningByVersion reads how many of a workflow's journeys run now on each
+// of its versions (the running gauge); versions with none are left out.
+func (s *Store) RunningByVersion(ctx context.Context, workflow string) (map[string]int64, error) {
+	all, err := s.rdb.HGetAll(ctx, gaugeKey(workflow)).Result()
+	if err != nil {
+		return nil, herald.Temporary(err, "redis", 0)
+	}
+	gauges := Counters{}
+	for f, v := range all {
+		gauges.add(f, parseInt(v))
+	}
+	out := map[string]int64{}
+	for version, steps := range gauges {
+		if n := steps[""][GaugeRunning]; n > 0 {
+			out[version] = n
+		}
+	}
+	return out, nil
+}
+
 func parseInt(s string) int64 {
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return n
