@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -224,8 +226,14 @@ func cmdJourneys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOURNEY\tWORKFLOW\tVERSION\tSTATUS\tSTEP\tNEXT WAKE-UP\tSTARTED")
+	return printJourneys(stdout, js)
+}
+
+// printJourneys prints journeys as a table. ARMS lists the arm taken at
+// each split step passed, as step=arm.
+func printJourneys(w io.Writer, js []client.Journey) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOURNEY\tWORKFLOW\tVERSION\tSTATUS\tSTEP\tARMS\tNEXT WAKE-UP\tSTARTED")
 	for _, j := range js {
 		wake := "-"
 		if !j.NextWakeUp.IsZero() {
@@ -235,7 +243,15 @@ func cmdJourneys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if j.Ended != "" {
 			status += " (" + j.Ended + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Workflow, j.Version, status, j.Step, wake, j.StartedAt.UTC().Format(time.RFC3339))
+		arms := "-"
+		if len(j.Arms) > 0 {
+			var parts []string
+			for _, step := range slices.Sorted(maps.Keys(j.Arms)) {
+				parts = append(parts, step+"="+j.Arms[step])
+			}
+			arms = strings.Join(parts, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Workflow, j.Version, status, j.Step, arms, wake, j.StartedAt.UTC().Format(time.RFC3339))
 	}
 	return tw.Flush()
 }

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/internal/slackapi"
 	"github.com/heraldhq/herald/internal/smtpserver"
@@ -73,4 +76,21 @@ func TestInsightHelp(t *testing.T) {
 		require.NoError(t, err, args)
 		require.Contains(t, errOut, "-config", args)
 	}
+}
+
+// The journeys table shows the arm each split sent the journey down.
+func TestJourneysTableShowsArms(t *testing.T) {
+	t.Parallel()
+	started := time.Date(2026, 3, 27, 10, 0, 0, 0, time.UTC)
+	var out bytes.Buffer
+	require.NoError(t, printJourneys(&out, []client.Journey{
+		{ID: "j_1", Workflow: "reengage", Version: "v1", Status: "active", Step: "wait", StartedAt: started,
+			Arms: map[string]string{"test-offer": "offer-a", "b-split": "holdout"}},
+		{ID: "j_2", Workflow: "trial-onboarding", Version: "v2", Status: "finished", Ended: "completed", Step: "done", StartedAt: started},
+	}))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 3)
+	require.Equal(t, []string{"JOURNEY", "WORKFLOW", "VERSION", "STATUS", "STEP", "ARMS", "NEXT", "WAKE-UP", "STARTED"}, strings.Fields(lines[0]))
+	require.Equal(t, []string{"j_1", "reengage", "v1", "active", "wait", "b-split=holdout,test-offer=offer-a", "-", "2026-03-27T10:00:00Z"}, strings.Fields(lines[1]))
+	require.Equal(t, []string{"j_2", "trial-onboarding", "v2", "finished", "(completed)", "done", "-", "-", "2026-03-27T10:00:00Z"}, strings.Fields(lines[2]))
 }
