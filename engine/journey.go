@@ -146,7 +146,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if set == nil {
 		return e.flushNotes(ctx, cust.ID, n)
 	}
-	e.noteExit(n, cust.ID, set, ev, jb.Exits)
+	e.noteExit(ctx, n, cust.ID, set, ev, jb.Exits)
 	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, EventID: ev.ID, Data: ev.Data, At: ev.At})
 	matched := false
 	moved := map[string]bool{} // workflows whose running journey took the event
@@ -225,7 +225,7 @@ func busy(customerID string) error {
 // start event that happened before it but reaches a worker after it (two
 // events sent close together, a retried task, a backlog) then does not
 // start the journey it ended (see maybeStart).
-func (e *Engine) noteExit(n *notes, customerID string, set *workflows.Set, ev herald.Event, exits map[string]time.Time) {
+func (e *Engine) noteExit(ctx context.Context, n *notes, customerID string, set *workflows.Set, ev herald.Event, exits map[string]time.Time) {
 	if ev.At.IsZero() || !ev.At.After(exits[ev.Name]) {
 		return
 	}
@@ -233,7 +233,7 @@ func (e *Engine) noteExit(n *notes, customerID string, set *workflows.Set, ev he
 		if w.IsExit(ev.Name) {
 			at := ev.At
 			n.pipe = append(n.pipe, func(p redis.Pipeliner) {
-				redisstore.ExitSeenPipe(context.Background(), p, customerID, ev.Name, at)
+				redisstore.ExitSeenPipe(ctx, p, customerID, ev.Name, at)
 			})
 			return
 		}
