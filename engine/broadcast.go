@@ -658,7 +658,7 @@ func (e *Engine) handleBroadcastJourney(ctx context.Context, t *asynq.Task) erro
 	}
 	ev := herald.Event{ID: id, CustomerID: p.CustomerID, Name: "broadcast." + p.Broadcast, Data: data, Actor: "broadcast " + p.Broadcast}
 	e.note(n, herald.TimelineEntry{Kind: herald.KindEvent, Summary: "broadcast " + p.Broadcast + " starts journey " + w.ID, Ref: id})
-	if err := e.maybeStart(ctx, n, jb.Customer, jb.Prefs, w, ev, jb.Active, jb.Ever[w.ID], jb.Exits); err != nil {
+	if err := e.maybeStart(ctx, n, jb.Customer, jb.Prefs, w, ev, jb.Active, jb.Ever[w.ID], jb.Seen); err != nil {
 		return err
 	}
 	return e.flushNotes(ctx, p.CustomerID, n)

@@ -119,6 +119,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		e.note(n, redisstore.EventLine(ev.ID, ev.Name, ev.Actor, boundedData(ev.Data)))
 	}
 	// The timeline got the sealed form; the journey sees the values.
+	sealedData := ev.Data
 	if ev.Data, err = e.svc.Unseal(ctx, cust.ID, ev.ID, ev.Data, ev.Sealed); err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
 			return skip(err)
@@ -146,7 +147,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 	if set == nil {
 		return e.flushNotes(ctx, cust.ID, n)
 	}
-	e.noteExit(ctx, n, cust.ID, set, ev, jb.Exits)
+	e.noteSeen(ctx, n, cust.ID, set, ev, sealedData, jb.Seen)
 	in := e.input(cust, workflows.Input{Kind: workflows.InputEvent, Event: ev.Name, EventID: ev.ID, Data: ev.Data, At: ev.At})
 	matched := false
 	moved := map[string]bool{} // workflows whose running journey took the event
@@ -180,7 +181,7 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 			continue // its running journey took the event (a digest collecting its trigger)
 		}
 		matched = true
-		if err := e.maybeStart(ctx, n, cust, jb.Prefs, w, ev, active, ever[w.ID], jb.Exits); err != nil {
+		if err := e.maybeStart(ctx, n, cust, jb.Prefs, w, ev, active, ever[w.ID], jb.Seen); err != nil {
 			return err
 		}
 	}
@@ -220,44 +221,84 @@ func busy(customerID string) error {
 	return &waitError{reason: "customer " + customerID + " is busy", after: time.Second}
 }
 
-// noteExit records, with what the handler writes, when ev happened if it
-// ends journeys of a current workflow and is the latest of its name: a
-// start event that happened before it but reaches a worker after it (two
-// events sent close together, a retried task, a backlog) then does not
-// start the journey it ended (see maybeStart).
-func (e *Engine) noteExit(ctx context.Context, n *notes, customerID string, set *workflows.Set, ev herald.Event, exits map[string]time.Time) {
-	if ev.At.IsZero() || !ev.At.After(exits[ev.Name]) {
+// noteSeen keeps, with what the handler writes, ev as the latest of its
+// name if some current workflow exits or ends a wait on it: a start event
+// that happened before it but reaches a worker after it (two events sent
+// close together, a retried task, a backlog) then neither starts the
+// journey it ended nor waits for it (see maybeStart). sealed is ev's data
+// as the timeline has it.
+func (e *Engine) noteSeen(ctx context.Context, n *notes, customerID string, set *workflows.Set, ev herald.Event, sealed map[string]any, seen map[string]redisstore.SeenEvent) {
+	if ev.At.IsZero() || !ev.At.After(seen[ev.Name].At) || !watched(set, ev.Name) {
 		return
 	}
+	se := redisstore.SeenEvent{At: ev.At, ID: ev.ID, Data: sealed, Sealed: ev.Sealed}
+	if b, _ := json.Marshal(sealed); len(b) > seenDataMax {
+		se.Data = boundedData(sealed)
+	}
+	n.pipe = append(n.pipe, func(p redis.Pipeliner) {
+		redisstore.SeenEventPipe(ctx, p, customerID, ev.Name, se)
+	})
+}
+
+// seenDataMax bounds the bytes of data kept with a seen event; past it,
+// only what a timeline line keeps.
+const seenDataMax = 2048
+
+// watched reports whether a current workflow exits or ends a wait on the
+// event named name.
+func watched(set *workflows.Set, name string) bool {
 	for _, w := range set.All() {
-		if w.IsExit(ev.Name) {
-			at := ev.At
-			n.pipe = append(n.pipe, func(p redis.Pipeliner) {
-				redisstore.ExitSeenPipe(ctx, p, customerID, ev.Name, at)
-			})
-			return
+		if w.IsExit(name) {
+			return true
+		}
+		for _, st := range w.Steps {
+			if st.Wait != nil && slices.Contains(st.Wait.Until, name) {
+				return true
+			}
 		}
 	}
+	return false
 }
 
 // exitedFirst returns the exit event of w that happened after ev, if the
 // workers handled one already.
-func exitedFirst(w *workflows.Workflow, ev herald.Event, exits map[string]time.Time) (string, time.Time, bool) {
+func exitedFirst(w *workflows.Workflow, ev herald.Event, seen map[string]redisstore.SeenEvent) (string, time.Time, bool) {
 	if ev.At.IsZero() {
 		return "", time.Time{}, false
 	}
 	for _, x := range w.ExitOn {
-		if at, ok := exits[x]; ok && at.After(ev.At) {
-			return x, at, true
+		if se, ok := seen[x]; ok && se.At.After(ev.At) {
+			return x, se.At, true
 		}
 	}
 	return "", time.Time{}, false
 }
 
-func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, prefs herald.Preferences, w *workflows.Workflow, ev herald.Event, active map[string]string, ever bool, exits map[string]time.Time) error {
+// endedWait returns the event that ends the wait s (just started by ev)
+// waits at, if it happened after ev and the workers handled it already: the
+// first such one, as the journey would have seen it.
+func endedWait(w *workflows.Workflow, s workflows.State, ev herald.Event, seen map[string]redisstore.SeenEvent) (string, redisstore.SeenEvent, bool) {
+	if ev.At.IsZero() || s.WaitKind != workflows.WaitKindWait {
+		return "", redisstore.SeenEvent{}, false
+	}
+	st, ok := w.Step(s.Step)
+	if !ok || st.Wait == nil {
+		return "", redisstore.SeenEvent{}, false
+	}
+	var name string
+	var first redisstore.SeenEvent
+	for _, u := range st.Wait.Until {
+		if se, ok := seen[u]; ok && se.At.After(ev.At) && (name == "" || se.At.Before(first.At)) {
+			name, first = u, se
+		}
+	}
+	return name, first, name != ""
+}
+
+func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, prefs herald.Preferences, w *workflows.Workflow, ev herald.Event, active map[string]string, ever bool, seen map[string]redisstore.SeenEvent) error {
 	// An event that ends this workflow's journeys, sent after ev but
 	// handled before it, has ended the journey ev starts.
-	if x, at, ok := exitedFirst(w, ev, exits); ok {
+	if x, at, ok := exitedFirst(w, ev, seen); ok {
 		e.note(n, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID, Reason: ReasonExitedFirst,
 			Summary: fmt.Sprintf("journey %s not started by %s (at %s): %s, which ends it, happened after it (at %s) and was handled first",
 				w.ID, ev.Name, ev.At.UTC().Format(time.RFC3339Nano), x, at.Format(time.RFC3339Nano)),
@@ -306,7 +347,30 @@ func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, pr
 		return nil
 	}
 	e.metrics.Journeys.WithLabelValues(w.ID, "started").Inc()
-	return e.apply(ctx, n, c, w, workflows.State{}, s, actions, "start by "+ev.Name)
+	cause := "start by " + ev.Name
+	// An event that ends the wait the journey reached, sent after ev but
+	// handled before it, ends it now, as it would have had the events
+	// come in order: the customer who created a project is not nudged to
+	// create one. The journey is saved once, both moves together.
+	if u, se, ok := endedWait(w, s, ev, seen); ok {
+		data := se.Data
+		if d, err := e.svc.Unseal(ctx, c.ID, se.ID, se.Data, se.Sealed); err == nil {
+			data = d
+		}
+		in := e.input(c, workflows.Input{Kind: workflows.InputEvent, Event: u, EventID: se.ID, Data: data, At: se.At})
+		next, more, err := workflows.Advance(w, s, in, e.now())
+		if err != nil {
+			e.log.Error("advance journey", "journey", jid, "err", err)
+		} else {
+			actions = slices.DeleteFunc(actions, func(a workflows.Action) bool {
+				return a.Kind == workflows.ActionScheduleWake && a.StepID == s.Step
+			})
+			actions = append(actions, slices.DeleteFunc(more, func(a workflows.Action) bool { return a.Kind == workflows.ActionCancelWake })...)
+			cause += " (" + u + ", which ends its wait at step " + s.Step + ", happened after it and was handled first)"
+			s = next
+		}
+	}
+	return e.apply(ctx, n, c, w, workflows.State{}, s, actions, cause)
 }
 
 // input fills what the state machine needs to know about the customer.

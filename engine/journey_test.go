@@ -434,6 +434,27 @@ func TestNeverJoinedOptInTopicStartsNoJourney(t *testing.T) {
 	require.Empty(t, journeys(t, b))
 }
 
+// eventAt sends an event for customer that happened at at.
+func eventAt(t *testing.T, b *bundle, customer, name string, at time.Time, data map[string]any) {
+	t.Helper()
+	_, err := b.e.Event(context.Background(), herald.Event{CustomerID: customer, Name: name, At: at, Data: data}, "test")
+	require.NoError(t, err)
+}
+
+// handled waits until customer's timeline holds n lines of the event name.
+func handled(t *testing.T, b *bundle, customer, name string, n int) {
+	t.Helper()
+	eventually(t, func() bool {
+		got := 0
+		for _, e := range b.timeline(t, customer) {
+			if e.Kind == herald.KindEvent && strings.Contains(e.Summary, name) {
+				got++
+			}
+		}
+		return got == n
+	}, fmt.Sprintf("%s: %d %s handled", customer, n, name))
+}
+
 // A start event that happened before an exit event of its workflow, but
 // reaches a worker after it (sent close together, retried, behind a
 // backlog), does not start the journey the exit ended: the customer who
@@ -441,53 +462,74 @@ func TestNeverJoinedOptInTopicStartsNoJourney(t *testing.T) {
 func TestStartHandledAfterALaterExitStartsNoJourney(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := context.Background()
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
 	bought := time.Now().UTC().Truncate(time.Millisecond)
-	send := func(name string, at time.Time) {
-		t.Helper()
-		_, err := b.e.Event(ctx, herald.Event{CustomerID: "c1", Name: name, At: at, Data: trialData}, "test")
-		require.NoError(t, err)
-	}
-	line := func(want func(herald.TimelineEntry) bool, what string) herald.TimelineEntry {
-		t.Helper()
-		var got herald.TimelineEntry
-		eventually(t, func() bool {
-			for _, e := range b.timeline(t, "c1") {
-				if want(e) {
-					got = e
-					return true
-				}
-			}
-			return false
-		}, what)
-		return got
-	}
-	send("subscription.purchased", bought)
-	line(func(e herald.TimelineEntry) bool {
-		return e.Kind == herald.KindEvent && strings.Contains(e.Summary, "subscription.purchased")
-	}, "the purchase is handled")
+	eventAt(t, b, "c1", "subscription.purchased", bought, nil)
+	handled(t, b, "c1", "subscription.purchased", 1)
 	// An older purchase handled later does not move the time back.
-	send("subscription.purchased", bought.Add(-time.Hour))
+	eventAt(t, b, "c1", "subscription.purchased", bought.Add(-time.Hour), nil)
+	handled(t, b, "c1", "subscription.purchased", 2)
+
+	eventAt(t, b, "c1", "trial.started", bought.Add(-time.Second), trialData)
+	var got herald.TimelineEntry
 	eventually(t, func() bool {
-		n := 0
 		for _, e := range b.timeline(t, "c1") {
-			if e.Kind == herald.KindEvent && strings.Contains(e.Summary, "subscription.purchased") {
-				n++
+			if e.Reason == engine.ReasonExitedFirst {
+				got = e
+				return true
 			}
 		}
-		return n == 2
-	}, "the older purchase is handled")
-
-	send("trial.started", bought.Add(-time.Second))
-	got := line(func(e herald.TimelineEntry) bool { return e.Reason == engine.ReasonExitedFirst }, "the timeline says why no journey started")
+		return false
+	}, "the timeline says why no journey started")
 	require.Equal(t, herald.KindJourney, got.Kind)
 	require.Contains(t, got.Summary, "journey onboard not started by trial.started")
 	require.Contains(t, got.Summary, "subscription.purchased, which ends it, happened after it (at "+bought.Format(time.RFC3339Nano)+")")
 	require.Equal(t, "subscription.purchased", got.Data["exit_event"])
 	require.Empty(t, journeys(t, b))
 
-	send("trial.started", bought.Add(time.Second))
+	eventAt(t, b, "c1", "trial.started", bought.Add(time.Second), trialData)
 	eventually(t, func() bool { return len(journeys(t, b)) == 1 }, "a trial started after the purchase starts a journey")
 	eventually(t, func() bool { return b.smtp.Count() == 1 }, "and sends its welcome")
+}
+
+// A start event handled after the event its journey's wait waits for, which
+// happened later, does not leave the journey waiting for what already
+// happened: it goes on as if the events had come in order (welcome, then
+// congrats with the later event's data), in one save, and says so.
+func TestStartHandledAfterALaterUntilEventGoesOn(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	created := time.Now().UTC().Truncate(time.Millisecond)
+	eventAt(t, b, "c1", "project.created", created, map[string]any{"number": "R-9"})
+	handled(t, b, "c1", "project.created", 1)
+
+	eventAt(t, b, "c1", "trial.started", created.Add(-time.Second), trialData)
+	eventually(t, func() bool { return b.smtp.Count() == 2 }, "welcome, then congrats at once")
+	require.Equal(t, []string{"Hello Ada", "Your receipt R-9"}, subjects(b), "the later event's data reaches the template")
+	js := journeys(t, b)
+	require.Len(t, js, 1)
+	require.Equal(t, workflows.StatusFinished, js[0].Status, "congrats is the last step")
+	var line string
+	for _, e := range b.timeline(t, "c1") {
+		if e.Kind == herald.KindJourney && e.Ref == js[0].JourneyID {
+			line = e.Summary
+		}
+	}
+	require.Contains(t, line, "by trial.started (project.created, which ends its wait at step wait-for-project, happened after it and was handled first)")
+	require.Contains(t, line, "step wait-for-project: project.created → congrats")
+	time.Sleep(3500 * time.Millisecond) // past the wait's 3 s
+	require.Equal(t, 2, b.smtp.Count(), "no nudge")
+
+	// A project created, and handled, before the trial started does not
+	// end its wait.
+	b.customer(t, herald.Customer{ID: "c2", Email: "bo@example.com"})
+	eventAt(t, b, "c2", "project.created", created, map[string]any{"number": "R-1"})
+	handled(t, b, "c2", "project.created", 1)
+	eventAt(t, b, "c2", "trial.started", created.Add(time.Second), trialData)
+	eventually(t, func() bool {
+		js, err := b.e.Journeys(ctx, "c2")
+		return err == nil && len(js) == 1 && js[0].Waiting()
+	}, "c2's journey waits for a new project")
 }

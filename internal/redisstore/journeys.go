@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,10 +41,11 @@ func journeyKey(customerID, journeyID string) string {
 // journeysKey is one hash per customer: field "a:<workflow>" holds the
 // running journey's ID, or "" once it has ended: either way it says the
 // workflow was entered (for entry: once). Older data also marks that with
-// "e:<workflow>" and deletes "a:" at the end. Field "x:<event>" holds when
-// the latest event of that name that ends journeys (a workflow's exit_on)
-// happened, in Unix milliseconds (see JourneyBatch.Exits). One key rather
-// than several, and one field a workflow, keep a waiting journey small.
+// "e:<workflow>" and deletes "a:" at the end. Field "x:<event>" holds the
+// latest event of that name that ends journeys or a wait (a workflow's
+// exit_on or wait.until) the workers handled (see JourneyBatch.Seen). One
+// key rather than several, and one field a workflow, keep a waiting journey
+// small.
 func journeysKey(customerID string) string { return Key(customerID, "journeys") }
 
 // sourceKey holds a workflow version's file, so a journey can go on after
@@ -77,11 +77,12 @@ type JourneyBatch struct {
 	Active map[string]string
 	// Ever holds the workflows the customer ever started.
 	Ever map[string]bool
-	// Exits holds, for each event that ends journeys (a workflow's
-	// exit_on), when the latest one the workers handled happened (see
-	// ExitSeenPipe): a start event handled after an exit event that
-	// happened later must not start the journey the exit ended.
-	Exits map[string]time.Time
+	// Seen holds, for each event that ends journeys or waits (a
+	// workflow's exit_on or wait.until), the latest one the workers
+	// handled (see SeenEventPipe): a start event handled after such an
+	// event that happened later must not start the journey the exit
+	// ended, nor wait for what already happened.
+	Seen map[string]SeenEvent
 	// Release gives the journey lock back.
 	Release func()
 
@@ -171,34 +172,52 @@ func (s *Store) begin(ctx context.Context, customerID, journeyID string, ttl tim
 		}
 	}
 	jb.Active, jb.Ever = splitIndex(idx.Val())
-	jb.Exits = exitTimes(idx.Val())
+	jb.Seen = seenEvents(idx.Val())
 	return jb, nil
 }
 
-// exitTimes reads the "x:<event>" fields of a journey index.
-func exitTimes(all map[string]string) map[string]time.Time {
-	var out map[string]time.Time
+// SeenEvent is an event kept in a customer's journey index: when it
+// happened, its ID and its data as the timeline has it (secret values
+// sealed, named by Sealed).
+type SeenEvent struct {
+	At     time.Time      `json:"-"`
+	AtMs   int64          `json:"at"`
+	ID     string         `json:"id,omitempty"`
+	Data   map[string]any `json:"data,omitempty"`
+	Sealed []string       `json:"sealed,omitempty"`
+}
+
+// seenEvents reads the "x:<event>" fields of a journey index; a field that
+// does not decode is left out.
+func seenEvents(all map[string]string) map[string]SeenEvent {
+	var out map[string]SeenEvent
 	for k, v := range all {
 		if !strings.HasPrefix(k, "x:") {
 			continue
 		}
-		ms, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
+		var se SeenEvent
+		if json.Unmarshal([]byte(v), &se) != nil || se.AtMs == 0 {
 			continue
 		}
+		se.At = time.UnixMilli(se.AtMs).UTC()
 		if out == nil {
-			out = map[string]time.Time{}
+			out = map[string]SeenEvent{}
 		}
-		out[k[2:]] = time.UnixMilli(ms).UTC()
+		out[k[2:]] = se
 	}
 	return out
 }
 
-// ExitSeenPipe records in p that an exit event named event happened at at
-// (JourneyBatch.Exits). The caller holds the customer's journey lock and
+// SeenEventPipe keeps in p the event named name as the latest of its name
+// (JourneyBatch.Seen). The caller holds the customer's journey lock and
 // only moves the time forward.
-func ExitSeenPipe(ctx context.Context, p redis.Pipeliner, customerID, event string, at time.Time) {
-	p.HSet(ctx, journeysKey(customerID), "x:"+event, at.UnixMilli())
+func SeenEventPipe(ctx context.Context, p redis.Pipeliner, customerID, name string, se SeenEvent) {
+	se.AtMs = se.At.UnixMilli()
+	b, err := json.Marshal(se)
+	if err != nil {
+		return // event data is JSON already
+	}
+	p.HSet(ctx, journeysKey(customerID), "x:"+name, b)
 }
 
 // JourneyIndex reads which journeys run (workflow → journey ID) and which
