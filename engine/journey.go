@@ -222,11 +222,11 @@ func busy(customerID string) error {
 }
 
 // noteSeen keeps, with what the handler writes, ev as the latest of its
-// name if some current workflow exits or ends a wait on it: a start event
-// that happened before it but reaches a worker after it (two events sent
-// close together, a retried task, a backlog) then neither starts the
-// journey it ended nor waits for it (see maybeStart). sealed is ev's data
-// as the timeline has it.
+// name if some current workflow exits, ends a wait or reaches its goal on
+// it: a start event that happened before it but reaches a worker after it
+// (two events sent close together, a retried task, a backlog) then neither
+// starts the journey it ended, nor waits for it, nor misses its goal (see
+// maybeStart). sealed is ev's data as the timeline has it.
 func (e *Engine) noteSeen(ctx context.Context, n *notes, customerID string, set *workflows.Set, ev herald.Event, sealed map[string]any, seen map[string]redisstore.SeenEvent) {
 	if ev.At.IsZero() || !ev.At.After(seen[ev.Name].At) || !watched(set, ev.Name) {
 		return
@@ -244,11 +244,11 @@ func (e *Engine) noteSeen(ctx context.Context, n *notes, customerID string, set 
 // only what a timeline line keeps.
 const seenDataMax = 2048
 
-// watched reports whether a current workflow exits or ends a wait on the
-// event named name.
+// watched reports whether a current workflow exits, ends a wait or
+// reaches its goal on the event named name.
 func watched(set *workflows.Set, name string) bool {
 	for _, w := range set.All() {
-		if w.IsExit(name) {
+		if w.IsExit(name) || (w.Goal != nil && w.Goal.Event == name) {
 			return true
 		}
 		for _, st := range w.Steps {
@@ -348,29 +348,56 @@ func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, pr
 	}
 	e.metrics.Journeys.WithLabelValues(w.ID, "started").Inc()
 	cause := "start by " + ev.Name
-	// An event that ends the wait the journey reached, sent after ev but
-	// handled before it, ends it now, as it would have had the events
-	// come in order: the customer who created a project is not nudged to
-	// create one. The journey is saved once, both moves together.
+	// An event that ends the wait the journey reached, or is its goal,
+	// sent after ev but handled before it, acts now, as it would have had
+	// the events come in order: the customer who created a project is not
+	// nudged to create one, the one who converted counts and, with the
+	// goal's exit, hears no more. The journey is saved once, all moves
+	// together.
 	if u, se, ok := endedWait(w, s, ev, seen); ok {
-		data := se.Data
-		if d, err := e.svc.Unseal(ctx, c.ID, se.ID, se.Data, se.Sealed); err == nil {
-			data = d
-		}
-		in := e.input(c, workflows.Input{Kind: workflows.InputEvent, Event: u, EventID: se.ID, Data: data, At: se.At})
-		next, more, err := workflows.Advance(w, s, in, e.now())
-		if err != nil {
-			e.log.Error("advance journey", "journey", jid, "err", err)
-		} else {
-			actions = slices.DeleteFunc(actions, func(a workflows.Action) bool {
-				return a.Kind == workflows.ActionScheduleWake && a.StepID == s.Step
-			})
-			actions = append(actions, slices.DeleteFunc(more, func(a workflows.Action) bool { return a.Kind == workflows.ActionCancelWake })...)
+		if next, more, ok := e.catchUp(ctx, c, w, s, u, se); ok {
+			actions = catchUpActions(s, next, actions, more)
 			cause += " (" + u + ", which ends its wait at step " + s.Step + ", happened after it and was handled first)"
 			s = next
 		}
 	}
+	if g := w.Goal; g != nil {
+		if se, ok := seen[g.Event]; ok && !ev.At.IsZero() && se.At.After(ev.At) && !se.At.After(ev.At.Add(g.Within)) {
+			if next, more, ok := e.catchUp(ctx, c, w, s, g.Event, se); ok && len(more) > 0 {
+				actions = catchUpActions(s, next, actions, more)
+				cause += " (its goal " + g.Event + " happened after it and was handled first)"
+				s = next
+			}
+		}
+	}
 	return e.apply(ctx, n, c, w, workflows.State{}, s, actions, cause)
+}
+
+// catchUp moves journey s, just started, on with the seen event name.
+func (e *Engine) catchUp(ctx context.Context, c herald.Customer, w *workflows.Workflow, s workflows.State, name string, se redisstore.SeenEvent) (workflows.State, []workflows.Action, bool) {
+	data := se.Data
+	if d, err := e.svc.Unseal(ctx, c.ID, se.ID, se.Data, se.Sealed); err == nil {
+		data = d
+	}
+	in := e.input(c, workflows.Input{Kind: workflows.InputEvent, Event: name, EventID: se.ID, Data: data, At: se.At})
+	next, more, err := workflows.Advance(w, s, in, e.now())
+	if err != nil {
+		e.log.Error("advance journey", "journey", s.JourneyID, "err", err)
+		return s, nil, false
+	}
+	return next, more, true
+}
+
+// catchUpActions joins the actions of a journey's start (prev) with those
+// of a move made before it was saved (next): a wake-up the start scheduled
+// and the move cancelled is neither scheduled nor cancelled.
+func catchUpActions(prev, next workflows.State, actions, more []workflows.Action) []workflows.Action {
+	if !next.Waiting() || next.StepSeq != prev.StepSeq {
+		actions = slices.DeleteFunc(actions, func(a workflows.Action) bool {
+			return a.Kind == workflows.ActionScheduleWake && a.StepID == prev.Step
+		})
+	}
+	return append(actions, slices.DeleteFunc(more, func(a workflows.Action) bool { return a.Kind == workflows.ActionCancelWake })...)
 }
 
 // input fills what the state machine needs to know about the customer.

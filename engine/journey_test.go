@@ -533,3 +533,47 @@ func TestStartHandledAfterALaterUntilEventGoesOn(t *testing.T) {
 		return err == nil && len(js) == 1 && js[0].Waiting()
 	}, "c2's journey waits for a new project")
 }
+
+// A journey whose goal event happened after its trigger but was handled
+// first reaches its goal at the start: the conversion counts and, with
+// the goal's exit, the journey ends after the steps the trigger ran.
+func TestStartHandledAfterALaterGoalConverts(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	w, err := workflows.Parse("upsell.yaml", []byte(`id: upsell
+topic: onboarding
+trigger: trial.started
+goal: { event: plan.upgraded, within: 7d, exit: true }
+steps:
+  - id: welcome
+    send: { template: hello, channels: [email] }
+  - id: pause
+    wait: { for: 3s }
+  - id: nudge
+    send: { template: hello, channels: [email] }
+`), workflows.LoadOptions{})
+	require.NoError(t, err)
+	b.e.SetContent(nil, workflows.NewSet(w))
+	upgraded := time.Now().UTC().Truncate(time.Millisecond)
+	eventAt(t, b, "c1", "plan.upgraded", upgraded, nil)
+	handled(t, b, "c1", "plan.upgraded", 1)
+
+	eventAt(t, b, "c1", "trial.started", upgraded.Add(-time.Second), trialData)
+	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Status == workflows.StatusExited }, "the journey converts and exits")
+	j := journeys(t, b)[0]
+	require.False(t, j.ConvertedAt.IsZero())
+	counts, err := b.e.WorkflowCounts(context.Background(), "upsell")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), counts.Converted)
+	var line string
+	for _, e := range b.timeline(t, "c1") {
+		if e.Kind == herald.KindJourney && e.Ref == j.JourneyID {
+			line = e.Summary
+		}
+	}
+	require.Contains(t, line, "by trial.started (its goal plan.upgraded happened after it and was handled first)")
+	require.Contains(t, line, "reached its goal plan.upgraded")
+	time.Sleep(3500 * time.Millisecond) // past the pause
+	require.Equal(t, 1, b.smtp.Count(), "the welcome, and no nudge")
+}
