@@ -231,18 +231,28 @@ func (e *Engine) noteSeen(ctx context.Context, n *notes, customerID string, set 
 	if ev.At.IsZero() || !ev.At.After(seen[ev.Name].At) || !watched(set, ev.Name) {
 		return
 	}
-	se := redisstore.SeenEvent{At: ev.At, ID: ev.ID, Data: sealed, Sealed: ev.Sealed}
-	if b, _ := json.Marshal(sealed); len(b) > seenDataMax {
-		se.Data = boundedData(sealed)
+	se := redisstore.SeenEvent{At: ev.At, ID: ev.ID}
+	if untilEvent(set, ev.Name) {
+		// The wait's then step may show it.
+		se.Data, se.Sealed = boundedData(sealed), ev.Sealed
 	}
 	n.pipe = append(n.pipe, func(p redis.Pipeliner) {
 		redisstore.SeenEventPipe(ctx, p, customerID, ev.Name, se)
 	})
 }
 
-// seenDataMax bounds the bytes of data kept with a seen event; past it,
-// only what a timeline line keeps.
-const seenDataMax = 2048
+// untilEvent reports whether a current workflow has a wait that waits for
+// the event named name.
+func untilEvent(set *workflows.Set, name string) bool {
+	for _, w := range set.All() {
+		for _, st := range w.Steps {
+			if st.Wait != nil && slices.Contains(st.Wait.Until, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // watched reports whether a current workflow exits, ends a wait or
 // reaches its goal on the event named name.
@@ -251,13 +261,8 @@ func watched(set *workflows.Set, name string) bool {
 		if w.IsExit(name) || (w.Goal != nil && w.Goal.Event == name) {
 			return true
 		}
-		for _, st := range w.Steps {
-			if st.Wait != nil && slices.Contains(st.Wait.Until, name) {
-				return true
-			}
-		}
 	}
-	return false
+	return untilEvent(set, name)
 }
 
 // exitedFirst returns the exit event of w that happened after ev, if the

@@ -469,6 +469,10 @@ func TestStartHandledAfterALaterExitStartsNoJourney(t *testing.T) {
 	// An older purchase handled later does not move the time back.
 	eventAt(t, b, "c1", "subscription.purchased", bought.Add(-time.Hour), nil)
 	handled(t, b, "c1", "subscription.purchased", 2)
+	// Kept apart from the journeys, for a week after the last one.
+	ttl, err := b.rdb.TTL(context.Background(), "herald:{c:c1}:seen").Result()
+	require.NoError(t, err)
+	require.Greater(t, ttl, 6*24*time.Hour)
 
 	eventAt(t, b, "c1", "trial.started", bought.Add(-time.Second), trialData)
 	var got herald.TimelineEntry

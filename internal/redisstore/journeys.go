@@ -41,12 +41,18 @@ func journeyKey(customerID, journeyID string) string {
 // journeysKey is one hash per customer: field "a:<workflow>" holds the
 // running journey's ID, or "" once it has ended: either way it says the
 // workflow was entered (for entry: once). Older data also marks that with
-// "e:<workflow>" and deletes "a:" at the end. Field "x:<event>" holds the
-// latest event of that name that ends journeys or a wait (a workflow's
-// exit_on or wait.until) the workers handled (see JourneyBatch.Seen). One
-// key rather than several, and one field a workflow, keep a waiting journey
-// small.
+// "e:<workflow>" and deletes "a:" at the end. One key rather than two, and one
+// field a workflow, keep a waiting journey small.
 func journeysKey(customerID string) string { return Key(customerID, "journeys") }
+
+// seenKey is one hash per customer: field <event> holds the latest event
+// of that name that some workflow exits, waits or reaches its goal on (see
+// JourneyBatch.Seen). It expires SeenTTL after its last write: it only
+// has to outlast how late a start event can reach a worker.
+func seenKey(customerID string) string { return Key(customerID, "seen") }
+
+// SeenTTL is how long a customer's seen events are kept after the last.
+const SeenTTL = 7 * 24 * time.Hour
 
 // sourceKey holds a workflow version's file, so a journey can go on after
 // the file changed.
@@ -77,11 +83,11 @@ type JourneyBatch struct {
 	Active map[string]string
 	// Ever holds the workflows the customer ever started.
 	Ever map[string]bool
-	// Seen holds, for each event that ends journeys or waits (a
-	// workflow's exit_on or wait.until), the latest one the workers
-	// handled (see SeenEventPipe): a start event handled after such an
-	// event that happened later must not start the journey the exit
-	// ended, nor wait for what already happened.
+	// Seen holds, for each event some workflow exits, waits or reaches
+	// its goal on, the latest one the workers handled in the last SeenTTL
+	// (see SeenEventPipe): a start event handled after such an event that
+	// happened later must not start the journey the exit ended, nor wait
+	// for what already happened, nor miss its goal.
 	Seen map[string]SeenEvent
 	// Release gives the journey lock back.
 	Release func()
@@ -131,12 +137,13 @@ func (s *Store) begin(ctx context.Context, customerID, journeyID string, ttl tim
 	lk := Key(customerID, "claim", journeyLock)
 	var lock *redis.BoolCmd
 	var cust, prefs, journey *redis.StringCmd
-	var idx *redis.MapStringStringCmd
+	var idx, seen *redis.MapStringStringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		lock = p.SetNX(ctx, lk, token, ttl)
 		cust = p.Get(ctx, Key(customerID, "customer"))
 		prefs = p.Get(ctx, PrefsKey(customerID))
 		idx = p.HGetAll(ctx, journeysKey(customerID))
+		seen = p.HGetAll(ctx, seenKey(customerID))
 		if journeyID != "" {
 			// After the lock in the same connection's order: read under it.
 			journey = p.Get(ctx, journeyKey(customerID, journeyID))
@@ -172,13 +179,13 @@ func (s *Store) begin(ctx context.Context, customerID, journeyID string, ttl tim
 		}
 	}
 	jb.Active, jb.Ever = splitIndex(idx.Val())
-	jb.Seen = seenEvents(idx.Val())
+	jb.Seen = seenEvents(seen.Val())
 	return jb, nil
 }
 
-// SeenEvent is an event kept in a customer's journey index: when it
-// happened, its ID and its data as the timeline has it (secret values
-// sealed, named by Sealed).
+// SeenEvent is an event kept for a customer: when it happened, its ID and,
+// for an event a wait waits for, its data as the timeline has it (secret
+// values sealed, named by Sealed).
 type SeenEvent struct {
 	At     time.Time      `json:"-"`
 	AtMs   int64          `json:"at"`
@@ -187,14 +194,11 @@ type SeenEvent struct {
 	Sealed []string       `json:"sealed,omitempty"`
 }
 
-// seenEvents reads the "x:<event>" fields of a journey index; a field that
-// does not decode is left out.
+// seenEvents reads a customer's seen events; a field that does not decode
+// is left out.
 func seenEvents(all map[string]string) map[string]SeenEvent {
 	var out map[string]SeenEvent
 	for k, v := range all {
-		if !strings.HasPrefix(k, "x:") {
-			continue
-		}
 		var se SeenEvent
 		if json.Unmarshal([]byte(v), &se) != nil || se.AtMs == 0 {
 			continue
@@ -203,7 +207,7 @@ func seenEvents(all map[string]string) map[string]SeenEvent {
 		if out == nil {
 			out = map[string]SeenEvent{}
 		}
-		out[k[2:]] = se
+		out[k] = se
 	}
 	return out
 }
@@ -217,7 +221,8 @@ func SeenEventPipe(ctx context.Context, p redis.Pipeliner, customerID, name stri
 	if err != nil {
 		return // event data is JSON already
 	}
-	p.HSet(ctx, journeysKey(customerID), "x:"+name, b)
+	p.HSet(ctx, seenKey(customerID), name, b)
+	p.Expire(ctx, seenKey(customerID), SeenTTL)
 }
 
 // JourneyIndex reads which journeys run (workflow → journey ID) and which
