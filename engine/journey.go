@@ -228,11 +228,19 @@ func busy(customerID string) error {
 // starts the journey it ended, nor waits for it, nor misses its goal (see
 // maybeStart). sealed is ev's data as the timeline has it.
 func (e *Engine) noteSeen(ctx context.Context, n *notes, customerID string, set *workflows.Set, ev herald.Event, sealed map[string]any, seen map[string]redisstore.SeenEvent) {
-	if ev.At.IsZero() || !ev.At.After(seen[ev.Name].At) || !watched(set, ev.Name) {
+	if ev.At.IsZero() || !ev.At.After(seen[ev.Name].At) {
+		return
+	}
+	watched, waited := false, false
+	for _, w := range set.All() {
+		watched = watched || w.Watched(ev.Name)
+		waited = waited || w.WaitsFor(ev.Name)
+	}
+	if !watched {
 		return
 	}
 	se := redisstore.SeenEvent{At: ev.At, ID: ev.ID}
-	if untilEvent(set, ev.Name) {
+	if waited {
 		// The wait's then step may show it.
 		se.Data, se.Sealed = boundedData(sealed), ev.Sealed
 	}
@@ -241,72 +249,39 @@ func (e *Engine) noteSeen(ctx context.Context, n *notes, customerID string, set 
 	})
 }
 
-// untilEvent reports whether a current workflow has a wait that waits for
-// the event named name.
-func untilEvent(set *workflows.Set, name string) bool {
-	for _, w := range set.All() {
-		for _, st := range w.Steps {
-			if st.Wait != nil && slices.Contains(st.Wait.Until, name) {
-				return true
-			}
+// seenFor returns the customer's seen events that w watches and that
+// happened after trigger, their data unsealed (left sealed when the values
+// are gone).
+func (e *Engine) seenFor(ctx context.Context, customerID string, w *workflows.Workflow, trigger herald.Event, seen map[string]redisstore.SeenEvent) map[string]workflows.Seen {
+	if trigger.At.IsZero() {
+		return nil
+	}
+	var out map[string]workflows.Seen
+	for name, se := range seen {
+		if !se.At.After(trigger.At) || !w.Watched(name) {
+			continue
 		}
-	}
-	return false
-}
-
-// watched reports whether a current workflow exits, ends a wait or
-// reaches its goal on the event named name.
-func watched(set *workflows.Set, name string) bool {
-	for _, w := range set.All() {
-		if w.IsExit(name) || (w.Goal != nil && w.Goal.Event == name) {
-			return true
+		data := se.Data
+		if d, err := e.svc.Unseal(ctx, customerID, se.ID, se.Data, se.Sealed); err == nil {
+			data = d
 		}
-	}
-	return untilEvent(set, name)
-}
-
-// exitedFirst returns the exit event of w that happened after ev, if the
-// workers handled one already.
-func exitedFirst(w *workflows.Workflow, ev herald.Event, seen map[string]redisstore.SeenEvent) (string, time.Time, bool) {
-	if ev.At.IsZero() {
-		return "", time.Time{}, false
-	}
-	for _, x := range w.ExitOn {
-		if se, ok := seen[x]; ok && se.At.After(ev.At) {
-			return x, se.At, true
+		if out == nil {
+			out = map[string]workflows.Seen{}
 		}
+		out[name] = workflows.Seen{ID: se.ID, At: se.At, Data: data}
 	}
-	return "", time.Time{}, false
-}
-
-// endedWait returns the event that ends the wait s (just started by ev)
-// waits at, if it happened after ev and the workers handled it already: the
-// first such one, as the journey would have seen it.
-func endedWait(w *workflows.Workflow, s workflows.State, ev herald.Event, seen map[string]redisstore.SeenEvent) (string, redisstore.SeenEvent, bool) {
-	if ev.At.IsZero() || s.WaitKind != workflows.WaitKindWait {
-		return "", redisstore.SeenEvent{}, false
-	}
-	st, ok := w.Step(s.Step)
-	if !ok || st.Wait == nil {
-		return "", redisstore.SeenEvent{}, false
-	}
-	var name string
-	var first redisstore.SeenEvent
-	for _, u := range st.Wait.Until {
-		if se, ok := seen[u]; ok && se.At.After(ev.At) && (name == "" || se.At.Before(first.At)) {
-			name, first = u, se
-		}
-	}
-	return name, first, name != ""
+	return out
 }
 
 func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, prefs herald.Preferences, w *workflows.Workflow, ev herald.Event, active map[string]string, ever bool, seen map[string]redisstore.SeenEvent) error {
-	// An event that ends this workflow's journeys, sent after ev but
-	// handled before it, has ended the journey ev starts.
-	if x, at, ok := exitedFirst(w, ev, seen); ok {
+	// Events w watches, sent after ev but handled before it: an exit
+	// ended the journey ev starts; a wait's event or the goal move it on
+	// at once (workflows.CatchUp).
+	later := e.seenFor(ctx, c.ID, w, ev, seen)
+	if x, se, ok := workflows.ExitedFirst(w, workflows.Input{At: ev.At}, later); ok {
 		e.note(n, herald.TimelineEntry{Kind: herald.KindJourney, Ref: ev.ID, Reason: ReasonExitedFirst,
 			Summary: fmt.Sprintf("journey %s not started by %s (at %s): %s, which ends it, happened after it (at %s) and was handled first",
-				w.ID, ev.Name, ev.At.UTC().Format(time.RFC3339Nano), x, at.Format(time.RFC3339Nano)),
+				w.ID, ev.Name, ev.At.UTC().Format(time.RFC3339Nano), x, se.At.Format(time.RFC3339Nano)),
 			Data: map[string]any{"workflow": w.ID, "exit_event": x}})
 		return nil
 	}
@@ -353,56 +328,19 @@ func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, pr
 	}
 	e.metrics.Journeys.WithLabelValues(w.ID, "started").Inc()
 	cause := "start by " + ev.Name
-	// An event that ends the wait the journey reached, or is its goal,
-	// sent after ev but handled before it, acts now, as it would have had
-	// the events come in order: the customer who created a project is not
-	// nudged to create one, the one who converted counts and, with the
-	// goal's exit, hears no more. The journey is saved once, all moves
-	// together.
-	if u, se, ok := endedWait(w, s, ev, seen); ok {
-		if next, more, ok := e.catchUp(ctx, c, w, s, u, se); ok {
-			actions = catchUpActions(s, next, actions, more)
-			cause += " (" + u + ", which ends its wait at step " + s.Step + ", happened after it and was handled first)"
-			s = next
-		}
+	// Both moves are saved together.
+	s, actions, took, err := workflows.CatchUp(w, s, actions, in, later, e.now())
+	if err != nil {
+		e.log.Error("advance journey", "journey", jid, "err", err)
 	}
-	if g := w.Goal; g != nil {
-		if se, ok := seen[g.Event]; ok && !ev.At.IsZero() && se.At.After(ev.At) && !se.At.After(ev.At.Add(g.Within)) {
-			if next, more, ok := e.catchUp(ctx, c, w, s, g.Event, se); ok && len(more) > 0 {
-				actions = catchUpActions(s, next, actions, more)
-				cause += " (its goal " + g.Event + " happened after it and was handled first)"
-				s = next
-			}
+	for _, name := range took {
+		if g := w.Goal; g != nil && name == g.Event {
+			cause += " (its goal " + name + " happened after it and was handled first)"
+		} else {
+			cause += " (" + name + ", which ends its wait, happened after it and was handled first)"
 		}
 	}
 	return e.apply(ctx, n, c, w, workflows.State{}, s, actions, cause)
-}
-
-// catchUp moves journey s, just started, on with the seen event name.
-func (e *Engine) catchUp(ctx context.Context, c herald.Customer, w *workflows.Workflow, s workflows.State, name string, se redisstore.SeenEvent) (workflows.State, []workflows.Action, bool) {
-	data := se.Data
-	if d, err := e.svc.Unseal(ctx, c.ID, se.ID, se.Data, se.Sealed); err == nil {
-		data = d
-	}
-	in := e.input(c, workflows.Input{Kind: workflows.InputEvent, Event: name, EventID: se.ID, Data: data, At: se.At})
-	next, more, err := workflows.Advance(w, s, in, e.now())
-	if err != nil {
-		e.log.Error("advance journey", "journey", s.JourneyID, "err", err)
-		return s, nil, false
-	}
-	return next, more, true
-}
-
-// catchUpActions joins the actions of a journey's start (prev) with those
-// of a move made before it was saved (next): a wake-up the start scheduled
-// and the move cancelled is neither scheduled nor cancelled.
-func catchUpActions(prev, next workflows.State, actions, more []workflows.Action) []workflows.Action {
-	if !next.Waiting() || next.StepSeq != prev.StepSeq {
-		actions = slices.DeleteFunc(actions, func(a workflows.Action) bool {
-			return a.Kind == workflows.ActionScheduleWake && a.StepID == prev.Step
-		})
-	}
-	return append(actions, slices.DeleteFunc(more, func(a workflows.Action) bool { return a.Kind == workflows.ActionCancelWake })...)
 }
 
 // input fills what the state machine needs to know about the customer.

@@ -521,7 +521,7 @@ func TestStartHandledAfterALaterUntilEventGoesOn(t *testing.T) {
 			line = e.Summary
 		}
 	}
-	require.Contains(t, line, "by trial.started (project.created, which ends its wait at step wait-for-project, happened after it and was handled first)")
+	require.Contains(t, line, "by trial.started (project.created, which ends its wait, happened after it and was handled first)")
 	require.Contains(t, line, "step wait-for-project: project.created → congrats")
 	time.Sleep(3500 * time.Millisecond) // past the wait's 3 s
 	require.Equal(t, 2, b.smtp.Count(), "no nudge")

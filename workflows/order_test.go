@@ -1,0 +1,100 @@
+package workflows
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const orderSrc = `id: trial
+topic: onboarding
+trigger: trial.started
+exit_on: [subscription.purchased]
+goal: { event: plan.upgraded, within: 1h }
+steps:
+  - id: welcome
+    send: { template: welcome, channels: [email] }
+  - id: wait-for-project
+    wait: { for: 48h, until: [project.created, project.imported], then: congrats }
+  - id: nudge
+    send: { template: nudge, channels: [email] }
+  - id: congrats
+    send: { template: congrats, channels: [email] }
+`
+
+// What a later event handled before the trigger does to the journey the
+// trigger starts: an exit keeps it from starting, the wait's first event
+// moves it on with its data, the goal converts it; events that happened
+// before the trigger, or past the goal's window, do nothing.
+func TestEventsHandledBeforeTheirTrigger(t *testing.T) {
+	w := mustParse(t, orderSrc)
+	trigger := Input{Kind: InputStart, Event: "trial.started", EventID: "e0", At: t0}
+	start := func() (State, []Action) {
+		s, acts, err := Start(w, "j1", "c1", trigger, t0.Add(time.Second))
+		require.NoError(t, err)
+		require.Equal(t, "wait-for-project", s.Step)
+		return s, acts
+	}
+	for _, name := range []string{"subscription.purchased", "plan.upgraded", "project.created", "project.imported", "nudge.clicked"} {
+		require.Equal(t, name != "nudge.clicked", w.Watched(name), name)
+	}
+	require.True(t, w.WaitsFor("project.imported"))
+	require.False(t, w.WaitsFor("plan.upgraded"))
+
+	t.Run("exit", func(t *testing.T) {
+		x, se, ok := ExitedFirst(w, trigger, map[string]Seen{"subscription.purchased": {ID: "e1", At: t0.Add(time.Millisecond)}})
+		require.True(t, ok)
+		require.Equal(t, "subscription.purchased", x)
+		require.Equal(t, "e1", se.ID)
+		_, _, ok = ExitedFirst(w, trigger, map[string]Seen{"subscription.purchased": {ID: "e1", At: t0.Add(-time.Millisecond)}})
+		require.False(t, ok, "a purchase before the trial does not end it")
+		_, _, ok = ExitedFirst(w, Input{Kind: InputStart, Event: "trial.started"}, map[string]Seen{"subscription.purchased": {At: t0}})
+		require.False(t, ok, "a trigger of unknown time is not judged")
+	})
+
+	t.Run("wait", func(t *testing.T) {
+		s, acts := start()
+		seen := map[string]Seen{
+			"project.imported": {ID: "e2", At: t0.Add(2 * time.Second), Data: map[string]any{"project": "late"}},
+			"project.created":  {ID: "e3", At: t0.Add(time.Second), Data: map[string]any{"project": "first"}},
+		}
+		next, all, took, err := CatchUp(w, s, acts, trigger, seen, t0.Add(time.Second))
+		require.NoError(t, err)
+		require.Equal(t, []string{"project.created"}, took, "the first to happen")
+		require.Equal(t, "first", next.Data["project"])
+		require.Equal(t, StatusFinished, next.Status)
+		var kinds []string
+		for _, a := range all {
+			kinds = append(kinds, a.Kind+":"+a.StepID)
+		}
+		require.Equal(t, []string{"send:welcome", "send:congrats", "finish:congrats"}, kinds, "no wake-up scheduled, none cancelled")
+	})
+
+	t.Run("goal", func(t *testing.T) {
+		s, acts := start()
+		next, all, took, err := CatchUp(w, s, acts, trigger, map[string]Seen{"plan.upgraded": {ID: "e4", At: t0.Add(time.Minute)}}, t0.Add(time.Second))
+		require.NoError(t, err)
+		require.Equal(t, []string{"plan.upgraded"}, took)
+		require.False(t, next.ConvertedAt.IsZero())
+		require.True(t, next.Waiting(), "a goal without exit leaves the journey waiting")
+		var kinds []string
+		for _, a := range all {
+			kinds = append(kinds, a.Kind)
+		}
+		require.Equal(t, []string{ActionSend, ActionScheduleWake, ActionConvert}, kinds, "the wake-up stays")
+	})
+
+	t.Run("nothing to catch up", func(t *testing.T) {
+		s, acts := start()
+		seen := map[string]Seen{
+			"project.created": {At: t0.Add(-time.Second)},  // before the trigger
+			"plan.upgraded":   {At: t0.Add(2 * time.Hour)}, // past the goal's window
+		}
+		next, all, took, err := CatchUp(w, s, acts, trigger, seen, t0.Add(time.Second))
+		require.NoError(t, err)
+		require.Empty(t, took)
+		require.Equal(t, s, next)
+		require.Equal(t, acts, all)
+	})
+}
