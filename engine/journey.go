@@ -328,7 +328,7 @@ func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, pr
 	}
 	e.metrics.Journeys.WithLabelValues(w.ID, "started").Inc()
 	cause := "start by " + ev.Name
-	// Both moves are saved together.
+	// The start and the moves CatchUp adds are saved in one write.
 	s, actions, took, err := workflows.CatchUp(w, s, actions, in, later, e.now())
 	if err != nil {
 		e.log.Error("advance journey", "journey", jid, "err", err)
