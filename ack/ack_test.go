@@ -312,13 +312,19 @@ func TestSlackButtonAcknowledgesAndShowsTheChoice(t *testing.T) {
 	require.Equal(t, "outreach.snoozed", a.Data["action"])
 	require.Equal(t, "Not now", a.Data["label"])
 
-	eventually(t, func() bool { return b.slack.Calls("chat.update") == 1 }, "the message is updated")
+	// Calls counts a call when it arrives; the post is recorded once it
+	// is accepted: wait for the post.
 	var upd slackapi.Post
-	for _, p := range b.slack.Posts() {
-		if p.Method == "chat.update" {
-			upd = p
+	eventually(t, func() bool {
+		for _, p := range b.slack.Posts() {
+			if p.Method == "chat.update" {
+				upd = p
+				return true
+			}
 		}
-	}
+		return false
+	}, "the message is updated")
+	require.Equal(t, 1, b.slack.Calls("chat.update"))
 	require.Contains(t, string(upd.Blocks), "✓ Not now")
 	require.NotContains(t, string(upd.Blocks), `"actions"`, "the buttons are gone")
 	require.Contains(t, string(upd.Blocks), "you left 3 items", "the message itself stays")
