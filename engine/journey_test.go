@@ -386,7 +386,9 @@ func TestJourneyLineNamesTheEventThatEndedTheWait(t *testing.T) {
 
 // The lines a journey writes most are stored as their values (an event's
 // line holding the journey it started, the send's), and read back in the
-// words the engine wrote them in.
+// words the engine wrote them in, in the order things happened: the event,
+// its send, the journey's line (the event's line is written last, with the
+// journey's state).
 func TestJourneyLinesStoredAsValues(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -407,8 +409,8 @@ func TestJourneyLinesStoredAsValues(t *testing.T) {
 	}
 	require.Equal(t, []string{
 		"journey onboard started (version " + j.Version + ") by trial.started; step wait-for-project: waiting until " + j.WakeAt.UTC().Format("2006-01-02 15:04 MST"),
-		"event trial.started from test",
 		"sent hello by email (en), journey onboard step welcome",
+		"event trial.started from test",
 	}, summaries)
 }
 

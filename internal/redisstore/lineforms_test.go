@@ -1,6 +1,7 @@
 package redisstore_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -10,7 +11,10 @@ import (
 )
 
 // The lines a journey and its messages write most are stored as the values
-// their summary is made of, and read back word for word as written.
+// their summary is made of, and read back word for word as written, newest
+// first by when each happened (lines a moment apart are read in that
+// order whatever order they were written in: an event's line is written
+// after the send it caused).
 func TestTimelineArrayForms(t *testing.T) {
 	t.Parallel()
 	at := func(ms int) time.Time {
@@ -84,6 +88,7 @@ func TestTimelineArrayForms(t *testing.T) {
 					want = append([]herald.TimelineEntry{e}, want...)
 				}
 			}
+			slices.SortStableFunc(want, func(x, y herald.TimelineEntry) int { return y.At.Compare(x.At) })
 			raw, err := b.rdb.LRange(b.ctx, redisstore.Key("c1", "timeline"), 0, -1).Result()
 			require.NoError(t, err)
 			require.Equal(t, tc.stored, raw)

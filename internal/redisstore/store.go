@@ -291,6 +291,7 @@ func (s *Store) Timeline(ctx context.Context, customerID string, limit int) ([]h
 		return out
 	}
 	a, b := decode(main.Val()), decode(acks.Val())
+	repairOrder(a)
 	out := make([]herald.TimelineEntry, 0, len(a)+len(b))
 	for len(a) > 0 || len(b) > 0 {
 		if len(b) == 0 || (len(a) > 0 && !a[0].At.Before(b[0].At)) {
@@ -303,6 +304,24 @@ func (s *Store) Timeline(ctx context.Context, customerID string, limit int) ([]h
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+// reorderWindow is how far apart in time two timeline lines may be for
+// repairOrder to swap them.
+const reorderWindow = 2 * time.Second
+
+// repairOrder puts lines written a moment out of order (newest first) back
+// in the order they happened. A handler writes an event's line with the
+// journey's state, after the send the event caused has written its own; a
+// line's time is when it happened. Lines further apart keep the order they
+// were written in, so a line about something long past (backdated) stays
+// where it was added.
+func repairOrder(es []herald.TimelineEntry) {
+	for i := 1; i < len(es); i++ {
+		for j := i; j > 0 && es[j].At.After(es[j-1].At) && es[j].At.Sub(es[j-1].At) < reorderWindow; j-- {
+			es[j], es[j-1] = es[j-1], es[j]
+		}
+	}
 }
 
 // Claim takes a short-lived exclusive claim on a delivery. It returns a
