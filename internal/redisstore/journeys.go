@@ -41,8 +41,8 @@ func journeyKey(customerID, journeyID string) string {
 // journeysKey is one hash per customer: field "a:<workflow>" holds the
 // running journey's ID, or "" once it has ended: either way it says the
 // workflow was entered (for entry: once). Older data also marks that with
-// "e:<workflow>" and deletes "a:" at the end. One key rather than two, and one
-// field a workflow, keep a waiting journey small.
+// "e:<workflow>" and deletes "a:" at the end. One key rather than two, and
+// one field a workflow, keep a waiting journey small.
 func journeysKey(customerID string) string { return Key(customerID, "journeys") }
 
 // seenKey is one hash per customer: field <event> holds the latest event
@@ -187,8 +187,15 @@ func (s *Store) begin(ctx context.Context, customerID, journeyID string, ttl tim
 // for an event a wait waits for, its data as the timeline has it (secret
 // values sealed, named by Sealed).
 type SeenEvent struct {
-	At     time.Time      `json:"-"`
-	AtMs   int64          `json:"at"`
+	At     time.Time
+	ID     string
+	Data   map[string]any
+	Sealed []string
+}
+
+// storedSeen is a SeenEvent as a field of the customer's seen key holds it.
+type storedSeen struct {
+	At     int64          `json:"at"` // Unix milliseconds
 	ID     string         `json:"id,omitempty"`
 	Data   map[string]any `json:"data,omitempty"`
 	Sealed []string       `json:"sealed,omitempty"`
@@ -199,15 +206,14 @@ type SeenEvent struct {
 func seenEvents(all map[string]string) map[string]SeenEvent {
 	var out map[string]SeenEvent
 	for k, v := range all {
-		var se SeenEvent
-		if json.Unmarshal([]byte(v), &se) != nil || se.AtMs == 0 {
+		var st storedSeen
+		if json.Unmarshal([]byte(v), &st) != nil || st.At == 0 {
 			continue
 		}
-		se.At = time.UnixMilli(se.AtMs).UTC()
 		if out == nil {
 			out = map[string]SeenEvent{}
 		}
-		out[k] = se
+		out[k] = SeenEvent{At: time.UnixMilli(st.At).UTC(), ID: st.ID, Data: st.Data, Sealed: st.Sealed}
 	}
 	return out
 }
@@ -216,8 +222,7 @@ func seenEvents(all map[string]string) map[string]SeenEvent {
 // (JourneyBatch.Seen). The caller holds the customer's journey lock and
 // only moves the time forward.
 func SeenEventPipe(ctx context.Context, p redis.Pipeliner, customerID, name string, se SeenEvent) {
-	se.AtMs = se.At.UnixMilli()
-	b, err := json.Marshal(se)
+	b, err := json.Marshal(storedSeen{At: se.At.UnixMilli(), ID: se.ID, Data: se.Data, Sealed: se.Sealed})
 	if err != nil {
 		return // event data is JSON already
 	}
