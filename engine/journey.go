@@ -283,6 +283,7 @@ func (e *Engine) maybeStart(ctx context.Context, n *notes, c herald.Customer, pr
 			Summary: fmt.Sprintf("journey %s not started by %s (at %s): %s, which ends it, happened after it (at %s) and was handled first",
 				w.ID, ev.Name, ev.At.UTC().Format(time.RFC3339Nano), x, se.At.Format(time.RFC3339Nano)),
 			Data: map[string]any{"workflow": w.ID, "exit_event": x}})
+		e.metrics.Journeys.WithLabelValues(w.ID, ReasonExitedFirst).Inc()
 		return nil
 	}
 	// A customer who left the workflow's topic (or paused everything) does

@@ -492,6 +492,7 @@ func TestStartHandledAfterALaterExitStartsNoJourney(t *testing.T) {
 	require.Contains(t, got.Summary, "subscription.purchased, which ends it, happened after it (at "+bought.Format(time.RFC3339Nano)+")")
 	require.Equal(t, "subscription.purchased", got.Data["exit_event"])
 	require.Empty(t, journeys(t, b))
+	require.Equal(t, 1.0, promtest.ToFloat64(b.e.Metrics().Journeys.WithLabelValues("onboard", engine.ReasonExitedFirst)))
 
 	eventAt(t, b, "c1", "trial.started", bought.Add(time.Second), trialData)
 	eventually(t, func() bool { return len(journeys(t, b)) == 1 }, "a trial started after the purchase starts a journey")

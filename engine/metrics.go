@@ -44,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"channel", "result"}),
 		Journeys: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_journeys_total",
-			Help: "Journeys started, finished and exited, per workflow.",
+			Help: "Journeys started, finished and exited, per workflow; exited_first counts journeys not started because an exit event that happened after the trigger reached a worker first.",
 		}, []string{"workflow", "event"}),
 		WatchdogRepairs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_watchdog_repairs_total",
