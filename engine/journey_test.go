@@ -518,16 +518,10 @@ func TestStartHandledAfterALaterUntilEventGoesOn(t *testing.T) {
 	js := journeys(t, b)
 	require.Len(t, js, 1)
 	require.Equal(t, workflows.StatusFinished, js[0].Status, "congrats is the last step")
-	var line string
-	for _, e := range b.timeline(t, "c1") {
-		if e.Kind == herald.KindJourney && e.Ref == js[0].JourneyID {
-			line = e.Summary
-		}
-	}
+	line := journeyLine(t, b, "c1", js[0].JourneyID)
 	require.Contains(t, line, "by trial.started (project.created, which ends its wait, happened after it and was handled first)")
 	require.Contains(t, line, "step wait-for-project: project.created → congrats")
-	time.Sleep(3500 * time.Millisecond) // past the wait's 3 s
-	require.Equal(t, 2, b.smtp.Count(), "no nudge")
+	noFollowUp(t, b, "c1", js[0]) // so no nudge
 
 	// A project created, and handled, before the trial started does not
 	// end its wait.
@@ -573,14 +567,34 @@ steps:
 	counts, err := b.e.WorkflowCounts(context.Background(), "upsell")
 	require.NoError(t, err)
 	require.Equal(t, int64(1), counts.Converted)
-	var line string
-	for _, e := range b.timeline(t, "c1") {
-		if e.Kind == herald.KindJourney && e.Ref == j.JourneyID {
-			line = e.Summary
-		}
-	}
+	line := journeyLine(t, b, "c1", j.JourneyID)
 	require.Contains(t, line, "by trial.started (its goal plan.upgraded happened after it and was handled first)")
 	require.Contains(t, line, "reached its goal plan.upgraded")
-	time.Sleep(3500 * time.Millisecond) // past the pause
-	require.Equal(t, 1, b.smtp.Count(), "the welcome, and no nudge")
+	noFollowUp(t, b, "c1", j) // so no nudge
+	require.Equal(t, 1, b.smtp.Count(), "the welcome")
+}
+
+// journeyLine returns the summary of the customer's newest line about
+// journey id.
+func journeyLine(t *testing.T, b *bundle, customer, id string) string {
+	t.Helper()
+	for _, e := range b.timeline(t, customer) {
+		if e.Kind == herald.KindJourney && e.Ref == id {
+			return e.Summary
+		}
+	}
+	return ""
+}
+
+// noFollowUp checks that nothing will move journey j again: it is not in
+// the waiting index and no wake-up task of its step is in asynq (pending,
+// scheduled, retrying or archived).
+func noFollowUp(t *testing.T, b *bundle, customer string, j workflows.State) {
+	t.Helper()
+	_, err := b.rdb.ZScore(context.Background(), waitingKey, customer+"|"+j.JourneyID).Result()
+	require.ErrorIs(t, err, redis.Nil, "no follow-up is scheduled")
+	for seq := 1; seq <= j.StepSeq; seq++ {
+		_, err = b.insp.GetTaskInfo(b.e.Queue("onboarding"), engine.WakeTaskID(j.JourneyID, seq))
+		require.ErrorIs(t, err, asynq.ErrTaskNotFound, "no wake-up task for step visit %d", seq)
+	}
 }
