@@ -338,3 +338,31 @@ func TestSendRefusesATemplateTheWorkersLack(t *testing.T) {
 	_, err = unknown.c.Send(context.Background(), client.Message{CustomerID: "c1", Template: "nope", Topic: "security"})
 	require.NoError(t, err, "no published names: the worker checks")
 }
+
+// The client refuses data a template cannot do without on every channel
+// the message may use, from the keys the workers published, as the API
+// does; a channel that can do without the key lets the message through.
+func TestSendRefusesDataTheTemplateNeeds(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, "c1")
+	st := redisstore.New(b.rs.Client(), nil)
+	require.NoError(t, st.PublishRouting(context.Background(), redisstore.Routing{
+		Queues: map[string]string{"security": wire.QueueCritical}, MaxRetry: 3, Templates: []string{"password-reset"},
+		TemplateData: map[string]map[herald.Channel][]string{"password-reset": {
+			herald.ChannelEmail: {"expires_in", "reset_url"}, herald.ChannelSlack: {"reset_url"}}},
+	}))
+	send := func(data map[string]any, channels ...herald.Channel) error {
+		_, err := b.c.Send(context.Background(), client.Message{CustomerID: "c1", Template: "password-reset", Topic: "security", Data: data, Channels: channels})
+		return err
+	}
+	err := send(nil, herald.ChannelEmail)
+	require.Equal(t, herald.EInvalid, herald.ErrorCode(err), "%v", err)
+	require.ErrorContains(t, err, `data: template "password-reset" reads keys "expires_in", "reset_url" in every locale`)
+	err = send(map[string]any{"expires_in": "1h"})
+	require.ErrorContains(t, err, `reads key "reset_url"`, "needed on both channels")
+	require.Empty(t, b.pending(t, wire.QueueCritical, wire.TypeMessage), "nothing queued")
+	require.NoError(t, send(map[string]any{"reset_url": "https://x.example/r"}, herald.ChannelSlack), "Slack does without expires_in")
+	require.NoError(t, send(map[string]any{"reset_url": "https://x.example/r"}), "so does a message that may go by Slack")
+	require.Len(t, b.pending(t, wire.QueueCritical, wire.TypeMessage), 2)
+}

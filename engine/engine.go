@@ -301,6 +301,16 @@ func (e *Engine) PublishRouting(ctx context.Context) error {
 	r := e.routing()
 	if t := e.Templates(); t != nil {
 		r.Templates = t.Names()
+		r.TemplateData = map[string]map[herald.Channel][]string{}
+		for _, name := range r.Templates {
+			per := map[herald.Channel][]string{}
+			for _, ch := range []herald.Channel{herald.ChannelEmail, herald.ChannelSlack} {
+				if keys := t.DataKeys(name, ch); len(keys) > 0 {
+					per[ch] = keys
+				}
+			}
+			r.TemplateData[name] = per
+		}
 	}
 	return e.st.PublishRouting(ctx, r)
 }
@@ -332,6 +342,10 @@ func (c catalog) Routing(context.Context) (redisstore.Routing, bool, error) {
 type templateCheck struct{ e *Engine }
 
 func (t templateCheck) Has(name string) bool { return t.e.Templates().Has(name) }
+
+func (t templateCheck) DataKeys(name string, channels ...herald.Channel) []string {
+	return t.e.Templates().DataKeys(name, channels...)
+}
 
 // Send validates and enqueues a one-off message (the service's Send). A
 // repeated ID while the first task is still queued is accepted and not

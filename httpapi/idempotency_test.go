@@ -143,7 +143,7 @@ func TestIdempotentRequestForUnknownCustomer(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	requests := []struct{ path, body string }{
-		{"/v1/messages", `{"customer_id":"c7","template":"hello","topic":"onboarding","channels":["email"],"idempotency_key":"order-7"}`},
+		{"/v1/messages", `{"customer_id":"c7","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"channels":["email"],"idempotency_key":"order-7"}`},
 		{"/v1/events", `{"customer_id":"c8","name":"order.placed","idempotency_key":"order-8"}`},
 	}
 	for _, tc := range requests {
@@ -235,7 +235,7 @@ func TestKnownAnswerWrittenOnce(t *testing.T) {
 	var writes atomic.Int64
 	b.rdb.AddHook(countIdemWrites{&writes})
 	for _, r := range []req{
-		{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","channels":["email"],"idempotency_key":"order-12"}`},
+		{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"channels":["email"],"idempotency_key":"order-12"}`},
 		{method: "POST", path: "/v1/events", body: `{"customer_id":"c1","name":"trial.started","idempotency_key":"evt-12"}`},
 	} {
 		writes.Store(0)
@@ -281,7 +281,7 @@ func TestServerErrorCauseIsLogged(t *testing.T) {
 	b := setup(t, func(c *httpapi.Config) { c.Logger = slog.New(slog.NewJSONHandler(logs, nil)) })
 	b.do(t, req{method: "PUT", path: "/v1/customers/c1", body: `{"email":"ada@example.com"}`})
 	b.rs.Stop()
-	r := b.do(t, req{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","channels":["email"]}`})
+	r := b.do(t, req{method: "POST", path: "/v1/messages", body: `{"customer_id":"c1","template":"hello","topic":"onboarding","data":{"plan":"Pro"},"channels":["email"]}`})
 	require.Equal(t, http.StatusServiceUnavailable, r.status, "%s", r.body)
 	_, msg := r.apiError(t)
 	require.NotContains(t, msg, "127.0.0.1", "the client is not told the cause")

@@ -96,6 +96,8 @@ type tmpl struct {
 	// for; customers use few.
 	matched  sync.Map // string → *file
 	nMatched atomic.Int32
+	// dataKeys caches DataKeys per channel set (the files never change).
+	dataKeys sync.Map // string → []string
 }
 
 const maxMatched = 64

@@ -341,4 +341,6 @@ func TestDevBannerCLIWorks(t *testing.T) {
 
 	_, _, err = runCLI(t, "send", "demo", "no-such-template", "--topic", "onboarding")
 	require.ErrorContains(t, err, `unknown template "no-such-template"`)
+	_, _, err = runCLI(t, "send", "demo", "cart-reminder", "--topic", "checkout")
+	require.ErrorContains(t, err, `data: template "cart-reminder" reads keys "cart_total", "cart_url", "currency", "item_count" in every locale`)
 }

@@ -31,6 +31,32 @@ type Routing struct {
 	// so every door refuses a message whose template does not exist (nil:
 	// not known).
 	Templates []string
+	// TemplateData maps a template to the keys of .data it reads on each
+	// channel whatever the data holds (templates.Set.DataKeys), so every
+	// door refuses data a template cannot do without.
+	TemplateData map[string]map[herald.Channel][]string
+}
+
+// DataKeys names the keys of .data template name reads on every one of
+// channels (none: email and Slack), as published; nil when not known.
+func (r Routing) DataKeys(name string, channels ...herald.Channel) []string {
+	per, ok := r.TemplateData[name]
+	if !ok {
+		return nil
+	}
+	if len(channels) == 0 {
+		channels = []herald.Channel{herald.ChannelEmail, herald.ChannelSlack}
+	}
+	var out []string
+	for i, ch := range channels {
+		keys := per[ch]
+		if i == 0 {
+			out = slices.Clone(keys)
+			continue
+		}
+		out = slices.DeleteFunc(out, func(k string) bool { return !slices.Contains(keys, k) })
+	}
+	return out
 }
 
 // HasTemplate reports whether r lists template name; true when r does not
@@ -62,6 +88,13 @@ func (s *Store) PublishRouting(ctx context.Context, r Routing) error {
 			return err
 		}
 		fields["templates"] = string(b)
+	}
+	if r.TemplateData != nil {
+		b, err := json.Marshal(r.TemplateData)
+		if err != nil {
+			return err
+		}
+		fields["template_data"] = string(b)
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, routingKey)
@@ -116,6 +149,8 @@ func (c *RoutingCache) Routing(ctx context.Context) (Routing, bool, error) {
 			_ = json.Unmarshal([]byte(v), &r.Topics)
 		} else if k == "templates" {
 			_ = json.Unmarshal([]byte(v), &r.Templates)
+		} else if k == "template_data" {
+			_ = json.Unmarshal([]byte(v), &r.TemplateData)
 		}
 	}
 	c.at, c.last = time.Now(), r

@@ -3,6 +3,8 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -126,6 +128,15 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 	if (s.o.Templates != nil && !s.o.Templates.Has(m.Template)) || (s.o.Templates == nil && !r.HasTemplate(m.Template)) {
 		return "", herald.Errorf(herald.EInvalid, "unknown template %q", m.Template)
 	}
+	// Data the template cannot do without on any channel the message may
+	// use would fail every delivery: refuse it here, naming the keys.
+	needs := r.DataKeys(m.Template, m.Channels...)
+	if s.o.Templates != nil {
+		needs = s.o.Templates.DataKeys(m.Template, m.Channels...)
+	}
+	if err := missingData(m.Template, needs, m.Data); err != nil {
+		return "", err
+	}
 	if err := s.customerExists(ctx, m.CustomerID); err != nil {
 		return "", err
 	}
@@ -139,6 +150,26 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 		opts = append(opts, asynq.Timeout(s.o.TaskTimeout))
 	}
 	return m.ID, s.enqueue(ctx, queue, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), "m:"+m.ID, opts...)
+}
+
+// missingData is an EInvalid error naming the keys of needs that data
+// lacks, or nil.
+func missingData(template string, needs []string, data map[string]any) error {
+	var missing []string
+	for _, k := range needs {
+		if _, ok := data[k]; !ok {
+			missing = append(missing, strconv.Quote(k))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	what := "key"
+	if len(missing) > 1 {
+		what = "keys"
+	}
+	return herald.Errorf(herald.EInvalid, "data: template %q reads %s %s in every locale, on every channel the message may use, and the data has none (give it, or have the template read it with index)",
+		template, what, strings.Join(missing, ", "))
 }
 
 // enqueueErase asks the workers to erase the customer (addresses are

@@ -54,6 +54,9 @@ type Journeys interface {
 // routing).
 type Templates interface {
 	Has(name string) bool
+	// DataKeys names the keys of .data the template reads whatever the
+	// data holds, in every locale, on every one of channels (none: all).
+	DataKeys(name string, channels ...herald.Channel) []string
 }
 
 // Options configure a Service.
