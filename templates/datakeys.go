@@ -29,16 +29,20 @@ func (s *Set) DataKeys(name string, channels ...herald.Channel) []string {
 	if len(channels) == 0 {
 		channels = []herald.Channel{herald.ChannelEmail, herald.ChannelSlack}
 	}
-	var id strings.Builder
-	for _, ch := range channels {
-		id.WriteString(string(ch))
-		id.WriteByte(',')
+	id := string(channels[0])
+	if len(channels) > 1 {
+		var b strings.Builder
+		for _, ch := range channels {
+			b.WriteString(string(ch))
+			b.WriteByte(',')
+		}
+		id = b.String()
 	}
-	if keys, ok := t.dataKeys.Load(id.String()); ok {
+	if keys, ok := t.dataKeys.Load(id); ok {
 		return keys.([]string)
 	}
 	keys := t.readKeys(channels)
-	t.dataKeys.Store(id.String(), keys)
+	t.dataKeys.Store(id, keys)
 	return keys
 }
 
