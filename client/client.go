@@ -120,8 +120,11 @@ type Message struct {
 	IdempotencyKey string
 }
 
-// Send enqueues a one-off message and returns its ID. The worker checks the
-// template and the customer's preferences when it runs.
+// Send enqueues a one-off message and returns its ID. Once a worker has
+// published its templates, a template it lacks, or data without a key the
+// template reads on every channel the message may use, is an EInvalid
+// error, as at the API; the worker checks the customer's preferences when
+// it runs.
 func (c *Client) Send(ctx context.Context, m Message) (string, error) {
 	w := wire.Message{
 		ID: redisstore.KeyedID("m_", c.Actor, m.IdempotencyKey), CustomerID: m.CustomerID, Template: m.Template, Topic: m.Topic,
