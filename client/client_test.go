@@ -277,16 +277,21 @@ func TestTimeline(t *testing.T) {
 	require.Equal(t, "customer created by client billing-app", tl[0].Summary)
 }
 
+// publish publishes r as the workers do.
+func (b *bundle) publish(t *testing.T, r redisstore.Routing) {
+	t.Helper()
+	require.NoError(t, redisstore.New(b.rs.Client(), nil).PublishRouting(context.Background(), r))
+}
+
 // The client queues a message as the workers would: in its topic's
 // priority queue, with their retry budget, as published by the workers.
 func TestSendFollowsPublishedRouting(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, "c1")
-	st := redisstore.New(b.rs.Client(), nil)
-	require.NoError(t, st.PublishRouting(context.Background(), redisstore.Routing{
+	b.publish(t, redisstore.Routing{
 		Queues: map[string]string{"security": wire.QueueCritical, "newsletter": wire.QueueBulk}, MaxRetry: 7,
-	}))
+	})
 	for topic, queue := range map[string]string{"security": wire.QueueCritical, "newsletter": wire.QueueBulk, "unknown-here": wire.QueueDefault} {
 		id, err := b.c.Send(context.Background(), client.Message{CustomerID: "c1", Template: "t", Topic: topic})
 		require.NoError(t, err)
@@ -321,10 +326,9 @@ func TestSendRefusesATemplateTheWorkersLack(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, "c1")
-	st := redisstore.New(b.rs.Client(), nil)
-	require.NoError(t, st.PublishRouting(context.Background(), redisstore.Routing{
+	b.publish(t, redisstore.Routing{
 		Queues: map[string]string{"security": wire.QueueCritical}, MaxRetry: 3, Templates: []string{"welcome", "password-reset"},
-	}))
+	})
 	_, err := b.c.Send(context.Background(), client.Message{CustomerID: "c1", Template: "nope", Topic: "security"})
 	require.Equal(t, herald.EInvalid, herald.ErrorCode(err), "%v", err)
 	require.ErrorContains(t, err, `unknown template "nope"`)
@@ -346,12 +350,11 @@ func TestSendRefusesDataTheTemplateNeeds(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, "c1")
-	st := redisstore.New(b.rs.Client(), nil)
-	require.NoError(t, st.PublishRouting(context.Background(), redisstore.Routing{
+	b.publish(t, redisstore.Routing{
 		Queues: map[string]string{"security": wire.QueueCritical}, MaxRetry: 3, Templates: []string{"password-reset"},
 		TemplateData: map[string]map[herald.Channel][]string{"password-reset": {
 			herald.ChannelEmail: {"expires_in", "reset_url"}, herald.ChannelSlack: {"reset_url"}}},
-	}))
+	})
 	send := func(data map[string]any, channels ...herald.Channel) error {
 		_, err := b.c.Send(context.Background(), client.Message{CustomerID: "c1", Template: "password-reset", Topic: "security", Data: data, Channels: channels})
 		return err
