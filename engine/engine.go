@@ -233,6 +233,7 @@ func (e *Engine) SetContent(t *templates.Set, w *workflows.Set) {
 // Mux returns the asynq handler for every herald task type.
 func (e *Engine) Mux() *asynq.ServeMux {
 	mux := asynq.NewServeMux()
+	mux.Use(growStack)
 	mux.HandleFunc(wire.TypeMessage, e.handleMessage)
 	mux.HandleFunc(TypeInteraction, e.handleAck)
 	mux.HandleFunc(wire.TypeErase, e.handleErase)
