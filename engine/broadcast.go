@@ -698,14 +698,13 @@ func (e *Engine) tally(ctx context.Context, msgID, field string) {
 	e.metrics.broadcast(kind, 1)
 }
 
-// tallyOutcome maps a delivery's outcome to its broadcast count.
+// tallyOutcome maps a delivery's outcome to its broadcast count. A send is
+// counted with its ledger record (recordSent), not here.
 func (e *Engine) tallyOutcome(ctx context.Context, msgID string, ch herald.Channel, o herald.Outcome, reason string) {
 	if broadcastOf(msgID) == "" {
 		return
 	}
 	switch o {
-	case herald.OutcomeSent:
-		e.tally(ctx, msgID, "sent:"+string(ch))
 	case herald.OutcomeSuppressed:
 		e.tally(ctx, msgID, "suppressed:"+reason)
 	case herald.OutcomeDeferred:

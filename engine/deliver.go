@@ -415,6 +415,9 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 		indexes[redisstore.MessageIndexKey(d.MessageID)] = d.CustomerID
 	}
 	cl.Counts = stepCounts(ref, redisstore.CountSent+":"+string(d.Channel))
+	// A broadcast's sent count goes in the ledger's write, so that a kill
+	// between the two cannot leave it short.
+	cl.Broadcast, cl.BroadcastField = broadcastOf(d.MessageID), "sent:"+string(d.Channel)
 	if t, ok := e.opt.Policy.Topics[d.Topic]; ok && t.Class != "" && e.capWindow(t.Class) > 0 {
 		cl.CapClass = t.Class // counted for its caps with the ledger record
 	}
@@ -424,11 +427,22 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	// Redis restarting or failing over: keep trying while the claim holds
 	// (past the task's own deadline: asynq may give up on the task, but
 	// a copy that runs finds the claim, then the record), since giving up
-	// here makes the retried task send again.
+	// here makes the retried task send again. A write whose answer was
+	// lost is not made twice: the timeline would say the send twice and
+	// the counts would move twice.
 	retried := false
 	for wait, until := 100*time.Millisecond, cl.Expires().Add(-ledgerMargin); err != nil && time.Now().Before(until); wait = min(2*wait, time.Second) {
 		time.Sleep(wait)
 		retried = true
+		landed, lerr := cl.Landed(context.WithoutCancel(ctx), rec)
+		if lerr != nil {
+			err = lerr
+			continue
+		}
+		if landed {
+			first, err = true, nil
+			break
+		}
 		first, err = cl.Finish(context.WithoutCancel(ctx), rec, entry, indexes, sentTTL)
 	}
 	if err != nil {
@@ -441,7 +455,9 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeSent, "")
 	e.metrics.delivered(d.Channel, e.Queue(d.Topic), d.QueuedAt, r.SentAt)
 	e.emitMessage(ctx, eventSent, d.CustomerID, d.MessageID, d.Channel, "", ref)
-	e.tallyOutcome(ctx, d.MessageID, d.Channel, herald.OutcomeSent, "")
+	if cl.Broadcast != "" {
+		e.metrics.broadcast("sent", 1)
+	}
 	return nil
 }
 

@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -305,4 +308,50 @@ func TestAttemptsNumberedAcrossTasks(t *testing.T) {
 	require.GreaterOrEqual(t, st.Channels["email"].Attempts, 3, "the status counts them the same way")
 	b.smtp.SetFault(smtpserver.Fault{})
 	eventually(t, func() bool { return b.smtp.Count() == 1 }, "the next retry delivers")
+}
+
+// A ledger write whose answer is lost (Redis made it, the connection was
+// cut before the reply) is retried, and the retry finds the write made:
+// the timeline says the send once, and the message is not sent again.
+func TestLostLedgerAnswerIsNotWrittenTwice(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	lose := &loseLedgerAnswer{}
+	b.rdb.AddHook(lose)
+	id := send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}})
+	eventually(t, func() bool { return hasEntry(b.timeline(t, "c1"), herald.ChannelEmail, herald.OutcomeSent, "") }, "sent")
+	require.True(t, lose.lost.Load(), "the first ledger write's answer was lost")
+	// Once asynq counts the task done, its handler has made every write.
+	eventually(t, func() bool {
+		info, err := b.insp.GetQueueInfo(wire.QueueDefault)
+		return err == nil && info.ProcessedTotal >= 1
+	}, "the message task is done")
+	sent := 0
+	for _, e := range b.timeline(t, "c1") {
+		if e.Ref == id && e.Outcome == herald.OutcomeSent {
+			sent++
+		}
+	}
+	require.Equal(t, 1, sent, "one timeline line for one send")
+	require.Equal(t, 1, b.smtp.Count())
+}
+
+// loseLedgerAnswer lets the first pipeline that writes a ledger record
+// (SET … GET without NX, replacing the claim) run, then fails it as a connection cut
+// before the reply would.
+type loseLedgerAnswer struct{ lost atomic.Bool }
+
+func (*loseLedgerAnswer) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (*loseLedgerAnswer) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *loseLedgerAnswer) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if key, _ := c.Args()[1].(string); c.Name() == "set" && strings.Contains(key, ":ledger:") && slices.Contains(c.Args(), any("get")) && !slices.Contains(c.Args(), any("NX")) && h.lost.CompareAndSwap(false, true) {
+				return errors.New("read tcp: connection reset by peer")
+			}
+		}
+		return err
+	}
 }

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -152,6 +153,10 @@ type Claim struct {
 	// CapClass, when set, is the frequency-cap class Finish counts the
 	// send in (as Prefs.RecordSend does, at the record's SentAt).
 	CapClass string
+	// Broadcast, when set, is the broadcast whose counter BroadcastField
+	// Finish adds the send to, in the ledger's write: a worker killed after
+	// that write cannot leave the broadcast's count short of its sends.
+	Broadcast, BroadcastField string
 	// expires is when the claim runs out at the latest, by this process's
 	// clock: it was asked for before Redis set it.
 	expires time.Time
@@ -287,6 +292,9 @@ func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEnt
 			p.Set(ctx, k, v, indexTTL)
 		}
 		c.s.CountPipe(ctx, p, e.At, c.Counts...)
+		if c.Broadcast != "" {
+			p.HIncrBy(ctx, broadcastKey(c.Broadcast, "meta"), c.BroadcastField, 1)
+		}
 		if c.CapClass != "" && !rec.SentAt.IsZero() {
 			recordSendPipe(ctx, p, c.customerID, c.CapClass, rec.SentAt, c.s.now())
 		}
@@ -302,6 +310,29 @@ func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEnt
 		}
 	}
 	return set.Val() == claimPrefix+c.token, nil
+}
+
+// Landed reports whether the ledger holds rec for the claim's delivery:
+// whether a Finish with rec whose answer was lost (Redis restarting, the
+// connection cut) did its write. A caller that retries Finish asks first,
+// so that the send's timeline line and counts are written once.
+func (c *Claim) Landed(ctx context.Context, rec SentRecord) (bool, error) {
+	want, err := encodeSent(c.id, rec)
+	if err != nil {
+		return false, err
+	}
+	got, err := c.s.rdb.Get(ctx, LedgerKey(c.customerID, c.id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, tempErr(err)
+	}
+	if !bytes.Equal(got, want) {
+		return false, nil
+	}
+	c.Held = false
+	return true, nil
 }
 
 // sentLineData is what a send's timeline line keeps of its data: not what

@@ -752,3 +752,36 @@ func TestFailedExistsIsNotAnAnswer(t *testing.T) {
 	require.False(t, got.Checked)
 	require.False(t, got.CustomerFound)
 }
+
+// Finish adds the send to its broadcast's counter in the ledger's write,
+// and Landed tells a caller whose Finish lost its answer that the write
+// was made: the ledger holds its record, not another's or none.
+func TestFinishCountsItsBroadcastAndLanded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.claim(t, "c1", "b_bc1_c1:email", time.Minute)
+	rec := redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<abc@mail>", SentAt: stored(start)}
+	landed, err := c.Landed(b.ctx, rec)
+	require.NoError(t, err)
+	require.False(t, landed, "only the claim is there")
+
+	c.Broadcast, c.BroadcastField = "bc1", "sent:email"
+	b.finish(t, c, rec)
+	n, err := b.rdb.HGet(b.ctx, "herald:{b:bc1}:meta", "sent:email").Int()
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	landed, err = c.Landed(b.ctx, rec)
+	require.NoError(t, err)
+	require.True(t, landed)
+	other := rec
+	other.ProviderID = "<def@mail>"
+	landed, err = c.Landed(b.ctx, other)
+	require.NoError(t, err)
+	require.False(t, landed, "another worker's record")
+
+	b.down(t)
+	_, err = c.Landed(b.ctx, rec)
+	require.Error(t, err)
+	require.True(t, herald.IsTemporary(err), "%v", err)
+}
