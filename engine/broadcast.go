@@ -698,22 +698,35 @@ func (e *Engine) tally(ctx context.Context, msgID, field string) {
 	e.metrics.broadcast(kind, 1)
 }
 
-// tallyOutcome maps a delivery's outcome to its broadcast count. A send is
-// counted with its ledger record (recordSent), not here.
-func (e *Engine) tallyOutcome(ctx context.Context, msgID string, ch herald.Channel, o herald.Outcome, reason string) {
-	if broadcastOf(msgID) == "" {
-		return
+// outcomeCount is the broadcast counter a message's outcome moves (none
+// for a message outside a broadcast, or an outcome the counts leave out).
+// It is written with the outcome's own record (ledger or timeline line), so
+// that a worker killed between two writes cannot leave the counts out of
+// step with what the records say.
+func (e *Engine) outcomeCount(msgID string, ch herald.Channel, o herald.Outcome, reason string) []redisstore.Count {
+	id := broadcastOf(msgID)
+	if id == "" {
+		return nil
 	}
+	var field string
 	switch o {
+	case herald.OutcomeSent:
+		field = "sent:" + string(ch)
 	case herald.OutcomeSuppressed:
-		e.tally(ctx, msgID, "suppressed:"+reason)
+		field = "suppressed:" + reason
 	case herald.OutcomeDeferred:
-		if reason != "" { // not a routine wait for a rate-limit slot
-			e.tally(ctx, msgID, "deferred")
+		if reason == "" { // a routine wait for a rate-limit slot
+			return nil
 		}
+		field = "deferred"
 	case herald.OutcomeFailedPermanent:
-		e.tally(ctx, msgID, "failed")
+		field = "failed"
+	default:
+		return nil
 	}
+	kind, _, _ := strings.Cut(field, ":")
+	e.metrics.broadcast(kind, 1)
+	return []redisstore.Count{{Broadcast: id, Name: field}}
 }
 
 // handleBroadcastCreate creates a broadcast asked for through Redis (the Go

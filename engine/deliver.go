@@ -342,18 +342,19 @@ func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.De
 	}
 	summary := fmt.Sprintf("message %s queued for %s: %s", d.Template, d.Channel, why)
 	outcome := herald.Outcome("")
+	var counts []redisstore.Count
 	if after > 0 {
 		outcome = herald.OutcomeDeferred
 		until := e.now().Add(after)
 		ref["until"] = until.UTC().Format(time.RFC3339)
 		summary = fmt.Sprintf("message %s by %s deferred until %s (%s)", d.Template, d.Channel, until.In(c.Location()).Format("2006-01-02 15:04 MST"), why)
 		e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeDeferred, why)
-		e.tallyOutcome(ctx, d.MessageID, d.Channel, herald.OutcomeDeferred, why)
+		counts = e.outcomeCount(d.MessageID, d.Channel, herald.OutcomeDeferred, why)
 	}
 	return e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindMessage, Channel: d.Channel, Outcome: outcome, Ref: d.MessageID, Data: ref,
 		Summary: withNote(summary, note),
-	})
+	}, counts...)
 }
 
 func withNote(s, note string) string {
@@ -414,10 +415,7 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	if d.JourneyID == "" {
 		indexes[redisstore.MessageIndexKey(d.MessageID)] = d.CustomerID
 	}
-	cl.Counts = stepCounts(ref, redisstore.CountSent+":"+string(d.Channel))
-	// A broadcast's sent count goes in the ledger's write, so that a kill
-	// between the two cannot leave it short.
-	cl.Broadcast, cl.BroadcastField = broadcastOf(d.MessageID), "sent:"+string(d.Channel)
+	cl.Counts = append(stepCounts(ref, redisstore.CountSent+":"+string(d.Channel)), e.outcomeCount(d.MessageID, d.Channel, herald.OutcomeSent, "")...)
 	if t, ok := e.opt.Policy.Topics[d.Topic]; ok && t.Class != "" && e.capWindow(t.Class) > 0 {
 		cl.CapClass = t.Class // counted for its caps with the ledger record
 	}
@@ -455,9 +453,6 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeSent, "")
 	e.metrics.delivered(d.Channel, e.Queue(d.Topic), d.QueuedAt, r.SentAt)
 	e.emitMessage(ctx, eventSent, d.CustomerID, d.MessageID, d.Channel, "", ref)
-	if cl.Broadcast != "" {
-		e.metrics.broadcast("sent", 1)
-	}
 	return nil
 }
 
@@ -475,11 +470,10 @@ func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.De
 	if o == herald.OutcomeFailedPermanent {
 		e.emitMessage(ctx, eventFailed, c.ID, d.MessageID, d.Channel, reason, ref)
 	}
-	e.tallyOutcome(ctx, d.MessageID, d.Channel, o, reason)
 	e.log.Warn("delivery failed", "delivery", d.DeliveryID(), "customer", c.ID, "channel", d.Channel, "outcome", o, "reason", reason)
-	var counts []redisstore.Count
+	counts := e.outcomeCount(d.MessageID, d.Channel, o, reason)
 	if o == herald.OutcomeFailedPermanent {
-		counts = stepCounts(ref, redisstore.CountFailed)
+		counts = append(counts, stepCounts(ref, redisstore.CountFailed)...)
 	}
 	if aerr := e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: o, Reason: reason, Ref: d.MessageID, Data: data,

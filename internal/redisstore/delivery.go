@@ -148,15 +148,12 @@ type Claim struct {
 	Sent bool
 	// Suppressed is true when the address asked about is suppressed.
 	Suppressed bool
-	// Counts are workflow counters Finish records with the send.
+	// Counts are the workflow and broadcast counters Finish records with
+	// the send.
 	Counts []Count
 	// CapClass, when set, is the frequency-cap class Finish counts the
 	// send in (as Prefs.RecordSend does, at the record's SentAt).
 	CapClass string
-	// Broadcast, when set, is the broadcast whose counter BroadcastField
-	// Finish adds the send to, in the ledger's write: a worker killed after
-	// that write cannot leave the broadcast's count short of its sends.
-	Broadcast, BroadcastField string
 	// expires is when the claim runs out at the latest, by this process's
 	// clock: it was asked for before Redis set it.
 	expires time.Time
@@ -292,9 +289,6 @@ func (c *Claim) Finish(ctx context.Context, rec SentRecord, e herald.TimelineEnt
 			p.Set(ctx, k, v, indexTTL)
 		}
 		c.s.CountPipe(ctx, p, e.At, c.Counts...)
-		if c.Broadcast != "" {
-			p.HIncrBy(ctx, broadcastKey(c.Broadcast, "meta"), c.BroadcastField, 1)
-		}
 		if c.CapClass != "" && !rec.SentAt.IsZero() {
 			recordSendPipe(ctx, p, c.customerID, c.CapClass, rec.SentAt, c.s.now())
 		}

@@ -765,7 +765,7 @@ func TestFinishCountsItsBroadcastAndLanded(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, landed, "only the claim is there")
 
-	c.Broadcast, c.BroadcastField = "bc1", "sent:email"
+	c.Counts = []redisstore.Count{{Broadcast: "bc1", Name: "sent:email"}}
 	b.finish(t, c, rec)
 	n, err := b.rdb.HGet(b.ctx, "herald:{b:bc1}:meta", "sent:email").Int()
 	require.NoError(t, err)

@@ -46,6 +46,11 @@ const (
 type Count struct {
 	Workflow, Version, Step string
 	Name                    string
+	// Broadcast, when set, makes this a broadcast's counter: Name (such as
+	// "sent:email") in the broadcast's counts, Workflow, Version, Step and
+	// Gauge unused. Written with the outcome it counts, it cannot be
+	// separated from it by a worker's death.
+	Broadcast string
 	// N is the amount; 0 means 1.
 	N int64
 	// Gauge marks a change to what is true now rather than an event.
@@ -85,6 +90,10 @@ func (s *Store) CountPipe(ctx context.Context, p redis.Pipeliner, at time.Time, 
 	fields := map[group][]string{}
 	var order []group
 	for _, c := range counts {
+		if c.Broadcast != "" && c.Name != "" {
+			p.HIncrBy(ctx, broadcastKey(c.Broadcast, "meta"), c.Name, max(c.N, 1))
+			continue
+		}
 		if c.Workflow == "" || c.Name == "" {
 			continue
 		}
