@@ -355,3 +355,47 @@ func (h *loseLedgerAnswer) ProcessPipelineHook(next redis.ProcessPipelineHook) r
 		return err
 	}
 }
+
+// A run cut off after recording a suppression (here its answer is lost,
+// as when its worker dies before asynq takes the task as done) is run
+// again, and the retry does not record, count or announce it twice.
+func TestSuppressionIsRecordedOnceWhenItsTaskRunsAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	_, err := b.e.SetPreferences(context.Background(), "c1", preferences.Patch{Topics: map[string]bool{"product-updates": false}}, preferences.Actor{Kind: "api", Name: "test"}, "api")
+	require.NoError(t, err)
+	lose := &loseTimelineAnswer{}
+	b.rdb.AddHook(lose)
+	id := send(t, b, wire.Message{Topic: "product-updates", Channels: []herald.Channel{herald.ChannelEmail}})
+	eventually(t, func() bool {
+		info, err := b.insp.GetQueueInfo(b.e.Queue("product-updates"))
+		return lose.lost.Load() && err == nil && info.ProcessedTotal >= 2 && info.Retry == 0
+	}, "the message task ran again after its lost answer, and is done")
+	lines := 0
+	for _, e := range b.timeline(t, "c1") {
+		if e.Ref == id && e.Outcome == herald.OutcomeSuppressed {
+			lines++
+		}
+	}
+	require.Equal(t, 1, lines, "one suppression line for one message")
+	require.Zero(t, b.smtp.Count())
+}
+
+// loseTimelineAnswer lets the first pipeline that appends to a timeline
+// run, then fails it as a connection cut before the reply would.
+type loseTimelineAnswer struct{ lost atomic.Bool }
+
+func (*loseTimelineAnswer) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (*loseTimelineAnswer) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *loseTimelineAnswer) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if key, _ := c.Args()[1].(string); c.Name() == "lpush" && strings.HasSuffix(key, ":timeline") && h.lost.CompareAndSwap(false, true) {
+				return errors.New("read tcp: connection reset by peer")
+			}
+		}
+		return err
+	}
+}

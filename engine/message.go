@@ -263,6 +263,14 @@ func (e *Engine) deferMessage(ctx context.Context, c herald.Customer, m wire.Mes
 // suppressed records a message the policy stopped, naming the consent entry
 // behind it when there is one.
 func (e *Engine) suppressed(ctx context.Context, c herald.Customer, msgID, topic, workflow string, ch herald.Channel, dec preferences.Decision, ref map[string]any) error {
+	if n, _ := asynq.GetRetryCount(ctx); n > 0 {
+		// A message is suppressed on a channel once: a run cut off after
+		// recording it (its worker killed before asynq took the task as
+		// done) is not recorded, counted or announced again.
+		if done, err := e.st.HasOutcome(ctx, c.ID, msgID, ch, herald.OutcomeSuppressed); err == nil && done {
+			return nil
+		}
+	}
 	field := ""
 	switch dec.Reason {
 	case "opted_out_topic":

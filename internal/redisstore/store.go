@@ -265,6 +265,32 @@ func (s *Store) AppendPipe(ctx context.Context, p redis.Pipeliner, customerID st
 	}
 }
 
+// HasOutcome reports whether the newest lines of the customer's timeline
+// (the 50 a task's run writes among) hold one about ref with outcome o on
+// channel ch: whether an earlier run of a task, cut off after recording
+// it (a worker killed before asynq took the task as done), did so.
+func (s *Store) HasOutcome(ctx context.Context, customerID, ref string, ch herald.Channel, o herald.Outcome) (bool, error) {
+	lines, err := s.rdb.LRange(ctx, Key(customerID, "timeline"), 0, 49).Result()
+	if err != nil {
+		return false, tempErr(err)
+	}
+	for _, l := range lines {
+		if !lineHasRef(l, ref) {
+			continue
+		}
+		es, err := decodeLine([]byte(l))
+		if err != nil {
+			continue
+		}
+		for _, e := range es {
+			if e.Ref == ref && e.Outcome == o && e.Channel == ch {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
 // Timeline returns up to limit entries, newest first (limit <= 0: all
 // kept), acknowledgements merged in by time.
 func (s *Store) Timeline(ctx context.Context, customerID string, limit int) ([]herald.TimelineEntry, error) {
