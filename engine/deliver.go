@@ -121,6 +121,13 @@ func (e *Engine) deliver(ctx context.Context, st redisstore.SendState, d wire.De
 		}
 	}
 	if cl.Sent {
+		if n, _ := asynq.GetRetryCount(ctx); n > 0 {
+			// A run cut off between the ledger write and the app's event
+			// (its worker killed) told the app nothing: tell it now. The
+			// webhook outbox drops the event if that run did send it (the
+			// same event ID).
+			e.emitMessage(ctx, eventSent, cust.ID, d.MessageID, d.Channel, "", ref)
+		}
 		e.log.Info("delivery already sent; duplicate ignored", "delivery", id, "customer", cust.ID)
 		return nil
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/internal/smtpserver"
 	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
+	"github.com/heraldhq/herald/webhooks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -317,11 +318,14 @@ func TestLostLedgerAnswerIsNotWrittenTwice(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
-	lose := &loseLedgerAnswer{}
+	// The first ledger write (SET … GET without NX, replacing the claim).
+	lose := &pipelineFault{lose: true, match: func(c redis.Cmder) bool {
+		return c.Name() == "set" && strings.Contains(argString(c, 1), ":ledger:") && slices.Contains(c.Args(), any("get")) && !slices.Contains(c.Args(), any("NX"))
+	}}
 	b.rdb.AddHook(lose)
 	id := send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelEmail}})
 	eventually(t, func() bool { return hasEntry(b.timeline(t, "c1"), herald.ChannelEmail, herald.OutcomeSent, "") }, "sent")
-	require.True(t, lose.lost.Load(), "the first ledger write's answer was lost")
+	require.True(t, lose.hit.Load(), "the first ledger write's answer was lost")
 	// Once asynq counts the task done, its handler has made every write.
 	eventually(t, func() bool {
 		info, err := b.insp.GetQueueInfo(wire.QueueDefault)
@@ -337,25 +341,6 @@ func TestLostLedgerAnswerIsNotWrittenTwice(t *testing.T) {
 	require.Equal(t, 1, b.smtp.Count())
 }
 
-// loseLedgerAnswer lets the first pipeline that writes a ledger record
-// (SET … GET without NX, replacing the claim) run, then fails it as a connection cut
-// before the reply would.
-type loseLedgerAnswer struct{ lost atomic.Bool }
-
-func (*loseLedgerAnswer) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (*loseLedgerAnswer) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *loseLedgerAnswer) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		for _, c := range cmds {
-			if key, _ := c.Args()[1].(string); c.Name() == "set" && strings.Contains(key, ":ledger:") && slices.Contains(c.Args(), any("get")) && !slices.Contains(c.Args(), any("NX")) && h.lost.CompareAndSwap(false, true) {
-				return errors.New("read tcp: connection reset by peer")
-			}
-		}
-		return err
-	}
-}
-
 // A run cut off after recording a suppression (here its answer is lost,
 // as when its worker dies before asynq takes the task as done) is run
 // again, and the retry does not record, count or announce it twice.
@@ -365,12 +350,14 @@ func TestSuppressionIsRecordedOnceWhenItsTaskRunsAgain(t *testing.T) {
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
 	_, err := b.e.SetPreferences(context.Background(), "c1", preferences.Patch{Topics: map[string]bool{"product-updates": false}}, preferences.Actor{Kind: "api", Name: "test"}, "api")
 	require.NoError(t, err)
-	lose := &loseTimelineAnswer{}
+	lose := &pipelineFault{lose: true, match: func(c redis.Cmder) bool {
+		return c.Name() == "lpush" && strings.HasSuffix(argString(c, 1), ":timeline")
+	}}
 	b.rdb.AddHook(lose)
 	id := send(t, b, wire.Message{Topic: "product-updates", Channels: []herald.Channel{herald.ChannelEmail}})
 	eventually(t, func() bool {
 		info, err := b.insp.GetQueueInfo(b.e.Queue("product-updates"))
-		return lose.lost.Load() && err == nil && info.ProcessedTotal >= 2 && info.Retry == 0
+		return lose.hit.Load() && err == nil && info.ProcessedTotal >= 2 && info.Retry == 0
 	}, "the message task ran again after its lost answer, and is done")
 	lines := 0
 	for _, e := range b.timeline(t, "c1") {
@@ -382,20 +369,58 @@ func TestSuppressionIsRecordedOnceWhenItsTaskRunsAgain(t *testing.T) {
 	require.Zero(t, b.smtp.Count())
 }
 
-// loseTimelineAnswer lets the first pipeline that appends to a timeline
-// run, then fails it as a connection cut before the reply would.
-type loseTimelineAnswer struct{ lost atomic.Bool }
+// A message whose send was recorded by a run that then died, before it
+// told the app, tells the app when it runs again: the message.sent event
+// is not lost, and the message is not sent again.
+func TestRerunAfterTheLedgerTellsTheApp(t *testing.T) {
+	t.Parallel()
+	rec := &appEvents{}
+	b := setupWith(t, 4, "testdata/templates", func(o *engine.Options) { o.AppEvents = rec })
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	ctx := context.Background()
+	// The run that died: it sent and recorded, and emitted nothing.
+	cl, err := b.e.Store().ClaimDelivery(ctx, "c1", "m1:email", time.Minute, "")
+	require.NoError(t, err)
+	_, err = cl.Finish(ctx, redisstore.SentRecord{Channel: herald.ChannelEmail, ProviderID: "<m1@lumen.example>"}, herald.TimelineEntry{Kind: herald.KindDelivery, Ref: "m1"}, nil, 0)
+	require.NoError(t, err)
+	// Its task runs again, as asynq does once the dead worker's lease ran
+	// out: a retry (here the first run's send-state read fails).
+	b.rdb.AddHook(&pipelineFault{match: func(c redis.Cmder) bool { // a delivery's claim: SET … NX GET on its ledger key
+		return c.Name() == "set" && strings.Contains(argString(c, 1), ":ledger:") && slices.Contains(c.Args(), any("NX"))
+	}})
+	send(t, b, wire.Message{ID: "m1", Channels: []herald.Channel{herald.ChannelEmail}})
+	eventually(t, func() bool { return slices.Contains(rec.types("c1"), webhooks.MessageSent) }, "the app is told of the send")
+	require.Zero(t, b.smtp.Count(), "not sent again")
+}
 
-func (*loseTimelineAnswer) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (*loseTimelineAnswer) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *loseTimelineAnswer) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+// pipelineFault fails the first pipeline holding a command that match
+// accepts: without running it (a connection refused), or, with lose, after
+// Redis ran it (a connection cut before the reply).
+type pipelineFault struct {
+	match func(redis.Cmder) bool
+	lose  bool
+	hit   atomic.Bool
+}
+
+func (*pipelineFault) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (*pipelineFault) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *pipelineFault) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		for _, c := range cmds {
-			if key, _ := c.Args()[1].(string); c.Name() == "lpush" && strings.HasSuffix(key, ":timeline") && h.lost.CompareAndSwap(false, true) {
-				return errors.New("read tcp: connection reset by peer")
-			}
+		if !slices.ContainsFunc(cmds, h.match) || !h.hit.CompareAndSwap(false, true) {
+			return next(ctx, cmds)
 		}
-		return err
+		if !h.lose {
+			return errors.New("dial tcp: connection refused")
+		}
+		_ = next(ctx, cmds)
+		return errors.New("read tcp: connection reset by peer")
 	}
+}
+
+func argString(c redis.Cmder, i int) string {
+	if args := c.Args(); i < len(args) {
+		s, _ := args[i].(string)
+		return s
+	}
+	return ""
 }
