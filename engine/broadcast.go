@@ -724,9 +724,22 @@ func (e *Engine) outcomeCount(msgID string, ch herald.Channel, o herald.Outcome,
 	default:
 		return nil
 	}
-	kind, _, _ := strings.Cut(field, ":")
-	e.metrics.broadcast(kind, 1)
 	return []redisstore.Count{{Broadcast: id, Name: field}}
+}
+
+// countedBroadcast moves the broadcast metric for the broadcast counters
+// among counts, once the write that holds them succeeded.
+func (e *Engine) countedBroadcast(counts []redisstore.Count, err error) error {
+	if err != nil {
+		return err
+	}
+	for _, c := range counts {
+		if c.Broadcast != "" {
+			kind, _, _ := strings.Cut(c.Name, ":")
+			e.metrics.broadcast(kind, 1)
+		}
+	}
+	return nil
 }
 
 // handleBroadcastCreate creates a broadcast asked for through Redis (the Go

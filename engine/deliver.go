@@ -358,10 +358,10 @@ func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.De
 		e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeDeferred, why)
 		counts = e.outcomeCount(d.MessageID, d.Channel, herald.OutcomeDeferred, why)
 	}
-	return e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
+	return e.countedBroadcast(counts, e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindMessage, Channel: d.Channel, Outcome: outcome, Ref: d.MessageID, Data: ref,
 		Summary: withNote(summary, note),
-	}, counts...)
+	}, counts...))
 }
 
 func withNote(s, note string) string {
@@ -457,6 +457,7 @@ func (e *Engine) recordSent(ctx context.Context, cl *redisstore.Claim, d wire.De
 	if !first && !retried { // after a retry, the record may be our own lost reply
 		e.log.Warn("delivery sent twice: its claim ran out and another worker sent it too", "delivery", d.DeliveryID())
 	}
+	_ = e.countedBroadcast(cl.Counts, nil)
 	e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeSent, "")
 	e.metrics.delivered(d.Channel, e.Queue(d.Topic), d.QueuedAt, r.SentAt)
 	e.emitMessage(ctx, eventSent, d.CustomerID, d.MessageID, d.Channel, "", ref)
@@ -482,10 +483,10 @@ func (e *Engine) recordFailure(ctx context.Context, c herald.Customer, d wire.De
 	if o == herald.OutcomeFailedPermanent {
 		counts = append(counts, stepCounts(ref, redisstore.CountFailed)...)
 	}
-	if aerr := e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
+	if aerr := e.countedBroadcast(counts, e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindDelivery, Channel: d.Channel, Outcome: o, Reason: reason, Ref: d.MessageID, Data: data,
 		Summary: withNote(fmt.Sprintf("%s by %s failed (%s): %s", d.Template, d.Channel, o, herald.ErrorMessage(err)), next),
-	}, counts...); aerr != nil {
+	}, counts...)); aerr != nil {
 		e.log.Error("timeline append", "customer", c.ID, "err", aerr)
 	}
 }

@@ -253,11 +253,12 @@ func (e *Engine) deferMessage(ctx context.Context, c herald.Customer, m wire.Mes
 	}
 	e.metrics.message("", m.Topic, m.WorkflowID, herald.OutcomeDeferred, dec.Reason)
 	ref["until"] = dec.NotBefore.UTC().Format(time.RFC3339)
-	return e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
+	counts := e.outcomeCount(m.ID, "", herald.OutcomeDeferred, dec.Reason)
+	return e.countedBroadcast(counts, e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindMessage, Outcome: herald.OutcomeDeferred, Reason: dec.Reason, Ref: m.ID,
 		Summary: fmt.Sprintf("message %s deferred until %s (%s)", m.Template, dec.NotBefore.In(c.Location()).Format("2006-01-02 15:04 MST"), dec.Reason),
 		Data:    ref,
-	}, e.outcomeCount(m.ID, "", herald.OutcomeDeferred, dec.Reason)...)
+	}, counts...))
 }
 
 // suppressed records a message the policy stopped, naming the consent entry
@@ -308,7 +309,7 @@ func (e *Engine) suppressed(ctx context.Context, c herald.Customer, msgID, topic
 	e.metrics.message(string(ch), topic, workflow, herald.OutcomeSuppressed, dec.Reason)
 	e.emitMessage(ctx, eventSuppressed, c.ID, msgID, ch, dec.Reason, ref)
 	counts := append(stepCounts(ref, redisstore.CountSuppressed+":"+dec.Reason), e.outcomeCount(msgID, ch, herald.OutcomeSuppressed, dec.Reason)...)
-	return e.st.AppendCounted(ctx, c.ID, entry, counts...)
+	return e.countedBroadcast(counts, e.st.AppendCounted(ctx, c.ID, entry, counts...))
 }
 
 func reasonText(r string) string {
