@@ -331,13 +331,7 @@ func TestLostLedgerAnswerIsNotWrittenTwice(t *testing.T) {
 		info, err := b.insp.GetQueueInfo(wire.QueueDefault)
 		return err == nil && info.ProcessedTotal >= 1
 	}, "the message task is done")
-	sent := 0
-	for _, e := range b.timeline(t, "c1") {
-		if e.Ref == id && e.Outcome == herald.OutcomeSent {
-			sent++
-		}
-	}
-	require.Equal(t, 1, sent, "one timeline line for one send")
+	require.Equal(t, 1, outcomeLines(b.timeline(t, "c1"), id, herald.OutcomeSent), "one timeline line for one send")
 	require.Equal(t, 1, b.smtp.Count())
 }
 
@@ -359,13 +353,7 @@ func TestSuppressionIsRecordedOnceWhenItsTaskRunsAgain(t *testing.T) {
 		info, err := b.insp.GetQueueInfo(b.e.Queue("product-updates"))
 		return lose.hit.Load() && err == nil && info.ProcessedTotal >= 2 && info.Retry == 0
 	}, "the message task ran again after its lost answer, and is done")
-	lines := 0
-	for _, e := range b.timeline(t, "c1") {
-		if e.Ref == id && e.Outcome == herald.OutcomeSuppressed {
-			lines++
-		}
-	}
-	require.Equal(t, 1, lines, "one suppression line for one message")
+	require.Equal(t, 1, outcomeLines(b.timeline(t, "c1"), id, herald.OutcomeSuppressed), "one suppression line for one message")
 	require.Zero(t, b.smtp.Count())
 }
 
@@ -423,4 +411,15 @@ func argString(c redis.Cmder, i int) string {
 		return s
 	}
 	return ""
+}
+
+// outcomeLines counts the timeline lines about message id with outcome o.
+func outcomeLines(tl []herald.TimelineEntry, id string, o herald.Outcome) int {
+	n := 0
+	for _, e := range tl {
+		if e.Ref == id && e.Outcome == o {
+			n++
+		}
+	}
+	return n
 }
