@@ -19,8 +19,10 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,6 +42,7 @@ import (
 	"github.com/heraldhq/herald/workflows"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -771,4 +774,130 @@ func TestSlackPressMustMatchTheMessageAndItsCustomer(t *testing.T) {
 			require.Len(t, b.entries(t, herald.KindAcknowledgement, ""), 1, "only the genuine press")
 		})
 	}
+}
+
+// --- acknowledgements between a send and its record ---------------------------
+
+// holdRecord holds back the first send record (the ledger write of
+// Claim.Finish) until release is closed; after, when set, runs after every
+// single command, to tell when the record is being looked for.
+type holdRecord struct {
+	release chan struct{}
+	held    atomic.Bool
+	after   func(redis.Cmder)
+}
+
+func newHoldRecord() *holdRecord { return &holdRecord{release: make(chan struct{})} }
+
+// sendHeld sends message m1 by ch with its record held back, and returns
+// the hold and a count of the reads of m1's ledger (a look for its record)
+// once the provider has it. also, when set, sees every single command run.
+func (b *bundle) sendHeld(t *testing.T, ch herald.Channel, also func(redis.Cmder)) (*holdRecord, *atomic.Int32) {
+	t.Helper()
+	h := newHoldRecord()
+	looks := &atomic.Int32{}
+	h.after = func(c redis.Cmder) {
+		if a := c.Args(); c.Name() == "mget" && len(a) > 1 && strings.Contains(fmt.Sprint(a[1]), ":ledger:m1:") {
+			looks.Add(1)
+		}
+		if also != nil {
+			also(c)
+		}
+	}
+	b.rdb.AddHook(h)
+	_, err := b.e.Send(context.Background(), wire.Message{
+		ID: "m1", CustomerID: "c1", Template: "remind", Topic: "checkout",
+		Channels: []herald.Channel{ch}, Data: map[string]any{"items": 3},
+	})
+	require.NoError(t, err)
+	eventually(t, func() bool { return b.slack.Count()+b.smtp.Count() == 1 && h.held.Load() }, "sent, and its record held back")
+	return h, looks
+}
+
+func (*holdRecord) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *holdRecord) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if h.after != nil {
+			h.after(cmd)
+		}
+		return err
+	}
+}
+func (h *holdRecord) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		isRecord := func(c redis.Cmder) bool { // the record replaces the claim: SET … GET, not NX
+			a := c.Args()
+			return c.Name() == "set" && len(a) > 1 && strings.Contains(fmt.Sprint(a[1]), ":ledger:") &&
+				slices.Contains(a, any("get")) && !slices.Contains(a, any("NX"))
+		}
+		if slices.ContainsFunc(cmds, isRecord) && h.held.CompareAndSwap(false, true) {
+			<-h.release
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A button pressed after its Slack message was posted and before herald
+// recorded the post waits for the record: the press counts.
+func TestSlackPressBeforeThePostIsRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var once sync.Once
+	release := make(chan struct{})
+	h, _ := b.sendHeld(t, herald.ChannelSlack, func(c redis.Cmder) { // the press looked for its message and found none yet
+		if a := c.Args(); c.Name() == "get" && len(a) > 1 && strings.HasPrefix(fmt.Sprint(a[1]), "herald:msg:") {
+			once.Do(func() { close(release) })
+		}
+	})
+	go func() { <-release; close(h.release) }()
+	body := b.press(t, "outreach.snoozed")
+	sig, stamp := sign(secret, time.Now(), body)
+	require.Equal(t, http.StatusOK, b.postSlack(t, body, sig, stamp))
+	eventually(t, func() bool { return len(b.entries(t, herald.KindAcknowledgement, "")) == 1 }, "the press is recorded")
+	eventually(t, func() bool { return len(b.events(t, "outreach.snoozed")) == 1 }, "the button's event is emitted")
+}
+
+// A reply to an email whose record is late waits for it; still late after
+// a moment, the webhook is answered 503, so that the mail provider tries
+// again, and the retry counts.
+func TestEmailReplyBeforeTheSendIsRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	h, looks := b.sendHeld(t, herald.ChannelEmail, nil)
+	sent := b.smtp.Messages()[0].MessageID
+
+	status, _ := b.reply(t, "<reply-1@mail.example.com>", sent)
+	require.Equal(t, http.StatusServiceUnavailable, status, "late, not missing")
+	require.Empty(t, b.entries(t, herald.KindAcknowledgement, ""))
+
+	before := looks.Load()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		status, msg := b.reply(t, "<reply-1@mail.example.com>", sent)
+		assert.Equal(t, http.StatusAccepted, status)
+		assert.Equal(t, "m1", msg)
+	}()
+	eventually(t, func() bool { return looks.Load() > before }, "the retry is waiting for the record")
+	close(h.release)
+	<-done
+	eventually(t, func() bool { return len(b.events(t, "message.replied")) == 1 }, "message.replied emitted")
+}
+
+// A click between a send and its record is recorded once the record is
+// written, naming what the message was.
+func TestClickBeforeTheSendIsRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	h, looks := b.sendHeld(t, herald.ChannelEmail, nil)
+	links := b.clickLinks(t, 0)
+	require.Len(t, links, 1)
+	before := looks.Load()
+	require.Equal(t, http.StatusFound, b.get(t, links[0]).StatusCode)
+	eventually(t, func() bool { return looks.Load() > before }, "the click is waiting for the record")
+	close(h.release)
+	eventually(t, func() bool { return len(b.entries(t, herald.KindAcknowledgement, "")) == 1 }, "the click is recorded")
+	require.Contains(t, b.entries(t, herald.KindAcknowledgement, "")[0].Summary, " in remind by email")
+	eventually(t, func() bool { return len(b.events(t, "message.clicked")) == 1 }, "message.clicked emitted")
 }

@@ -49,6 +49,10 @@ const (
 	ackTTL = 24 * time.Hour
 	// maxTracked keeps a tracked link well under the token size limit.
 	maxTracked = 1200
+	// ackSettle bounds how long a button press or a reply waits for the
+	// record of the message it names: a worker sends, then records, and a
+	// quick press can come in between. Slack wants its answer within 3 s.
+	ackSettle = 1500 * time.Millisecond
 )
 
 // MessageUpdater changes a Slack message posted earlier (*slack.Sender).
@@ -73,12 +77,21 @@ type Sent struct {
 // SentMessage returns the delivered Slack message with this ID, as a
 // button press names it (ENotFound when unknown or older than its
 // retention).
+//
+// A press that comes in between the post and its record waits for the
+// record, for up to ackSettle; still in progress then, it is a temporary
+// error (Slack shows the press failed, and it can be made again).
 func (e *Engine) SentMessage(ctx context.Context, messageID string) (Sent, error) {
-	cust, err := e.st.MessageCustomer(ctx, messageID)
-	if err != nil {
-		return Sent{}, err
-	}
-	return e.sent(ctx, cust, messageID)
+	return settle(ctx, func() (Sent, pending, error) {
+		cust, err := e.st.MessageCustomer(ctx, messageID)
+		if herald.ErrorCode(err) == herald.ENotFound {
+			return Sent{}, unknown, err // the index is written with the record
+		}
+		if err != nil {
+			return Sent{}, settled, err
+		}
+		return e.sentOrSending(ctx, cust, messageID)
+	})
 }
 
 // SentEmail returns the delivered message behind the first of these email
@@ -106,7 +119,7 @@ func (e *Engine) SentEmail(ctx context.Context, rfcIDs ...string) (Sent, error) 
 				return Sent{}, err
 			}
 		}
-		s, err := e.sent(ctx, cust, msg)
+		s, err := settle(ctx, func() (Sent, pending, error) { return e.sentOrSending(ctx, cust, msg) })
 		if herald.ErrorCode(err) == herald.ENotFound {
 			continue
 		}
@@ -142,9 +155,17 @@ func (e *Engine) SentTo(ctx context.Context, customerID, messageID string) (Sent
 }
 
 func (e *Engine) sent(ctx context.Context, customerID, messageID string) (Sent, error) {
-	recs, err := e.st.Sent(ctx, customerID, messageID, herald.Channels)
+	s, _, err := e.sentOrSending(ctx, customerID, messageID)
+	return s, err
+}
+
+// sentOrSending is sent that also says, when the message has no record,
+// whether one of its deliveries is in progress: its record may be on the
+// way.
+func (e *Engine) sentOrSending(ctx context.Context, customerID, messageID string) (Sent, pending, error) {
+	recs, inFlight, err := e.st.SentOrSending(ctx, customerID, messageID, herald.Channels)
 	if err != nil {
-		return Sent{}, err
+		return Sent{}, settled, err
 	}
 	s := Sent{MessageID: messageID, CustomerID: customerID, Providers: map[herald.Channel]string{}}
 	for _, ch := range herald.Channels {
@@ -157,9 +178,46 @@ func (e *Engine) sent(ctx context.Context, customerID, messageID string) (Sent, 
 		s.Providers[ch] = r.ProviderID
 	}
 	if len(s.Providers) == 0 {
-		return Sent{}, herald.Errorf(herald.ENotFound, "no delivered message %q", messageID)
+		p := settled
+		if inFlight {
+			p = sending
+		}
+		return Sent{}, p, herald.Errorf(herald.ENotFound, "no delivered message %q", messageID)
 	}
-	return s, nil
+	return s, settled, nil
+}
+
+// pending says why a message an acknowledgement names has no record yet.
+type pending int
+
+const (
+	settled pending = iota // it has one, or it has none and none is on the way
+	unknown                // none, and no telling whether one is on the way
+	sending                // none, and one of its deliveries is in progress
+)
+
+// settle calls find again while the message is pending, every 20 ms for
+// up to ackSettle. A message still being sent then is a temporary error:
+// its record is late, not missing.
+func settle(ctx context.Context, find func() (Sent, pending, error)) (Sent, error) {
+	deadline := time.Now().Add(ackSettle)
+	for {
+		s, p, err := find()
+		switch {
+		case p == settled:
+			return s, err
+		case !time.Now().Before(deadline):
+			if p == sending {
+				return Sent{}, herald.Temporary(err, "message still being sent", 0)
+			}
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return s, err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Ack is one acknowledgement of a message by its customer.
@@ -255,9 +313,14 @@ func (e *Engine) handleAck(ctx context.Context, t *asynq.Task) error {
 		}
 		return err
 	}
-	m, err := e.sent(ctx, a.CustomerID, a.MessageID)
+	m, p, err := e.sentOrSending(ctx, a.CustomerID, a.MessageID)
 	if err != nil && herald.ErrorCode(err) != herald.ENotFound {
 		return err
+	}
+	if p == sending {
+		// Acknowledged between its send and its record (a link followed
+		// at once): what the message was is on the way.
+		return &waitError{reason: "message " + a.MessageID + " is being recorded", after: time.Second}
 	}
 	if err != nil && a.Kind == AckButton {
 		return skip(err) // a button needs its message to know what it means

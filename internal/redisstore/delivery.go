@@ -356,9 +356,17 @@ func sentLineData(data map[string]any, r SentRecord) map[string]any {
 
 // Sent returns the ledger records of a message's deliveries, per channel.
 func (s *Store) Sent(ctx context.Context, customerID, messageID string, channels []herald.Channel) (map[herald.Channel]SentRecord, error) {
-	out := map[herald.Channel]SentRecord{}
+	out, _, err := s.SentOrSending(ctx, customerID, messageID, channels)
+	return out, err
+}
+
+// SentOrSending is Sent that also says whether a delivery of the message
+// on one of channels is in progress (a claim holds its ledger key): a
+// provider may have it already, and its record is on the way.
+func (s *Store) SentOrSending(ctx context.Context, customerID, messageID string, channels []herald.Channel) (out map[herald.Channel]SentRecord, sending bool, err error) {
+	out = map[herald.Channel]SentRecord{}
 	if len(channels) == 0 {
-		return out, nil
+		return out, false, nil
 	}
 	keys := make([]string, len(channels))
 	for i, ch := range channels {
@@ -366,18 +374,21 @@ func (s *Store) Sent(ctx context.Context, customerID, messageID string, channels
 	}
 	vals, err := s.rdb.MGet(ctx, keys...).Result()
 	if err != nil {
-		return nil, herald.Temporary(err, "redis", 0)
+		return nil, false, herald.Temporary(err, "redis", 0)
 	}
 	for i, v := range vals {
 		b, _ := v.(string)
+		if strings.HasPrefix(b, claimPrefix) {
+			sending = true
+		}
 		if b == "" || strings.HasPrefix(b, claimPrefix) {
 			continue
 		}
 		r, err := decodeSent(messageID+":"+string(channels[i]), []byte(b))
 		if err != nil {
-			return nil, fmt.Errorf("decode ledger %s: %w", keys[i], err)
+			return nil, false, fmt.Errorf("decode ledger %s: %w", keys[i], err)
 		}
 		out[channels[i]] = r
 	}
-	return out, nil
+	return out, sending, nil
 }
