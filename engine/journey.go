@@ -24,6 +24,11 @@ import (
 // worker first.
 const ReasonExitedFirst = "exited_first"
 
+// ReasonPredates is the timeline reason of an event a running journey
+// watches that did not move it, as it happened before the journey's start
+// event (workflows.Predates).
+const ReasonPredates = "predates"
+
 // watchdogLate is the default of Options.WatchdogLate: the lease of a
 // claimed follow-up, after which another waker may take it again.
 const watchdogLate = 30 * time.Second
@@ -166,6 +171,8 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		}
 		if len(actions) > 0 || next.StepSeq != s.StepSeq || next.Status != s.Status || collecting(w, s, ev.Name) {
 			matched, moved[w.ID] = true, true
+		} else if workflows.Predates(s, in) {
+			e.notePredates(n, w, s, ev, in)
 		}
 		if err := e.apply(ctx, n, cust, w, s, next, actions, "event "+ev.Name); err != nil {
 			return err
@@ -190,6 +197,19 @@ func (e *Engine) handleEvent(ctx context.Context, t *asynq.Task) error {
 		redisstore.MarkUnmatched(&n.entries[0])
 	}
 	return e.flushNotes(ctx, cust.ID, n)
+}
+
+// notePredates says on the timeline why ev, which would have moved journey
+// s, did not: it happened before the journey's start event.
+func (e *Engine) notePredates(n *notes, w *workflows.Workflow, s workflows.State, ev herald.Event, in workflows.Input) {
+	in.At = time.Time{} // as if it had happened now
+	if _, acts, err := workflows.Advance(w, s, in, e.now()); err != nil || len(acts) == 0 {
+		return
+	}
+	e.note(n, herald.TimelineEntry{Kind: herald.KindJourney, Ref: s.JourneyID, Reason: ReasonPredates,
+		Summary: fmt.Sprintf("journey %s not moved by %s: it happened (at %s) before the event that started the journey (at %s)",
+			w.ID, ev.Name, ev.At.UTC().Format(time.RFC3339Nano), s.StartedAt.UTC().Format(time.RFC3339Nano)),
+		Data: map[string]any{"workflow": w.ID, "journey": s.JourneyID, "event": ev.Name}})
 }
 
 // beginJourneys takes the customer's journey lock and reads what a journey

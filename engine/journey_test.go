@@ -420,9 +420,7 @@ func TestNeverJoinedOptInTopicStartsNoJourney(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
-	w, err := workflows.Parse("news.yaml", []byte("id: news\ntopic: newsletter\ntrigger: trial.started\nsteps:\n  - id: s\n    send: { template: hello }\n"), workflows.LoadOptions{})
-	require.NoError(t, err)
-	b.e.SetContent(nil, workflows.NewSet(w))
+	useWorkflow(t, b, "id: news\ntopic: newsletter\ntrigger: trial.started\nsteps:\n  - id: s\n    send: { template: hello }\n")
 	event(t, b, "trial.started", trialData)
 	eventually(t, func() bool {
 		for _, e := range b.timeline(t, "c1") {
@@ -434,6 +432,14 @@ func TestNeverJoinedOptInTopicStartsNoJourney(t *testing.T) {
 		return false
 	}, "the timeline says the customer never opted in")
 	require.Empty(t, journeys(t, b))
+}
+
+// useWorkflow makes the workflow src the only one loaded.
+func useWorkflow(t *testing.T, b *bundle, src string) {
+	t.Helper()
+	w, err := workflows.Parse("test.yaml", []byte(src), workflows.LoadOptions{})
+	require.NoError(t, err)
+	b.e.SetContent(nil, workflows.NewSet(w))
 }
 
 // eventAt sends an event for customer that happened at at.
@@ -542,7 +548,7 @@ func TestStartHandledAfterALaterGoalConverts(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
-	w, err := workflows.Parse("upsell.yaml", []byte(`id: upsell
+	useWorkflow(t, b, `id: upsell
 topic: onboarding
 trigger: trial.started
 goal: { event: plan.upgraded, within: 7d, exit: true }
@@ -553,9 +559,7 @@ steps:
     wait: { for: 3s }
   - id: nudge
     send: { template: hello, channels: [email] }
-`), workflows.LoadOptions{})
-	require.NoError(t, err)
-	b.e.SetContent(nil, workflows.NewSet(w))
+`)
 	upgraded := time.Now().UTC().Truncate(time.Millisecond)
 	eventAt(t, b, "c1", "plan.upgraded", upgraded, nil)
 	handled(t, b, "c1", "plan.upgraded", 1)
@@ -572,6 +576,62 @@ steps:
 	require.Contains(t, line, "reached its goal plan.upgraded")
 	noFollowUp(t, b, "c1", j) // so no nudge
 	require.Equal(t, 1, b.smtp.Count(), "the welcome")
+}
+
+// Events a journey watches that happened before its start event, but are
+// handled after the start (sent close together, retried, behind a
+// backlog), leave it alone: an earlier purchase does not cancel the
+// reminder of a trial started since, nor an earlier project end its wait,
+// nor an earlier upgrade count as its goal. The timeline says why.
+func TestEventsFromBeforeTheStartLeaveTheJourneyAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	useWorkflow(t, b, `id: trial
+topic: onboarding
+trigger: trial.started
+exit_on: [subscription.purchased]
+goal: { event: plan.upgraded, within: 7d }
+steps:
+  - id: welcome
+    send: { template: hello, channels: [email] }
+  - id: wait-for-project
+    wait: { for: 1h, until: project.created, then: congrats }
+  - id: nudge
+    send: { template: hello, channels: [email] }
+  - id: congrats
+    send: { template: receipt, channels: [email] }
+`)
+	started := time.Now().UTC().Truncate(time.Millisecond)
+	eventAt(t, b, "c1", "trial.started", started, trialData)
+	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "the journey waits for a project")
+	j := journeys(t, b)[0]
+	require.True(t, started.Equal(j.StartedAt), "it began when its start event happened")
+
+	for i, name := range []string{"subscription.purchased", "project.created", "plan.upgraded"} {
+		eventAt(t, b, "c1", name, started.Add(-time.Duration(i+1)*time.Second), map[string]any{"number": "R-1"})
+		handled(t, b, "c1", name, 1)
+	}
+	var lines []string
+	for _, e := range b.timeline(t, "c1") {
+		if e.Reason == engine.ReasonPredates {
+			require.Equal(t, j.JourneyID, e.Ref)
+			lines = append(lines, e.Summary)
+		}
+	}
+	require.Len(t, lines, 3, "one line per event left aside")
+	require.Contains(t, lines[2], "journey trial not moved by subscription.purchased: it happened (at "+started.Add(-time.Second).Format(time.RFC3339Nano)+
+		") before the event that started the journey (at "+started.Format(time.RFC3339Nano)+")")
+	now := journeys(t, b)[0]
+	require.Equal(t, workflows.StatusActive, now.Status)
+	require.Equal(t, "wait-for-project", now.Step)
+	require.True(t, now.ConvertedAt.IsZero(), "no conversion")
+	require.Equal(t, 1, b.smtp.Count(), "the welcome only")
+
+	// The same events, happened since, move it.
+	eventAt(t, b, "c1", "project.created", time.Now().UTC(), map[string]any{"number": "R-2"})
+	eventually(t, func() bool { return b.smtp.Count() == 2 }, "congrats")
+	require.Equal(t, []string{"Hello Ada", "Your receipt R-2"}, subjects(b))
 }
 
 // journeyLine returns the summary of the customer's newest line about

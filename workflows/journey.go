@@ -186,7 +186,7 @@ func Start(w *Workflow, journeyID, customerID string, in Input, now time.Time) (
 		Version:    w.Version,
 		CustomerID: customerID,
 		Status:     StatusActive,
-		StartedAt:  now,
+		StartedAt:  happened(in, now),
 		Data:       maps.Clone(in.Data),
 	}
 	r := &runner{w: w, s: s, in: in, now: now}
@@ -195,6 +195,26 @@ func Start(w *Workflow, journeyID, customerID string, in Input, now time.Time) (
 		return State{}, nil, err
 	}
 	return r.s, r.actions, nil
+}
+
+// happened is when in's event happened, else now. A journey begins when its
+// start event happened (StartedAt), and a goal event counts when it
+// happened within the goal's window of that, however late it is handled.
+func happened(in Input, now time.Time) time.Time {
+	if in.At.IsZero() {
+		return now
+	}
+	return in.At
+}
+
+// Predates reports whether in is an event that happened before journey s
+// began (its start event), though it is handled after the start (two
+// events sent close together, a retried task, a backlog). Such an event
+// does not end the journey, end its wait or reach its goal: the customer
+// completing an earlier checkout does not cancel the reminder for a
+// checkout abandoned since. A digest still collects it.
+func Predates(s State, in Input) bool {
+	return in.Kind == InputEvent && !in.At.IsZero() && in.At.Before(s.StartedAt)
 }
 
 // Advance moves a journey on an event or a wake-up.
@@ -236,15 +256,16 @@ func Advance(w *Workflow, s State, in Input, now time.Time) (State, []Action, er
 
 	switch in.Kind {
 	case InputEvent:
+		old := Predates(s, in)
 		switch {
-		case w.IsExit(in.Event):
+		case w.IsExit(in.Event) && !old:
 			r.merge(in.Data)
 			r.cancelWake()
 			r.s.Status = StatusExited
 			r.record(step.ID, "exit", in.Event)
 			r.act(Action{Kind: ActionExit, Reason: in.Event})
 			return r.s, r.actions, nil
-		case r.s.WaitKind == WaitKindWait && step.Wait != nil && slices.Contains(step.Wait.Until, in.Event):
+		case r.s.WaitKind == WaitKindWait && step.Wait != nil && slices.Contains(step.Wait.Until, in.Event) && !old:
 			r.merge(in.Data)
 			r.cancelWake()
 			r.record(step.ID, "event", in.Event+" → "+step.Wait.Then)
@@ -490,7 +511,7 @@ func firstLine(s string) string {
 func (r *runner) goal() bool {
 	g := r.w.Goal
 	if g == nil || r.in.Kind != InputEvent || r.in.Event != g.Event || !r.s.ConvertedAt.IsZero() ||
-		r.s.StartedAt.IsZero() || r.now.After(r.s.StartedAt.Add(g.Within)) {
+		r.s.StartedAt.IsZero() || happened(r.in, r.now).After(r.s.StartedAt.Add(g.Within)) || Predates(r.s, r.in) {
 		return false
 	}
 	r.s.ConvertedAt = r.now

@@ -85,6 +85,36 @@ func TestEventsHandledBeforeTheirTrigger(t *testing.T) {
 		require.Equal(t, []string{ActionSend, ActionScheduleWake, ActionConvert}, kinds, "the wake-up stays")
 	})
 
+	t.Run("events from before the trigger, handled after the start", func(t *testing.T) {
+		s, _ := start()
+		require.Equal(t, t0, s.StartedAt, "a journey begins when its start event happened")
+		before := t0.Add(-time.Millisecond)
+		for _, name := range []string{"subscription.purchased", "project.created", "plan.upgraded"} {
+			in := Input{Kind: InputEvent, Event: name, EventID: "old", At: before}
+			require.True(t, Predates(s, in))
+			next, acts, err := Advance(w, s, in, t0.Add(time.Minute))
+			require.NoError(t, err)
+			require.Empty(t, acts, name)
+			require.Equal(t, s, next, name)
+			// The same event, happened at the start or after, moves it.
+			in.At = t0
+			require.False(t, Predates(s, in))
+			_, acts, err = Advance(w, s, in, t0.Add(time.Minute))
+			require.NoError(t, err)
+			require.NotEmpty(t, acts, name)
+		}
+		// A goal event counts when it happened within the window, however
+		// late it is handled.
+		in := Input{Kind: InputEvent, Event: "plan.upgraded", At: t0.Add(59 * time.Minute)}
+		next, _, err := Advance(w, s, in, t0.Add(3*time.Hour))
+		require.NoError(t, err)
+		require.False(t, next.ConvertedAt.IsZero())
+		in.At = t0.Add(61 * time.Minute)
+		next, _, err = Advance(w, s, in, t0.Add(61*time.Minute))
+		require.NoError(t, err)
+		require.True(t, next.ConvertedAt.IsZero(), "past the window")
+	})
+
 	t.Run("nothing to catch up", func(t *testing.T) {
 		s, acts := start()
 		seen := map[string]Seen{
