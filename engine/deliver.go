@@ -353,7 +353,10 @@ func (e *Engine) queueDelivery(ctx context.Context, c herald.Customer, d wire.De
 	if after > 0 {
 		outcome = herald.OutcomeDeferred
 		until := e.now().Add(after)
-		ref["until"] = until.UTC().Format(time.RFC3339)
+		ref["until"], ref["deferral"] = until.UTC().Format(time.RFC3339), d.Defers
+		if e.deferralRecorded(ctx, c.ID, d.MessageID, d.Channel, d.Defers) {
+			return nil
+		}
 		summary = fmt.Sprintf("message %s by %s deferred until %s (%s)", d.Template, d.Channel, until.In(c.Location()).Format("2006-01-02 15:04 MST"), why)
 		e.metrics.message(string(d.Channel), d.Topic, d.WorkflowID, herald.OutcomeDeferred, why)
 		counts = e.outcomeCount(d.MessageID, d.Channel, herald.OutcomeDeferred, why)

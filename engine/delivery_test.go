@@ -344,6 +344,17 @@ func TestSuppressionIsRecordedOnceWhenItsTaskRunsAgain(t *testing.T) {
 	b.customer(t, herald.Customer{Email: "ada@example.com"})
 	_, err := b.e.SetPreferences(context.Background(), "c1", preferences.Patch{Topics: map[string]bool{"product-updates": false}}, preferences.Actor{Kind: "api", Name: "test"}, "api")
 	require.NoError(t, err)
+	id := sendLosingTheFirstLine(t, b)
+	require.Equal(t, 1, outcomeLines(b.timeline(t, "c1"), id, herald.OutcomeSuppressed), "one suppression line for one message")
+	require.Zero(t, b.smtp.Count())
+}
+
+// sendLosingTheFirstLine sends a product-updates email whose task's first
+// timeline write is made but its answer lost, as when its worker dies
+// before asynq takes the task as done, and waits until the task, run
+// again, is done.
+func sendLosingTheFirstLine(t *testing.T, b *bundle) string {
+	t.Helper()
 	lose := &pipelineFault{lose: true, match: func(c redis.Cmder) bool {
 		return c.Name() == "lpush" && strings.HasSuffix(argString(c, 1), ":timeline")
 	}}
@@ -353,7 +364,24 @@ func TestSuppressionIsRecordedOnceWhenItsTaskRunsAgain(t *testing.T) {
 		info, err := b.insp.GetQueueInfo(b.e.Queue("product-updates"))
 		return lose.hit.Load() && err == nil && info.ProcessedTotal >= 2 && info.Retry == 0
 	}, "the message task ran again after its lost answer, and is done")
-	require.Equal(t, 1, outcomeLines(b.timeline(t, "c1"), id, herald.OutcomeSuppressed), "one suppression line for one message")
+	return id
+}
+
+// A run cut off after recording a deferral (quiet hours) is run again, and
+// the retry queues, records and counts the deferral once.
+func TestDeferralIsRecordedOnceWhenItsTaskRunsAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.customer(t, herald.Customer{Email: "ada@example.com"})
+	local := time.Now().In(c.Location())
+	qh := herald.QuietHours{Start: local.Add(-time.Hour).Format("15:04"), End: local.Add(2 * time.Hour).Format("15:04")}
+	_, err := b.e.SetPreferences(context.Background(), "c1", preferences.Patch{QuietHours: &qh}, preferences.Actor{Kind: "api", Name: "test"}, "api")
+	require.NoError(t, err)
+	id := sendLosingTheFirstLine(t, b)
+	require.Equal(t, 1, outcomeLines(b.timeline(t, "c1"), id, herald.OutcomeDeferred), "one deferral line for one deferral")
+	info, err := b.insp.GetQueueInfo(b.e.Queue("product-updates"))
+	require.NoError(t, err)
+	require.Equal(t, 1, info.Scheduled, "one deferred task")
 	require.Zero(t, b.smtp.Count())
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -251,14 +252,31 @@ func (e *Engine) deferMessage(ctx context.Context, c herald.Customer, m wire.Mes
 	if err != nil {
 		return err
 	}
+	ref["until"], ref["deferral"] = dec.NotBefore.UTC().Format(time.RFC3339), m.Deferrals
+	if e.deferralRecorded(ctx, c.ID, m.ID, "", m.Deferrals) {
+		return nil
+	}
 	e.metrics.message("", m.Topic, m.WorkflowID, herald.OutcomeDeferred, dec.Reason)
-	ref["until"] = dec.NotBefore.UTC().Format(time.RFC3339)
 	counts := e.outcomeCount(m.ID, "", herald.OutcomeDeferred, dec.Reason)
 	return e.countedBroadcast(counts, e.st.AppendCounted(ctx, c.ID, herald.TimelineEntry{
 		Kind: herald.KindMessage, Outcome: herald.OutcomeDeferred, Reason: dec.Reason, Ref: m.ID,
 		Summary: fmt.Sprintf("message %s deferred until %s (%s)", m.Template, dec.NotBefore.In(c.Location()).Format("2006-01-02 15:04 MST"), dec.Reason),
 		Data:    ref,
 	}, counts...))
+}
+
+// deferralRecorded says whether this task is a run again of one cut off
+// after recording deferral n of message ref on channel ch (its worker
+// killed before asynq took the task as done): the deferral is queued once
+// (its task ID holds n) and must be recorded and counted once too.
+func (e *Engine) deferralRecorded(ctx context.Context, customerID, ref string, ch herald.Channel, n int) bool {
+	if retried, _ := asynq.GetRetryCount(ctx); retried == 0 {
+		return false
+	}
+	done, err := e.st.HasLine(ctx, customerID, ref, func(l herald.TimelineEntry) bool {
+		return l.Outcome == herald.OutcomeDeferred && l.Channel == ch && fmt.Sprint(l.Data["deferral"]) == strconv.Itoa(n)
+	})
+	return err == nil && done
 }
 
 // suppressed records a message the policy stopped, naming the consent entry

@@ -270,6 +270,11 @@ func (s *Store) AppendPipe(ctx context.Context, p redis.Pipeliner, customerID st
 // channel ch: whether an earlier run of a task, cut off after recording
 // it (a worker killed before asynq took the task as done), did so.
 func (s *Store) HasOutcome(ctx context.Context, customerID, ref string, ch herald.Channel, o herald.Outcome) (bool, error) {
+	return s.HasLine(ctx, customerID, ref, func(e herald.TimelineEntry) bool { return e.Outcome == o && e.Channel == ch })
+}
+
+// HasLine is HasOutcome for any line about ref that match accepts.
+func (s *Store) HasLine(ctx context.Context, customerID, ref string, match func(herald.TimelineEntry) bool) (bool, error) {
 	lines, err := s.rdb.LRange(ctx, Key(customerID, "timeline"), 0, 49).Result()
 	if err != nil {
 		return false, tempErr(err)
@@ -283,7 +288,7 @@ func (s *Store) HasOutcome(ctx context.Context, customerID, ref string, ch heral
 			continue
 		}
 		for _, e := range es {
-			if e.Ref == ref && e.Outcome == o && e.Channel == ch {
+			if e.Ref == ref && match(e) {
 				return true, nil
 			}
 		}
