@@ -380,8 +380,9 @@ func (s *Store) SentOrSending(ctx context.Context, customerID, messageID string,
 		b, _ := v.(string)
 		if strings.HasPrefix(b, claimPrefix) {
 			sending = true
+			continue
 		}
-		if b == "" || strings.HasPrefix(b, claimPrefix) {
+		if b == "" {
 			continue
 		}
 		r, err := decodeSent(messageID+":"+string(channels[i]), []byte(b))
