@@ -188,7 +188,7 @@ func New(opt Options) (*Engine, error) {
 	}
 	e.route = e.buildRouting()
 	e.svc = service.New(service.Options{
-		Store: e.st, Prefs: e.prefs, Tasks: e.client, Catalog: catalog{e}, Journeys: journeys{e}, Templates: templateCheck{e},
+		Store: e.st, Prefs: e.prefs, Tasks: e.client, Catalog: catalog{e}, Journeys: journeys{e}, Templates: templateCheck{e}, Starts: e.startSends,
 		TaskTimeout: e.opt.DeliveryTimeout + SendReserve + time.Second, SecretKeys: opt.SecretKeys,
 		PreferencesChanged: e.emitPreferences,
 	})
@@ -313,7 +313,35 @@ func (e *Engine) PublishRouting(ctx context.Context) error {
 			r.TemplateData[name] = per
 		}
 	}
+	if set := e.Workflows(); set != nil {
+		r.Starts = map[string][]redisstore.StartSend{}
+		for _, w := range set.All() {
+			if starts := e.startSends(w.Trigger); len(starts) > 0 {
+				r.Starts[w.Trigger] = starts
+			}
+		}
+	}
 	return e.st.PublishRouting(ctx, r)
+}
+
+// startSends lists the sends the journeys event triggers make as they
+// start, so that every door refuses an event whose data they cannot render.
+func (e *Engine) startSends(event string) []redisstore.StartSend {
+	set := e.Workflows()
+	if set == nil {
+		return nil
+	}
+	var out []redisstore.StartSend
+	for _, w := range set.Triggered(event) {
+		for _, st := range w.StartSends() {
+			ss := redisstore.StartSend{Workflow: w.ID, Step: st.ID, Template: st.Send.Template}
+			for _, ch := range st.Send.Channels {
+				ss.Channels = append(ss.Channels, herald.Channel(ch))
+			}
+			out = append(out, ss)
+		}
+	}
+	return out
 }
 
 // routing is how this engine queues messages, with its topic catalogue

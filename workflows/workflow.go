@@ -138,6 +138,19 @@ func (w *Workflow) Step(id string) (*Step, bool) {
 // IsExit reports whether event ends journeys of this workflow.
 func (w *Workflow) IsExit(event string) bool { return slices.Contains(w.ExitOn, event) }
 
+// StartSends are the send steps a journey of w runs as it starts, before
+// any other kind of step: what its trigger's data alone must render.
+func (w *Workflow) StartSends() []*Step {
+	var out []*Step
+	for _, s := range w.Steps {
+		if s.Send == nil || s.DelayUntilLocal != "" {
+			break
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
 // Templates lists the templates the workflow sends, in step order, once each.
 func (w *Workflow) Templates() []string {
 	var out []string

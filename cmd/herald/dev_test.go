@@ -321,7 +321,7 @@ func TestDevBannerCLIWorks(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, stdout, `"wait-for-project"`)
 
-	_, _, err = runCLI(t, "event", "demo", "trial.started")
+	_, _, err = runCLI(t, "event", "demo", "trial.started", "--data", trialData)
 	require.NoError(t, err)
 	var journey string
 	require.Eventually(t, func() bool {

@@ -48,7 +48,8 @@ type door struct {
 	optOut func(t *testing.T, id string)
 	// dropEmail removes the email address.
 	dropEmail func(t *testing.T, id string)
-	// event sends trial.started with {"plan":"pro"}.
+	// event sends trial.started with trialData (what the trial-onboarding
+	// journey's welcome reads).
 	event func(t *testing.T, id string)
 	// actors are how the door's changes are signed on the timeline,
 	// longest first.
@@ -68,7 +69,7 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 		c.Redis.URL = config.Secret(redisURL)
 	})
 	base := "http://" + d.Main.Addr()
-	call := func(t *testing.T, method, path, ctype, body string, want int) {
+	call := func(t *testing.T, method, path, ctype, body string, want int) string {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+DevToken)
@@ -78,6 +79,7 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		require.Equal(t, want, resp.StatusCode, "%s %s: %s", method, path, b)
+		return string(b)
 	}
 	cl, err := client.New(redisURL)
 	require.NoError(t, err)
@@ -107,7 +109,7 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 				call(t, "PATCH", "/v1/customers/"+id, "application/merge-patch+json", `{"email":null}`, http.StatusOK)
 			},
 			event: func(t *testing.T, id string) {
-				call(t, "POST", "/v1/events", "application/json", `{"customer_id":"`+id+`","name":"trial.started","data":{"plan":"pro"}}`, http.StatusAccepted)
+				call(t, "POST", "/v1/events", "application/json", `{"customer_id":"`+id+`","name":"trial.started","data":`+trialData+`}`, http.StatusAccepted)
 			},
 		},
 		{
@@ -130,7 +132,9 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 				require.NoError(t, err)
 			},
 			event: func(t *testing.T, id string) {
-				_, err := cl.Event(ctx, id, "trial.started", map[string]any{"plan": "pro"})
+				var data map[string]any
+				require.NoError(t, json.Unmarshal([]byte(trialData), &data))
+				_, err := cl.Event(ctx, id, "trial.started", data)
 				require.NoError(t, err)
 			},
 		},
@@ -150,7 +154,7 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 				cli(t, "customer", id, "--unset", "email")
 			},
 			event: func(t *testing.T, id string) {
-				cli(t, "event", id, "trial.started", "--data", `{"plan":"pro"}`)
+				cli(t, "event", id, "trial.started", "--data", trialData)
 			},
 		},
 	}
@@ -283,4 +287,18 @@ func TestEveryDoorWritesTheSame(t *testing.T) {
 	call(t, "POST", "/v1/events", "application/json", `{"customer_id":"door-http","name":"trial.started","data":`+big+`}`, http.StatusUnprocessableEntity)
 	_, err = cl.Event(ctx, "door-client", "trial.started", map[string]any{"blob": strings.Repeat("x", 40<<10)})
 	require.ErrorContains(t, err, "the limit is 32768 bytes")
+	// An event whose journey's first send cannot render its data: every
+	// door names the workflow, the step and the keys.
+	const lacks = `data: workflow "trial-onboarding" starts with step "welcome", whose template "welcome" reads keys "dashboard_url", "trial_days"`
+	body := call(t, "POST", "/v1/events", "application/json", `{"customer_id":"door-http","name":"trial.started","data":{"plan":"pro"}}`, http.StatusUnprocessableEntity)
+	require.Contains(t, body, strings.ReplaceAll(lacks, `"`, `\"`))
+	_, err = cl.Event(ctx, "door-client", "trial.started", map[string]any{"plan": "pro"})
+	require.Equal(t, herald.EInvalid, herald.ErrorCode(err))
+	require.ErrorContains(t, err, lacks)
+	_, stderr, err = runCLI(t, "event", "door-cli", "trial.started", "--data", `{"plan":"pro"}`)
+	require.Error(t, err, stderr)
+	require.Contains(t, err.Error()+stderr, lacks)
 }
+
+// trialData is what the example trial-onboarding journey's welcome reads.
+const trialData = `{"plan":"pro","trial_days":14,"dashboard_url":"https://app.lumen.example/dashboard"}`

@@ -35,6 +35,18 @@ type Routing struct {
 	// channel whatever the data holds (templates.Set.DataKeys), so every
 	// door refuses data a template cannot do without.
 	TemplateData map[string]map[herald.Channel][]string
+	// Starts maps an event to the sends of the journeys it triggers that
+	// run as they start (workflows.Workflow.StartSends), so every door
+	// refuses an event whose data those sends cannot render.
+	Starts map[string][]StartSend
+}
+
+// StartSend is a send a journey makes as its trigger starts it.
+type StartSend struct {
+	Workflow string           `json:"workflow"`
+	Step     string           `json:"step"`
+	Template string           `json:"template"`
+	Channels []herald.Channel `json:"channels,omitempty"`
 }
 
 // DataKeys names the keys of .data template name reads on every one of
@@ -96,6 +108,13 @@ func (s *Store) PublishRouting(ctx context.Context, r Routing) error {
 		}
 		fields["template_data"] = string(b)
 	}
+	if r.Starts != nil {
+		b, err := json.Marshal(r.Starts)
+		if err != nil {
+			return err
+		}
+		fields["starts"] = string(b)
+	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, routingKey)
 		p.HSet(ctx, routingKey, fields)
@@ -151,6 +170,8 @@ func (c *RoutingCache) Routing(ctx context.Context) (Routing, bool, error) {
 			_ = json.Unmarshal([]byte(v), &r.Templates)
 		} else if k == "template_data" {
 			_ = json.Unmarshal([]byte(v), &r.TemplateData)
+		} else if k == "starts" {
+			_ = json.Unmarshal([]byte(v), &r.Starts)
 		}
 	}
 	c.at, c.last = time.Now(), r

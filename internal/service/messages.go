@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,9 @@ func (s *Service) Event(ctx context.Context, ev herald.Event) (string, error) {
 	if err := s.customerExists(ctx, ev.CustomerID); err != nil {
 		return "", err
 	}
+	if err := s.checkStarts(ctx, ev); err != nil {
+		return "", err
+	}
 	ev, fresh, err := redisstore.PrepareEvent(ctx, s.o.Store.Redis(), ev)
 	if err != nil || !fresh {
 		return ev.ID, err
@@ -49,6 +53,34 @@ func (s *Service) Event(ctx context.Context, ev herald.Event) (string, error) {
 	}
 	redisstore.EventEnqueued(ctx, s.o.Store.Redis(), ev)
 	return ev.ID, nil
+}
+
+// checkStarts refuses an event whose data a send of the journeys it
+// triggers, made as they start, cannot render: that send would fail for
+// every customer the event starts a journey for.
+func (s *Service) checkStarts(ctx context.Context, ev herald.Event) error {
+	var starts []redisstore.StartSend
+	var r redisstore.Routing
+	if s.o.Starts != nil {
+		starts = s.o.Starts(ev.Name)
+	} else {
+		var err error
+		if r, err = s.routing(ctx); err != nil {
+			return err
+		}
+		starts = r.Starts[ev.Name]
+	}
+	for _, st := range starts {
+		needs := r.DataKeys(st.Template, st.Channels...)
+		if s.o.Templates != nil {
+			needs = s.o.Templates.DataKeys(st.Template, st.Channels...)
+		}
+		what := fmt.Sprintf("workflow %q starts with step %q, whose template %q", st.Workflow, st.Step, st.Template)
+		if err := missingData(what, needs, ev.Data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkedKey carries what a door already read about a customer's
@@ -134,7 +166,7 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 	if s.o.Templates != nil {
 		needs = s.o.Templates.DataKeys(m.Template, m.Channels...)
 	}
-	if err := missingData(m.Template, needs, m.Data); err != nil {
+	if err := missingData("template "+strconv.Quote(m.Template), needs, m.Data); err != nil {
 		return "", err
 	}
 	if err := s.customerExists(ctx, m.CustomerID); err != nil {
@@ -153,8 +185,8 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 }
 
 // missingData is an EInvalid error naming the keys of needs that data
-// lacks, or nil.
-func missingData(template string, needs []string, data map[string]any) error {
+// lacks, or nil. what is who reads them ("template \"receipt\"").
+func missingData(what string, needs []string, data map[string]any) error {
 	var missing []string
 	for _, k := range needs {
 		if _, ok := data[k]; !ok {
@@ -164,12 +196,12 @@ func missingData(template string, needs []string, data map[string]any) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	what := "key"
+	keys := "key"
 	if len(missing) > 1 {
-		what = "keys"
+		keys = "keys"
 	}
-	return herald.Errorf(herald.EInvalid, "data: template %q reads %s %s in every locale, on every channel the message may use, and the data has none (give it, or have the template read it with index)",
-		template, what, strings.Join(missing, ", "))
+	return herald.Errorf(herald.EInvalid, "data: %s reads %s %s in every locale, on every channel the message may use, and the data has none (give it, or have the template read it with index)",
+		what, keys, strings.Join(missing, ", "))
 }
 
 // enqueueErase asks the workers to erase the customer (addresses are

@@ -67,6 +67,10 @@ type Options struct {
 	Catalog   Catalog
 	Journeys  Journeys  // nil: ask the workers through the queue
 	Templates Templates // nil: the published routing's names, if any
+	// Starts lists the sends the journeys an event triggers make as they
+	// start (workers: their loaded workflows; nil: the published
+	// routing's).
+	Starts func(event string) []redisstore.StartSend
 	// TaskTimeout bounds a message task (0: asynq's default).
 	TaskTimeout time.Duration
 	// PreferencesChanged hears every change a door made, after it is
