@@ -128,3 +128,38 @@ func TestEventsHandledBeforeTheirTrigger(t *testing.T) {
 		require.Equal(t, acts, all)
 	})
 }
+
+// StartSends are the sends a start makes before any other kind of step:
+// what the trigger's data alone must render.
+func TestStartSends(t *testing.T) {
+	t.Parallel()
+	ids := func(w *Workflow) []string {
+		var out []string
+		for _, s := range w.StartSends() {
+			out = append(out, s.ID+":"+s.Send.Template)
+		}
+		return out
+	}
+	require.Equal(t, []string{"welcome:welcome"}, ids(mustParse(t, orderSrc)))
+	require.Equal(t, []string{"a:one", "b:two"}, ids(mustParse(t, `id: two
+topic: t
+trigger: x.happened
+steps:
+  - id: a
+    send: { template: one }
+  - id: b
+    send: { template: two, channels: [slack] }
+  - id: c
+    branch: { cases: [{ if: "data.n > 1", then: d }] }
+  - id: d
+    send: { template: three }
+`)))
+	require.Empty(t, ids(mustParse(t, `id: later
+topic: t
+trigger: x.happened
+steps:
+  - id: a
+    send: { template: one }
+    delay_until_local: "09:00"
+`)), "a send held for the customer's hour renders later")
+}
