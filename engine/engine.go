@@ -316,8 +316,8 @@ func (e *Engine) PublishRouting(ctx context.Context) error {
 	if set := e.Workflows(); set != nil {
 		r.Starts = map[string][]redisstore.StartSend{}
 		for _, w := range set.All() {
-			if starts := e.startSends(w.Trigger); len(starts) > 0 {
-				r.Starts[w.Trigger] = starts
+			if starts := workflowStarts(w); len(starts) > 0 {
+				r.Starts[w.Trigger] = append(r.Starts[w.Trigger], starts...)
 			}
 		}
 	}
@@ -333,13 +333,20 @@ func (e *Engine) startSends(event string) []redisstore.StartSend {
 	}
 	var out []redisstore.StartSend
 	for _, w := range set.Triggered(event) {
-		for _, st := range w.StartSends() {
-			ss := redisstore.StartSend{Workflow: w.ID, Step: st.ID, Template: st.Send.Template}
-			for _, ch := range st.Send.Channels {
-				ss.Channels = append(ss.Channels, herald.Channel(ch))
-			}
-			out = append(out, ss)
+		out = append(out, workflowStarts(w)...)
+	}
+	return out
+}
+
+// workflowStarts lists the sends a journey of w makes as it starts.
+func workflowStarts(w *workflows.Workflow) []redisstore.StartSend {
+	var out []redisstore.StartSend
+	for _, st := range w.StartSends() {
+		ss := redisstore.StartSend{Workflow: w.ID, Step: st.ID, Template: st.Send.Template}
+		for _, ch := range st.Send.Channels {
+			ss.Channels = append(ss.Channels, herald.Channel(ch))
 		}
+		out = append(out, ss)
 	}
 	return out
 }

@@ -71,10 +71,7 @@ func (s *Service) checkStarts(ctx context.Context, ev herald.Event) error {
 		starts = r.Starts[ev.Name]
 	}
 	for _, st := range starts {
-		needs := r.DataKeys(st.Template, st.Channels...)
-		if s.o.Templates != nil {
-			needs = s.o.Templates.DataKeys(st.Template, st.Channels...)
-		}
+		needs := s.dataKeys(r, st.Template, st.Channels)
 		what := fmt.Sprintf("workflow %q starts with step %q, whose template %q", st.Workflow, st.Step, st.Template)
 		if err := missingData(what, needs, ev.Data); err != nil {
 			return err
@@ -162,10 +159,7 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 	}
 	// Data the template cannot do without on any channel the message may
 	// use would fail every delivery: refuse it here, naming the keys.
-	needs := r.DataKeys(m.Template, m.Channels...)
-	if s.o.Templates != nil {
-		needs = s.o.Templates.DataKeys(m.Template, m.Channels...)
-	}
+	needs := s.dataKeys(r, m.Template, m.Channels)
 	if err := missingData("template "+strconv.Quote(m.Template), needs, m.Data); err != nil {
 		return "", err
 	}
@@ -182,6 +176,16 @@ func (s *Service) Send(ctx context.Context, m wire.Message) (string, error) {
 		opts = append(opts, asynq.Timeout(s.o.TaskTimeout))
 	}
 	return m.ID, s.enqueue(ctx, queue, asynq.NewTask(wire.TypeMessage, wire.Encode(m)), "m:"+m.ID, opts...)
+}
+
+// dataKeys names the keys of .data template reads on every one of
+// channels: from the loaded templates when this door has them, else as the
+// workers published them in r.
+func (s *Service) dataKeys(r redisstore.Routing, template string, channels []herald.Channel) []string {
+	if s.o.Templates != nil {
+		return s.o.Templates.DataKeys(template, channels...)
+	}
+	return r.DataKeys(template, channels...)
 }
 
 // missingData is an EInvalid error naming the keys of needs that data
