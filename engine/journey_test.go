@@ -521,9 +521,12 @@ func TestStartHandledAfterALaterUntilEventGoesOn(t *testing.T) {
 	eventAt(t, b, "c1", "trial.started", created.Add(-time.Second), trialData)
 	eventually(t, func() bool { return b.smtp.Count() == 2 }, "welcome, then congrats at once")
 	require.Equal(t, []string{"Hello Ada", "Your receipt R-9"}, subjects(b), "the later event's data reaches the template")
+	// The journey is saved after its inline sends reach the server.
+	eventually(t, func() bool {
+		js := journeys(t, b)
+		return len(js) == 1 && js[0].Status == workflows.StatusFinished
+	}, "congrats is the last step: the journey finishes")
 	js := journeys(t, b)
-	require.Len(t, js, 1)
-	require.Equal(t, workflows.StatusFinished, js[0].Status, "congrats is the last step")
 	line := journeyLine(t, b, "c1", js[0].JourneyID)
 	require.Contains(t, line, "by trial.started (project.created, which ends its wait, happened after it and was handled first)")
 	require.Contains(t, line, "step wait-for-project: project.created → congrats")
