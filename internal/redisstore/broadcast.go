@@ -209,20 +209,22 @@ func parseBroadcast(id string, h map[string]string) (BroadcastRecord, bool) {
 var createScript = redis.NewScript(`
 if redis.call("EXISTS", KEYS[1]) == 1 then
   redis.call("DEL", KEYS[2])
-  return 0
+  return {0, redis.call("HGETALL", KEYS[1])}
 end
 if redis.call("EXISTS", KEYS[2]) == 1 then
   redis.call("RENAME", KEYS[2], KEYS[3])
+  redis.call("PERSIST", KEYS[3])
 end
 redis.call("HSET", KEYS[1], "fp", ARGV[1], "spec", ARGV[2], "status", ARGV[3], "created_at", ARGV[4], "total", ARGV[5], "cursor", 0)
 if ARGV[3] == "done" then
   redis.call("HSET", KEYS[1], "finished_at", ARGV[4])
 end
-return 1`)
+return {1, redis.call("HGETALL", KEYS[1])}`)
 
 // CreateBroadcast stores a new broadcast with its frozen audience, or
 // returns the one already under the ID (created false): the caller compares
-// fingerprints.
+// fingerprints. A new broadcast is returned as written, before its
+// fan-out (which may be queued already) can move it on.
 func (s *Store) CreateBroadcast(ctx context.Context, id, fingerprint string, spec []byte, status string, audience []string) (BroadcastRecord, bool, error) {
 	if r, ok, err := s.Broadcast(ctx, id); err != nil || ok {
 		return r, false, err
@@ -244,20 +246,28 @@ func (s *Store) CreateBroadcast(ctx context.Context, id, fingerprint string, spe
 			return BroadcastRecord{}, false, tempErr(err)
 		}
 	}
-	n, err := createScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta"), tmp, broadcastKey(id, "audience")},
-		fingerprint, string(spec), status, now.UnixMilli(), len(audience)).Int()
+	// The audience list loses the temporary key's TTL as it is put in place.
+	res, err := createScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta"), tmp, broadcastKey(id, "audience")},
+		fingerprint, string(spec), status, now.UnixMilli(), len(audience)).Slice()
 	if err != nil {
 		return BroadcastRecord{}, false, tempErr(err)
 	}
-	if err := s.ListBroadcast(ctx, id, now); err != nil {
+	created, _ := res[0].(int64)
+	fields, _ := res[1].([]any)
+	h := make(map[string]string, len(fields)/2)
+	for i := 0; i+1 < len(fields); i += 2 {
+		k, _ := fields[i].(string)
+		v, _ := fields[i+1].(string)
+		h[k] = v
+	}
+	r, ok := parseBroadcast(id, h)
+	if !ok {
+		return BroadcastRecord{}, false, herald.Errorf(herald.EInternal, "broadcast %q: its record is unreadable", id)
+	}
+	if err := s.ListBroadcast(ctx, id, r.CreatedAt); err != nil {
 		return BroadcastRecord{}, false, err
 	}
-	r, _, err := s.Broadcast(ctx, id)
-	if err == nil && n == 1 {
-		// The audience list has no TTL once in place.
-		err = tempErr(s.rdb.Persist(ctx, broadcastKey(id, "audience")).Err())
-	}
-	return r, n == 1, err
+	return r, created == 1, nil
 }
 
 // ListBroadcast adds the broadcast to the listing (idempotent).
