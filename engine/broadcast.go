@@ -432,7 +432,7 @@ func (e *Engine) CancelBroadcast(ctx context.Context, id string) (BroadcastInfo,
 // customer: the same on every run of the fan-out, so the delivery ledger
 // makes a resumed or repeated fan-out send nothing twice.
 func BroadcastMessageID(broadcast, customer string) string {
-	return "b_" + broadcast + "_" + customer
+	return service.BroadcastMessageID(broadcast, customer)
 }
 
 // broadcastOf returns the broadcast a message belongs to ("" for none).
@@ -507,7 +507,7 @@ func (e *Engine) handleBroadcast(ctx context.Context, t *asynq.Task) error {
 		// messages may have run and be gone from the queue, so the ones
 		// queued again run only if they did not.
 		once := inflight == cursor
-		if err := e.st.BeginPage(ctx, p.ID, cursor); err != nil {
+		if err := e.st.BeginPage(ctx, p.ID, cursor, cursor+int64(len(ids))); err != nil {
 			return err
 		}
 		profiles, gone, err := e.st.Profiles(ctx, ids)
@@ -518,11 +518,15 @@ func (e *Engine) handleBroadcast(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return err
 		}
-		counts := map[string]int64{"queued": int64(len(profiles)), "skipped": int64(len(gone))}
+		counts := map[string]int64{"queued": int64(len(profiles))}
 		for at, n := range waiting {
 			counts[redisstore.WaitingField(at)] += n
 		}
-		if err := e.st.EndPage(ctx, p.ID, cursor+int64(len(ids)), counts); err != nil {
+		goneMsgs := make([]string, len(gone))
+		for i, c := range gone {
+			goneMsgs[i] = BroadcastMessageID(p.ID, c)
+		}
+		if err := e.st.EndPage(ctx, p.ID, cursor+int64(len(ids)), counts, goneMsgs); err != nil {
 			return err
 		}
 		e.metrics.broadcast("queued", len(profiles))
@@ -641,7 +645,7 @@ func (e *Engine) handleBroadcastJourney(ctx context.Context, t *asynq.Task) erro
 	ctx, jb, err := e.beginJourneys(ctx, p.CustomerID, "")
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENotFound {
-			e.tally(ctx, id, "skipped")
+			e.tallyOnce(ctx, id, "skipped")
 			return nil // erased meanwhile
 		}
 		return err
@@ -665,9 +669,10 @@ func (e *Engine) handleBroadcastJourney(ctx context.Context, t *asynq.Task) erro
 }
 
 // broadcastSkip reports whether a broadcast's message (msgID) must not run:
-// its broadcast was cancelled (counted as such), or once is set and the
-// customer's timeline shows the message ran before. Not a broadcast's
-// message, or Redis unreadable: false, and the message's own checks apply.
+// once is set and the customer's timeline shows the message ran before
+// (its outcome counted it), or its broadcast was cancelled (counted as
+// such, once). Not a broadcast's message, or Redis unreadable: false, and
+// the message's own checks apply.
 func (e *Engine) broadcastSkip(ctx context.Context, msgID, customerID string, once bool) bool {
 	id := broadcastOf(msgID)
 	if id == "" {
@@ -677,25 +682,29 @@ func (e *Engine) broadcastSkip(ctx context.Context, msgID, customerID string, on
 	if err != nil {
 		return false
 	}
-	if st == redisstore.BroadcastCancelled {
-		e.tally(ctx, msgID, "cancelled")
+	if ran {
 		return true
 	}
-	return ran
+	if st == redisstore.BroadcastCancelled {
+		e.tallyOnce(ctx, msgID, "cancelled")
+		return true
+	}
+	return false
 }
 
-// tally adds an outcome of a broadcast's message to the broadcast's counts
-// (sent:<channel>, suppressed:<reason>, deferred, failed, cancelled).
-func (e *Engine) tally(ctx context.Context, msgID, field string) {
+// tallyOnce counts a broadcast's message as cancelled or skipped (erased)
+// unless it was counted so before: by a cancel's sweep, or by this task's
+// own earlier run when its worker died before asynq took it as done.
+func (e *Engine) tallyOnce(ctx context.Context, msgID, field string) {
 	id := broadcastOf(msgID)
 	if id == "" {
 		return
 	}
-	if err := e.st.CountBroadcast(context.WithoutCancel(ctx), id, field); err != nil {
+	n, err := e.st.TallyOnce(context.WithoutCancel(ctx), id, field, msgID)
+	if err != nil {
 		e.log.Warn("broadcast count", "broadcast", id, "field", field, "err", err)
 	}
-	kind, _, _ := strings.Cut(field, ":")
-	e.metrics.broadcast(kind, 1)
+	e.metrics.broadcast(field, int(n))
 }
 
 // outcomeCount is the broadcast counter a message's outcome moves (none

@@ -77,6 +77,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 			// Erased while queued: drop it rather than keep the customer's
 			// data in the archive.
 			e.log.Info("delivery dropped: its customer is gone (erased)", "message", d.MessageID, "customer", d.CustomerID)
+			e.tallyOnce(ctx, d.MessageID, "skipped")
 			return nil
 		}
 		return err

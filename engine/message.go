@@ -60,6 +60,7 @@ func (e *Engine) runMessage(ctx context.Context, m wire.Message) error {
 			// customer was erased meanwhile: drop the task rather than keep
 			// their data in the archive.
 			e.log.Info("message dropped: its customer is gone (erased)", "message", m.ID, "customer", m.CustomerID)
+			e.tallyOnce(ctx, m.ID, "skipped")
 			return nil
 		}
 		return err

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"regexp"
@@ -344,26 +345,95 @@ func (s *Store) AudiencePage(ctx context.Context, id string, start int64, n int)
 	return ids, tempErr(err)
 }
 
-// BeginPage records that the fan-out starts queueing the page at start.
-func (s *Store) BeginPage(ctx context.Context, id string, start int64) error {
-	return tempErr(s.rdb.HSet(ctx, broadcastKey(id, "meta"), "inflight", start).Err())
+// BeginPage records that the fan-out starts queueing the page
+// [start, end) of the audience.
+func (s *Store) BeginPage(ctx context.Context, id string, start, end int64) error {
+	return tempErr(s.rdb.HSet(ctx, broadcastKey(id, "meta"), "inflight", start, "inflight_end", end).Err())
 }
 
+// endPageScript moves the cursor past a queued page and adds its counts;
+// the page's customers who are gone (erased) count as skipped unless
+// something counted their message already. KEYS: meta, tallied. ARGV:
+// cursor, mark TTL (s), n, n field/count pairs, then the marks of the
+// customers gone.
+var endPageScript = redis.NewScript(`
+redis.call("HSET", KEYS[1], "cursor", ARGV[1])
+redis.call("HDEL", KEYS[1], "inflight", "inflight_end")
+local n = tonumber(ARGV[3])
+for i = 0, n - 1 do
+  redis.call("HINCRBY", KEYS[1], ARGV[4 + 2 * i], ARGV[5 + 2 * i])
+end
+local skipped = 0
+for i = 4 + 2 * n, #ARGV do
+  if redis.call("HSETNX", KEYS[2], ARGV[i], "skipped") == 1 then skipped = skipped + 1 end
+end
+if skipped > 0 then
+  redis.call("HINCRBY", KEYS[1], "skipped", skipped)
+  redis.call("EXPIRE", KEYS[2], ARGV[2])
+end
+return skipped`)
+
 // EndPage moves the cursor past a queued page and adds its counts, in one
-// transaction.
-func (s *Store) EndPage(ctx context.Context, id string, cursor int64, counts map[string]int64) error {
-	key := broadcastKey(id, "meta")
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, "cursor", cursor)
-		p.HDel(ctx, key, "inflight")
-		for k, v := range counts {
-			if v != 0 {
-				p.HIncrBy(ctx, key, k, v)
-			}
+// script. gone are the message IDs of the page's customers who are gone:
+// each counts as skipped once (see TallyOnce).
+func (s *Store) EndPage(ctx context.Context, id string, cursor int64, counts map[string]int64, gone []string) error {
+	args := []any{cursor, int64(tallyTTL / time.Second), 0}
+	n := 0
+	for k, v := range counts {
+		if v != 0 {
+			args = append(args, k, v)
+			n++
 		}
-		return nil
-	})
-	return tempErr(err)
+	}
+	args[2] = n
+	for _, m := range gone {
+		args = append(args, tallyMark(m))
+	}
+	return tempErr(endPageScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta"), broadcastKey(id, "tallied")}, args...).Err())
+}
+
+// tallyTTL is how long a broadcast keeps the marks of the messages it
+// counted as cancelled or skipped after the last one: longer than any
+// message of it can wait in a queue.
+const tallyTTL = 30 * 24 * time.Hour
+
+// tallyMark is a message's mark in its broadcast's tallied hash: 8 bytes
+// of its ID's SHA-256, so that the hash holds no customer ID.
+func tallyMark(msgID string) string {
+	sum := sha256.Sum256([]byte(msgID))
+	return string(sum[:8])
+}
+
+// tallyScript counts messages once each. KEYS: meta, tallied. ARGV:
+// field, mark TTL (s), marks. Returns how many it counted.
+var tallyScript = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
+local n = 0
+for i = 3, #ARGV do
+  if redis.call("HSETNX", KEYS[2], ARGV[i], ARGV[1]) == 1 then n = n + 1 end
+end
+if n > 0 then
+  redis.call("HINCRBY", KEYS[1], ARGV[1], n)
+  redis.call("EXPIRE", KEYS[2], ARGV[2])
+end
+return n`)
+
+// TallyOnce counts each of a broadcast's messages (by ID) under field
+// (cancelled, skipped) unless one of them was tallied before, under any
+// field: a message deleted from its queue by a cancel and one stopped when
+// it runs, or a task that runs again after its worker died, count once.
+// It returns how many it counted.
+func (s *Store) TallyOnce(ctx context.Context, id, field string, msgIDs ...string) (int64, error) {
+	if len(msgIDs) == 0 {
+		return 0, nil
+	}
+	args := make([]any, 0, 2+len(msgIDs))
+	args = append(args, field, int64(tallyTTL/time.Second))
+	for _, m := range msgIDs {
+		args = append(args, tallyMark(m))
+	}
+	n, err := tallyScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta"), broadcastKey(id, "tallied")}, args...).Int64()
+	return n, tempErr(err)
 }
 
 // finishScript ends a running broadcast (a cancelled one stays cancelled)
@@ -373,7 +443,7 @@ local st = redis.call("HGET", KEYS[1], "status")
 if st == "running" or st == "scheduled" then
   redis.call("HSET", KEYS[1], "status", "done", "finished_at", ARGV[1])
 end
-redis.call("HDEL", KEYS[1], "inflight")
+redis.call("HDEL", KEYS[1], "inflight", "inflight_end")
 redis.call("DEL", KEYS[2])
 return 1`)
 
@@ -385,12 +455,26 @@ func (s *Store) FinishBroadcast(ctx context.Context, id string) error {
 // cancelScript cancels a broadcast and drops the part of its audience not
 // yet queued, and its counts of messages waiting for a local hour. A done
 // broadcast may still have messages waiting (for a customer's local hour,
-// for quiet hours): cancelling it stops those.
-// KEYS: meta, audience. ARGV: ms. Returns the status after.
+// for quiet hours): cancelling it stops those. The page the fan-out is
+// queueing is kept apart (KEYS[3]): its customers are counted one by one
+// (see Store.CancelledPage), the rest of the audience at once.
+// KEYS: meta, audience, page. ARGV: ms, page TTL (s). Returns the status
+// after.
 var cancelScript = redis.NewScript(`
 local st = redis.call("HGET", KEYS[1], "status")
 if st == "scheduled" or st == "running" or st == "done" then
-  local left = redis.call("HGET", KEYS[1], "total") - redis.call("HGET", KEYS[1], "cursor")
+  local from = tonumber(redis.call("HGET", KEYS[1], "cursor") or 0)
+  local pstart = redis.call("HGET", KEYS[1], "inflight")
+  local pend = redis.call("HGET", KEYS[1], "inflight_end")
+  if pstart and pend and tonumber(pstart) == from and redis.call("EXISTS", KEYS[2]) == 1 then
+    local page = redis.call("LRANGE", KEYS[2], from, tonumber(pend) - 1)
+    if #page > 0 then
+      redis.call("RPUSH", KEYS[3], unpack(page))
+      redis.call("EXPIRE", KEYS[3], ARGV[2])
+    end
+    from = from + #page
+  end
+  local left = tonumber(redis.call("HGET", KEYS[1], "total") or 0) - from
   redis.call("HSET", KEYS[1], "status", "cancelled", "finished_at", ARGV[1])
   if left > 0 then redis.call("HINCRBY", KEYS[1], "cancelled", left) end
   for _, f in ipairs(redis.call("HKEYS", KEYS[1])) do
@@ -404,13 +488,64 @@ return st`)
 // CancelBroadcast cancels a broadcast; it returns the status
 // after ("" when there is none). The count "cancelled" starts with the
 // recipients the fan-out had not reached; queued messages add theirs as
-// they are deleted from the queue or stopped when they run.
+// they are deleted from the queue or stopped when they run, and those of
+// the page the fan-out was queueing as CancelledPage finds them.
 func (s *Store) CancelBroadcast(ctx context.Context, id string) (string, error) {
-	st, err := cancelScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta"), broadcastKey(id, "audience")}, s.now().UnixMilli()).Text()
+	st, err := cancelScript.Run(ctx, s.rdb, []string{broadcastKey(id, "meta"), broadcastKey(id, "audience"), broadcastKey(id, "page")},
+		s.now().UnixMilli(), int64(tallyTTL/time.Second)).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
 	return st, tempErr(err)
+}
+
+// PageCustomer is a customer of the page a cancel interrupted.
+type PageCustomer struct {
+	ID string
+	// Gone says the customer is gone (erased); Ran that their timeline
+	// holds an entry about the broadcast's message.
+	Gone, Ran bool
+}
+
+// CancelledPage reads the customers of the page the fan-out was queueing
+// when the broadcast was cancelled (none when it was between pages), and
+// for each whether they are gone and whether their message ran. The page
+// is kept until DropCancelledPage.
+func (s *Store) CancelledPage(ctx context.Context, id string, msgID func(customer string) string) ([]PageCustomer, error) {
+	ids, err := s.rdb.LRange(ctx, broadcastKey(id, "page"), 0, -1).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, tempErr(err)
+	}
+	type pair struct {
+		c  *redis.IntCmd
+		tl *redis.StringSliceCmd
+	}
+	cmds := make([]pair, len(ids))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range ids {
+			cmds[i] = pair{p.Exists(ctx, Key(c, "customer")), p.LRange(ctx, Key(c, "timeline"), 0, 49)}
+		}
+		return nil
+	}); err != nil {
+		return nil, tempErr(err)
+	}
+	out := make([]PageCustomer, len(ids))
+	for i, c := range ids {
+		out[i] = PageCustomer{ID: c, Gone: cmds[i].c.Val() == 0}
+		ref := msgID(c)
+		for _, line := range cmds[i].tl.Val() {
+			if lineHasRef(line, ref) {
+				out[i].Ran = true
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// DropCancelledPage deletes the page CancelledPage reads.
+func (s *Store) DropCancelledPage(ctx context.Context, id string) error {
+	return tempErr(s.rdb.Del(ctx, broadcastKey(id, "page")).Err())
 }
 
 // CountBroadcast adds one to a broadcast's counter.

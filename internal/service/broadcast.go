@@ -31,15 +31,25 @@ func (s *Service) CancelBroadcast(ctx context.Context, id string) (wire.Broadcas
 
 // SweepBroadcast deletes the queued tasks of a cancelled broadcast — its
 // fan-out and its messages, journey starts and deliveries waiting in any
-// queue — and adds the messages deleted to its count "cancelled". Only the
-// caller whose delete succeeds counts a task, and a task that runs is not
-// deleted, so concurrent sweeps and workers count each task once.
+// queue — and counts their messages as cancelled. Each message is counted
+// before its task is deleted, and once (Store.TallyOnce), so a sweep
+// stopped midway, concurrent sweeps and a task that starts meanwhile (it
+// finds the broadcast cancelled and counts itself) count it once.
+//
+// It then settles the page the fan-out was queueing when the broadcast
+// was cancelled: a customer of that page whose message has no task and did
+// not run is counted as cancelled, one who is gone as skipped. It returns
+// how many messages it counted.
 func SweepBroadcast(ctx context.Context, insp *asynq.Inspector, st *redisstore.Store, id string) (int64, error) {
-	prefixes := []string{"m:" + "b_" + id + "_", "d:" + "b_" + id + "_"}
-	type ref struct{ q, id string }
+	prefixes := []string{"m:" + BroadcastMessageID(id, ""), "d:" + BroadcastMessageID(id, "")}
+	type ref struct{ q, id, msg string }
 	var found []ref
+	busy := map[string]bool{} // message IDs with a task queued or running
+	lists := func(q string) []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error) {
+		return []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListScheduledTasks, insp.ListPendingTasks, insp.ListRetryTasks, insp.ListActiveTasks}
+	}
 	for _, q := range wire.Queues {
-		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListScheduledTasks, insp.ListPendingTasks, insp.ListRetryTasks} {
+		for i, list := range lists(q) {
 			for page := 1; ; page++ {
 				if err := ctx.Err(); err != nil {
 					return 0, err
@@ -54,7 +64,11 @@ func SweepBroadcast(ctx context.Context, insp *asynq.Inspector, st *redisstore.S
 				for _, t := range tasks {
 					for _, p := range prefixes {
 						if strings.HasPrefix(t.ID, p) {
-							found = append(found, ref{q, t.ID})
+							msg := taskMessage(t)
+							busy[msg] = true
+							if i < 3 { // not running: deleted below
+								found = append(found, ref{q, t.ID, msg})
+							}
 						}
 					}
 				}
@@ -68,36 +82,79 @@ func SweepBroadcast(ctx context.Context, insp *asynq.Inspector, st *redisstore.S
 	if _, err := deleteIdle(insp, wire.QueueBulk, "b:"+id); err != nil {
 		return 0, herald.Temporary(err, "redis", 0)
 	}
-	// Counted every few hundred deletions, so a sweep that stops midway
-	// leaves few deleted and uncounted.
-	var n, uncounted int64
-	count := func() error {
-		if uncounted == 0 {
-			return nil
+	var n int64
+	for start := 0; start < len(found); start += 500 {
+		chunk := found[start:min(start+500, len(found))]
+		msgs := make([]string, len(chunk))
+		for i, r := range chunk {
+			msgs[i] = r.msg
 		}
-		err := st.CountBroadcastN(context.WithoutCancel(ctx), id, "cancelled", uncounted)
-		if err == nil {
-			n, uncounted = n+uncounted, 0
-		}
-		return err
-	}
-	for i, r := range found {
-		deleted, err := deleteIdle(insp, r.q, r.id)
+		k, err := st.TallyOnce(context.WithoutCancel(ctx), id, "cancelled", msgs...)
 		if err != nil {
-			cerr := count()
-			return n, errors.Join(herald.Temporary(err, "redis", 0), cerr)
+			return n, err
 		}
-		if deleted {
-			uncounted++
-		}
-		if i%500 == 499 {
-			if err := count(); err != nil {
-				return n, err
+		n += k
+		for _, r := range chunk {
+			if _, err := deleteIdle(insp, r.q, r.id); err != nil {
+				return n, herald.Temporary(err, "redis", 0)
 			}
 		}
 	}
-	err := count()
-	return n, err
+	k, err := settlePage(ctx, st, id, busy)
+	return n + k, err
+}
+
+// settlePage counts the customers of the page a cancel interrupted whose
+// message nothing else will count: no task of it is queued or running and
+// it did not run. The fan-out may still be queueing that page; a message it
+// queues after this counts itself when it runs, once.
+func settlePage(ctx context.Context, st *redisstore.Store, id string, busy map[string]bool) (int64, error) {
+	page, err := st.CancelledPage(ctx, id, func(c string) string { return BroadcastMessageID(id, c) })
+	if err != nil || len(page) == 0 {
+		return 0, err
+	}
+	var cancelled, skipped []string
+	for _, c := range page {
+		msg := BroadcastMessageID(id, c.ID)
+		switch {
+		case busy[msg] || c.Ran:
+		case c.Gone:
+			skipped = append(skipped, msg)
+		default:
+			cancelled = append(cancelled, msg)
+		}
+	}
+	ctx = context.WithoutCancel(ctx)
+	a, err := st.TallyOnce(ctx, id, "cancelled", cancelled...)
+	if err != nil {
+		return a, err
+	}
+	b, err := st.TallyOnce(ctx, id, "skipped", skipped...)
+	if err != nil {
+		return a + b, err
+	}
+	return a + b, st.DropCancelledPage(ctx, id)
+}
+
+// BroadcastMessageID is the message ID of a broadcast's message to one
+// customer: the same on every run of the fan-out, so the delivery ledger
+// makes a resumed or repeated fan-out send nothing twice.
+func BroadcastMessageID(broadcast, customer string) string {
+	return "b_" + broadcast + "_" + customer
+}
+
+// taskMessage is the message behind a message task (its ID is
+// m:<message>) or a delivery task (its payload names it: customer IDs may
+// hold ":", so its ID does not tell).
+func taskMessage(t *asynq.TaskInfo) string {
+	if strings.HasPrefix(t.ID, "d:") {
+		var d wire.Deliver
+		if wire.Decode(t.Payload, &d) == nil && d.MessageID != "" {
+			return d.MessageID
+		}
+		return t.ID
+	}
+	return strings.TrimPrefix(t.ID, "m:")
 }
 
 // deleteIdle deletes a task unless it is gone or has started since it was

@@ -1,0 +1,171 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/wire"
+	"github.com/heraldhq/herald/preferences"
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// cancelAudience creates n customers in the audience of a broadcast
+// "launch" (two pages of the fan-out) and erases a few of them after the
+// audience is fixed, in both pages: the broadcast's counts must account
+// for every one of them once. No worker may run the bulk queue yet.
+func cancelAudience(t *testing.T, b *bundle, n int) {
+	t.Helper()
+	ctx := context.Background()
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = fmt.Sprintf("c%04d", i)
+		b.customer(t, herald.Customer{ID: ids[i], Email: ids[i] + "@example.com"})
+	}
+	_, created, err := b.e.CreateBroadcast(ctx, engine.Broadcast{
+		ID: "launch", Template: "hello", Topic: "product-updates", Data: map[string]any{"plan": "Pro"},
+		Audience: engine.Audience{CustomerIDs: ids}, Channels: []herald.Channel{herald.ChannelEmail},
+	}, "test")
+	require.NoError(t, err)
+	require.True(t, created)
+	for _, i := range []int{3, 400, 650} {
+		require.NoError(t, b.e.Erase(ctx, ids[i], preferences.Actor{Kind: "api", Name: "test"}))
+	}
+	// The erasures run before the fan-out does: no worker takes the bulk
+	// queue yet.
+	cfg := workerConfig(b, 2)
+	cfg.Queues = map[string]int{"critical": 1}
+	eraser := asynq.NewServerFromRedisClient(b.rdb, cfg)
+	require.NoError(t, eraser.Start(b.e.Mux()))
+	eventually(t, func() bool {
+		for _, i := range []int{3, 400, 650} {
+			if _, err := b.e.Store().Customer(ctx, ids[i]); herald.ErrorCode(err) != herald.ENotFound {
+				return false
+			}
+		}
+		return true
+	}, "the three are erased")
+	eraser.Shutdown()
+}
+
+// requireEveryoneCountedOnce waits until nothing of the broadcast is left
+// in any queue, then requires its counts to add up to its audience, each
+// customer once: sent (as many as the SMTP server has), skipped (erased,
+// in the page the cancel interrupted) and cancelled.
+func requireEveryoneCountedOnce(t *testing.T, b *bundle, n int) engine.BroadcastInfo {
+	t.Helper()
+	ctx := context.Background()
+	left := func() int {
+		total := 0
+		for _, q := range []string{"critical", "default", "bulk"} {
+			for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){b.insp.ListPendingTasks, b.insp.ListActiveTasks, b.insp.ListScheduledTasks, b.insp.ListRetryTasks} {
+				tasks, _ := list(q, asynq.PageSize(1000))
+				for _, task := range tasks {
+					if strings.Contains(task.ID, "launch") {
+						total++
+					}
+				}
+			}
+		}
+		return total
+	}
+	eventually(t, func() bool { return left() == 0 }, "nothing of the broadcast is left in a queue")
+	time.Sleep(200 * time.Millisecond) // a count written late would show
+	got, err := b.e.Broadcast(ctx, "launch")
+	require.NoError(t, err)
+	c := got.Counts
+	require.Equal(t, "cancelled", got.Status)
+	require.Equal(t, int64(b.smtp.Count()), c.Sent["email"], "%+v", c)
+	require.Equal(t, int64(2), c.Skipped, "the erased customers of the first page; the fan-out never reached the third: %+v", c)
+	require.Equal(t, int64(n), c.Sent["email"]+c.Skipped+c.Cancelled, "every customer counted once: %+v", c)
+	return got
+}
+
+// TestBroadcastCancelledWhileAPageIsQueued cancels a broadcast while its
+// fan-out queues a page, as workers send the messages it queued: the
+// customers the fan-out had not reached, those whose messages the cancel
+// took out of the queue, those it queued after the cancel (they stop
+// when they run) and those already sent are each counted once.
+func TestBroadcastCancelledWhileAPageIsQueued(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.srv.Shutdown() // started after the erasures
+	const n = 700
+	var cancelled atomic.Bool
+	b.e.SetFanOutFault(func(ctx context.Context, queued int64) {
+		if queued == 150 && cancelled.CompareAndSwap(false, true) {
+			for deadline := time.Now().Add(10 * time.Second); b.smtp.Count() < 20 && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+			_, err := b.e.CancelBroadcast(context.WithoutCancel(ctx), "launch")
+			assert.NoError(t, err)
+		}
+	})
+	cancelAudience(t, b, n)
+	srv := asynq.NewServerFromRedisClient(b.rdb, workerConfig(b, 4))
+	require.NoError(t, srv.Start(b.e.Mux()))
+	t.Cleanup(srv.Shutdown)
+	got := requireEveryoneCountedOnce(t, b, n)
+	require.True(t, cancelled.Load())
+	require.Greater(t, got.Counts.Sent["email"], int64(0), "some were sent before the cancel")
+	require.Less(t, got.Counts.Sent["email"], int64(500), "the cancel stopped the rest of the first page")
+}
+
+// TestBroadcastCancelledAfterItsFanOutDied: the worker walking the
+// audience dies in the middle of a page; the broadcast is cancelled before
+// another worker takes the walk up. The customers of that page whose
+// messages were never queued are counted as cancelled by the cancel.
+func TestBroadcastCancelledAfterItsFanOutDied(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.srv.Shutdown()
+	const n = 700
+	var armed atomic.Bool
+	armed.Store(true)
+	killed := make(chan struct{})
+	cfg := workerConfig(b, 1)
+	cfg.ShutdownTimeout = time.Millisecond
+	srv1 := asynq.NewServerFromRedisClient(b.rdb, cfg)
+	b.e.SetFanOutFault(func(ctx context.Context, queued int64) {
+		if queued >= 150 && armed.CompareAndSwap(true, false) {
+			go func() { srv1.Shutdown(); close(killed) }()
+			<-ctx.Done() // the worker is gone before this page ends
+		}
+	})
+	cancelAudience(t, b, n)
+	require.NoError(t, srv1.Start(b.e.Mux()))
+	<-killed
+	mid, err := b.e.Broadcast(context.Background(), "launch")
+	require.NoError(t, err)
+	require.Equal(t, int64(0), mid.Counts.Queued, "stopped in the first page")
+
+	_, err = b.e.CancelBroadcast(context.Background(), "launch")
+	require.NoError(t, err)
+	srv2 := asynq.NewServerFromRedisClient(b.rdb, workerConfig(b, 4))
+	require.NoError(t, srv2.Start(b.e.Mux()))
+	t.Cleanup(srv2.Shutdown)
+	got := requireEveryoneCountedOnce(t, b, n)
+	require.Zero(t, got.Counts.Sent["email"], "nothing ran before the cancel")
+
+	// A message task that runs again, its worker having died after it
+	// counted itself, counts nothing more: one queued before the cancel,
+	// one never queued, one to an erased customer.
+	for _, c := range []string{"c0001", "c0499", "c0003"} {
+		m := wire.Message{ID: engine.BroadcastMessageID("launch", c), CustomerID: c, Template: "hello", Topic: "product-updates",
+			Data: map[string]any{"plan": "Pro"}, Channels: []herald.Channel{herald.ChannelEmail}, Actor: "broadcast launch"}
+		for range 2 {
+			require.NoError(t, b.e.Mux().ProcessTask(context.Background(), asynq.NewTask(wire.TypeMessage, wire.Encode(m))))
+		}
+	}
+	again, err := b.e.Broadcast(context.Background(), "launch")
+	require.NoError(t, err)
+	require.Equal(t, got.Counts, again.Counts)
+	require.Zero(t, b.smtp.Count())
+}
