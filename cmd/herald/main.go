@@ -272,8 +272,9 @@ func (m *Main) Reload() bool {
 		err = m.templatesStillSent(t, w)
 	}
 	if err != nil {
-		m.Logger.Error("reload refused: content is invalid; the running workflows and templates stay", "err", err.Error())
+		// The metric first: whoever reads the log line finds it set.
 		m.reloadRefused.Set(1)
+		m.Logger.Error("reload refused: content is invalid; the running workflows and templates stay", "err", err.Error())
 		return false
 	}
 	m.Engine.SetContent(t, w)
