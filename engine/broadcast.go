@@ -473,8 +473,17 @@ func (e *Engine) handleBroadcast(ctx context.Context, t *asynq.Task) error {
 		return nil // no record: its creation stopped before writing it
 	}
 	status, err := e.st.StartBroadcast(ctx, p.ID)
-	if err != nil || status != redisstore.BroadcastRunning {
+	if err != nil {
 		return err
+	}
+	if status == redisstore.BroadcastCancelled {
+		// Cancelled before this run: sweep again, in case the cancel's
+		// own sweep stopped midway.
+		_, err = service.SweepBroadcast(ctx, e.insp, e.st, p.ID)
+		return err
+	}
+	if status != redisstore.BroadcastRunning {
+		return nil
 	}
 	var st redisstore.BroadcastRequest
 	if err := json.Unmarshal(rec.Spec, &st); err != nil {

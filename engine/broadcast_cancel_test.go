@@ -121,9 +121,24 @@ func TestBroadcastCancelledWhileAPageIsQueued(t *testing.T) {
 // TestBroadcastCancelledAfterItsFanOutDied: the worker walking the
 // audience dies in the middle of a page; the broadcast is cancelled before
 // another worker takes the walk up. The customers of that page whose
-// messages were never queued are counted as cancelled by the cancel.
+// messages were never queued are counted as cancelled: by the cancel's
+// sweep or, when the process making the cancel died before it swept, by
+// the fan-out when it runs again.
 func TestBroadcastCancelledAfterItsFanOutDied(t *testing.T) {
 	t.Parallel()
+	for _, sweep := range []bool{true, false} {
+		name := "the cancel sweeps"
+		if !sweep {
+			name = "the cancel dies before it sweeps"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cancelAfterTheFanOutDied(t, sweep)
+		})
+	}
+}
+
+func cancelAfterTheFanOutDied(t *testing.T, sweep bool) {
 	b := setup(t)
 	b.srv.Shutdown()
 	const n = 700
@@ -142,17 +157,28 @@ func TestBroadcastCancelledAfterItsFanOutDied(t *testing.T) {
 	cancelAudience(t, b, n)
 	require.NoError(t, srv1.Start(b.e.Mux()))
 	<-killed
-	mid, err := b.e.Broadcast(context.Background(), "launch")
+	ctx := context.Background()
+	mid, err := b.e.Broadcast(ctx, "launch")
 	require.NoError(t, err)
 	require.Equal(t, int64(0), mid.Counts.Queued, "stopped in the first page")
 
-	_, err = b.e.CancelBroadcast(context.Background(), "launch")
+	if sweep {
+		_, err = b.e.CancelBroadcast(ctx, "launch")
+	} else {
+		_, err = b.e.Store().Cancel(ctx, "launch") // the record only
+		info, ierr := b.insp.GetTaskInfo("bulk", "b:launch")
+		require.NoError(t, ierr, "the fan-out is still queued, to run again")
+		require.NotEqual(t, asynq.TaskStateActive, info.State)
+	}
 	require.NoError(t, err)
 	srv2 := asynq.NewServerFromRedisClient(b.rdb, workerConfig(b, 4))
 	require.NoError(t, srv2.Start(b.e.Mux()))
 	t.Cleanup(srv2.Shutdown)
 	got := requireEveryoneCountedOnce(t, b, n)
 	require.Zero(t, got.Counts.Sent["email"], "nothing ran before the cancel")
+	if !sweep {
+		return
+	}
 
 	// A message task that runs again, its worker having died after it
 	// counted itself, counts nothing more: one queued before the cancel,
@@ -161,10 +187,10 @@ func TestBroadcastCancelledAfterItsFanOutDied(t *testing.T) {
 		m := wire.Message{ID: engine.BroadcastMessageID("launch", c), CustomerID: c, Template: "hello", Topic: "product-updates",
 			Data: map[string]any{"plan": "Pro"}, Channels: []herald.Channel{herald.ChannelEmail}, Actor: "broadcast launch"}
 		for range 2 {
-			require.NoError(t, b.e.Mux().ProcessTask(context.Background(), asynq.NewTask(wire.TypeMessage, wire.Encode(m))))
+			require.NoError(t, b.e.Mux().ProcessTask(ctx, asynq.NewTask(wire.TypeMessage, wire.Encode(m))))
 		}
 	}
-	again, err := b.e.Broadcast(context.Background(), "launch")
+	again, err := b.e.Broadcast(ctx, "launch")
 	require.NoError(t, err)
 	require.Equal(t, got.Counts, again.Counts)
 	require.Zero(t, b.smtp.Count())

@@ -78,10 +78,6 @@ func SweepBroadcast(ctx context.Context, insp *asynq.Inspector, st *redisstore.S
 			}
 		}
 	}
-	// The fan-out of a broadcast that had not started: nothing to count.
-	if _, err := deleteIdle(insp, wire.QueueBulk, "b:"+id); err != nil {
-		return 0, herald.Temporary(err, "redis", 0)
-	}
 	var n int64
 	for start := 0; start < len(found); start += 500 {
 		chunk := found[start:min(start+500, len(found))]
@@ -101,7 +97,18 @@ func SweepBroadcast(ctx context.Context, insp *asynq.Inspector, st *redisstore.S
 		}
 	}
 	k, err := settlePage(ctx, st, id, busy)
-	return n + k, err
+	n += k
+	if err != nil {
+		return n, err
+	}
+	// The fan-out goes last: while it is queued, a sweep stopped before
+	// this point is made again when the fan-out runs and finds the
+	// broadcast cancelled. It counts nothing itself: the cancel counted
+	// the audience it had not reached.
+	if _, err := deleteIdle(insp, wire.QueueBulk, "b:"+id); err != nil {
+		return n, herald.Temporary(err, "redis", 0)
+	}
+	return n, nil
 }
 
 // settlePage counts the customers of the page a cancel interrupted whose
