@@ -324,8 +324,9 @@ func (e *Engine) PublishRouting(ctx context.Context) error {
 	return e.st.PublishRouting(ctx, r)
 }
 
-// startSends lists the sends the journeys event triggers make as they
-// start, so that every door refuses an event whose data they cannot render.
+// startSends lists the sends the journeys event triggers make with its data
+// alone, so that every door refuses an event whose data they cannot
+// render.
 func (e *Engine) startSends(event string) []redisstore.StartSend {
 	set := e.Workflows()
 	if set == nil {
@@ -338,11 +339,13 @@ func (e *Engine) startSends(event string) []redisstore.StartSend {
 	return out
 }
 
-// workflowStarts lists the sends a journey of w makes as it starts.
+// workflowStarts lists the sends a journey of w makes with its trigger's
+// data alone.
 func workflowStarts(w *workflows.Workflow) []redisstore.StartSend {
 	var out []redisstore.StartSend
-	for _, st := range w.StartSends() {
-		ss := redisstore.StartSend{Workflow: w.ID, Step: st.ID, Template: st.Send.Template}
+	for _, ts := range w.TriggerSends() {
+		st := ts.Step
+		ss := redisstore.StartSend{Workflow: w.ID, Step: st.ID, Template: st.Send.Template, After: ts.After}
 		for _, ch := range st.Send.Channels {
 			ss.Channels = append(ss.Channels, herald.Channel(ch))
 		}

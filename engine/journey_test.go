@@ -661,3 +661,38 @@ func noFollowUp(t *testing.T, b *bundle, customer string, j workflows.State) {
 		require.ErrorIs(t, err, asynq.ErrTaskNotFound, "no wake-up task for step visit %d", seq)
 	}
 }
+
+// An event whose data a send the journey makes later with that data alone
+// (after a wait that times out) cannot render is refused at the door, as
+// one its first send cannot render is: the send would fail for every
+// customer whose journey reaches it, days later.
+func TestEventRefusedWhenALaterSendCannotRenderIt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	useWorkflow(t, b, `id: drip
+topic: onboarding
+trigger: trial.started
+steps:
+  - id: welcome
+    send: { template: hello, channels: [email] }
+  - id: pause
+    wait: { for: 48h, until: project.created, then: thanks }
+  - id: reminder
+    send: { template: receipt, channels: [email] }
+  - id: done
+    end: true
+  - id: thanks
+    send: { template: receipt, channels: [email] }
+`)
+	_, err := b.e.Event(ctx, herald.Event{CustomerID: "c1", Name: "trial.started", Data: map[string]any{"plan": "Pro"}}, "test")
+	require.Equal(t, herald.EInvalid, herald.ErrorCode(err))
+	require.ErrorContains(t, err, `data: workflow "drip" reaches step "reminder" after "pause" with the trigger's data alone, and its template "receipt" reads key "number"`)
+	require.Empty(t, journeys(t, b), "nothing started")
+
+	_, err = b.e.Event(ctx, herald.Event{CustomerID: "c1", Name: "trial.started", Data: trialData}, "test")
+	require.NoError(t, err)
+	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "the journey waits")
+	require.Equal(t, 1, b.smtp.Count())
+}

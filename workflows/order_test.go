@@ -129,19 +129,21 @@ func TestEventsHandledBeforeTheirTrigger(t *testing.T) {
 	})
 }
 
-// StartSends are the sends a start makes before any other kind of step:
-// what the trigger's data alone must render.
-func TestStartSends(t *testing.T) {
+// TriggerSends are the sends a journey makes with its trigger's data
+// alone: through sends, held sends and waits that time out, up to the first
+// step that may bring other data or lead elsewhere.
+func TestTriggerSends(t *testing.T) {
 	t.Parallel()
 	ids := func(w *Workflow) []string {
 		var out []string
-		for _, s := range w.StartSends() {
-			out = append(out, s.ID+":"+s.Send.Template)
+		for _, s := range w.TriggerSends() {
+			out = append(out, s.Step.ID+":"+s.Step.Send.Template+"<"+s.After)
 		}
 		return out
 	}
-	require.Equal(t, []string{"welcome:welcome"}, ids(mustParse(t, orderSrc)))
-	require.Equal(t, []string{"a:one", "b:two"}, ids(mustParse(t, `id: two
+	require.Equal(t, []string{"welcome:welcome<", "nudge:nudge<wait-for-project", "congrats:congrats<wait-for-project"}, ids(mustParse(t, orderSrc)),
+		"without an end, the wait's timeout leads through nudge to congrats too")
+	require.Equal(t, []string{"a:one<", "b:two<"}, ids(mustParse(t, `id: two
 topic: t
 trigger: x.happened
 steps:
@@ -153,13 +155,36 @@ steps:
     branch: { cases: [{ if: "data.n > 1", then: d }] }
   - id: d
     send: { template: three }
-`)))
-	require.Empty(t, ids(mustParse(t, `id: later
+`)), "a branch may not reach what follows")
+	require.Equal(t, []string{"a:one<", "b:two<a", "c:three<w", "e:four<d"}, ids(mustParse(t, `id: drip
 topic: t
 trigger: x.happened
 steps:
   - id: a
     send: { template: one }
     delay_until_local: "09:00"
-`)), "a send held for the customer's hour renders later")
+  - id: b
+    send: { template: two }
+  - id: w
+    wait: { for: 2d }
+  - id: c
+    send: { template: three }
+  - id: d
+    wait: { for: 1d, until: y.happened, then: f }
+  - id: e
+    send: { template: four }
+  - id: g
+    end: true
+  - id: f
+    send: { template: five }
+`)), "held sends and timed waits bring no data; the wait's event leads to f with its own")
+	require.Empty(t, ids(mustParse(t, `id: digest
+topic: t
+trigger: x.happened
+steps:
+  - id: d
+    digest: { event: x.happened, for: 1h }
+  - id: a
+    send: { template: one }
+`)), "a digest adds its events")
 }

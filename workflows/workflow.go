@@ -138,15 +138,39 @@ func (w *Workflow) Step(id string) (*Step, bool) {
 // IsExit reports whether event ends journeys of this workflow.
 func (w *Workflow) IsExit(event string) bool { return slices.Contains(w.ExitOn, event) }
 
-// StartSends are the send steps a journey of w runs as it starts, before
-// any other kind of step: what its trigger's data alone must render.
-func (w *Workflow) StartSends() []*Step {
-	var out []*Step
+// TriggerSend is a send step a journey of a workflow makes with its
+// trigger's data alone.
+type TriggerSend struct {
+	Step *Step
+	// After is the last wait, or send held for the customer's hour,
+	// before the step ("": the step is reached as the journey starts; a
+	// held one is made at the customer's hour).
+	After string
+}
+
+// TriggerSends are the send steps a journey of w makes with its trigger's
+// data alone: in step order from the start, through sends, sends held for
+// the customer's hour and waits that time out (a wait's event, when it
+// comes first, brings its data and leads elsewhere), up to the first
+// branch, split, digest, end or wait without a timeout. Only an exit
+// brings data in between, and it ends the journey. Such a send is made
+// for every journey that is not ended, opted out of or converted first,
+// so data it cannot render would fail it for every customer.
+func (w *Workflow) TriggerSends() []TriggerSend {
+	var out []TriggerSend
+	after := ""
 	for _, s := range w.Steps {
-		if s.Send == nil || s.DelayUntilLocal != "" {
-			break
+		switch {
+		case s.Send != nil:
+			out = append(out, TriggerSend{Step: s, After: after})
+			if s.DelayUntilLocal != "" {
+				after = s.ID
+			}
+		case s.Wait != nil && s.Wait.For > 0:
+			after = s.ID
+		default:
+			return out
 		}
-		out = append(out, s)
 	}
 	return out
 }

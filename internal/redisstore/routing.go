@@ -35,18 +35,21 @@ type Routing struct {
 	// channel whatever the data holds (templates.Set.DataKeys), so every
 	// door refuses data a template cannot do without.
 	TemplateData map[string]map[herald.Channel][]string
-	// Starts maps an event to the sends of the journeys it triggers that
-	// run as they start (workflows.Workflow.StartSends), so every door
+	// Starts maps an event to the sends the journeys it triggers make with
+	// its data alone (workflows.Workflow.TriggerSends), so every door
 	// refuses an event whose data those sends cannot render.
 	Starts map[string][]StartSend
 }
 
-// StartSend is a send a journey makes as its trigger starts it.
+// StartSend is a send a journey makes with its trigger's data alone.
 type StartSend struct {
 	Workflow string           `json:"workflow"`
 	Step     string           `json:"step"`
 	Template string           `json:"template"`
 	Channels []herald.Channel `json:"channels,omitempty"`
+	// After is the last wait or held send before the step ("": the
+	// journey reaches it as it starts).
+	After string `json:"after,omitempty"`
 }
 
 // DataKeys names the keys of .data template name reads on every one of

@@ -56,8 +56,8 @@ func (s *Service) Event(ctx context.Context, ev herald.Event) (string, error) {
 }
 
 // checkStarts refuses an event whose data a send of the journeys it
-// triggers, made as they start, cannot render: that send would fail for
-// every customer the event starts a journey for.
+// triggers, made with that data alone, cannot render: that send would fail
+// for every customer the event starts a journey for.
 func (s *Service) checkStarts(ctx context.Context, ev herald.Event) error {
 	var starts []redisstore.StartSend
 	var r redisstore.Routing
@@ -73,6 +73,9 @@ func (s *Service) checkStarts(ctx context.Context, ev herald.Event) error {
 	for _, st := range starts {
 		needs := s.dataKeys(r, st.Template, st.Channels)
 		what := fmt.Sprintf("workflow %q starts with step %q, whose template %q", st.Workflow, st.Step, st.Template)
+		if st.After != "" {
+			what = fmt.Sprintf("workflow %q reaches step %q after %q with the trigger's data alone, and its template %q", st.Workflow, st.Step, st.After, st.Template)
+		}
 		if err := missingData(what, needs, ev.Data); err != nil {
 			return err
 		}
