@@ -136,6 +136,15 @@ func CheckBroadcast(b Broadcast, c BroadcastContent) (*workflows.Audience, error
 		case b.Topic != "" && b.Topic != w.Topic:
 			probs = append(probs, fmt.Sprintf("topic: workflow %s sends on topic %q, not %q (leave topic out)", w.ID, w.Topic, b.Topic))
 		}
+		// The journeys start with the broadcast's data, as an event's
+		// would: data their sends cannot render is refused here.
+		if w != nil && c.Templates != nil {
+			for _, st := range workflowStarts(w) {
+				if err := service.MissingStartData(st, c.Templates.DataKeys(st.Template, st.Channels...), b.Data); err != nil {
+					probs = append(probs, herald.ErrorMessage(err))
+				}
+			}
+		}
 		if len(b.Channels) > 0 || b.Mode != "" {
 			probs = append(probs, "channels and mode: the workflow's steps choose them")
 		}

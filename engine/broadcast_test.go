@@ -277,7 +277,13 @@ func TestBroadcastStartsJourneys(t *testing.T) {
 	b.customer(t, herald.Customer{ID: "c2", Email: "c2@example.com"})
 	_, err := b.e.SetPreferences(ctx, "c2", preferences.Patch{Topics: map[string]bool{"onboarding": false}}, preferences.Actor{Kind: "api", Name: "test"}, "api")
 	require.NoError(t, err)
-	req := engine.Broadcast{ID: "onboard-all", Workflow: "onboard", Data: map[string]any{"plan": "Pro"}, Audience: engine.Audience{Filter: "true"}}
+	req := engine.Broadcast{ID: "onboard-all", Workflow: "onboard", Audience: engine.Audience{Filter: "true"}}
+	// The journeys start with the broadcast's data: data their first
+	// send cannot render is refused, as an event's would be.
+	_, _, err = b.e.CreateBroadcast(ctx, req, "test")
+	require.Equal(t, herald.EInvalid, herald.ErrorCode(err))
+	require.ErrorContains(t, err, `data: workflow "onboard" starts with step "welcome", whose template "hello" reads key "plan"`)
+	req.Data = map[string]any{"plan": "Pro"}
 	_, created, err := b.e.CreateBroadcast(ctx, req, "test")
 	require.NoError(t, err)
 	require.True(t, created)

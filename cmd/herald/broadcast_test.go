@@ -72,7 +72,7 @@ func TestValidateBroadcastFiles(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
-	require.NoError(t, os.WriteFile(good, []byte("id: spring\nworkflow: re-engagement\naudience: { filter: 'customer.plan == \"pro\"' }\nlocal_time: \"09:00\"\n"), 0o600))
+	require.NoError(t, os.WriteFile(good, []byte("id: spring\nworkflow: re-engagement\ndata: { last_seen: \"2027-01-15T09:00:00Z\" }\naudience: { filter: 'customer.plan == \"pro\"' }\nlocal_time: \"09:00\"\n"), 0o600))
 	require.NoError(t, os.WriteFile(bad, []byte("id: spring\ntemplate: nope\ntopic: onboarding\naudience: { filter: 'customer.plan ==' }\nlocal_time: 9am\n"), 0o600))
 
 	_, stderr, err := runCLI(t, "validate", good)
@@ -83,4 +83,12 @@ func TestValidateBroadcastFiles(t *testing.T) {
 	require.Contains(t, out, bad+`:2: template: unknown template "nope"`)
 	require.Contains(t, out, bad+":4: audience.filter: unexpected token EOF (column")
 	require.Contains(t, out, bad+`:5: local_time "9am": want HH:MM`)
+
+	// The journeys a workflow broadcast starts get its data, as an
+	// event's would: data their sends cannot render is refused.
+	lacks := filepath.Join(dir, "lacks.yaml")
+	require.NoError(t, os.WriteFile(lacks, []byte("id: spring\nworkflow: re-engagement\naudience: { filter: \"true\" }\n"), 0o600))
+	out, _, err = runCLI(t, "validate", lacks)
+	require.Error(t, err)
+	require.Contains(t, out, `data: workflow "re-engagement" starts with step "we-miss-you", whose template "we-miss-you" reads key "last_seen"`)
 }

@@ -71,16 +71,22 @@ func (s *Service) checkStarts(ctx context.Context, ev herald.Event) error {
 		starts = r.Starts[ev.Name]
 	}
 	for _, st := range starts {
-		needs := s.dataKeys(r, st.Template, st.Channels)
-		what := fmt.Sprintf("workflow %q starts with step %q, whose template %q", st.Workflow, st.Step, st.Template)
-		if st.After != "" {
-			what = fmt.Sprintf("workflow %q reaches step %q after %q with the trigger's data alone, and its template %q", st.Workflow, st.Step, st.After, st.Template)
-		}
-		if err := missingData(what, needs, ev.Data); err != nil {
+		if err := MissingStartData(st, s.dataKeys(r, st.Template, st.Channels), ev.Data); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// MissingStartData is an EInvalid error naming the keys of needs (what
+// st's template reads on its channels) that the data starting a journey
+// lacks, or nil.
+func MissingStartData(st redisstore.StartSend, needs []string, data map[string]any) error {
+	what := fmt.Sprintf("workflow %q starts with step %q, whose template %q", st.Workflow, st.Step, st.Template)
+	if st.After != "" {
+		what = fmt.Sprintf("workflow %q reaches step %q after %q with the trigger's data alone, and its template %q", st.Workflow, st.Step, st.After, st.Template)
+	}
+	return missingData(what, needs, data)
 }
 
 // checkedKey carries what a door already read about a customer's
