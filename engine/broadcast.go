@@ -648,7 +648,7 @@ func (e *Engine) handleBroadcastJourney(ctx context.Context, t *asynq.Task) erro
 		return skip(err)
 	}
 	id := BroadcastMessageID(p.Broadcast, p.CustomerID)
-	if e.broadcastSkip(ctx, id, p.CustomerID, p.Once) {
+	if e.broadcastSkip(ctx, id, p.CustomerID, nil, p.Once) {
 		return nil
 	}
 	var w *workflows.Workflow
@@ -689,9 +689,11 @@ func (e *Engine) handleBroadcastJourney(ctx context.Context, t *asynq.Task) erro
 // broadcastSkip reports whether a broadcast's message (msgID) must not run:
 // once is set and the customer's timeline shows the message ran before
 // (its outcome counted it), or its broadcast was cancelled (counted as
-// such, once). Not a broadcast's message, or Redis unreadable: false, and
-// the message's own checks apply.
-func (e *Engine) broadcastSkip(ctx context.Context, msgID, customerID string, once bool) bool {
+// such, once, unless the message got past this task before: see
+// Store.Settled). task names the task (nil: a journey start). Not a
+// broadcast's message, or Redis unreadable: false, and the message's own
+// checks apply.
+func (e *Engine) broadcastSkip(ctx context.Context, msgID, customerID string, task *redisstore.MessageTask, once bool) bool {
 	id := broadcastOf(msgID)
 	if id == "" {
 		return false
@@ -703,11 +705,17 @@ func (e *Engine) broadcastSkip(ctx context.Context, msgID, customerID string, on
 	if ran {
 		return true
 	}
-	if st == redisstore.BroadcastCancelled {
-		e.tallyOnce(ctx, msgID, "cancelled")
-		return true
+	if st != redisstore.BroadcastCancelled {
+		return false
 	}
-	return false
+	if task != nil {
+		settled, err := e.st.Settled(ctx, []redisstore.MessageTask{*task})
+		if err == nil && settled[0] {
+			return true // its worker died after the message got past this task
+		}
+	}
+	e.tallyOnce(ctx, msgID, "cancelled")
+	return true
 }
 
 // tallyOnce counts a broadcast's message as cancelled or skipped (erased)

@@ -66,7 +66,7 @@ func (e *Engine) handleDeliver(ctx context.Context, t *asynq.Task) error {
 	if _, ok := e.opt.Senders[d.Channel]; !ok {
 		return skip(herald.Errorf(herald.EInvalid, "no sender configured for channel %s", d.Channel))
 	}
-	if e.broadcastSkip(ctx, d.MessageID, d.CustomerID, false) {
+	if e.broadcastSkip(ctx, d.MessageID, d.CustomerID, &redisstore.MessageTask{Customer: d.CustomerID, Message: d.MessageID, Channel: d.Channel}, false) {
 		return nil
 	}
 	ctx, cancel := e.taskBudget(ctx)

@@ -31,7 +31,7 @@ func (e *Engine) handleMessage(ctx context.Context, t *asynq.Task) error {
 	if err := m.Validate(); err != nil {
 		return skip(err)
 	}
-	if e.broadcastSkip(ctx, m.ID, m.CustomerID, m.Once) {
+	if e.broadcastSkip(ctx, m.ID, m.CustomerID, &redisstore.MessageTask{Customer: m.CustomerID, Message: m.ID, Continued: m.Deferrals > 0}, m.Once) {
 		return nil
 	}
 	ctx, cancel := e.taskBudget(ctx)

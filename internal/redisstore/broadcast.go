@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -516,27 +517,100 @@ func (s *Store) CancelledPage(ctx context.Context, id string, msgID func(custome
 	if err != nil || len(ids) == 0 {
 		return nil, tempErr(err)
 	}
-	type pair struct {
-		c  *redis.IntCmd
-		tl *redis.StringSliceCmd
-	}
-	cmds := make([]pair, len(ids))
+	exists := make([]*redis.IntCmd, len(ids))
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range ids {
-			cmds[i] = pair{p.Exists(ctx, Key(c, "customer")), p.LRange(ctx, Key(c, "timeline"), 0, 49)}
+			exists[i] = p.Exists(ctx, Key(c, "customer"))
 		}
 		return nil
 	}); err != nil {
 		return nil, tempErr(err)
 	}
+	msgs := make([]string, len(ids))
+	for i, c := range ids {
+		msgs[i] = msgID(c)
+	}
+	ran, err := s.MessagesRan(ctx, ids, msgs)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]PageCustomer, len(ids))
 	for i, c := range ids {
-		out[i] = PageCustomer{ID: c, Gone: cmds[i].c.Val() == 0}
-		ref := msgID(c)
-		for _, line := range cmds[i].tl.Val() {
-			if lineHasRef(line, ref) {
-				out[i].Ran = true
-				break
+		out[i] = PageCustomer{ID: c, Gone: exists[i].Val() == 0, Ran: ran[i]}
+	}
+	return out, nil
+}
+
+// MessagesRan says, for each customer and message ID at the same index,
+// whether the customer's newest timeline entries hold one about the
+// message: whether a copy of it ran (see BroadcastGate).
+func (s *Store) MessagesRan(ctx context.Context, customers, msgIDs []string) ([]bool, error) {
+	cmds := make([]*redis.StringSliceCmd, len(customers))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range customers {
+			cmds[i] = p.LRange(ctx, Key(c, "timeline"), 0, 49)
+		}
+		return nil
+	}); err != nil {
+		return nil, tempErr(err)
+	}
+	out := make([]bool, len(customers))
+	for i, c := range cmds {
+		out[i] = slices.ContainsFunc(c.Val(), func(line string) bool { return lineHasRef(line, msgIDs[i]) })
+	}
+	return out, nil
+}
+
+// MessageTask names a queued task of a broadcast's message: its customer, its
+// message and, for a delivery task, its channel. Continued marks a message
+// task that carries on a message deferred before (its earlier run wrote
+// the deferral).
+type MessageTask struct {
+	Customer, Message string
+	Channel           herald.Channel
+	Continued         bool
+}
+
+// Settled says, for each task, whether its message got past the point the
+// task stands for, so that it counts elsewhere: a first message task's
+// message ran (a timeline entry about it indexed it: its outcome counted
+// it, or another task carries it on); a delivery task's channel, or any
+// channel of a continued message task, has it sent in the ledger. A task
+// that stopped after that and was queued again (its worker died) is no
+// message to count as cancelled.
+func (s *Store) Settled(ctx context.Context, refs []MessageTask) ([]bool, error) {
+	type check struct {
+		index  *redis.IntCmd
+		ledger []*redis.StringCmd
+	}
+	checks := make([]check, len(refs))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, r := range refs {
+			channels := []herald.Channel{r.Channel}
+			switch {
+			case r.Channel != "":
+			case r.Continued:
+				channels = []herald.Channel{herald.ChannelEmail, herald.ChannelSlack}
+			default:
+				checks[i].index = p.Exists(ctx, MessageIndexKey(r.Message))
+				continue
+			}
+			for _, ch := range channels {
+				checks[i].ledger = append(checks[i].ledger, p.Get(ctx, LedgerKey(r.Customer, r.Message+":"+string(ch))))
+			}
+		}
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, tempErr(err)
+	}
+	out := make([]bool, len(refs))
+	for i, c := range checks {
+		if c.index != nil {
+			out[i] = c.index.Val() == 1
+		}
+		for _, g := range c.ledger {
+			if v := g.Val(); v != "" && !strings.HasPrefix(v, claimPrefix) {
+				out[i] = true
 			}
 		}
 	}
@@ -546,16 +620,6 @@ func (s *Store) CancelledPage(ctx context.Context, id string, msgID func(custome
 // DropCancelledPage deletes the page CancelledPage reads.
 func (s *Store) DropCancelledPage(ctx context.Context, id string) error {
 	return tempErr(s.rdb.Del(ctx, broadcastKey(id, "page")).Err())
-}
-
-// CountBroadcast adds one to a broadcast's counter.
-func (s *Store) CountBroadcast(ctx context.Context, id, field string) error {
-	return s.CountBroadcastN(ctx, id, field, 1)
-}
-
-// CountBroadcastN adds n to a broadcast's counter.
-func (s *Store) CountBroadcastN(ctx context.Context, id, field string, n int64) error {
-	return tempErr(s.rdb.HIncrBy(ctx, broadcastKey(id, "meta"), field, n).Err())
 }
 
 // BroadcastBytes is the memory Redis reports for a broadcast's keys.

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 
@@ -42,7 +43,12 @@ func (s *Service) CancelBroadcast(ctx context.Context, id string) (wire.Broadcas
 // how many messages it counted.
 func SweepBroadcast(ctx context.Context, insp *asynq.Inspector, st *redisstore.Store, id string) (int64, error) {
 	prefixes := []string{"m:" + BroadcastMessageID(id, ""), "d:" + BroadcastMessageID(id, "")}
-	type ref struct{ q, id, msg string }
+	type ref struct {
+		q, id, msg string
+		task       redisstore.MessageTask
+		journey    bool // a journey start
+		once       bool // a copy a resumed fan-out queued
+	}
 	var found []ref
 	busy := map[string]bool{} // message IDs with a task queued or running
 	lists := func(q string) []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error) {
@@ -67,7 +73,20 @@ func SweepBroadcast(ctx context.Context, insp *asynq.Inspector, st *redisstore.S
 							msg := taskMessage(t)
 							busy[msg] = true
 							if i < 3 { // not running: deleted below
-								found = append(found, ref{q, t.ID, msg})
+								var p struct {
+									CustomerID string         `json:"customer_id"`
+									Channel    herald.Channel `json:"channel"`
+									Workflow   string         `json:"workflow"`
+									Once       bool           `json:"once"`
+									Deferrals  int            `json:"deferrals"`
+								}
+								_ = json.Unmarshal(t.Payload, &p)
+								r := ref{q: q, id: t.ID, msg: msg, journey: p.Workflow != "", once: p.Once,
+									task: redisstore.MessageTask{Customer: p.CustomerID, Message: msg, Continued: p.Deferrals > 0}}
+								if strings.HasPrefix(t.ID, "d:") {
+									r.task.Channel = p.Channel
+								}
+								found = append(found, r)
 							}
 						}
 					}
@@ -81,9 +100,41 @@ func SweepBroadcast(ctx context.Context, insp *asynq.Inspector, st *redisstore.S
 	var n int64
 	for start := 0; start < len(found); start += 500 {
 		chunk := found[start:min(start+500, len(found))]
-		msgs := make([]string, len(chunk))
-		for i, r := range chunk {
-			msgs[i] = r.msg
+		// A task whose message got past it (its worker died after, or
+		// it is a copy a resumed fan-out queued) counts elsewhere: it is
+		// deleted, not counted. A journey start has no index: a copy is
+		// checked against the customer's timeline.
+		var refs []redisstore.MessageTask
+		var customers, copies []string
+		for _, r := range chunk {
+			if r.journey {
+				if r.once {
+					customers, copies = append(customers, r.task.Customer), append(copies, r.msg)
+				}
+				continue
+			}
+			refs = append(refs, r.task)
+		}
+		settled, err := st.Settled(ctx, refs)
+		if err != nil {
+			return n, err
+		}
+		ran, err := st.MessagesRan(ctx, customers, copies)
+		if err != nil {
+			return n, err
+		}
+		done := map[redisstore.MessageTask]bool{}
+		for i, r := range refs {
+			done[r] = settled[i]
+		}
+		for i, m := range copies {
+			done[redisstore.MessageTask{Customer: customers[i], Message: m}] = ran[i]
+		}
+		var msgs []string
+		for _, r := range chunk {
+			if !done[r.task] {
+				msgs = append(msgs, r.msg)
+			}
 		}
 		k, err := st.TallyOnce(context.WithoutCancel(ctx), id, "cancelled", msgs...)
 		if err != nil {
