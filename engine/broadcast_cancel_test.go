@@ -138,25 +138,36 @@ func TestBroadcastCancelledAfterItsFanOutDied(t *testing.T) {
 	}
 }
 
-func cancelAfterTheFanOutDied(t *testing.T, sweep bool) {
-	b := setup(t)
-	b.srv.Shutdown()
-	const n = 700
+// dieInTheFirstPage runs the broadcast of cancelAudience on a worker of
+// the given concurrency that dies once the fan-out has queued 150 messages
+// of its first page and the SMTP server has sent (at least) sent of them.
+func dieInTheFirstPage(t *testing.T, b *bundle, n, concurrency, sent int) {
+	t.Helper()
 	var armed atomic.Bool
 	armed.Store(true)
 	killed := make(chan struct{})
-	cfg := workerConfig(b, 1)
+	cfg := workerConfig(b, concurrency)
 	cfg.ShutdownTimeout = time.Millisecond
-	srv1 := asynq.NewServerFromRedisClient(b.rdb, cfg)
+	srv := asynq.NewServerFromRedisClient(b.rdb, cfg)
 	b.e.SetFanOutFault(func(ctx context.Context, queued int64) {
 		if queued >= 150 && armed.CompareAndSwap(true, false) {
-			go func() { srv1.Shutdown(); close(killed) }()
+			for deadline := time.Now().Add(time.Minute); b.smtp.Count() < sent && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+			go func() { srv.Shutdown(); close(killed) }()
 			<-ctx.Done() // the worker is gone before this page ends
 		}
 	})
 	cancelAudience(t, b, n)
-	require.NoError(t, srv1.Start(b.e.Mux()))
+	require.NoError(t, srv.Start(b.e.Mux()))
 	<-killed
+}
+
+func cancelAfterTheFanOutDied(t *testing.T, sweep bool) {
+	b := setup(t)
+	b.srv.Shutdown()
+	const n = 700
+	dieInTheFirstPage(t, b, n, 1, 0)
 	ctx := context.Background()
 	mid, err := b.e.Broadcast(ctx, "launch")
 	require.NoError(t, err)
@@ -207,24 +218,7 @@ func TestBroadcastCancelledAfterItsFanOutResumed(t *testing.T) {
 	b := setup(t)
 	b.srv.Shutdown()
 	const n = 700
-	var armed atomic.Bool
-	armed.Store(true)
-	killed := make(chan struct{})
-	cfg := workerConfig(b, 4)
-	cfg.ShutdownTimeout = time.Millisecond
-	srv1 := asynq.NewServerFromRedisClient(b.rdb, cfg)
-	b.e.SetFanOutFault(func(ctx context.Context, queued int64) {
-		if queued >= 150 && armed.CompareAndSwap(true, false) {
-			for deadline := time.Now().Add(time.Minute); b.smtp.Count() < 50 && time.Now().Before(deadline); {
-				time.Sleep(5 * time.Millisecond)
-			}
-			go func() { srv1.Shutdown(); close(killed) }()
-			<-ctx.Done()
-		}
-	})
-	cancelAudience(t, b, n)
-	require.NoError(t, srv1.Start(b.e.Mux()))
-	<-killed
+	dieInTheFirstPage(t, b, n, 4, 50)
 	sent := b.smtp.Count()
 	require.GreaterOrEqual(t, sent, 50)
 
