@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -548,7 +547,7 @@ func (s *Store) MessagesRan(ctx context.Context, customers, msgIDs []string) ([]
 	cmds := make([]*redis.StringSliceCmd, len(customers))
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range customers {
-			cmds[i] = p.LRange(ctx, Key(c, "timeline"), 0, 49)
+			cmds[i] = recentLines(ctx, p, c)
 		}
 		return nil
 	}); err != nil {
@@ -556,7 +555,7 @@ func (s *Store) MessagesRan(ctx context.Context, customers, msgIDs []string) ([]
 	}
 	out := make([]bool, len(customers))
 	for i, c := range cmds {
-		out[i] = slices.ContainsFunc(c.Val(), func(line string) bool { return lineHasRef(line, msgIDs[i]) })
+		out[i] = mentions(c.Val(), msgIDs[i])
 	}
 	return out, nil
 }
@@ -649,23 +648,14 @@ func (s *Store) BroadcastGate(ctx context.Context, id, customerID, msgID string,
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		st = p.HGet(ctx, broadcastKey(id, "meta"), "status")
 		if once {
-			tl = p.LRange(ctx, Key(customerID, "timeline"), 0, 49)
+			tl = recentLines(ctx, p, customerID)
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return "", false, tempErr(err)
 	}
-	ran := false
-	if tl != nil {
-		for _, line := range tl.Val() {
-			if lineHasRef(line, msgID) {
-				ran = true
-				break
-			}
-		}
-	}
-	return st.Val(), ran, nil
+	return st.Val(), tl != nil && mentions(tl.Val(), msgID), nil
 }
 
 // BroadcastAnswerTTL is how long a worker's answer to a broadcast request

@@ -2,13 +2,16 @@ package redisstore
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/redis/go-redis/v9"
 )
 
 // The lines every journey and message writes most (an event, a send, a
@@ -375,6 +378,17 @@ func unmarshalAll(vals []json.RawMessage, dst ...any) error {
 		}
 	}
 	return nil
+}
+
+// recentLines reads the customer's newest timeline lines: where a task
+// that runs again looks for what its earlier run recorded moments before.
+func recentLines(ctx context.Context, c redis.Cmdable, customerID string) *redis.StringSliceCmd {
+	return c.LRange(ctx, Key(customerID, "timeline"), 0, 49)
+}
+
+// mentions reports whether one of lines is about ref.
+func mentions(lines []string, ref string) bool {
+	return slices.ContainsFunc(lines, func(line string) bool { return lineHasRef(line, ref) })
 }
 
 // lineHasRef reports whether a stored line (any form) is about ref.

@@ -275,7 +275,7 @@ func (s *Store) HasOutcome(ctx context.Context, customerID, ref string, ch heral
 
 // HasLine is HasOutcome for any line about ref that match accepts.
 func (s *Store) HasLine(ctx context.Context, customerID, ref string, match func(herald.TimelineEntry) bool) (bool, error) {
-	lines, err := s.rdb.LRange(ctx, Key(customerID, "timeline"), 0, 49).Result()
+	lines, err := recentLines(ctx, s.rdb, customerID).Result()
 	if err != nil {
 		return false, tempErr(err)
 	}
