@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/jsonerr"
 	"github.com/heraldhq/herald/internal/redisstore"
 )
 
@@ -70,7 +71,7 @@ func (e *Engine) TestSend(ctx context.Context, req TestSendRequest) (redisstore.
 		b, _ := json.Marshal(req.Customer)
 		var c herald.Customer
 		if err := json.Unmarshal(b, &c); err != nil {
-			return redisstore.TestSend{}, herald.Errorf(herald.EInvalid, "customer: %v", err)
+			return redisstore.TestSend{}, herald.Errorf(herald.EInvalid, "customer: %s", jsonerr.Explain(err, nil))
 		}
 		c.Attributes = req.Customer
 		data.Customer = c

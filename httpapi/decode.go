@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/heraldhq/herald/internal/jsonerr"
 )
 
 // maxDepth bounds JSON nesting: deep documents are refused before decoding.
@@ -44,28 +46,12 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) ([]byt
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return nil, errStatus(http.StatusBadRequest, "malformed", jsonMessage(err))
+		return nil, errStatus(http.StatusBadRequest, "malformed", jsonerr.Explain(err, body))
 	}
 	if dec.More() {
 		return nil, errStatus(http.StatusBadRequest, "malformed", "request body holds more than one JSON document")
 	}
 	return body, nil
-}
-
-func jsonMessage(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se)
-	case errors.As(err, &te):
-		return fmt.Sprintf("field %q: want %s, got %s", te.Field, te.Type, te.Value)
-	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	if strings.HasPrefix(msg, "unknown field") {
-		return msg + " (not part of this request)"
-	}
-	return msg
 }
 
 // depth returns the deepest nesting of objects and arrays in a JSON text,

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/jsonerr"
 )
 
 // Patch is a JSON merge of preferences: only the fields present change, and
@@ -39,7 +40,7 @@ func (p *Patch) UnmarshalJSON(b []byte) error {
 	dec.DisallowUnknownFields()
 	var raw patchJSON
 	if err := dec.Decode(&raw); err != nil {
-		return herald.Errorf(herald.EInvalid, "preferences patch: %s", strings.TrimPrefix(err.Error(), "json: "))
+		return herald.Errorf(herald.EInvalid, "preferences patch: %s", jsonerr.Explain(err, b))
 	}
 	*p = Patch{Channels: raw.Channels, Topics: raw.Topics, ChannelOrder: raw.ChannelOrder, Paused: raw.Paused}
 	switch q := bytes.TrimSpace(raw.QuietHours); {
@@ -51,7 +52,7 @@ func (p *Patch) UnmarshalJSON(b []byte) error {
 		qd := json.NewDecoder(bytes.NewReader(q))
 		qd.DisallowUnknownFields()
 		if err := qd.Decode(&qh); err != nil {
-			return herald.Errorf(herald.EInvalid, "quiet_hours: %s", strings.TrimPrefix(err.Error(), "json: "))
+			return herald.Errorf(herald.EInvalid, "quiet_hours: %s", jsonerr.Explain(err, q))
 		}
 		p.QuietHours = &qh
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/jsonerr"
 	"github.com/heraldhq/herald/templates"
 	"github.com/heraldhq/herald/workflows"
 )
@@ -117,7 +118,7 @@ func readBroadcast(path string) (client.Broadcast, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
-		return b, fmt.Errorf("%s: %v", path, strings.TrimPrefix(err.Error(), "json: "))
+		return b, fmt.Errorf("%s: %s", path, jsonerr.Explain(err, nil))
 	}
 	return b, nil
 }

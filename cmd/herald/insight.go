@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/engine"
+	"github.com/heraldhq/herald/internal/jsonerr"
 	"github.com/heraldhq/herald/workflows"
 )
 
@@ -116,7 +117,7 @@ func cmdTestSend(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			Data     map[string]any `json:"data"`
 		}
 		if err := json.Unmarshal(b, &in); err != nil {
-			return fmt.Errorf("--data %s: %w", *dataPath, err)
+			return fmt.Errorf("--data %s: %s", *dataPath, jsonerr.Explain(err, b))
 		}
 		req.Customer, req.Data = in.Customer, in.Data
 	}

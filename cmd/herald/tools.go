@@ -15,6 +15,7 @@ import (
 	"github.com/heraldhq/herald"
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/config"
+	"github.com/heraldhq/herald/internal/jsonerr"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
 	"github.com/redis/go-redis/v9"
@@ -225,10 +226,10 @@ func cmdPreview(args []string, stdout, stderr io.Writer) error {
 		}
 		var raw map[string]any
 		if err := json.Unmarshal(b, &raw); err != nil {
-			return fmt.Errorf("preview: --data %s: %w", *dataPath, err)
+			return fmt.Errorf("preview: --data %s: %s", *dataPath, jsonerr.Explain(err, b))
 		}
 		if err := json.Unmarshal(b, &in); err != nil {
-			return fmt.Errorf("preview: --data %s: %w", *dataPath, err)
+			return fmt.Errorf("preview: --data %s: %s", *dataPath, jsonerr.Explain(err, b))
 		}
 		if cm, ok := raw["customer"].(map[string]any); ok {
 			in.Customer.Attributes = cm
@@ -281,7 +282,7 @@ func jsonFlag(s, name string) (map[string]any, error) {
 	}
 	var m map[string]any
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		return nil, fmt.Errorf("--%s: not a JSON object: %v", name, err)
+		return nil, fmt.Errorf("--%s: %s", name, jsonerr.Explain(err, []byte(s)))
 	}
 	return m, nil
 }
@@ -471,7 +472,7 @@ func cmdPrefs(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *setF != "" {
 		var p preferences.Patch
 		if err := json.Unmarshal([]byte(*setF), &p); err != nil {
-			return fmt.Errorf("--set: %v", err)
+			return fmt.Errorf("--set: %s", jsonerr.Explain(err, []byte(*setF)))
 		}
 		prefs, err = c.SetPreferences(ctx, pos[0], p)
 	} else {

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/jsonerr"
 	"github.com/heraldhq/herald/internal/redisstore"
 	"github.com/heraldhq/herald/preferences"
 )
@@ -157,7 +158,7 @@ func mergeCustomer(c herald.Customer, p map[string]any) (herald.Customer, error)
 	b, _ = json.Marshal(doc)
 	var out herald.Customer
 	if err := json.Unmarshal(b, &out); err != nil {
-		return c, herald.Errorf(herald.EInvalid, "merge patch: %v", err)
+		return c, herald.Errorf(herald.EInvalid, "merge patch: %s", jsonerr.Explain(err, nil))
 	}
 	out.ID, out.CreatedAt, out.UpdatedAt = c.ID, c.CreatedAt, c.UpdatedAt
 	return out, nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald"
+	"github.com/heraldhq/herald/internal/jsonerr"
 )
 
 // Task types, as they read in the dashboard.
@@ -131,7 +132,7 @@ func Decode(b []byte, v any) error {
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		return herald.Errorf(herald.EInvalid, "malformed payload: %v", err)
+		return herald.Errorf(herald.EInvalid, "malformed payload: %s", jsonerr.Explain(err, b))
 	}
 	if dec.More() {
 		return herald.Errorf(herald.EInvalid, "malformed payload: trailing data")
