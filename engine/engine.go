@@ -345,7 +345,7 @@ func workflowStarts(w *workflows.Workflow) []redisstore.StartSend {
 	var out []redisstore.StartSend
 	for _, ts := range w.TriggerSends() {
 		st := ts.Step
-		ss := redisstore.StartSend{Workflow: w.ID, Step: st.ID, Template: st.Send.Template, After: ts.After}
+		ss := redisstore.StartSend{Workflow: w.ID, Step: st.ID, Template: st.Send.Template, After: ts.After, Via: ts.Via}
 		for _, ch := range st.Send.Channels {
 			ss.Channels = append(ss.Channels, herald.Channel(ch))
 		}

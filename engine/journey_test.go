@@ -696,3 +696,36 @@ steps:
 	eventually(t, func() bool { js := journeys(t, b); return len(js) == 1 && js[0].Waiting() }, "the journey waits")
 	require.Equal(t, 1, b.smtp.Count())
 }
+
+// An A/B split draws its arms by chance, never by the data: an event whose
+// data one arm's template cannot render is refused, since every customer
+// drawn into that arm would get a failed send.
+func TestEventRefusedWhenASplitArmCannotRenderIt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.customer(t, herald.Customer{Email: "ada@example.com"})
+	useWorkflow(t, b, `id: ab
+topic: onboarding
+trigger: trial.started
+steps:
+  - id: pick
+    split:
+      - { weight: 50, then: plain }
+      - { weight: 50, then: with-receipt }
+  - id: plain
+    send: { template: hello, channels: [email] }
+  - id: plain-end
+    end: true
+  - id: with-receipt
+    send: { template: receipt, channels: [email] }
+`)
+	_, err := b.e.Event(ctx, herald.Event{CustomerID: "c1", Name: "trial.started", Data: map[string]any{"plan": "Pro"}}, "test")
+	require.Equal(t, herald.EInvalid, herald.ErrorCode(err))
+	require.ErrorContains(t, err, `data: workflow "ab" reaches step "with-receipt" in an arm of split "pick" with the trigger's data alone, and its template "receipt" reads key "number"`)
+	require.Empty(t, journeys(t, b), "nothing started")
+
+	_, err = b.e.Event(ctx, herald.Event{CustomerID: "c1", Name: "trial.started", Data: trialData}, "test")
+	require.NoError(t, err)
+	eventually(t, func() bool { return b.smtp.Count() == 1 }, "the arm drawn sends")
+}

@@ -137,7 +137,11 @@ func TestTriggerSends(t *testing.T) {
 	ids := func(w *Workflow) []string {
 		var out []string
 		for _, s := range w.TriggerSends() {
-			out = append(out, s.Step.ID+":"+s.Step.Send.Template+"<"+s.After)
+			v := s.Step.ID + ":" + s.Step.Send.Template + "<" + s.After
+			if s.Via != "" {
+				v += " via " + s.Via
+			}
+			out = append(out, v)
 		}
 		return out
 	}
@@ -187,4 +191,29 @@ steps:
   - id: a
     send: { template: one }
 `)), "a digest adds its events")
+	require.Equal(t, []string{"hello:one<", "a:two< via ab", "a2:three<wa via ab", "b:four<wa via ab", "shared:five<wa via ab"}, ids(mustParse(t, `id: ab
+topic: t
+trigger: x.happened
+steps:
+  - id: hello
+    send: { template: one }
+  - id: ab
+    split:
+      - { weight: 50, then: a }
+      - { weight: 50, then: b }
+  - id: a
+    send: { template: two }
+  - id: wa
+    wait: { for: 1d }
+  - id: a2
+    send: { template: three }
+  - id: b
+    send: { template: four }
+  - id: shared
+    send: { template: five }
+  - id: pick
+    branch: { cases: [{ if: "data.n > 1", then: big }] }
+  - id: big
+    send: { template: six }
+`)), "every arm of a split is drawn by chance: each is walked, a step the arms share once (as the first arm reaches it), and the walk stops at a branch")
 }

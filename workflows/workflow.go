@@ -146,32 +146,56 @@ type TriggerSend struct {
 	// before the step ("": the step is reached as the journey starts; a
 	// held one is made at the customer's hour).
 	After string
+	// Via is the last split before the step ("": none): the step is made
+	// for the customers the split puts in its arm.
+	Via string
 }
 
 // TriggerSends are the send steps a journey of w makes with its trigger's
-// data alone: in step order from the start, through sends, sends held for
-// the customer's hour and waits that time out (a wait's event, when it
-// comes first, brings its data and leads elsewhere), up to the first
-// branch, split, digest, end or wait without a timeout. Only an exit
-// brings data in between, and it ends the journey. Such a send is made
-// for every journey that is not ended, opted out of or converted first,
-// so data it cannot render would fail it for every customer.
+// data alone: from the start, through sends, sends held for the
+// customer's hour, waits that time out (a wait's event, when it comes
+// first, brings its data and leads elsewhere) and every arm of a split (an
+// arm is drawn by chance, never by the data), up to the first branch,
+// digest, end or wait without a timeout. A branch is not followed: its
+// conditions may read the data, so an arm's template may need what only
+// the data that chooses it holds. Only an exit brings data in between,
+// and it ends the journey. Such a send is made for every journey that is
+// not ended, opted out of or converted first (a split's, for every one in
+// its arm), so data it cannot render would fail it for every such
+// customer. A step reached along several paths is listed once, for the
+// first; the list is in the order the walk meets the steps.
 func (w *Workflow) TriggerSends() []TriggerSend {
 	var out []TriggerSend
-	after := ""
-	for _, s := range w.Steps {
-		switch {
-		case s.Send != nil:
-			out = append(out, TriggerSend{Step: s, After: after})
-			if s.DelayUntilLocal != "" {
-				after = s.ID
+	seen := map[string]bool{}
+	var walk func(i int, after, via string)
+	walk = func(i int, after, via string) {
+		for ; i < len(w.Steps); i++ {
+			s := w.Steps[i]
+			if seen[s.ID] {
+				return
 			}
-		case s.Wait != nil && s.Wait.For > 0:
-			after = s.ID
-		default:
-			return out
+			seen[s.ID] = true
+			switch {
+			case s.Send != nil:
+				out = append(out, TriggerSend{Step: s, After: after, Via: via})
+				if s.DelayUntilLocal != "" {
+					after = s.ID
+				}
+			case s.Wait != nil && s.Wait.For > 0:
+				after = s.ID
+			case s.Split != nil:
+				for _, a := range s.Split.Arms {
+					if j, ok := w.index[a.Then]; ok {
+						walk(j, after, s.ID)
+					}
+				}
+				return
+			default:
+				return
+			}
 		}
 	}
+	walk(0, "", "")
 	return out
 }
 

@@ -50,6 +50,8 @@ type StartSend struct {
 	// After is the last wait or held send before the step ("": the
 	// journey reaches it as it starts).
 	After string `json:"after,omitempty"`
+	// Via is the last split before the step ("": none).
+	Via string `json:"via,omitempty"`
 }
 
 // DataKeys names the keys of .data template name reads on every one of

@@ -83,8 +83,15 @@ func (s *Service) checkStarts(ctx context.Context, ev herald.Event) error {
 // lacks, or nil.
 func MissingStartData(st redisstore.StartSend, needs []string, data map[string]any) error {
 	what := fmt.Sprintf("workflow %q starts with step %q, whose template %q", st.Workflow, st.Step, st.Template)
-	if st.After != "" {
-		what = fmt.Sprintf("workflow %q reaches step %q after %q with the trigger's data alone, and its template %q", st.Workflow, st.Step, st.After, st.Template)
+	if st.After != "" || st.Via != "" {
+		how := ""
+		if st.Via != "" {
+			how += fmt.Sprintf(" in an arm of split %q", st.Via)
+		}
+		if st.After != "" {
+			how += fmt.Sprintf(" after %q", st.After)
+		}
+		what = fmt.Sprintf("workflow %q reaches step %q%s with the trigger's data alone, and its template %q", st.Workflow, st.Step, how, st.Template)
 	}
 	return missingData(what, needs, data)
 }
