@@ -246,11 +246,9 @@ func (b *bundle) postSlack(t *testing.T, body, sig, stamp string) int {
 	if stamp != "" {
 		req.Header.Set("X-Slack-Request-Timestamp", stamp)
 	}
-	start := time.Now()
 	res, err := b.http.Do(req)
 	require.NoError(t, err)
 	_ = res.Body.Close()
-	require.Less(t, time.Since(start), 3*time.Second, "Slack wants an answer within 3 s")
 	return res.StatusCode
 }
 
@@ -294,12 +292,17 @@ func TestSlackRequestsMustBeSignedFreshAndNew(t *testing.T) {
 	require.Equal(t, 1, b.slack.Calls("chat.update"))
 }
 
+// Slack wants an answer within 3 s, so the answer waits for nothing the
+// press sets off: with Slack's chat.update held, the press is still
+// answered, acknowledged and on the timeline, and the message is updated
+// once Slack answers.
 func TestSlackButtonAcknowledgesAndShowsTheChoice(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.send(t, "m1", "remind", "checkout", herald.ChannelSlack)
 	body := b.press(t, "outreach.snoozed")
 	sig, stamp := sign(secret, time.Now(), body)
+	b.slack.SetFault(slackapi.Fault{Method: "chat.update", Hang: true})
 	require.Equal(t, http.StatusOK, b.postSlack(t, body, sig, stamp))
 
 	eventually(t, func() bool { return len(b.events(t, "outreach.snoozed")) == 1 }, "the button's event is emitted")
@@ -316,7 +319,9 @@ func TestSlackButtonAcknowledgesAndShowsTheChoice(t *testing.T) {
 	require.Equal(t, "Not now", a.Data["label"])
 
 	// Calls counts a call when it arrives; the post is recorded once it
-	// is accepted: wait for the post.
+	// is accepted: release the held update, then wait for the post.
+	eventually(t, func() bool { return b.slack.Calls("chat.update") == 1 }, "the update reaches Slack")
+	b.slack.SetFault(slackapi.Fault{})
 	var upd slackapi.Post
 	eventually(t, func() bool {
 		for _, p := range b.slack.Posts() {
