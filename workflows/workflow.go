@@ -156,9 +156,10 @@ type TriggerSend struct {
 // customer's hour, waits that time out (a wait's event, when it comes
 // first, brings its data and leads elsewhere) and every arm of a split (an
 // arm is drawn by chance, never by the data), up to the first branch,
-// digest, end or wait without a timeout. A branch is not followed: its
-// conditions may read the data, so an arm's template may need what only
-// the data that chooses it holds. Only an exit brings data in between,
+// digest, end or wait without a timeout. A branch is not followed: it
+// picks an arm by the customer or the data, and what an app puts in an
+// event can differ the same way, so an arm's template may need what only
+// the events of the customers it picks hold. Only an exit brings data in between,
 // and it ends the journey. Such a send is made for every journey that is
 // not ended, opted out of or converted first (a split's, for every one in
 // its arm), so data it cannot render would fail it for every such
