@@ -172,11 +172,15 @@ func TestHangingSlackFallsBackToEmail(t *testing.T) {
 	b.slack.SetFault(slackapi.Fault{Hang: true, Method: "chat.postMessage"})
 	send(t, b, wire.Message{Channels: []herald.Channel{herald.ChannelSlack, herald.ChannelEmail}})
 	eventually(t, func() bool { return b.smtp.Count() == 1 }, "falls back to email")
+	// The fallback is queued before its line is written, so the email
+	// can arrive first: wait for the lines.
+	eventually(t, func() bool {
+		tl := b.timeline(t, "c1")
+		return hasSummary(tl, "queued for email: falls back from slack") && hasEntry(tl, herald.ChannelEmail, herald.OutcomeSent, "")
+	}, "the fallback and the email's send are on the timeline")
 	tl := b.timeline(t, "c1")
 	require.True(t, hasEntry(tl, herald.ChannelSlack, herald.OutcomeFailedTemporary, "slack timeout"))
 	require.True(t, hasEntry(tl, herald.ChannelSlack, herald.OutcomeFailedPermanent, ""), "retries exhausted is recorded")
-	require.True(t, hasSummary(tl, "queued for email: falls back from slack"))
-	eventually(t, func() bool { return hasEntry(b.timeline(t, "c1"), herald.ChannelEmail, herald.OutcomeSent, "") }, "sent by email")
 }
 
 // Three timeouts in a row mark a channel degraded: the next message is
