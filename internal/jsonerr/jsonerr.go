@@ -21,6 +21,8 @@ func Explain(err error, doc []byte) string {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	switch {
+	case doc != nil && len(bytes.TrimSpace(doc)) == 0:
+		return "the document is empty: send a JSON value"
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		errors.As(err, &se) && se.Error() == "unexpected end of JSON input":
 		return "malformed JSON: the document ends before it is complete (an object, array or string is not closed)"

@@ -34,6 +34,7 @@ func TestExplain(t *testing.T) {
 		{"{\n  \"name\": \"x\",\n  \"on\": tru\n}", `malformed JSON at line 3, column 12: invalid character '\n' in literal true (expecting 'e')`},
 		{"{\n  \"name\": 'x'\n}", `malformed JSON at line 2, column 11: invalid character '\'' looking for beginning of value`},
 		{`{"nme": "x"}`, `unknown field "nme" (not a field of this document)`},
+		{" \n", `the document is empty: send a JSON value`},
 	} {
 		for _, how := range []string{"Unmarshal", "Decoder"} {
 			var v doc
