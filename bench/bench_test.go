@@ -31,6 +31,7 @@ import (
 	"github.com/heraldhq/herald/internal/msgid"
 	"github.com/heraldhq/herald/internal/redistest"
 	"github.com/heraldhq/herald/internal/smtpserver"
+	"github.com/heraldhq/herald/internal/wire"
 	"github.com/heraldhq/herald/preferences"
 	"github.com/heraldhq/herald/templates"
 	"github.com/heraldhq/herald/workflows"
@@ -291,6 +292,61 @@ type runMode struct {
 	// split answers every request before the worker starts, so that the
 	// API's cost and the worker's can be told apart.
 	split bool
+	// floor, when set, replaces herald's message handler (see floorMux).
+	floor floorKind
+}
+
+// A floorKind is a stand-in for herald's message handler that does a
+// fixed part of its work, so that a run measures what the path costs
+// before the rest of herald's delivery work.
+type floorKind int
+
+const (
+	floorNone  floorKind = iota // herald's own handler
+	floorNoop                   // the task is taken and done, nothing else
+	floorEmail                  // one email, rendered before the run, sent through herald's email sender
+)
+
+// floorMux handles the message tasks of a floor run: it decodes each task
+// and, for floorEmail, sends the email rendered once before the run
+// through a sender like the engine's, to smtpURL; done is called with the
+// message ID once the task's work is done (for floorEmail, the SMTP
+// server's receipt reports it instead). There is no Redis read or write of
+// herald's own, no template rendering, consent check, claim, ledger or
+// timeline. The returned func closes the sender.
+func floorMux(b *testing.B, e *engine.Engine, kind floorKind, smtpURL string, done func(id string)) (*asynq.ServeMux, func()) {
+	ec, err := email.ParseURL(smtpURL)
+	require.NoError(b, err)
+	ec.From, ec.Pool = "Lumen <hello@lumen.example>", 8
+	es, err := email.New(ec)
+	require.NoError(b, err)
+	cust := herald.Customer{ID: "c0", Email: "c0@example.com", Locale: "en", Timezone: "UTC", Attributes: map[string]any{"first_name": "Ada"}}
+	content, err := e.Templates().RenderChannel("hello", "en", templates.Data{Customer: cust, Data: map[string]any{"plan": "Pro"}, Now: time.Now()}, herald.ChannelEmail)
+	require.NoError(b, err)
+	exp := time.Now().Add(time.Hour)
+	prefs := "https://herald.example.com/preferences?token=" + preferences.Sign(signingKey, preferences.Claims{CustomerID: cust.ID, Purpose: "preferences", Expires: exp})
+	unsub := "https://herald.example.com/unsubscribe?token=" + preferences.Sign(signingKey, preferences.Claims{CustomerID: cust.ID, Purpose: "unsubscribe", Topic: "onboarding", Channel: herald.ChannelEmail, Expires: exp})
+	sealed := msgid.NewKeys(signingKey)
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(wire.TypeMessage, func(ctx context.Context, t *asynq.Task) error {
+		var m wire.Message
+		if err := wire.Decode(t.Payload(), &m); err != nil {
+			return err
+		}
+		if kind == floorNoop {
+			done(m.ID)
+			return nil
+		}
+		token, _ := sealed.Seal(m.CustomerID, m.ID)
+		c := cust
+		c.ID, c.Email = m.CustomerID, m.CustomerID+"@example.com"
+		_, err := es.Send(ctx, herald.Message{
+			ID: m.ID + ":email", Channel: herald.ChannelEmail, Customer: c, Topic: m.Topic, Template: m.Template,
+			Content: content, PreferencesURL: prefs, Unsubscribe: []string{unsub}, ReplyToken: token,
+		})
+		return err
+	})
+	return mux, func() { _ = es.Close() }
 }
 
 // heraldMessages sends count one-off messages through POST /v1/messages
@@ -359,6 +415,20 @@ func heraldMessages(b *testing.B, m meter, addr string, count int, mode runMode)
 	})
 	ids := make([]string, count)
 	due := make([]int64, count)
+	mux := e.Mux()
+	if mode.floor != floorNone {
+		var closeFloor func()
+		mux, closeFloor = floorMux(b, e, mode.floor, smtp.URL(), func(id string) {
+			now := time.Now().UnixNano()
+			mu.Lock()
+			defer mu.Unlock()
+			received[id] = now
+			if len(received) == count {
+				close(finished)
+			}
+		})
+		defer closeFloor()
+	}
 
 	if profile != "" {
 		f, err := os.Create(profile)
@@ -371,7 +441,7 @@ func heraldMessages(b *testing.B, m meter, addr string, count int, mode runMode)
 	runtime.ReadMemStats(&ms0)
 	before := m.read(b)
 	start := func() {
-		require.NoError(b, srv.Start(e.Mux()))
+		require.NoError(b, srv.Start(mux))
 	}
 	if !mode.split {
 		start()
@@ -596,6 +666,62 @@ func BenchmarkMessagePath(b *testing.B) {
 		printErrors()
 		if profile != "" {
 			printProfile(profile)
+		}
+	}
+}
+
+// BenchmarkMessageFloor shows how much of bare asynq's rate the one-off
+// message path can reach before herald's own delivery work: the same
+// requests to POST /v1/messages (idempotency record, customer check,
+// enqueue) with the worker's message handler replaced (floorMux) by one
+// that does nothing, and by one that sends an email rendered before the
+// run through herald's email sender to the in-process SMTP server. Each
+// runs in turn with bare asynq and herald's own handler, pairs() times;
+// each figure is its median ratio. What herald's handler adds on top
+// (consent, claim, rendering, ledger, timeline) is the distance between
+// the last two.
+func BenchmarkMessageFloor(b *testing.B) {
+	rs := redistest.Start(b)
+	m := meter{rdb: rs.Client(), redisPID: childPID(b, "redis-server", strconv.Itoa(rs.Port()))}
+	count := n()
+	kinds := []struct {
+		kind floorKind
+		name string
+	}{
+		{floorNoop, "API, no-op handler"},
+		{floorEmail, "API, one pre-rendered email over SMTP"},
+		{floorNone, "API, herald's message handler"},
+	}
+	for b.Loop() {
+		ratios := make([][]float64, len(kinds))
+		cpu := make([][]float64, len(kinds))
+		var bareCPU []float64
+		for range pairs() {
+			bare := bareAsynq(b, m, count)
+			s, r := bare.cost.cpuMs()
+			bareCPU = append(bareCPU, s+r)
+			for i, k := range kinds {
+				run := heraldMessages(b, m, rs.Addr, count, runMode{floor: k.kind})
+				s, r := run.cost.cpuMs()
+				ratios[i] = append(ratios[i], run.rate/bare.rate)
+				cpu[i] = append(cpu[i], s+r)
+			}
+		}
+		median := func(v []float64) float64 {
+			v = slices.Clone(v)
+			slices.Sort(v)
+			return v[len(v)/2]
+		}
+		fmt.Printf("\nmessage path floor, N=%d, %d keep-alive HTTP clients, worker concurrency %d, %d CPUs; median of %d runs each, bare asynq %.2f ms CPU a task:\n",
+			count, httpClients(), concurrency, runtime.NumCPU(), pairs(), median(bareCPU))
+		for i, k := range kinds {
+			var each []string
+			for _, r := range ratios[i] {
+				each = append(each, fmt.Sprintf("%.2f", r))
+			}
+			fmt.Printf("  %-40s ratio %.2f (runs %s), CPU %.2f ms a message (bench process and redis-server)\n",
+				k.name, median(ratios[i]), strings.Join(each, ", "), median(cpu[i]))
+			b.ReportMetric(median(ratios[i]), fmt.Sprintf("ratio-%d", i))
 		}
 	}
 }
